@@ -1,0 +1,1 @@
+"""ApiFunction: the HTTP API (presigned uploads, jobs, files, health)."""

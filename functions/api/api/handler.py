@@ -1,0 +1,185 @@
+"""ApiFunction: API Gateway HTTP API (v2) events through the Powertools event handler.
+
+Identity is the ``sub`` claim the JWT authorizer put in the request context (locally, the dev
+gateway's token map does the same); a header the client sets is never trusted. A user sees only
+their own jobs and files: another user's job or file answers 404, exactly like one that does not
+exist, so ids and dedupe reveal nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+import docpipe
+from api.uploads import UploadRequest, prepare
+from docpipe.adapters.dynamo import FilesRepository, JobsRepository
+from docpipe.adapters.s3 import ObjectStore
+from docpipe.config import Settings
+from docpipe.errors import BadRequest, DocpipeError, NotFound, Unauthorized, http_status
+from docpipe.jobs import public_view
+from docpipe.observability import MetricUnit, logger, metrics, tracer
+from docpipe.storage import original_key
+
+settings = Settings.from_env()
+app = APIGatewayHttpResolver(enable_validation=True)
+
+_HASH = re.compile(r"^[0-9a-f]{64}$")
+_JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+JSON = "application/json"
+
+
+@functools.cache
+def adapters() -> tuple[ObjectStore, JobsRepository, FilesRepository]:
+    return ObjectStore(), JobsRepository(settings.jobs_table), FilesRepository(settings.files_table)
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
+    return Response(status_code=status, content_type=JSON, body=json.dumps(body), headers=headers)
+
+
+def current_user() -> str:
+    claims = app.current_event.request_context.authorizer.jwt_claim or {}
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub or "/" in sub:
+        raise Unauthorized()
+    return sub
+
+
+def _own_job(job_id: str, owner: str) -> dict[str, Any]:
+    job = adapters()[1].get(job_id) if _JOB_ID.match(job_id) else None
+    if job is None or job["owner"] != owner:
+        raise NotFound("No such job.", code="job.not_found")
+    return job
+
+
+def _own_file(digest: str, owner: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The file's record and the caller's newest job for it, or 404 when the caller has no job with these bytes."""
+    _, jobs_repo, files_repo = adapters()
+    owned = jobs_repo.for_owner_and_hash(owner, digest) if _HASH.match(digest) else []
+    record = files_repo.get(digest) if owned else None
+    if record is None or record.get("status") != "stored":
+        raise NotFound("No such file.", code="file.not_found")
+    return record, owned[0]
+
+
+@app.post("/uploads")
+def create_upload(request: UploadRequest) -> Response[str]:
+    owner = current_user()
+    prepared = prepare(request, owner, settings.max_upload_bytes, settings.upload_url_ttl_seconds)
+    store, jobs_repo, _ = adapters()
+    jobs_repo.create(prepared.job)
+    post = store.presign_post(
+        settings.uploads_bucket,
+        prepared.key,
+        prepared.content_type,
+        min(request.size, settings.max_upload_bytes),
+        settings.upload_url_ttl_seconds,
+    )
+    expires_at = datetime.now(UTC) + timedelta(seconds=settings.upload_url_ttl_seconds)
+    metrics.add_metric(name="UploadsRequested", unit=MetricUnit.Count, value=1)
+    logger.info("upload requested", extra={"job_id": prepared.job["jobId"], "lane": prepared.job["lane"]})
+    return _json(
+        201,
+        {
+            "jobId": prepared.job["jobId"],
+            "lane": prepared.job["lane"],
+            "upload": {"url": post["url"], "fields": post["fields"]},
+            "expiresAt": expires_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        },
+        headers={"Location": f"/jobs/{prepared.job['jobId']}"},
+    )
+
+
+@app.get("/jobs/<job_id>")
+def get_job(job_id: str) -> Response[str]:
+    return _json(200, public_view(_own_job(job_id, current_user())))
+
+
+@app.get("/jobs")
+def list_jobs(
+    limit: Annotated[int, Query(ge=1, le=100)] = 25, cursor: Annotated[str | None, Query(max_length=2048)] = None
+) -> Response[str]:
+    items, next_cursor = adapters()[1].list_for_owner(current_user(), limit, cursor)
+    return _json(200, {"jobs": [public_view(job) for job in items], "nextCursor": next_cursor})
+
+
+@app.get("/files/<digest>")
+def get_file(digest: str) -> Response[str]:
+    record, _ = _own_file(digest, current_user())
+    facts = {k: record[k] for k in ("hash", "size", "contentType", "type", "width", "height") if k in record}
+    return _json(200, {**facts, "variants": ["original"]})
+
+
+@app.get("/files/<digest>/<variant>")
+def get_variant(digest: str, variant: str) -> Response[str]:
+    record, job = _own_file(digest, current_user())
+    if variant != "original":
+        raise NotFound(f"No variant named {variant!r}.", code="variant.not_found")
+    url = adapters()[0].presign_get(
+        settings.store_bucket,
+        original_key(digest),
+        settings.download_url_ttl_seconds,
+        filename=job["name"].replace('"', "'"),
+        content_type=record.get("contentType"),
+    )
+    return Response(status_code=302, headers={"Location": url, "Cache-Control": "no-store"}, body="")
+
+
+@app.get("/health")
+def health() -> Response[str]:
+    store, jobs_repo, files_repo = adapters()
+    checks = {
+        "jobsTable": jobs_repo.ping,
+        "filesTable": files_repo.ping,
+        "uploadsBucket": lambda: store.ping(settings.uploads_bucket),
+        "storeBucket": lambda: store.ping(settings.store_bucket),
+    }
+    dependencies = {}
+    for name, check in checks.items():
+        try:
+            check()
+            dependencies[name] = "ok"
+        except DocpipeError:
+            dependencies[name] = "unreachable"
+    ok = all(v == "ok" for v in dependencies.values())
+    return _json(200 if ok else 503, {"ok": ok, "version": docpipe.__version__, "dependencies": dependencies})
+
+
+@app.exception_handler(DocpipeError)
+def docpipe_error(error: DocpipeError) -> Response[str]:
+    return _json(http_status(error), error.to_dict())
+
+
+@app.exception_handler(RequestValidationError)
+def invalid_request(error: RequestValidationError) -> Response[str]:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}" for e in error.errors()
+    )
+    return docpipe_error(BadRequest(f"The request is not valid: {problems}"))
+
+
+@app.not_found
+def route_not_found(_: Exception) -> Response[str]:
+    return _json(404, {"code": "route.not_found", "message": "No such route."})
+
+
+@app.exception_handler(Exception)
+def unexpected(error: Exception) -> Response[str]:
+    logger.exception("unhandled error")
+    return _json(500, {"code": "internal", "message": "Internal error."})
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics(capture_cold_start_metric=True)
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

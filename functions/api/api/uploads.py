@@ -1,0 +1,67 @@
+"""Pure validation of an upload request: what the job will be and what the presigned POST allows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from docpipe import jobs
+from docpipe.errors import BadRequest, FileEmpty, FileTooLarge, UnsupportedType
+from docpipe.filetypes import ACCEPTED_MIMES, BY_EXTENSION, GENERIC_MIMES, extension
+from docpipe.lanes import lane_for
+from docpipe.storage import display_name, upload_key
+
+
+class UploadRequest(BaseModel):
+    name: str = Field(min_length=1, max_length=1024, description="The file's name as the user knows it.")
+    size: int = Field(ge=0, description="The file's size in bytes; the upload may not exceed it.")
+    contentType: str | None = Field(default=None, max_length=255, description="The client's idea of the type.")
+    priority: Literal["high", "normal", "low"] | None = Field(
+        default=None, description="A lane to ask for; the size decides when the request cannot be honoured."
+    )
+
+
+@dataclass(frozen=True)
+class PreparedUpload:
+    job: dict[str, object]
+    key: str
+    content_type: str
+
+
+def prepare(request: UploadRequest, owner: str, max_bytes: int, url_ttl_seconds: int) -> PreparedUpload:
+    """Check a request and describe its job; raises 400/413/415-class errors. The client's type is a hint only."""
+    name = display_name(request.name)
+    if not name:
+        raise BadRequest("The name is empty once path separators and control characters are removed.")
+    if request.size == 0:
+        raise FileEmpty("The file is empty; there is nothing to process.")
+    if request.size > max_bytes:
+        raise FileTooLarge(f"The file is {request.size} bytes; the limit is {max_bytes} bytes.")
+    ext = extension(name)
+    named = BY_EXTENSION.get(ext)
+    if ext and named is None:
+        raise UnsupportedType(f"Files ending in {ext} are not accepted.")
+    declared = (request.contentType or "").split(";")[0].strip().lower()
+    if declared not in GENERIC_MIMES and declared not in ACCEPTED_MIMES:
+        raise UnsupportedType(f"Files of type {declared} are not accepted.")
+    content_type = named.mime if named else declared if declared not in GENERIC_MIMES else "application/octet-stream"
+    job_id = jobs.new_job_id()
+    key = upload_key(owner, job_id, name)
+    now = jobs.now_iso()
+    job: dict[str, object] = {
+        "jobId": job_id,
+        "owner": owner,
+        "name": name,
+        "uploadKey": key,
+        "declaredSize": request.size,
+        "declaredType": declared or None,
+        "priority": request.priority,
+        "lane": lane_for(request.size, request.priority),
+        "state": jobs.JobState.UPLOADING.value,
+        "createdAt": now,
+        "updatedAt": now,
+        "expiresAt": jobs.expires_in(url_ttl_seconds + jobs.UNCLAIMED_JOB_SECONDS),
+    }
+    return PreparedUpload(job=job, key=key, content_type=content_type)

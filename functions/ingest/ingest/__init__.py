@@ -1,0 +1,1 @@
+"""IngestFunction: hash-and-dedupe of raw uploads into content-addressed storage."""

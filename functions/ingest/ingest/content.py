@@ -1,0 +1,100 @@
+"""Pure content checks: streaming SHA-256, size limits, and type detection. No AWS, no events."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from PIL import Image, UnidentifiedImageError
+
+from docpipe.errors import FileCorrupt, FileEmpty, FileTooLarge, UnsupportedType
+from docpipe.filetypes import BY_NAME, OOXML_PARTS, SNIFF_BYTES, FileType, resolve, sniff
+
+# Ingest only reads image headers (never pixels), so Pillow's bomb guard must not stop it from
+# reporting the dimensions; the presets stage refuses oversized images before it decodes them.
+Image.MAX_IMAGE_PIXELS = None
+
+
+@dataclass(frozen=True)
+class Scanned:
+    sha256: str
+    size: int
+    head: bytes
+
+
+def check_size(size: int, max_bytes: int, declared: int | None = None) -> None:
+    if size == 0:
+        raise FileEmpty()
+    if size > max_bytes:
+        raise FileTooLarge(f"The file is {size} bytes; the limit is {max_bytes} bytes.")
+    if declared is not None and size > declared:
+        raise FileTooLarge(f"The file is {size} bytes, larger than the {declared} bytes declared for it.")
+
+
+def scan(chunks: Iterable[bytes], max_bytes: int, on_head: Callable[[bytes], None] | None = None) -> Scanned:
+    """Hash a stream chunk by chunk, never holding more than one chunk.
+
+    ``on_head`` sees the first :data:`SNIFF_BYTES` as soon as they have arrived, so a file of a
+    refused type stops the read early; whatever it raises propagates. Exceeding ``max_bytes`` while
+    reading (an object larger than its metadata said) raises :class:`FileTooLarge`.
+    """
+    digest = hashlib.sha256()
+    size = 0
+    head = bytearray()
+    head_seen = on_head is None
+    for chunk in chunks:
+        digest.update(chunk)
+        size += len(chunk)
+        if size > max_bytes:
+            raise FileTooLarge(f"The file is larger than the limit of {max_bytes} bytes.")
+        if len(head) < SNIFF_BYTES:
+            head += chunk[: SNIFF_BYTES - len(head)]
+        if not head_seen and len(head) >= SNIFF_BYTES:
+            head_seen = True
+            on_head(bytes(head))  # type: ignore[misc]
+    if not head_seen and on_head is not None:
+        on_head(bytes(head))
+    if size == 0:
+        raise FileEmpty()
+    return Scanned(sha256=digest.hexdigest(), size=size, head=bytes(head))
+
+
+def classify(head: bytes, name: str, open_file: Callable[[], BinaryIO]) -> FileType:
+    """The file's type from its bytes, checked against its name.
+
+    ``open_file`` gives a seekable view of the whole file; it is used only for containers (ZIP, to
+    tell DOCX/XLSX/PPTX apart by their parts) and reads just the central directory.
+    """
+    found = sniff(head)
+    if found.refused:
+        raise UnsupportedType(f"The file is {found.refused}, which docpipe does not accept.")
+    if found.container == "zip":
+        detected = _ooxml_type(open_file())
+    else:
+        assert found.type is not None
+        detected = found.type
+    return resolve(detected, name)
+
+
+def _ooxml_type(file: BinaryIO) -> FileType:
+    try:
+        with zipfile.ZipFile(file) as archive:
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, EOFError, ValueError) as exc:
+        raise FileCorrupt("The file starts like a ZIP archive but its directory cannot be read.") from exc
+    for part, type_name in OOXML_PARTS.items():
+        if part in names:
+            return BY_NAME[type_name]
+    raise UnsupportedType("The file is a ZIP archive, which docpipe does not accept.")
+
+
+def image_size(file: BinaryIO) -> tuple[int, int]:
+    """Width and height from an image's header, without decoding its pixels."""
+    try:
+        with Image.open(file) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise FileCorrupt("The image header cannot be read.") from exc

@@ -1,0 +1,184 @@
+"""Ingest one raw upload: hash it, check it, store it once per content, and settle its job.
+
+Every object that arrives under ``uploads/{owner}/{jobId}/{name}`` ends as a job that is ``ready``
+(or ``queued`` once processing stages exist) or ``failed`` with a stable code. The raw upload is
+deleted only after its bytes are stored (or matched); a failed upload is kept for inspection and
+left to the bucket's lifecycle rule, so nothing a user sent is lost to a bug in this code.
+
+Races are settled by conditional writes: the job moves out of ``uploading`` once (a duplicated or
+redelivered event finds it moved and stops), and the first writer of a hash claims it in FilesTable
+with a lease before copying, so concurrent uploads of the same bytes store them once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from docpipe import jobs
+from docpipe.adapters.dynamo import FilesRepository, JobsRepository, owner_hash
+from docpipe.adapters.s3 import ObjectInfo, ObjectNotFound, ObjectStore
+from docpipe.config import Settings
+from docpipe.errors import DocpipeError, Transient, UploadMissing
+from docpipe.filetypes import FileType
+from docpipe.jobs import JobState
+from docpipe.observability import MetricUnit, logger, metrics
+from docpipe.storage import display_name, original_key, parse_upload_key
+from ingest import content
+
+# How long a writer may hold a claim on a hash while it copies, before another may take over.
+STORE_LEASE_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What ingest did with one object: ``stored``, ``deduplicated``, ``failed``, or ``skipped`` (and why)."""
+
+    result: str
+    job_id: str | None = None
+    hash: str | None = None
+    reason: str | None = None
+
+
+class IngestService:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ObjectStore,
+        jobs_repo: JobsRepository,
+        files_repo: FilesRepository,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.jobs = jobs_repo
+        self.files = files_repo
+        self.clock = clock
+
+    def ingest(self, bucket: str, key: str) -> Outcome:
+        parsed = parse_upload_key(key)
+        if parsed is None:
+            logger.warning("object outside the upload layout; left to the lifecycle rule", extra={"key": key})
+            return Outcome("skipped", reason="not an upload key")
+        owner, job_id = parsed
+        logger.append_keys(job_id=job_id)
+        job = self.jobs.get(job_id) or self._adopt(owner, job_id, key)
+        if job["owner"] != owner:
+            logger.warning("upload key names another owner than its job", extra={"key": key})
+            return Outcome("skipped", job_id, reason="owner mismatch")
+        if job["state"] != JobState.UPLOADING:
+            return Outcome("skipped", job_id, reason=f"job already {job['state']}")
+        try:
+            return self._ingest(bucket, key, job)
+        except ObjectNotFound:
+            return self._upload_vanished(job)
+        except DocpipeError as exc:
+            if exc.retryable:
+                raise
+            return self._fail(job, exc)
+
+    def _ingest(self, bucket: str, key: str, job: dict[str, Any]) -> Outcome:
+        info = self.store.head(bucket, key)
+        content.check_size(info.size, self.settings.max_upload_bytes, job.get("declaredSize"))
+        detected: list[FileType] = []
+
+        def on_head(head: bytes) -> None:
+            detected.append(content.classify(head, job["name"], lambda: self.store.open_range(bucket, key, info)))
+
+        chunks = self.store.iter_chunks(bucket, key, info.etag, self.settings.hash_chunk_bytes)
+        scanned = content.scan(chunks, min(self.settings.max_upload_bytes, info.size), on_head)
+        file_type = detected[0]
+        facts: dict[str, Any] = {"size": scanned.size, "contentType": file_type.mime, "type": file_type.name}
+        if file_type.family == "image" and file_type.name != "heic":
+            facts["width"], facts["height"] = content.image_size(self.store.open_range(bucket, key, info))
+        logger.append_keys(hash=scanned.sha256)
+
+        deduplicated = self._store_once(bucket, key, info, scanned.sha256, facts)
+        plan = jobs.plan_for(file_type.mime, file_type.family)
+        done = self.jobs.transition(
+            job["jobId"],
+            (JobState.UPLOADING,),
+            {
+                **facts,
+                "hash": scanned.sha256,
+                "ownerHash": owner_hash(job["owner"], scanned.sha256),
+                "plan": plan,
+                "state": JobState.QUEUED if plan else JobState.READY,
+                "updatedAt": jobs.now_iso(),
+                **({} if plan else {"expiresAt": self._job_ttl()}),
+            },
+        )
+        if done is None:
+            return Outcome("skipped", job["jobId"], scanned.sha256, reason="job moved on concurrently")
+        self.store.delete(bucket, key)
+        metrics.add_metric(name="UploadsIngested", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="BytesIngested", unit=MetricUnit.Bytes, value=scanned.size)
+        if deduplicated:
+            metrics.add_metric(name="UploadsDeduplicated", unit=MetricUnit.Count, value=1)
+        logger.info("upload ingested", extra={"size": scanned.size, "type": file_type.name, "deduplicated": deduplicated})
+        return Outcome("deduplicated" if deduplicated else "stored", job["jobId"], scanned.sha256)
+
+    def _store_once(self, bucket: str, key: str, info: ObjectInfo, digest: str, facts: dict[str, Any]) -> bool:
+        """Store the bytes under ``files/{hash}/original`` unless they are already there. True when they were."""
+        existing = self.files.get(digest)
+        if existing and existing.get("status") == "stored":
+            return True
+        lease = int(self.clock()) + STORE_LEASE_SECONDS
+        claim = {"status": "storing", "leaseUntil": lease, "firstSeenAt": jobs.now_iso(), **facts}
+        if existing is None:
+            claimed = self.files.claim({"hash": digest, **claim})
+        else:
+            claimed = existing["leaseUntil"] < self.clock() and self.files.take_over(
+                digest, existing["leaseUntil"], {"leaseUntil": lease}
+            )
+        if not claimed:
+            current = self.files.get(digest)
+            if current and current.get("status") == "stored":
+                return True
+            raise Transient("Another upload of the same bytes is being stored; retrying.")
+        self.store.copy_pinned(bucket, key, info.etag, self.settings.store_bucket, original_key(digest))
+        self.files.mark_stored(digest, {**facts, "storedAt": jobs.now_iso()})
+        return False
+
+    def _adopt(self, owner: str, job_id: str, key: str) -> dict[str, Any]:
+        """A job for an object that arrived without one (its record expired, or it was put directly)."""
+        name = display_name(key.rsplit("/", 1)[-1])
+        job = {
+            "jobId": job_id,
+            "owner": owner,
+            "name": name,
+            "state": JobState.UPLOADING.value,
+            "createdAt": jobs.now_iso(),
+            "lane": "normal",
+        }
+        if self.jobs.create_if_absent(job):
+            logger.info("adopted an upload that had no job")
+        return self.jobs.get(job_id) or job
+
+    def _upload_vanished(self, job: dict[str, Any]) -> Outcome:
+        current = self.jobs.get(job["jobId"]) or job
+        if current["state"] != JobState.UPLOADING:
+            return Outcome("skipped", job["jobId"], reason=f"job already {current['state']}")
+        return self._fail(current, UploadMissing())
+
+    def _fail(self, job: dict[str, Any], error: DocpipeError) -> Outcome:
+        moved = self.jobs.transition(
+            job["jobId"],
+            (JobState.UPLOADING,),
+            {
+                "state": JobState.FAILED,
+                "error": error.to_dict(),
+                "updatedAt": jobs.now_iso(),
+                "expiresAt": self._job_ttl(),
+            },
+        )
+        if moved is None:
+            return Outcome("skipped", job["jobId"], reason="job moved on concurrently")
+        metrics.add_metric(name="IngestFailures", unit=MetricUnit.Count, value=1)
+        logger.info("upload refused", extra={"code": error.code, "error_message": error.message})
+        return Outcome("failed", job["jobId"], reason=error.code)
+
+    def _job_ttl(self) -> int:
+        return int(self.clock()) + self.settings.job_ttl_days * 86400

@@ -1,0 +1,226 @@
+"""DynamoDB: the jobs and files tables. Racing writes are settled by condition expressions."""
+
+from __future__ import annotations
+
+import base64
+import json
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from docpipe import aws
+from docpipe.errors import BadRequest, Transient
+
+_ser = TypeSerializer()
+_de = TypeDeserializer()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, set, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _dump(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _ser.serialize(v) for k, v in item.items() if v is not None}
+
+
+def _load(item: dict[str, Any]) -> dict[str, Any]:
+    return _plain({k: _de.deserialize(v) for k, v in item.items()})
+
+
+def _is_condition_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _fault(exc: ClientError, what: str) -> Transient:
+    return Transient(f"DynamoDB failed on {what}: {exc.response.get('Error', {}).get('Code', exc)}")
+
+
+class _Table:
+    def __init__(self, name: str, client: Any | None = None) -> None:
+        self.name = name
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        return self._client or aws.client("dynamodb")
+
+    def _get(self, key: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            r = self.client.get_item(TableName=self.name, Key=_dump(key), ConsistentRead=True)
+        except ClientError as exc:
+            raise _fault(exc, "get_item") from exc
+        return _load(r["Item"]) if "Item" in r else None
+
+    def _put_new(self, item: dict[str, Any], key_attr: str) -> bool:
+        try:
+            self.client.put_item(
+                TableName=self.name,
+                Item=_dump(item),
+                ConditionExpression="attribute_not_exists(#k)",
+                ExpressionAttributeNames={"#k": key_attr},
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise _fault(exc, "put_item") from exc
+        return True
+
+    def _update(
+        self,
+        key: dict[str, Any],
+        fields: dict[str, Any],
+        condition: str | None = None,
+        values: dict[str, Any] | None = None,
+        names: dict[str, str] | None = None,
+    ) -> dict[str, Any] | None:
+        """Set ``fields`` (``None`` removes) if ``condition`` holds; the new item, or ``None`` when it did not."""
+        names: dict[str, str] = dict(names or {})
+        vals: dict[str, Any] = {}
+        sets: list[str] = []
+        removes: list[str] = []
+        for i, (name, value) in enumerate(fields.items()):
+            names[f"#f{i}"] = name
+            if value is None:
+                removes.append(f"#f{i}")
+            else:
+                vals[f":f{i}"] = _ser.serialize(value)
+                sets.append(f"#f{i} = :f{i}")
+        for name, value in (values or {}).items():
+            vals[name] = _ser.serialize(value)
+        expression = " ".join(
+            part for part in (f"SET {', '.join(sets)}" if sets else "", f"REMOVE {', '.join(removes)}" if removes else "") if part
+        )
+        kwargs: dict[str, Any] = {
+            "TableName": self.name,
+            "Key": _dump(key),
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": names,
+            "ReturnValues": "ALL_NEW",
+        }
+        if vals:
+            kwargs["ExpressionAttributeValues"] = vals
+        if condition:
+            kwargs["ConditionExpression"] = condition
+        try:
+            r = self.client.update_item(**kwargs)
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return None
+            raise _fault(exc, "update_item") from exc
+        return _load(r["Attributes"])
+
+    def ping(self) -> None:
+        try:
+            self.client.describe_table(TableName=self.name)
+        except ClientError as exc:
+            raise _fault(exc, "describe_table") from exc
+
+
+class JobsRepository(_Table):
+    """JobsTable: pk ``jobId``; GSI ``byOwner`` (owner, createdAt); sparse GSI ``byOwnerHash`` (ownerHash)."""
+
+    def create(self, job: dict[str, Any]) -> None:
+        if not self._put_new(job, "jobId"):
+            raise Transient("job id collision; try again")
+
+    def create_if_absent(self, job: dict[str, Any]) -> bool:
+        return self._put_new(job, "jobId")
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        return self._get({"jobId": job_id})
+
+    def transition(self, job_id: str, from_states: tuple[str, ...], fields: dict[str, Any]) -> dict[str, Any] | None:
+        """Move a job out of one of ``from_states``, setting ``fields``; ``None`` if it was not in one of them.
+
+        This is what makes a redelivered or duplicated event produce one transition, not two.
+        """
+        placeholders = {f":s{i}": state for i, state in enumerate(from_states)}
+        condition = f"attribute_exists(jobId) AND #state IN ({', '.join(placeholders)})"
+        return self._update({"jobId": job_id}, fields, condition, placeholders, {"#state": "state"})
+
+    def list_for_owner(self, owner: str, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        kwargs: dict[str, Any] = {
+            "TableName": self.name,
+            "IndexName": "byOwner",
+            "KeyConditionExpression": "#o = :o",
+            "ExpressionAttributeNames": {"#o": "owner"},
+            "ExpressionAttributeValues": {":o": {"S": owner}},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if cursor:
+            start = _decode_cursor(cursor)
+            if start.get("owner", {}).get("S") != owner:
+                raise BadRequest("The cursor does not belong to this listing.")
+            kwargs["ExclusiveStartKey"] = start
+        try:
+            r = self.client.query(**kwargs)
+        except ClientError as exc:
+            raise _fault(exc, "query") from exc
+        last = r.get("LastEvaluatedKey")
+        return [_load(i) for i in r.get("Items", [])], _encode_cursor(last) if last else None
+
+    def for_owner_and_hash(self, owner: str, digest: str) -> list[dict[str, Any]]:
+        try:
+            r = self.client.query(
+                TableName=self.name,
+                IndexName="byOwnerHash",
+                KeyConditionExpression="ownerHash = :k",
+                ExpressionAttributeValues={":k": {"S": owner_hash(owner, digest)}},
+            )
+        except ClientError as exc:
+            raise _fault(exc, "query") from exc
+        return sorted((_load(i) for i in r.get("Items", [])), key=lambda j: j["createdAt"], reverse=True)
+
+
+def owner_hash(owner: str, digest: str) -> str:
+    return f"{owner}#{digest}"
+
+
+def _encode_cursor(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> dict[str, Any]:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, TypeError) as exc:
+        raise BadRequest("The cursor is not valid.") from exc
+    if not isinstance(value, dict):
+        raise BadRequest("The cursor is not valid.")
+    return value
+
+
+class FilesRepository(_Table):
+    """FilesTable: pk ``hash``. ``status`` is ``storing`` (claimed by one writer, with a lease) or ``stored``."""
+
+    def get(self, digest: str) -> dict[str, Any] | None:
+        return self._get({"hash": digest})
+
+    def claim(self, item: dict[str, Any]) -> bool:
+        """Become the one writer that stores these bytes. ``False`` when another writer got there first."""
+        return self._put_new(item, "hash")
+
+    def take_over(self, digest: str, expired_lease: int, fields: dict[str, Any]) -> bool:
+        """Claim a file whose previous writer's lease ran out (it crashed mid-copy)."""
+        return (
+            self._update(
+                {"hash": digest},
+                fields,
+                "#status = :storing AND leaseUntil = :lease",
+                {":storing": "storing", ":lease": expired_lease},
+                {"#status": "status"},
+            )
+            is not None
+        )
+
+    def mark_stored(self, digest: str, fields: dict[str, Any]) -> None:
+        self._update({"hash": digest}, {**fields, "status": "stored", "leaseUntil": None})

@@ -1,0 +1,61 @@
+"""Typed settings, built once per cold start from the environment. The only module that reads ``os.environ``.
+
+Variable names are set in ``template.yaml``; a missing one fails at cold start with a clear message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+MIB = 1024 * 1024
+
+
+class ConfigError(RuntimeError):
+    pass
+
+
+def _require(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"environment variable {name} is not set (see template.yaml)")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    uploads_bucket: str
+    store_bucket: str
+    jobs_table: str
+    files_table: str
+    max_upload_bytes: int = 100 * MIB
+    upload_url_ttl_seconds: int = 900
+    download_url_ttl_seconds: int = 300
+    job_ttl_days: int = 30
+    hash_chunk_bytes: int = 8 * MIB
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(
+            uploads_bucket=_require(env, "UPLOADS_BUCKET"),
+            store_bucket=_require(env, "STORE_BUCKET"),
+            jobs_table=_require(env, "JOBS_TABLE"),
+            files_table=_require(env, "FILES_TABLE"),
+            max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", 100 * MIB),
+            upload_url_ttl_seconds=_int(env, "UPLOAD_URL_TTL_SECONDS", 900),
+            download_url_ttl_seconds=_int(env, "DOWNLOAD_URL_TTL_SECONDS", 300),
+            job_ttl_days=_int(env, "JOB_TTL_DAYS", 30),
+            hash_chunk_bytes=_int(env, "HASH_CHUNK_BYTES", 8 * MIB),
+        )

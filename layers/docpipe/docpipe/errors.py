@@ -1,0 +1,97 @@
+"""One error model for the whole service.
+
+Every error carries a stable machine-readable ``code``, a human ``message`` and whether it is
+``retryable``. :data:`HTTP_STATUS` maps error classes to HTTP statuses; queue workers mark a task
+``failed`` for a non-retryable error and let a retryable (or unknown) one propagate so that the
+batch processor reports the record as failed and SQS redelivers it.
+"""
+
+from __future__ import annotations
+
+
+class DocpipeError(Exception):
+    code = "internal"
+    message = "Internal error."
+    retryable = False
+
+    def __init__(self, message: str | None = None, *, code: str | None = None) -> None:
+        self.message = message or type(self).message
+        if code:
+            self.code = code
+        super().__init__(self.message)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+class BadRequest(DocpipeError):
+    code = "request.invalid"
+    message = "The request is not valid."
+
+
+class Unauthorized(DocpipeError):
+    code = "auth.required"
+    message = "A valid bearer token is required."
+
+
+class NotFound(DocpipeError):
+    code = "not_found"
+    message = "Not found."
+
+
+class FileTooLarge(DocpipeError):
+    code = "file.too_large"
+    message = "The file is larger than the limit."
+
+
+class UnsupportedType(DocpipeError):
+    code = "file.unsupported_type"
+    message = "This type of file is not accepted."
+
+
+class FileEmpty(DocpipeError):
+    code = "file.empty"
+    message = "The file is empty."
+
+
+class FileCorrupt(DocpipeError):
+    code = "file.corrupt"
+    message = "The file is corrupt or truncated."
+
+
+class TypeMismatch(DocpipeError):
+    code = "file.type_mismatch"
+    message = "The file's contents do not match its name."
+
+
+class UploadMissing(DocpipeError):
+    code = "upload.missing"
+    message = "The uploaded object is gone before it could be ingested."
+
+
+class Transient(DocpipeError):
+    """A fault worth retrying: a race still settling, a throttled or unreachable dependency."""
+
+    code = "internal.transient"
+    message = "A temporary fault; the work will be retried."
+    retryable = True
+
+
+HTTP_STATUS: dict[type[DocpipeError], int] = {
+    BadRequest: 400,
+    Unauthorized: 401,
+    NotFound: 404,
+    FileTooLarge: 413,
+    UnsupportedType: 415,
+    FileEmpty: 400,
+    TypeMismatch: 415,
+    Transient: 503,
+}
+
+
+def http_status(error: DocpipeError) -> int:
+    """The HTTP status for an error: its class's entry, or its nearest ancestor's, else 500."""
+    for cls in type(error).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]
+    return 500

@@ -1,0 +1,169 @@
+"""The file types docpipe accepts, how they are named, and how they are recognized by their bytes.
+
+A type is decided by magic bytes, never by the name or the client's content type. The name then has
+to agree with the bytes: an image under another image extension is accepted (renamed photos are
+common and harmless), but bytes of one family under a name of another (a JPEG named ``.pdf``, an HTML
+page named ``.png``) are refused as ``file.type_mismatch``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import posixpath
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FileType:
+    name: str
+    mime: str
+    family: str  # image | document | text
+    extensions: tuple[str, ...]
+
+
+TYPES: tuple[FileType, ...] = (
+    FileType("jpeg", "image/jpeg", "image", (".jpg", ".jpeg", ".jfif")),
+    FileType("png", "image/png", "image", (".png",)),
+    FileType("gif", "image/gif", "image", (".gif",)),
+    FileType("webp", "image/webp", "image", (".webp",)),
+    FileType("tiff", "image/tiff", "image", (".tif", ".tiff")),
+    FileType("bmp", "image/bmp", "image", (".bmp",)),
+    FileType("heic", "image/heic", "image", (".heic", ".heif")),
+    FileType("pdf", "application/pdf", "document", (".pdf",)),
+    FileType(
+        "docx",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "document",
+        (".docx",),
+    ),
+    FileType(
+        "xlsx",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "document",
+        (".xlsx",),
+    ),
+    FileType(
+        "pptx",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        "document",
+        (".pptx",),
+    ),
+    FileType("text", "text/plain", "text", (".txt", ".text", ".log")),
+    FileType("markdown", "text/markdown", "text", (".md", ".markdown")),
+    FileType("csv", "text/csv", "text", (".csv",)),
+    FileType("json", "application/json", "text", (".json",)),
+)
+
+BY_NAME = {t.name: t for t in TYPES}
+BY_EXTENSION = {ext: t for t in TYPES for ext in t.extensions}
+ACCEPTED_MIMES = {t.mime for t in TYPES} | {"image/jpg", "image/x-ms-bmp", "image/heif", "text/x-markdown"}
+# Content types that say nothing about the file; clients send them when they do not know better.
+GENERIC_MIMES = {"", "application/octet-stream", "binary/octet-stream"}
+
+# Families we recognize only to refuse them with a precise message.
+_REFUSED_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"MZ", "a Windows executable"),
+    (b"\x7fELF", "an ELF executable"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"Rar!\x1a\x07", "a RAR archive"),
+    (b"\xca\xfe\xba\xbe", "a Mach-O or Java class file"),
+)
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
+OOXML_PARTS = {"word/document.xml": "docx", "xl/workbook.xml": "xlsx", "ppt/presentation.xml": "pptx"}
+
+SNIFF_BYTES = 4096
+
+
+def extension(name: str) -> str:
+    return posixpath.splitext(name.lower())[1]
+
+
+@dataclass(frozen=True)
+class Sniffed:
+    """What the first bytes say: a concrete type, a container to look into (``zip``), or a refusal."""
+
+    type: FileType | None = None
+    container: str | None = None
+    refused: str | None = None
+
+
+def sniff(head: bytes) -> Sniffed:
+    """Recognize a file by its first bytes (up to :data:`SNIFF_BYTES`)."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return Sniffed(BY_NAME["jpeg"])
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return Sniffed(BY_NAME["png"])
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return Sniffed(BY_NAME["gif"])
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return Sniffed(BY_NAME["webp"])
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return Sniffed(BY_NAME["tiff"])
+    if head[:2] == b"BM" and len(head) >= 26 and head[14:18] in (b"\x0c\x00\x00\x00", b"(\x00\x00\x00", b"|\x00\x00\x00", b"l\x00\x00\x00", b"8\x00\x00\x00", b"@\x00\x00\x00", b"4\x00\x00\x00"):
+        return Sniffed(BY_NAME["bmp"])
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        return Sniffed(BY_NAME["heic"])
+    if head.startswith(b"%PDF-"):
+        return Sniffed(BY_NAME["pdf"])
+    if head.startswith(b"PK\x03\x04"):
+        return Sniffed(container="zip")
+    for magic, what in _REFUSED_MAGIC:
+        if head.startswith(magic):
+            return Sniffed(refused=what)
+    return _sniff_text(head)
+
+
+def _sniff_text(head: bytes) -> Sniffed:
+    if not head:
+        return Sniffed(refused="empty")
+    text = _decode_head(head)
+    if text is None:
+        return Sniffed(refused="binary data of an unknown kind")
+    lowered = text.lstrip("\ufeff \t\r\n").lower()
+    if lowered.startswith(("<!doctype html", "<html", "<head", "<body", "<script")):
+        return Sniffed(refused="an HTML document")
+    if lowered.startswith("<svg") or (lowered.startswith("<?xml") and "<svg" in lowered):
+        return Sniffed(refused="an SVG image")
+    return Sniffed(BY_NAME["text"])
+
+
+def _decode_head(head: bytes) -> str | None:
+    """Decode the head as text, or ``None`` when it is binary. A cut multibyte character at the end is allowed."""
+    for bom, encoding in (
+        (codecs.BOM_UTF32_LE, "utf-32-le"),
+        (codecs.BOM_UTF32_BE, "utf-32-be"),
+        (codecs.BOM_UTF8, "utf-8"),
+        (codecs.BOM_UTF16_LE, "utf-16-le"),
+        (codecs.BOM_UTF16_BE, "utf-16-be"),
+    ):
+        if head.startswith(bom):
+            return codecs.getincrementaldecoder(encoding)(errors="replace").decode(head[len(bom) :])
+    if b"\x00" in head:
+        return None
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(head)
+    except UnicodeDecodeError:
+        text = head.decode("latin-1")
+    controls = sum(1 for ch in text if ord(ch) < 32 and ch not in "\t\n\r\f\x1b")
+    return None if controls > max(2, len(text) // 100) else text
+
+
+def resolve(sniffed: FileType, name: str) -> FileType:
+    """Reconcile the type found in the bytes with the file's name, or raise :class:`TypeMismatch`.
+
+    Text is refined by the name (``.csv`` text is CSV); an image under another image extension takes
+    its real type; a name without a known extension takes the bytes' type.
+    """
+    from docpipe.errors import TypeMismatch
+
+    named = BY_EXTENSION.get(extension(name))
+    if named is None or named == sniffed:
+        return sniffed
+    if named.family == sniffed.family == "image":
+        return sniffed
+    if sniffed.family == "text" and named.family == "text":
+        return named
+    raise TypeMismatch(
+        f"The file is named like {named.name.upper()} but its contents are {sniffed.name.upper()}."
+    )

@@ -1,0 +1,82 @@
+"""Jobs: one upload by one owner. Work is per content (hash); status is per job.
+
+States: ``uploading → queued → processing → ready | failed | cancelled``. A job's progress is
+derived from its state and its plan of tasks, never stored separately.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class JobState(StrEnum):
+    UPLOADING = "uploading"
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    READY = "ready"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset({JobState.READY, JobState.FAILED, JobState.CANCELLED})
+# How long a job that never receives its upload is kept, past the upload URL's expiry.
+UNCLAIMED_JOB_SECONDS = 24 * 3600
+
+
+def new_job_id() -> str:
+    return str(uuid.uuid4())
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def expires_in(seconds: int) -> int:
+    """An epoch-seconds TTL value for DynamoDB."""
+    return int(time.time()) + seconds
+
+
+def plan_for(content_type: str, family: str) -> list[str]:
+    """The tasks a stored file needs, by name (``presets``, ``extract``, ``ocr``).
+
+    This is the seam where the processing stages plug in: each stage adds its task here for the
+    families it serves, and ingest routes every task of a plan to that concern's lane. Until a stage
+    exists, the plan is empty and a stored file is ``ready`` at once.
+    """
+    return []
+
+
+def progress(job: dict[str, Any]) -> int:
+    state = job.get("state")
+    if state in TERMINAL:
+        return 100
+    if state == JobState.UPLOADING:
+        return 0
+    plan = job.get("plan") or []
+    if not plan:
+        return 10
+    done = sum(1 for task in plan if (job.get("tasks") or {}).get(task, {}).get("state") in ("done", "failed"))
+    return 10 + (90 * done) // len(plan)
+
+
+def public_view(job: dict[str, Any]) -> dict[str, Any]:
+    """What a job's owner sees: no internal keys, no other owner's facts."""
+    view: dict[str, Any] = {
+        "jobId": job["jobId"],
+        "name": job["name"],
+        "state": job["state"],
+        "progress": progress(job),
+        "lane": job.get("lane"),
+        "createdAt": job["createdAt"],
+        "updatedAt": job.get("updatedAt", job["createdAt"]),
+        "plan": list(job.get("plan") or []),
+        "tasks": job.get("tasks") or {},
+    }
+    for key in ("hash", "size", "contentType", "width", "height", "error"):
+        if job.get(key) is not None:
+            view[key] = job[key]
+    return view
