@@ -21,12 +21,17 @@ def display_name(name: str) -> str:
 
 def safe_name(name: str) -> str:
     """An S3-key-safe version of a name: ASCII letters, digits, ``._-``; never empty, never a dot-name."""
-    ascii_name = unicodedata.normalize("NFKD", display_name(name)).encode("ascii", "ignore").decode()
-    cleaned = _UNSAFE.sub("_", ascii_name).strip("._") or "file"
-    stem, dot, ext = cleaned.rpartition(".")
-    if dot and len(ext) <= 10:
-        return f"{stem[: MAX_NAME_CHARS - len(ext) - 1]}.{ext}"
-    return cleaned[:MAX_NAME_CHARS]
+    shown = display_name(name)
+    stem, dot, ext = shown.rpartition(".")
+    if not dot or not stem.strip("._ "):
+        stem, ext = shown, ""
+
+    def ascii_only(text: str) -> str:
+        return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+
+    stem = _UNSAFE.sub("_", ascii_only(stem)).strip("._") or "file"
+    ext = _UNSAFE.sub("", ascii_only(ext))[:10]
+    return f"{stem[: MAX_NAME_CHARS - len(ext) - 1]}.{ext}" if ext else stem[:MAX_NAME_CHARS]
 
 
 def upload_key(owner: str, job_id: str, name: str) -> str:

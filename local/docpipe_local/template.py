@@ -1,0 +1,322 @@
+"""Read ``template.yaml`` the way CloudFormation and SAM would, for the local stack.
+
+Understands the short-form tags, resolves ``Ref``/``Fn::GetAtt``/``Fn::Sub``/``Fn::Join``/``Fn::If``
+/``Fn::Select``/``Fn::Split`` against parameters, conditions, pseudo parameters and the physical names
+the local stack gives each resource, and merges SAM ``Globals`` into each function.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+_TAGS = {
+    "Ref": "Ref",
+    "GetAtt": "Fn::GetAtt",
+    "Sub": "Fn::Sub",
+    "Join": "Fn::Join",
+    "If": "Fn::If",
+    "Equals": "Fn::Equals",
+    "Not": "Fn::Not",
+    "And": "Fn::And",
+    "Or": "Fn::Or",
+    "Select": "Fn::Select",
+    "Split": "Fn::Split",
+    "FindInMap": "Fn::FindInMap",
+    "Base64": "Fn::Base64",
+    "GetAZs": "Fn::GetAZs",
+    "ImportValue": "Fn::ImportValue",
+    "Condition": "Condition",
+}
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _tag_constructor(name: str) -> Any:
+    def construct(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+            if name == "Fn::GetAtt":
+                value = value.split(".", 1)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+        return {name: value}
+
+    return construct
+
+
+for _tag, _name in _TAGS.items():
+    _Loader.add_constructor(f"!{_tag}", _tag_constructor(_name))
+
+
+class NoValue:
+    """``AWS::NoValue``: the property is dropped."""
+
+
+NO_VALUE = NoValue()
+
+
+class TemplateError(ValueError):
+    pass
+
+
+@dataclass
+class Template:
+    """A parsed template plus the local identity of its stack: names, account, region, endpoint."""
+
+    path: Path
+    doc: dict[str, Any]
+    stack_name: str = "docpipe-local"
+    region: str = "us-east-1"
+    account_id: str = "123456789012"
+    parameters: dict[str, str] = field(default_factory=dict)
+    # Filled in by provisioning: attributes of each created resource (``Ref``, ``Arn``, ``QueueUrl``, ...).
+    attributes: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | Path, **kwargs: Any) -> Template:
+        path = Path(path)
+        with path.open() as fh:
+            doc = yaml.load(fh, Loader=_Loader)  # noqa: S506 - SafeLoader subclass with CFN tags only
+        return cls(path=path, doc=doc, **kwargs)
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    @property
+    def resources(self) -> dict[str, dict[str, Any]]:
+        return dict(self.doc.get("Resources", {}))
+
+    def of_type(self, *types: str) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.resources.items() if v.get("Type") in types}
+
+    # ------------------------------------------------------------ names
+    def physical_name(self, logical: str) -> str:
+        resource = self.resources[logical]
+        props = resource.get("Properties", {})
+        explicit = {
+            "AWS::S3::Bucket": "BucketName",
+            "AWS::SQS::Queue": "QueueName",
+            "AWS::DynamoDB::Table": "TableName",
+            "AWS::Serverless::Function": "FunctionName",
+        }.get(resource["Type"])
+        if explicit and explicit in props:
+            return str(self.resolve(props[explicit]))
+        name = f"{self.stack_name}-{logical}"
+        return name.lower() if resource["Type"] == "AWS::S3::Bucket" else name
+
+    def parameter(self, name: str) -> Any:
+        spec = self.doc.get("Parameters", {}).get(name)
+        if spec is None:
+            raise TemplateError(f"unknown parameter {name}")
+        raw = self.parameters.get(name, spec.get("Default"))
+        if raw is None:
+            raise TemplateError(f"parameter {name} has no default; pass it with --parameter {name}=VALUE")
+        if spec.get("Type") == "CommaDelimitedList":
+            return [p.strip() for p in str(raw).split(",")] if isinstance(raw, str) else list(raw)
+        return str(raw)
+
+    def condition(self, name: str) -> bool:
+        return bool(self.resolve(self.doc.get("Conditions", {})[name]))
+
+    # ------------------------------------------------------------ intrinsic functions
+    def ref(self, name: str) -> Any:
+        pseudo = {
+            "AWS::StackName": self.stack_name,
+            "AWS::Region": self.region,
+            "AWS::AccountId": self.account_id,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::StackId": f"arn:aws:cloudformation:{self.region}:{self.account_id}:stack/{self.stack_name}/local",
+            "AWS::NoValue": NO_VALUE,
+        }
+        if name in pseudo:
+            return pseudo[name]
+        if name in self.doc.get("Parameters", {}):
+            return self.parameter(name)
+        if name in self.attributes and "Ref" in self.attributes[name]:
+            return self.attributes[name]["Ref"]
+        if name in self.resources:
+            return self._default_attribute(name, "Ref")
+        raise TemplateError(f"Ref to unknown name {name}")
+
+    def get_att(self, logical: str, attribute: str) -> str:
+        if logical in self.attributes and attribute in self.attributes[logical]:
+            return self.attributes[logical][attribute]
+        if logical not in self.resources:
+            raise TemplateError(f"GetAtt of unknown resource {logical}")
+        return self._default_attribute(logical, attribute)
+
+    def _default_attribute(self, logical: str, attribute: str) -> str:
+        kind = self.resources[logical]["Type"]
+        name = self.physical_name(logical)
+        arns = {
+            "AWS::S3::Bucket": f"arn:aws:s3:::{name}",
+            "AWS::SQS::Queue": f"arn:aws:sqs:{self.region}:{self.account_id}:{name}",
+            "AWS::DynamoDB::Table": f"arn:aws:dynamodb:{self.region}:{self.account_id}:table/{name}",
+            "AWS::Serverless::Function": f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}",
+        }
+        if attribute == "Arn" and kind in arns:
+            return arns[kind]
+        if attribute == "QueueName" and kind == "AWS::SQS::Queue":
+            return name
+        if attribute == "Ref" and kind in ("AWS::S3::Bucket", "AWS::DynamoDB::Table", "AWS::Serverless::Function"):
+            return name
+        if attribute == "Ref":
+            return f"{self.stack_name}-{logical}"
+        raise TemplateError(f"{logical}.{attribute} is not known before the stack is provisioned")
+
+    def resolve(self, value: Any) -> Any:
+        """Resolve every intrinsic function in ``value``; ``AWS::NoValue`` entries are dropped."""
+        if isinstance(value, list):
+            return [r for r in (self.resolve(v) for v in value) if r is not NO_VALUE]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            (key, arg), = value.items()
+            if key == "Ref":
+                return self.ref(arg)
+            if key == "Fn::GetAtt":
+                logical, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
+                return self.get_att(logical, attribute)
+            if key == "Fn::Sub":
+                return self._sub(arg)
+            if key == "Fn::Join":
+                sep, items = arg
+                return str(sep).join(str(i) for i in self.resolve(items))
+            if key == "Fn::If":
+                name, yes, no = arg
+                return self.resolve(yes if self.condition(name) else no)
+            if key == "Fn::Equals":
+                a, b = self.resolve(arg)
+                return str(a) == str(b)
+            if key == "Fn::Not":
+                return not self.resolve(arg[0])
+            if key == "Fn::And":
+                return all(self.resolve(arg))
+            if key == "Fn::Or":
+                return any(self.resolve(arg))
+            if key == "Condition":
+                return self.condition(arg)
+            if key == "Fn::Select":
+                index, items = self.resolve(arg)
+                return items[int(index)]
+            if key == "Fn::Split":
+                sep, text = self.resolve(arg)
+                return str(text).split(sep)
+            if key.startswith("Fn::"):
+                raise TemplateError(f"{key} is not supported by the local stack")
+        return {k: r for k, r in ((k, self.resolve(v)) for k, v in value.items()) if r is not NO_VALUE}
+
+    def _sub(self, arg: Any) -> str:
+        text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], self.resolve(arg[1]))
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name.startswith("!"):
+                return "${" + name[1:] + "}"
+            if name in variables:
+                return str(variables[name])
+            if "." in name and not name.startswith("AWS::"):
+                logical, attribute = name.split(".", 1)
+                return str(self.get_att(logical, attribute))
+            return str(self.ref(name))
+
+        return re.sub(r"\$\{([^}]+)\}", replace, text)
+
+    # ------------------------------------------------------------ SAM functions
+    def functions(self) -> dict[str, FunctionSpec]:
+        return {logical: self.function(logical) for logical in self.of_type("AWS::Serverless::Function")}
+
+    def function(self, logical: str) -> FunctionSpec:
+        globals_ = copy.deepcopy(self.doc.get("Globals", {}).get("Function", {}))
+        props = copy.deepcopy(self.resources[logical].get("Properties", {}))
+        env = dict(globals_.get("Environment", {}).get("Variables", {}))
+        env.update(props.get("Environment", {}).get("Variables", {}))
+        merged = {**globals_, **props}
+        layers = []
+        for layer in merged.get("Layers", []):
+            layer_logical = layer.get("Ref") if isinstance(layer, dict) else None
+            if layer_logical and layer_logical in self.resources:
+                layers.append(self.root / self.resources[layer_logical]["Properties"]["ContentUri"])
+        sqs, http = [], []
+        for event_name, event in (props.get("Events") or {}).items():
+            eprops = event.get("Properties", {})
+            if event["Type"] == "SQS":
+                queue = eprops["Queue"]
+                queue_logical = queue["Fn::GetAtt"][0] if isinstance(queue, dict) and "Fn::GetAtt" in queue else None
+                if queue_logical is None:
+                    raise TemplateError(f"{logical}.{event_name}: the local stack needs Queue as !GetAtt Queue.Arn")
+                scaling = self.resolve(eprops.get("ScalingConfig", {}))
+                sqs.append(
+                    SqsSource(
+                        name=event_name,
+                        queue=queue_logical,
+                        batch_size=int(self.resolve(eprops.get("BatchSize", 10))),
+                        max_concurrency=int(scaling.get("MaximumConcurrency", 1000)),
+                        report_failures="ReportBatchItemFailures" in eprops.get("FunctionResponseTypes", []),
+                        enabled=bool(self.resolve(eprops.get("Enabled", True))),
+                    )
+                )
+            elif event["Type"] == "HttpApi":
+                auth = eprops.get("Auth", {}).get("Authorizer")
+                http.append(HttpRoute(str(eprops.get("Method", "ANY")).upper(), eprops.get("Path", "/{proxy+}"), auth != "NONE"))
+        reserved = self.resolve(merged.get("ReservedConcurrentExecutions", NO_VALUE))
+        return FunctionSpec(
+            logical=logical,
+            name=self.physical_name(logical),
+            handler=merged["Handler"],
+            code_uri=self.root / merged["CodeUri"],
+            layers=layers,
+            env_template=env,
+            timeout=int(self.resolve(merged.get("Timeout", 3))),
+            memory_mb=int(self.resolve(merged.get("MemorySize", 128))),
+            reserved_concurrency=None if reserved is NO_VALUE else int(reserved),
+            sqs_sources=sqs,
+            http_routes=http,
+        )
+
+
+@dataclass(frozen=True)
+class SqsSource:
+    name: str
+    queue: str
+    batch_size: int
+    max_concurrency: int
+    report_failures: bool
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class HttpRoute:
+    method: str
+    path: str
+    authorized: bool
+
+
+@dataclass
+class FunctionSpec:
+    logical: str
+    name: str
+    handler: str
+    code_uri: Path
+    layers: list[Path]
+    env_template: dict[str, Any]
+    timeout: int
+    memory_mb: int
+    reserved_concurrency: int | None
+    sqs_sources: list[SqsSource]
+    http_routes: list[HttpRoute]
+
+    def environment(self, template: Template) -> dict[str, str]:
+        return {k: str(v) for k, v in template.resolve(self.env_template).items()}

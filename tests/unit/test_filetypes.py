@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import codecs
+
+import pytest
+
+from docpipe.errors import TypeMismatch
+from docpipe.filetypes import BY_NAME, resolve, sniff
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF", "jpeg"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "png"),
+        (b"GIF89a\x01\x00", "gif"),
+        (b"RIFF\x24\x00\x00\x00WEBPVP8 ", "webp"),
+        (b"II*\x00\x08\x00\x00\x00", "tiff"),
+        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00", "heic"),
+        (b"%PDF-1.7\n", "pdf"),
+        (b"plain words, nothing more\n", "text"),
+        (codecs.BOM_UTF16_LE + "héllo".encode("utf-16-le"), "text"),
+        ("naïve café, Latin-1".encode("latin-1"), "text"),
+    ],
+)
+def test_sniff_recognizes_types_by_their_bytes(head: bytes, expected: str) -> None:
+    assert sniff(head).type == BY_NAME[expected]
+
+
+@pytest.mark.parametrize(
+    ("head", "what"),
+    [
+        (b"<!DOCTYPE html><html><script>alert(1)</script>", "HTML"),
+        (b"MZ\x90\x00\x03", "Windows executable"),
+        (b"\x7fELF\x02\x01", "ELF"),
+        (b"\x00\x01\x02\x03\x04\x05\x06\x07\x08" * 10, "binary"),
+    ],
+)
+def test_sniff_refuses_what_docpipe_never_accepts(head: bytes, what: str) -> None:
+    assert what in (sniff(head).refused or "")
+
+
+def test_zip_is_a_container_to_look_into() -> None:
+    assert sniff(b"PK\x03\x04\x14\x00").container == "zip"
+
+
+def test_jpeg_named_pdf_is_a_mismatch() -> None:
+    with pytest.raises(TypeMismatch) as info:
+        resolve(BY_NAME["jpeg"], "report.pdf")
+    assert info.value.code == "file.type_mismatch"
+
+
+def test_png_named_jpg_takes_its_real_type() -> None:
+    assert resolve(BY_NAME["png"], "photo.JPG") == BY_NAME["png"]
+
+
+def test_text_is_refined_by_its_extension() -> None:
+    assert resolve(BY_NAME["text"], "table.csv") == BY_NAME["csv"]
+    assert resolve(BY_NAME["text"], "notes.md") == BY_NAME["markdown"]
+
+
+def test_a_name_without_extension_takes_the_bytes_type() -> None:
+    assert resolve(BY_NAME["pdf"], "scan") == BY_NAME["pdf"]

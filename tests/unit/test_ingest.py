@@ -1,0 +1,239 @@
+"""IngestService and IngestFunction's handler over moto, with the template's own buckets and tables."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+import pytest
+
+from docpipe.adapters.dynamo import FilesRepository, JobsRepository
+from docpipe.adapters.s3 import ObjectChanged, ObjectStore
+from docpipe.config import Settings
+from docpipe.errors import Transient
+from docpipe.jobs import new_job_id
+from docpipe.storage import original_key, upload_key
+from ingest.service import IngestService
+from tests.fixtures.files import docx_bytes, image_bytes
+
+pytestmark = pytest.mark.usefixtures("aws")
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@pytest.fixture
+def service(settings: Settings) -> IngestService:
+    return IngestService(settings, ObjectStore(), JobsRepository(settings.jobs_table), FilesRepository(settings.files_table))
+
+
+def new_upload(aws: dict[str, Any], settings: Settings, data: bytes, name: str, owner: str = "alice", **job: Any) -> tuple[str, str]:
+    job_id = new_job_id()
+    key = upload_key(owner, job_id, name)
+    JobsRepository(settings.jobs_table).create(
+        {"jobId": job_id, "owner": owner, "name": name, "state": "uploading", "createdAt": "2026-01-01T00:00:00Z", **job}
+    )
+    aws["s3"].put_object(Bucket=settings.uploads_bucket, Key=key, Body=data)
+    return job_id, key
+
+
+def job(settings: Settings, job_id: str) -> dict[str, Any]:
+    found = JobsRepository(settings.jobs_table).get(job_id)
+    assert found is not None
+    return found
+
+
+def stored_keys(aws: dict[str, Any], settings: Settings) -> list[str]:
+    listing = aws["s3"].list_objects_v2(Bucket=settings.store_bucket, Prefix="files/")
+    return [o["Key"] for o in listing.get("Contents", [])]
+
+
+def test_an_image_is_stored_by_hash_and_its_job_is_ready(aws, settings, service) -> None:
+    data = image_bytes("JPEG", (800, 600))
+    job_id, key = new_upload(aws, settings, data, "photo.jpg", declaredSize=len(data))
+
+    outcome = service.ingest(settings.uploads_bucket, key)
+
+    digest = hashlib.sha256(data).hexdigest()
+    assert outcome.result == "stored"
+    done = job(settings, job_id)
+    assert (done["state"], done["hash"], done["size"], done["contentType"]) == ("ready", digest, len(data), "image/jpeg")
+    assert (done["width"], done["height"]) == (800, 600)
+    stored = aws["s3"].get_object(Bucket=settings.store_bucket, Key=original_key(digest))["Body"].read()
+    assert stored == data
+    assert aws["s3"].list_objects_v2(Bucket=settings.uploads_bucket).get("KeyCount") == 0
+    assert FilesRepository(settings.files_table).get(digest)["status"] == "stored"
+
+
+def test_the_same_bytes_from_another_user_are_matched_not_stored_again(aws, settings, service) -> None:
+    data = docx_bytes("same bytes")
+    _, first = new_upload(aws, settings, data, "a.docx", owner="alice")
+    bob_job, second = new_upload(aws, settings, data, "b.docx", owner="bob")
+
+    assert service.ingest(settings.uploads_bucket, first).result == "stored"
+    assert service.ingest(settings.uploads_bucket, second).result == "deduplicated"
+
+    assert stored_keys(aws, settings) == [original_key(hashlib.sha256(data).hexdigest())]
+    assert job(settings, bob_job)["state"] == "ready"
+    assert job(settings, bob_job)["owner"] == "bob"
+
+
+def test_a_replayed_event_is_one_transition(aws, settings, service) -> None:
+    job_id, key = new_upload(aws, settings, b"hello", "hello.txt")
+    assert service.ingest(settings.uploads_bucket, key).result == "stored"
+    before = job(settings, job_id)
+
+    again = service.ingest(settings.uploads_bucket, key)
+
+    assert (again.result, again.reason) == ("skipped", "job already ready")
+    assert job(settings, job_id) == before
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "code"),
+    [
+        (b"", "empty.txt", "file.empty"),
+        (image_bytes("JPEG"), "invoice.pdf", "file.type_mismatch"),
+        (b"<!doctype html><html><body>hi</body></html>", "cat.png", "file.unsupported_type"),
+        (b"MZ\x90\x00" + bytes(500), "setup.txt", "file.unsupported_type"),
+        (b"\xff\xd8\xff" + bytes(3000), "broken.jpg", "file.corrupt"),
+        (docx_bytes()[:300], "cut.docx", "file.corrupt"),
+    ],
+)
+def test_bad_files_fail_their_job_with_a_code_and_keep_the_upload(aws, settings, service, data, name, code) -> None:
+    job_id, key = new_upload(aws, settings, data, name)
+
+    outcome = service.ingest(settings.uploads_bucket, key)
+
+    failed = job(settings, job_id)
+    assert (outcome.result, failed["state"], failed["error"]["code"]) == ("failed", "failed", code)
+    assert failed["error"]["message"]
+    assert aws["s3"].head_object(Bucket=settings.uploads_bucket, Key=key)["ContentLength"] == len(data)
+    assert stored_keys(aws, settings) == []
+
+
+def test_a_file_over_the_limit_fails_without_being_read(aws, settings) -> None:
+    small = dataclasses.replace(settings, max_upload_bytes=1000)
+    service = IngestService(small, ObjectStore(), JobsRepository(small.jobs_table), FilesRepository(small.files_table))
+    job_id, key = new_upload(aws, settings, bytes(1001), "big.txt")
+
+    assert service.ingest(settings.uploads_bucket, key).reason == "file.too_large"
+    assert job(settings, job_id)["error"]["code"] == "file.too_large"
+
+
+def test_a_file_larger_than_declared_fails(aws, settings, service) -> None:
+    job_id, key = new_upload(aws, settings, b"x" * 500, "notes.txt", declaredSize=100)
+
+    service.ingest(settings.uploads_bucket, key)
+
+    assert "declared" in job(settings, job_id)["error"]["message"]
+
+
+def test_an_upload_without_a_job_gets_one(aws, settings, service) -> None:
+    job_id = new_job_id()
+    key = upload_key("carol", job_id, "orphan.txt")
+    aws["s3"].put_object(Bucket=settings.uploads_bucket, Key=key, Body=b"no job for me")
+
+    assert service.ingest(settings.uploads_bucket, key).result == "stored"
+    assert (job(settings, job_id)["owner"], job(settings, job_id)["state"]) == ("carol", "ready")
+
+
+def test_a_vanished_upload_fails_its_job(aws, settings, service) -> None:
+    job_id, key = new_upload(aws, settings, b"soon gone", "gone.txt")
+    aws["s3"].delete_object(Bucket=settings.uploads_bucket, Key=key)
+
+    service.ingest(settings.uploads_bucket, key)
+
+    assert job(settings, job_id)["error"]["code"] == "upload.missing"
+
+
+def test_bytes_being_stored_by_another_writer_are_retried(aws, settings, service) -> None:
+    data = b"contended bytes"
+    digest = hashlib.sha256(data).hexdigest()
+    FilesRepository(settings.files_table).claim({"hash": digest, "status": "storing", "leaseUntil": 2**40})
+    job_id, key = new_upload(aws, settings, data, "c.txt")
+
+    with pytest.raises(Transient):
+        service.ingest(settings.uploads_bucket, key)
+    assert job(settings, job_id)["state"] == "uploading"
+
+
+def test_an_expired_claim_is_taken_over(aws, settings, service) -> None:
+    data = b"a writer crashed while storing these"
+    digest = hashlib.sha256(data).hexdigest()
+    FilesRepository(settings.files_table).claim({"hash": digest, "status": "storing", "leaseUntil": 1})
+    _, key = new_upload(aws, settings, data, "d.txt")
+
+    assert service.ingest(settings.uploads_bucket, key).result == "stored"
+    assert FilesRepository(settings.files_table).get(digest)["status"] == "stored"
+
+
+class OverwritingStore(ObjectStore):
+    """Overwrites the upload between hashing and copying, as a re-used presigned POST could."""
+
+    def copy_pinned(self, bucket: str, key: str, etag: str, dest_bucket: str, dest_key: str) -> None:
+        self.client.put_object(Bucket=bucket, Key=key, Body=b"swapped content")
+        super().copy_pinned(bucket, key, etag, dest_bucket, dest_key)
+
+
+def test_content_swapped_after_hashing_is_never_stored_under_the_old_hash(aws, settings) -> None:
+    service = IngestService(settings, OverwritingStore(), JobsRepository(settings.jobs_table), FilesRepository(settings.files_table))
+    _, key = new_upload(aws, settings, b"original content", "e.txt")
+
+    with pytest.raises(ObjectChanged):
+        service.ingest(settings.uploads_bucket, key)
+    assert stored_keys(aws, settings) == []
+
+
+def s3_event(bucket: str, *keys: str) -> str:
+    return json.dumps(
+        {
+            "Records": [
+                {"eventSource": "aws:s3", "eventName": "ObjectCreated:Post", "s3": {"bucket": {"name": bucket}, "object": {"key": k.replace("/", "%2F")}}}
+                for k in keys
+            ]
+        }
+    )
+
+
+def sqs_event(*bodies: str) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": f"m{i}",
+                "receiptHandle": f"r{i}",
+                "body": body,
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:IngestQueue",
+                "awsRegion": "us-east-1",
+            }
+            for i, body in enumerate(bodies)
+        ]
+    }
+
+
+def test_handler_reports_only_the_record_that_must_be_retried(aws, settings, lambda_context) -> None:
+    from ingest import handler
+
+    good_job, good = new_upload(aws, settings, b"good", "good.txt")
+    data = b"busy"
+    FilesRepository(settings.files_table).claim({"hash": hashlib.sha256(data).hexdigest(), "status": "storing", "leaseUntil": 2**40})
+    _, busy = new_upload(aws, settings, data, "busy.txt")
+    bad_job, bad = new_upload(aws, settings, b"", "bad.txt")
+    test_event = json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent"})
+
+    result = handler.lambda_handler(
+        sqs_event(s3_event(settings.uploads_bucket, good), s3_event(settings.uploads_bucket, busy), s3_event(settings.uploads_bucket, bad), test_event),
+        lambda_context,
+    )
+
+    assert result == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+    assert job(settings, good_job)["state"] == "ready"
+    assert job(settings, bad_job)["error"]["code"] == "file.empty"
