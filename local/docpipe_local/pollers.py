@@ -1,0 +1,121 @@
+"""SQS event source mappings: receive, build the Lambda SQS event, invoke, settle.
+
+Each mapping runs ``MaximumConcurrency`` poller threads (capped by the function's own concurrency).
+A poller takes a function slot before it receives, so messages never wait out their visibility
+timeout behind a throttle. After the invocation: success deletes the batch; with
+``ReportBatchItemFailures`` only the listed messages stay (an unknown or empty identifier fails the
+whole batch, as on Lambda); an error, timeout or crash deletes nothing and the messages come back
+after the queue's visibility timeout, to reach the DLQ after ``maxReceiveCount`` receives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from docpipe_local.runtime import FunctionRuntime, Invocation
+from docpipe_local.template import SqsSource
+
+log = logging.getLogger("docpipe.local")
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
+    """The exact event Lambda builds for a batch of SQS messages."""
+    records = []
+    for m in messages:
+        attributes = {
+            name: {
+                "stringValue": value.get("StringValue"),
+                "binaryValue": value.get("BinaryValue"),
+                "stringListValues": value.get("StringListValues", []),
+                "binaryListValues": value.get("BinaryListValues", []),
+                "dataType": value["DataType"],
+            }
+            for name, value in m.get("MessageAttributes", {}).items()
+        }
+        records.append(
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": attributes,
+                "md5OfBody": m.get("MD5OfBody") or hashlib.md5(m["Body"].encode()).hexdigest(),  # noqa: S324
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            }
+        )
+    return {"Records": records}
+
+
+def failed_ids(messages: list[dict[str, Any]], invocation: Invocation, report_failures: bool) -> set[str]:
+    """Which messages must stay on the queue after an invocation."""
+    everything = {m["MessageId"] for m in messages}
+    if not invocation.ok:
+        return everything
+    if not report_failures or not isinstance(invocation.result, dict):
+        return set()
+    listed = invocation.result.get("batchItemFailures") or []
+    ids = {item.get("itemIdentifier") if isinstance(item, dict) else None for item in listed}
+    if None in ids or "" in ids or not ids <= everything:
+        return everything
+    return {i for i in ids if i}
+
+
+class SqsPoller(threading.Thread):
+    def __init__(
+        self,
+        runtime: FunctionRuntime,
+        sqs: Any,
+        source: SqsSource,
+        queue_url: str,
+        queue_arn: str,
+        region: str,
+        stop: threading.Event,
+        index: int = 0,
+    ) -> None:
+        super().__init__(name=f"{runtime.spec.logical}-{source.name}-{index}", daemon=True)
+        self.runtime, self.sqs, self.source = runtime, sqs, source
+        self.queue_url, self.queue_arn, self.region = queue_url, queue_arn, region
+        self.stop_event = stop
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            if not self.runtime.acquire(timeout=0.5):
+                continue
+            try:
+                self.poll_once()
+            except (BotoCoreError, ClientError) as exc:
+                if not self.stop_event.is_set():
+                    log.warning("polling %s failed: %s", self.queue_url, exc)
+                    self.stop_event.wait(1)
+            finally:
+                self.runtime.release()
+
+    def poll_once(self) -> int:
+        """Receive one batch and run it (the caller holds a function slot). Returns how many messages ran."""
+        messages = self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=min(self.source.batch_size, 10),
+            WaitTimeSeconds=1,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not messages:
+            return 0
+        invocation = self.runtime.invoke_acquired(sqs_event(messages, self.queue_arn, self.region))
+        keep = failed_ids(messages, invocation, self.source.report_failures)
+        if not invocation.ok:
+            log.warning("%s failed (%s): %s", self.runtime.spec.logical, invocation.status, (invocation.error or {}).get("errorMessage"))
+        done = [m for m in messages if m["MessageId"] not in keep]
+        for i in range(0, len(done), 10):
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(done[i : i + 10])],
+            )
+        return len(messages)

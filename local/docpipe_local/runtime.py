@@ -1,0 +1,251 @@
+"""Run a function's handler the way Lambda does: in warm worker processes, one invocation at a time each.
+
+A worker is a separate process (``spawn``) with the function's environment from the template and
+its code and layer on ``sys.path``; it imports the handler once and then serves invocations over a
+pipe. An invocation that outlives the function's ``Timeout`` or grows past its ``MemorySize`` is
+killed like Lambda would kill it, and a worker that crashes takes down only its own invocation: the
+pool replaces it on the next call. Concurrency is capped per function (``ReservedConcurrentExecutions``
+or the sum of its event sources' ``MaximumConcurrency``).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sys
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from docpipe_local.template import FunctionSpec
+
+_KEEP_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "PYTHONPATH", "VIRTUAL_ENV")
+
+
+@dataclass
+class Invocation:
+    status: str  # ok | error | timeout | crashed | out_of_memory
+    result: Any = None
+    error: dict[str, Any] | None = None
+    duration_ms: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class _Context:
+    """The ``context`` object Lambda passes to a handler."""
+
+    def __init__(self, name: str, memory_mb: int, arn: str, request_id: str, deadline: float) -> None:
+        self.function_name = name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = memory_mb
+        self.invoked_function_arn = arn
+        self.aws_request_id = request_id
+        self.log_group_name = f"/aws/lambda/{name}"
+        self.log_stream_name = "local"
+        self._deadline = deadline
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.time()) * 1000))
+
+
+def _worker_main(conn: Any, handler: str, paths: list[str], env: dict[str, str], log_path: str, meta: dict[str, Any]) -> None:
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    for key in list(os.environ):
+        if key not in _KEEP_ENV:
+            del os.environ[key]
+    os.environ.update(env)
+    sys.path[:0] = paths
+    try:
+        module_name, _, function_name = handler.rpartition(".")
+        module = __import__(module_name, fromlist=[function_name])
+        function = getattr(module, function_name)
+    except BaseException as exc:  # an import error is an init error: report it for every invocation
+        init_error = {"errorType": type(exc).__name__, "errorMessage": str(exc), "stackTrace": traceback.format_exc().splitlines()}
+        traceback.print_exc()
+        conn.send(json.dumps({"status": "init_error", "error": init_error}))
+        return
+    conn.send(json.dumps({"status": "ready"}))
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        request_id, deadline, event = message["requestId"], message["deadline"], json.loads(message["event"])
+        context = _Context(meta["name"], meta["memory_mb"], meta["arn"], request_id, deadline)
+        try:
+            result = function(event, context)
+            conn.send(json.dumps({"status": "ok", "result": result}, default=str))
+        except Exception as exc:
+            traceback.print_exc()
+            error = {"errorType": type(exc).__name__, "errorMessage": str(exc), "stackTrace": traceback.format_exc().splitlines()}
+            conn.send(json.dumps({"status": "error", "error": error}))
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+class Worker:
+    """One warm execution environment."""
+
+    _ctx = multiprocessing.get_context("spawn")
+
+    def __init__(self, spec: FunctionSpec, env: dict[str, str], log_path: Path, arn: str) -> None:
+        self.spec = spec
+        self.conn, child = self._ctx.Pipe()
+        paths = [str(spec.code_uri), *(str(p) for p in spec.layers)]
+        meta = {"name": spec.name, "memory_mb": spec.memory_mb, "arn": arn}
+        self.process = self._ctx.Process(
+            target=_worker_main, args=(child, spec.handler, paths, env, str(log_path), meta), daemon=True
+        )
+        self.process.start()
+        child.close()
+        self.ready = False
+        self.init_error: dict[str, Any] | None = None
+        self.peak_rss_mb = 0.0
+
+    def _await_ready(self, deadline: float) -> Invocation | None:
+        if self.ready:
+            return None
+        if not self._wait(deadline):
+            return self._kill("timeout", "the function did not finish initializing before its timeout")
+        try:
+            hello = json.loads(self.conn.recv())
+        except (EOFError, OSError):
+            return self._kill("crashed", "the worker died while initializing")
+        if hello["status"] == "init_error":
+            self.init_error = hello["error"]
+            self.kill()
+            return Invocation("error", error=hello["error"])
+        self.ready = True
+        return None
+
+    def _wait(self, deadline: float) -> bool:
+        """Wait for a message until ``deadline``, killing the worker if it exceeds its memory size."""
+        while time.time() < deadline:
+            if self.conn.poll(0.05):
+                return True
+            if not self.process.is_alive():
+                return True  # recv() will raise EOFError
+            rss = _rss_mb(self.process.pid or 0)
+            self.peak_rss_mb = max(self.peak_rss_mb, rss)
+            if rss > self.spec.memory_mb:
+                return False
+        return False
+
+    def invoke(self, event: dict[str, Any]) -> Invocation:
+        started = time.time()
+        deadline = started + self.spec.timeout
+        failed = self._await_ready(deadline)
+        if failed:
+            return failed
+        request_id = str(uuid.uuid4())
+        try:
+            self.conn.send({"requestId": request_id, "deadline": deadline, "event": json.dumps(event)})
+        except (BrokenPipeError, OSError):
+            return self._kill("crashed", "the worker is gone")
+        if not self._wait(deadline):
+            if _rss_mb(self.process.pid or 0) > self.spec.memory_mb or self.peak_rss_mb > self.spec.memory_mb:
+                return self._kill("out_of_memory", f"the invocation exceeded MemorySize {self.spec.memory_mb} MB")
+            return self._kill("timeout", f"the invocation exceeded Timeout {self.spec.timeout} s")
+        try:
+            reply = json.loads(self.conn.recv())
+        except (EOFError, OSError):
+            return self._kill("crashed", f"the worker died (exit code {self.process.exitcode})")
+        duration = (time.time() - started) * 1000
+        if reply["status"] == "ok":
+            return Invocation("ok", result=reply["result"], duration_ms=duration)
+        return Invocation("error", error=reply["error"], duration_ms=duration)
+
+    def _kill(self, status: str, message: str) -> Invocation:
+        self.kill()
+        return Invocation(status, error={"errorType": status, "errorMessage": message})
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5)
+        self.conn.close()
+
+    @property
+    def alive(self) -> bool:
+        return self.ready and self.process.is_alive()
+
+
+class FunctionRuntime:
+    """A pool of warm workers for one function, capped at its concurrency."""
+
+    def __init__(self, spec: FunctionSpec, env: dict[str, str], log_dir: Path, arn: str, concurrency: int) -> None:
+        self.spec, self.env, self.arn = spec, env, arn
+        self.concurrency = concurrency
+        self.log_path = log_dir / f"{spec.logical}.log"
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._idle: list[Worker] = []
+        self._lock = threading.Lock()
+        self._all: set[Worker] = set()
+        self.invocations = 0
+        self.failures = 0
+
+    def warm(self) -> None:
+        """Start one worker ahead of the first invocation (a pre-warmed cold start)."""
+        with self._lock:
+            if not self._idle:
+                worker = self._spawn()
+                self._idle.append(worker)
+
+    def _spawn(self) -> Worker:
+        worker = Worker(self.spec, self.env, self.log_path, self.arn)
+        self._all.add(worker)
+        return worker
+
+    def acquire(self, timeout: float | None = None) -> bool:
+        return self._slots.acquire(timeout=timeout) if timeout is not None else self._slots.acquire()
+
+    def release(self) -> None:
+        self._slots.release()
+
+    def invoke_acquired(self, event: dict[str, Any]) -> Invocation:
+        """Invoke in a slot the caller holds (see :meth:`acquire`)."""
+        with self._lock:
+            worker = self._idle.pop() if self._idle else None
+            if worker is None:
+                worker = self._spawn()
+        invocation = worker.invoke(event)
+        with self._lock:
+            self.invocations += 1
+            if not invocation.ok:
+                self.failures += 1
+            if worker.alive:
+                self._idle.append(worker)
+            else:
+                self._all.discard(worker)
+        return invocation
+
+    def invoke(self, event: dict[str, Any]) -> Invocation:
+        self.acquire()
+        try:
+            return self.invoke_acquired(event)
+        finally:
+            self.release()
+
+    def stop(self) -> None:
+        with self._lock:
+            workers, self._idle = list(self._all), []
+            self._all.clear()
+        for worker in workers:
+            worker.kill()

@@ -1,0 +1,239 @@
+"""The embedded local stack: an AWS emulator, the template's resources, its functions, and the HTTP gateway.
+
+``LocalStack(...).start()`` — or ``with LocalStack() as stack:`` — brings up, in a few seconds:
+
+1. moto's server in a child process on loopback, unless ``endpoint`` names another emulator
+   (LocalStack, or anything that speaks the AWS APIs). ``embedded_services`` sends just those
+   services to an embedded moto next to that endpoint (LocalStack's S3 and SQS with moto's
+   DynamoDB, say), through boto3's ``AWS_ENDPOINT_URL_<SERVICE>`` variables;
+2. the buckets (CORS, lifecycle, S3→SQS notifications), queues (redrive) and tables of ``template.yaml``;
+3. a warm worker pool per function and a poller per SQS event source;
+4. the gateway serving the HTTP API function and Lambda's Invoke API.
+
+State lives in the emulator's memory: stopping the stack forgets it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import requests
+
+from docpipe_local.gateway import Gateway
+from docpipe_local.pollers import SqsPoller
+from docpipe_local.provision import provision
+from docpipe_local.runtime import FunctionRuntime
+from docpipe_local.template import Template
+
+log = logging.getLogger("docpipe.local")
+DEFAULT_API_PORT = 8780
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
+
+
+def project_root() -> Path:
+    """The folder with ``template.yaml``: the working directory or a parent, else this checkout's."""
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        if (folder / "template.yaml").is_file():
+            return folder
+    return Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class MotoServer:
+    """moto's server in a child process, so the emulator has its own core and dies with a kill."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = log_path.open("ab")
+        env = {**os.environ, **CREDENTIALS}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"moto's server exited with code {self.process.returncode}; see its log")
+            try:
+                requests.get(f"{self.url}/moto-api/data.json", timeout=1)
+                return
+            except requests.RequestException:
+                time.sleep(0.1)
+        raise RuntimeError(f"moto's server did not answer on {self.url} within {timeout} s")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self._log.close()
+
+
+class LocalStack:
+    def __init__(
+        self,
+        template_path: str | Path | None = None,
+        *,
+        endpoint: str | None = None,
+        embedded_services: tuple[str, ...] = (),
+        api_port: int = 0,
+        state_dir: str | Path = ".docpipe",
+        tokens: dict[str, str] | None = None,
+        parameters: dict[str, str] | None = None,
+        region: str = "us-east-1",
+        stack_name: str = "docpipe-local",
+    ) -> None:
+        self.template_path = Path(template_path) if template_path else project_root() / "template.yaml"
+        self.endpoint_arg = endpoint
+        self.embedded_services = embedded_services
+        self.api_port = api_port
+        self.state_dir = Path(state_dir)
+        self.tokens = tokens if tokens is not None else {f"dev-{secrets.token_urlsafe(16)}": "dev"}
+        self.parameters = parameters or {}
+        self.region = region
+        self.stack_name = stack_name
+        self.moto: MotoServer | None = None
+        self.runtimes: dict[str, FunctionRuntime] = {}
+        self.pollers: list[SqsPoller] = []
+        self.gateway: Gateway | None = None
+        self._stop = threading.Event()
+        self.template: Template | None = None
+        self.endpoints: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def endpoint(self) -> str:
+        return self.endpoints["default"]
+
+    @property
+    def api_url(self) -> str:
+        assert self.gateway is not None, "the stack is not started"
+        return self.gateway.url
+
+    @property
+    def token(self) -> str:
+        return next(iter(self.tokens))
+
+    def token_for(self, user: str) -> str:
+        return next(t for t, u in self.tokens.items() if u == user)
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoints.get(service, self.endpoint),
+            region_name=self.region,
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=CREDENTIALS["AWS_SESSION_TOKEN"],
+        )
+
+    def start(self) -> LocalStack:
+        started = time.time()
+        (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        if self.endpoint_arg is None or self.embedded_services:
+            self.moto = MotoServer(self.state_dir / "logs" / "emulator.log")
+            self.moto.wait_ready()
+        self.endpoints = {"default": self.endpoint_arg or self.moto.url}  # type: ignore[union-attr]
+        for service in self.embedded_services:
+            self.endpoints[service] = self.moto.url  # type: ignore[union-attr]
+        account = self.client("sts").get_caller_identity()["Account"]
+        self.template = Template.load(
+            self.template_path,
+            stack_name=self.stack_name,
+            region=self.region,
+            account_id=account,
+            parameters=self.parameters,
+        )
+        provision(self.template, {s: self.client(s) for s in ("s3", "sqs", "dynamodb")})
+        self._start_functions()
+        self.gateway = Gateway(self._api_runtime(), self.runtimes, self.tokens, port=self.api_port)
+        self.gateway.start()
+        log.info("local stack up in %.1f s: api %s, emulator %s", time.time() - started, self.api_url, self.endpoint)
+        return self
+
+    def _runtime_env(self, spec: Any) -> dict[str, str]:
+        assert self.template is not None
+        env = spec.environment(self.template)
+        env.update(CREDENTIALS)
+        env.update(
+            AWS_REGION=self.region,
+            AWS_DEFAULT_REGION=self.region,
+            AWS_ENDPOINT_URL=self.endpoint,
+            AWS_LAMBDA_FUNCTION_NAME=spec.name,
+            AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(spec.memory_mb),
+            AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
+            # What `sam local` sets: Powertools' Tracer stays off without an X-Ray daemon.
+            AWS_SAM_LOCAL="true",
+        )
+        for service, url in self.endpoints.items():
+            if service != "default":
+                env[f"AWS_ENDPOINT_URL_{service.upper()}"] = url
+        return env
+
+    def _start_functions(self) -> None:
+        assert self.template is not None
+        sqs = self.client("sqs")
+        for logical, spec in self.template.functions().items():
+            by_sources = sum(min(s.max_concurrency, 10) for s in spec.sqs_sources) or 4
+            concurrency = spec.reserved_concurrency or by_sources
+            runtime = FunctionRuntime(
+                spec, self._runtime_env(spec), self.state_dir / "logs", self.template.get_att(logical, "Arn"), concurrency
+            )
+            runtime.warm()
+            self.runtimes[logical] = runtime
+            for source in spec.sqs_sources:
+                if not source.enabled:
+                    continue
+                queue = self.template.attributes[source.queue]
+                for index in range(min(source.max_concurrency, concurrency)):
+                    poller = SqsPoller(runtime, sqs, source, queue["QueueUrl"], queue["Arn"], self.region, self._stop, index)
+                    poller.start()
+                    self.pollers.append(poller)
+
+    def _api_runtime(self) -> FunctionRuntime | None:
+        return next((r for r in self.runtimes.values() if r.spec.http_routes), None)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.gateway:
+            self.gateway.stop()
+        for poller in self.pollers:
+            poller.join(timeout=5)
+        for runtime in self.runtimes.values():
+            runtime.stop()
+        if self.moto:
+            self.moto.stop()
+
+    def wait(self) -> None:
+        """Block until :meth:`stop` is called (from a signal handler, say)."""
+        while not self._stop.wait(0.5):
+            pass
