@@ -18,6 +18,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,41 @@ class Worker:
         return self.ready and self.process.is_alive()
 
 
+class FairSemaphore:
+    """A counting semaphore that hands out slots first come, first served.
+
+    ``threading.Semaphore`` lets a thread that just released re-acquire ahead of older waiters, so
+    busy pollers could starve a direct invocation (a replay, an API call) for as long as they poll.
+    """
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._lock = threading.Lock()
+        self._waiters: deque[threading.Event] = deque()
+
+    def acquire(self, timeout: float | None = None) -> bool:
+        with self._lock:
+            if self._free > 0 and not self._waiters:
+                self._free -= 1
+                return True
+            turn = threading.Event()
+            self._waiters.append(turn)
+        if turn.wait(timeout):
+            return True
+        with self._lock:
+            if turn.is_set():  # handed over just as the wait timed out
+                return True
+            self._waiters.remove(turn)
+            return False
+
+    def release(self) -> None:
+        with self._lock:
+            if self._waiters:
+                self._waiters.popleft().set()
+            else:
+                self._free += 1
+
+
 class FunctionRuntime:
     """A pool of warm workers for one function, capped at its concurrency."""
 
@@ -194,7 +230,7 @@ class FunctionRuntime:
         self.spec, self.env, self.arn = spec, env, arn
         self.concurrency = concurrency
         self.log_path = log_dir / f"{spec.logical}.log"
-        self._slots = threading.BoundedSemaphore(concurrency)
+        self._slots = FairSemaphore(concurrency)
         self._idle: list[Worker] = []
         self._lock = threading.Lock()
         self._all: set[Worker] = set()
@@ -214,7 +250,7 @@ class FunctionRuntime:
         return worker
 
     def acquire(self, timeout: float | None = None) -> bool:
-        return self._slots.acquire(timeout=timeout) if timeout is not None else self._slots.acquire()
+        return self._slots.acquire(timeout)
 
     def release(self) -> None:
         self._slots.release()

@@ -1,0 +1,294 @@
+"""``docpipe``: run the local stack and push files through it.
+
+Exit codes: 0 when every job is ``ready`` (or the command succeeded), 1 when some job failed or an
+operation failed, 2 for usage errors (bad arguments, missing files, no stack to talk to).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import requests
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from docpipe_local.client import ApiError, DocpipeClient, UploadError
+
+STATE_FILE = Path(".docpipe") / "stack.json"
+err = Console(stderr=True)
+out = Console()
+
+
+class UsageError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- finding a stack
+def _read_state() -> dict[str, Any] | None:
+    try:
+        return dict(json.loads(STATE_FILE.read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def _healthy(api: str) -> bool:
+    try:
+        return requests.get(f"{api}/health", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _target(args: argparse.Namespace, stack: ExitStack, allow_embedded: bool) -> tuple[DocpipeClient, dict[str, Any]]:
+    """The API to talk to: ``--api``/``DOCPIPE_API``, else a running ``docpipe up``, else (if allowed) a fresh embedded stack."""
+    api = args.api or os.environ.get("DOCPIPE_API")
+    token = args.token or os.environ.get("DOCPIPE_TOKEN")
+    if api:
+        return DocpipeClient(api, token), {"api": api}
+    state = _read_state()
+    if state and _healthy(state["api"]):
+        return DocpipeClient(state["api"], token or state["token"]), state
+    if not allow_embedded:
+        raise UsageError("no stack is running: start one with `docpipe up`, or pass --api and --token")
+    from docpipe_local.stack import LocalStack
+
+    err.print("[dim]No stack running: starting an embedded one for this run (state is kept in memory only).[/dim]")
+    started = time.monotonic()
+    local = stack.enter_context(LocalStack())
+    err.print(f"[dim]Embedded stack up in {time.monotonic() - started:.1f} s.[/dim]")
+    return DocpipeClient(local.api_url, token or local.token), {"api": local.api_url, "endpoint": local.endpoint}
+
+
+# ---------------------------------------------------------------- commands
+def cmd_up(args: argparse.Namespace) -> int:
+    from docpipe_local.stack import LocalStack
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    parameters = dict(p.split("=", 1) for p in args.parameter)
+    tokens = {os.environ.get("DOCPIPE_TOKEN") or f"dev-{secrets.token_urlsafe(16)}": args.user}
+    stack = LocalStack(
+        endpoint=args.endpoint,
+        embedded_services=tuple(s for s in args.embedded.split(",") if s),
+        api_port=args.port,
+        parameters=parameters,
+        tokens=tokens,
+    )
+    stack.start()
+    state = {"api": stack.api_url, "endpoint": stack.endpoint, "token": stack.token, "user": args.user, "pid": os.getpid()}
+    STATE_FILE.parent.mkdir(exist_ok=True)
+    STATE_FILE.write_text(json.dumps(state, indent=2))
+    STATE_FILE.chmod(0o600)
+    out.print(f"[bold green]docpipe is up[/bold green]  API {stack.api_url}   emulator {stack.endpoint}")
+    out.print(f"  user [bold]{args.user}[/bold], token in {STATE_FILE} (export DOCPIPE_TOKEN={stack.token})")
+    out.print("  logs in .docpipe/logs/   —   Ctrl-C to stop")
+
+    def shutdown(signum: int, frame: Any) -> None:
+        stack._stop.set()
+
+    signal.signal(signal.SIGINT, shutdown)
+    signal.signal(signal.SIGTERM, shutdown)
+    try:
+        stack.wait()
+    finally:
+        out.print("stopping…")
+        stack.stop()
+        STATE_FILE.unlink(missing_ok=True)
+    return 0
+
+
+def _human(size: int | None) -> str:
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return str(size)
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    paths = [Path(p) for p in args.files]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise UsageError(f"no such file: {', '.join(missing)}")
+    with ExitStack() as stack:
+        client, _ = _target(args, stack, allow_embedded=True)
+        results = _process(client, paths, args)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        _print_results(results)
+    return 0 if all(r["state"] == "ready" for r in results) else 1
+
+
+def _process(client: DocpipeClient, paths: list[Path], args: argparse.Namespace) -> list[dict[str, Any]]:
+    show = not args.json and err.is_terminal
+    progress = Progress(
+        TextColumn("{task.description}", style="bold"),
+        BarColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not show,
+    )
+
+    def one(path: Path, task: Any) -> dict[str, Any]:
+        started = time.monotonic()
+        try:
+            created = client.upload_file(
+                path,
+                priority=args.priority,
+                progress=lambda done, total: progress.update(task, completed=50 * done / max(total, 1), status="uploading"),
+            )
+            uploaded = time.monotonic()
+            job = client.wait(
+                created["jobId"],
+                timeout=args.timeout,
+                on_update=lambda j: progress.update(task, completed=50 + j["progress"] / 2, status=j["state"]),
+            )
+        except ApiError as exc:
+            progress.update(task, completed=100, status="refused")
+            return {"file": str(path), "state": "failed", "error": {"code": exc.code, "message": exc.message}}
+        except (UploadError, requests.RequestException) as exc:
+            progress.update(task, completed=100, status="error")
+            return {"file": str(path), "state": "failed", "error": {"code": "upload.failed", "message": str(exc)}}
+        progress.update(task, completed=100, status=job["state"])
+        return {
+            "file": str(path),
+            **job,
+            "uploadSeconds": round(uploaded - started, 3),
+            "seconds": round(time.monotonic() - started, 3),
+        }
+
+    with progress, ThreadPoolExecutor(max_workers=min(4, len(paths))) as pool:
+        tasks = [progress.add_task(p.name, total=100, status="waiting") for p in paths]
+        return list(pool.map(one, paths, tasks))
+
+
+def _print_results(results: list[dict[str, Any]]) -> None:
+    table = Table(title="docpipe results")
+    for column in ("file", "state", "size", "type", "sha-256", "seconds", "error"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        state = r["state"]
+        style = "green" if state == "ready" else "red"
+        error = r.get("error")
+        table.add_row(
+            Path(r["file"]).name,
+            f"[{style}]{state}[/{style}]",
+            _human(r.get("size")),
+            r.get("contentType", "-"),
+            (r.get("hash") or "-")[:16],
+            f"{r['seconds']:.2f}" if "seconds" in r else "-",
+            f"{error['code']}: {error['message']}" if error else "",
+        )
+    out.print(table)
+    ready = sum(r["state"] == "ready" for r in results)
+    out.print(f"{ready} of {len(results)} ready")
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    with ExitStack() as stack:
+        client, _ = _target(args, stack, allow_embedded=False)
+        page = client.jobs(limit=args.limit)
+    if args.json:
+        print(json.dumps(page, indent=2))
+        return 0
+    table = Table(title="jobs, newest first")
+    for column in ("job", "name", "state", "progress", "size", "created", "error"):
+        table.add_column(column, overflow="fold")
+    for job in page["jobs"]:
+        error = job.get("error")
+        table.add_row(
+            job["jobId"], job["name"], job["state"], f"{job['progress']}%", _human(job.get("size")), job["createdAt"],
+            error["code"] if error else "",
+        )
+    out.print(table)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from docpipe_local.replay import replay
+
+    path = Path(args.event)
+    if not path.is_file():
+        raise UsageError(f"no such event file: {path}")
+    with ExitStack() as stack:
+        _, state = _target(args, stack, allow_embedded=args.embedded)
+        if "endpoint" not in state:
+            raise UsageError("replay needs a local stack (`docpipe up`), not just an API URL")
+        result = replay(path, state["api"], state["endpoint"], function=args.function, seed_dirs=[Path(d) for d in args.seed or ("samples", "events/seed")])
+    print(json.dumps(result.body, indent=2))
+    return 0 if result.ok else 1
+
+
+# ---------------------------------------------------------------- entry point
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="docpipe", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def target(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--api", help="API base URL (default: the running `docpipe up`, env DOCPIPE_API)")
+        sp.add_argument("--token", help="bearer token (default: the running stack's, env DOCPIPE_TOKEN)")
+
+    up = sub.add_parser("up", help="run the local stack until Ctrl-C")
+    up.add_argument("--port", type=int, default=8780, help="port of the HTTP API (default 8780)")
+    up.add_argument("--endpoint", help="use this AWS endpoint (LocalStack, ...) instead of the embedded emulator")
+    up.add_argument("--embedded", default="", help="services to keep on the embedded emulator with --endpoint, e.g. dynamodb")
+    up.add_argument("--user", default="dev", help="the user the development token stands for (default dev)")
+    up.add_argument("--parameter", action="append", default=[], metavar="NAME=VALUE", help="template parameter override")
+    up.set_defaults(func=cmd_up)
+
+    process = sub.add_parser("process", help="upload files, wait for their jobs, print the results")
+    process.add_argument("files", nargs="+", metavar="FILE")
+    process.add_argument("--priority", choices=("high", "normal", "low"))
+    process.add_argument("--json", action="store_true", help="print results as JSON")
+    process.add_argument("--timeout", type=float, default=300, help="seconds to wait per job (default 300)")
+    target(process)
+    process.set_defaults(func=cmd_process)
+
+    jobs = sub.add_parser("jobs", help="list your jobs")
+    jobs.add_argument("--limit", type=int, default=25)
+    jobs.add_argument("--json", action="store_true")
+    target(jobs)
+    jobs.set_defaults(func=cmd_jobs)
+
+    rp = sub.add_parser("replay", help="invoke a function with a fixture event against the running stack")
+    rp.add_argument("event", metavar="EVENT.json")
+    rp.add_argument("--function", help="logical id (default: the event's folder name, e.g. IngestFunction)")
+    rp.add_argument(
+        "--seed", action="append", default=[], metavar="DIR",
+        help="folder to seed missing S3 objects from, by file name (default: samples/ and events/seed/)",
+    )
+    rp.add_argument("--embedded", action="store_true", help="start an embedded stack for this one replay")
+    target(rp)
+    rp.set_defaults(func=cmd_replay)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UsageError as exc:
+        err.print(f"[red]docpipe: {exc}[/red]")
+        return 2
+    except ApiError as exc:
+        err.print(f"[red]docpipe: {exc}[/red]")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
