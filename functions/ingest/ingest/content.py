@@ -8,15 +8,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from PIL import Image, UnidentifiedImageError
-
 from docpipe.errors import FileCorrupt, FileEmpty, FileTooLarge, UnsupportedType
 from docpipe.filetypes import BY_NAME, OOXML_PARTS, SNIFF_BYTES, FileType, resolve, sniff
-
-# Ingest only reads image headers (never pixels), so Pillow's bomb guard must not stop it from
-# reporting the dimensions; the presets stage refuses oversized images before it decodes them.
-Image.MAX_IMAGE_PIXELS = None
-
 
 @dataclass(frozen=True)
 class Scanned:
@@ -92,7 +85,15 @@ def _ooxml_type(file: BinaryIO) -> FileType:
 
 
 def image_size(file: BinaryIO) -> tuple[int, int]:
-    """Width and height from an image's header, without decoding its pixels."""
+    """Width and height from an image's header, without decoding its pixels.
+
+    Pillow is imported here, not at module load: most uploads are not images. Ingest only reads
+    headers, so Pillow's bomb guard must not stop it from reporting dimensions; the presets stage
+    refuses oversized images before it decodes them.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    Image.MAX_IMAGE_PIXELS = None
     try:
         with Image.open(file) as image:
             return image.size

@@ -89,6 +89,8 @@ class IngestService:
 
         chunks = self.store.iter_chunks(bucket, key, info.etag, self.settings.hash_chunk_bytes)
         scanned = content.scan(chunks, min(self.settings.max_upload_bytes, info.size), on_head)
+        if scanned.size != info.size:
+            raise Transient(f"read {scanned.size} of {info.size} bytes; the stream ended early")
         file_type = detected[0]
         facts: dict[str, Any] = {"size": scanned.size, "contentType": file_type.mime, "type": file_type.name}
         if file_type.family == "image" and file_type.name != "heic":

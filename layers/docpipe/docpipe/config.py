@@ -43,7 +43,7 @@ class Settings:
     upload_url_ttl_seconds: int = 900
     download_url_ttl_seconds: int = 300
     job_ttl_days: int = 30
-    hash_chunk_bytes: int = 8 * MIB
+    hash_chunk_bytes: int = 4 * MIB
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -57,5 +57,5 @@ class Settings:
             upload_url_ttl_seconds=_int(env, "UPLOAD_URL_TTL_SECONDS", 900),
             download_url_ttl_seconds=_int(env, "DOWNLOAD_URL_TTL_SECONDS", 300),
             job_ttl_days=_int(env, "JOB_TTL_DAYS", 30),
-            hash_chunk_bytes=_int(env, "HASH_CHUNK_BYTES", 8 * MIB),
+            hash_chunk_bytes=_int(env, "HASH_CHUNK_BYTES", 4 * MIB),
         )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -64,19 +66,23 @@ class ObjectStore:
             return False
         return True
 
-    def iter_chunks(self, bucket: str, key: str, etag: str, chunk_bytes: int) -> Iterator[bytes]:
-        """The object's bytes in chunks of ``chunk_bytes``, pinned to ``etag``: never the whole object in memory."""
+    def iter_chunks(self, bucket: str, key: str, etag: str, chunk_bytes: int, depth: int = 3) -> Iterator[memoryview]:
+        """The object's bytes, pinned to ``etag``, in chunks of up to ``chunk_bytes``.
+
+        A reader thread receives the next chunks into ``depth`` reused buffers while the caller
+        works on the current one, so network and hashing overlap and memory stays at
+        ``depth × chunk_bytes`` whatever the object's size. Each chunk is a view into a reused
+        buffer: it is valid until the next one is asked for.
+        """
         try:
             body = self.client.get_object(Bucket=bucket, Key=key, IfMatch=etag)["Body"]
         except ClientError as exc:
             raise _translate(exc, key) from exc
+        pipeline = _ChunkPipeline(body, chunk_bytes, depth)
         try:
-            while chunk := body.read(chunk_bytes):
-                yield chunk
-        except (BotoCoreError, OSError) as exc:
-            raise Transient(f"reading {key} was interrupted: {exc}") from exc
+            yield from pipeline
         finally:
-            body.close()
+            pipeline.close()
 
     def open_range(self, bucket: str, key: str, info: ObjectInfo) -> RangeReader:
         return RangeReader(self, bucket, key, info)
@@ -144,6 +150,71 @@ class ObjectStore:
             self.client.head_bucket(Bucket=bucket)
         except ClientError as exc:
             raise _translate(exc, bucket) from exc
+
+
+class _ChunkPipeline:
+    """Double-buffered reads of a response body: a thread fills free buffers, the consumer drains full ones."""
+
+    _DONE = object()
+
+    def __init__(self, body: Any, chunk_bytes: int, depth: int) -> None:
+        self._body = body
+        # Read straight from http.client into our buffers (one copy, no allocation per chunk);
+        # fall back to the body's own read() for streams without readinto.
+        raw = getattr(getattr(body, "_raw_stream", None), "_fp", None)
+        self._readinto = getattr(raw, "readinto", None)
+        self._chunk = chunk_bytes
+        self._free: queue.Queue[bytearray | None] = queue.Queue()
+        self._full: queue.Queue[Any] = queue.Queue()
+        for _ in range(max(2, depth)):
+            self._free.put(bytearray(chunk_bytes))
+        self._thread = threading.Thread(target=self._read, name="s3-chunks", daemon=True)
+        self._thread.start()
+
+    def _fill(self, buffer: bytearray) -> int:
+        view = memoryview(buffer)
+        filled = 0
+        while filled < len(buffer):
+            if self._readinto is not None:
+                n = self._readinto(view[filled:])
+            else:
+                data = self._body.read(len(buffer) - filled)
+                n = len(data)
+                view[filled : filled + n] = data
+            if not n:
+                break
+            filled += n
+        return filled
+
+    def _read(self) -> None:
+        try:
+            while (buffer := self._free.get()) is not None:
+                filled = self._fill(buffer)
+                if filled:
+                    self._full.put((buffer, filled))
+                if filled < len(buffer):
+                    break
+            self._full.put(self._DONE)
+        except (BotoCoreError, OSError, ValueError) as exc:
+            self._full.put(Transient(f"reading the object was interrupted: {exc}"))
+
+    def __iter__(self) -> Iterator[memoryview]:
+        previous: bytearray | None = None
+        while True:
+            item = self._full.get()
+            if previous is not None:
+                self._free.put(previous)
+            if item is self._DONE:
+                return
+            if isinstance(item, Exception):
+                raise item
+            previous, filled = item
+            yield memoryview(previous)[:filled]
+
+    def close(self) -> None:
+        self._free.put(None)  # stops the reader at its next buffer
+        self._body.close()
+        self._thread.join(timeout=5)
 
 
 class RangeReader(io.RawIOBase):

@@ -1,0 +1,55 @@
+# The one entry point for people and CI. `make demo` and `make test` are the README's two commands.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+TOOLS  := .tools
+SAM    := $(TOOLS)/sam/bin/sam
+SAM_CLI_VERSION := 1.170.0
+# `sam build` for a python3.12 runtime needs a python3.12 on PATH: take one from pyenv when it is there.
+PY312  := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin) $(dir $(shell command -v python3.12 2>/dev/null)))
+export SAM_CLI_TELEMETRY = 0
+
+.PHONY: install demo up test lint typecheck validate unit integration build clean
+
+$(BIN)/docpipe: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[local,dev]"
+	touch $@
+
+$(SAM):
+	$(PYTHON) -m venv $(TOOLS)/sam
+	$(TOOLS)/sam/bin/python -m pip install --quiet "aws-sam-cli==$(SAM_CLI_VERSION)"
+
+install: $(BIN)/docpipe ## install docpipe, the local stack and the dev tools into .venv
+
+demo: install ## process the bundled samples end to end on an embedded local stack
+	$(BIN)/docpipe process samples/*
+
+up: install ## run the local stack until Ctrl-C
+	$(BIN)/docpipe up
+
+test: install $(SAM) lint validate typecheck ## everything CI runs: lint, template checks, types, all tests
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy layers/docpipe/docpipe functions/ingest/ingest functions/api/api
+
+validate: $(SAM)
+	$(SAM) validate --lint
+
+unit: install
+	$(BIN)/python -m pytest tests/unit
+
+integration: install
+	$(BIN)/python -m pytest tests/integration
+
+build: $(SAM) ## sam build (needs python3.12)
+	PATH="$(PY312):$$PATH" $(SAM) build --cached --parallel
+
+clean:
+	rm -rf .aws-sam .docpipe .pytest_cache .mypy_cache .ruff_cache
