@@ -32,7 +32,12 @@ BUCKET, KEY = "bench-uploads", "uploads/bench/00000000-0000-4000-8000-0000000000
 
 def child(endpoint: str, chunk_bytes: int) -> None:
     """The measured side: import what ingest imports, then stream and hash."""
-    os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    os.environ.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
     from docpipe.adapters.s3 import ObjectStore
     from ingest import content
 
@@ -46,7 +51,17 @@ def child(endpoint: str, chunk_bytes: int) -> None:
     scanned = content.scan(itertools.chain([first], chunks), info.size)
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"sha256": scanned.sha256, "seconds": seconds, "first_byte": first_byte, "peak_mib": peak, "baseline_mib": baseline}))
+    print(
+        json.dumps(
+            {
+                "sha256": scanned.sha256,
+                "seconds": seconds,
+                "first_byte": first_byte,
+                "peak_mib": peak,
+                "baseline_mib": baseline,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -73,7 +88,13 @@ def main() -> None:
         moto = MotoServer(Path(tmp) / "moto.log")
         try:
             moto.wait_ready()
-            s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+            s3 = boto3.client(
+                "s3",
+                endpoint_url=moto.url,
+                region_name="us-east-1",
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
             s3.create_bucket(Bucket=BUCKET)
             s3.upload_file(str(data), BUCKET, KEY, Config=TransferConfig(multipart_threshold=5 * 1024**3))
 
@@ -81,12 +102,18 @@ def main() -> None:
             for _ in range(3):
                 subprocess.run(["openssl", "dgst", "-sha256", str(data)], check=True, capture_output=True)  # warm cache
                 started = time.perf_counter()
-                openssl = subprocess.run(["openssl", "dgst", "-sha256", str(data)], check=True, capture_output=True, text=True)
+                openssl = subprocess.run(
+                    ["openssl", "dgst", "-sha256", str(data)], check=True, capture_output=True, text=True
+                )
                 openssl_s = time.perf_counter() - started
-                ours = json.loads(subprocess.run(
-                    [sys.executable, __file__, "--child", moto.url, "--chunk-mib", str(args.chunk_mib)],
-                    check=True, capture_output=True, text=True,
-                ).stdout)
+                ours = json.loads(
+                    subprocess.run(
+                        [sys.executable, __file__, "--child", moto.url, "--chunk-mib", str(args.chunk_mib)],
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                    ).stdout
+                )
                 assert ours["sha256"] == openssl.stdout.split()[-1], "digests differ"
                 runs.append((openssl_s, ours))
         finally:
@@ -98,13 +125,19 @@ def main() -> None:
     print(f"object: {args.size_mib} MiB, chunk {args.chunk_mib} MiB, best of {len(runs)} runs, same bytes, same run")
     print(f"{'':32}{'seconds':>9}{'GiB/s':>9}{'peak RSS MiB':>14}")
     print(f"{'openssl dgst -sha256 (file)':32}{openssl_s:9.2f}{gib / openssl_s:9.2f}{'-':>14}")
-    print(f"{'ingest path (S3 GET + scan)':32}{ours['seconds']:9.2f}{gib / ours['seconds']:9.2f}{ours['peak_mib']:14.1f}")
+    print(
+        f"{'ingest path (S3 GET + scan)':32}{ours['seconds']:9.2f}{gib / ours['seconds']:9.2f}{ours['peak_mib']:14.1f}"
+    )
     streaming = ours["seconds"] - ours["first_byte"]
-    print(f"{'  of which: to the first byte':32}{ours['first_byte']:9.2f}{'':9}{'':>14}   (the emulator reads the whole object before it answers)")
+    print(
+        f"{'  of which: to the first byte':32}{ours['first_byte']:9.2f}{'':9}{'':>14}   (the emulator reads the whole object before it answers)"
+    )
     print(f"{'  of which: streaming + hashing':32}{streaming:9.2f}{gib / streaming:9.2f}{'':>14}")
     print(f"throughput ratio ours/openssl, end to end:         {openssl_s / ours['seconds']:.2f}x (target >= 0.80)")
     print(f"throughput ratio ours/openssl, from the first byte: {openssl_s / streaming:.2f}x")
-    print(f"peak RSS: {ours['peak_mib']:.1f} MiB, of which {ours['baseline_mib']:.1f} MiB before the first byte (target < 64 MiB)")
+    print(
+        f"peak RSS: {ours['peak_mib']:.1f} MiB, of which {ours['baseline_mib']:.1f} MiB before the first byte (target < 64 MiB)"
+    )
 
 
 if __name__ == "__main__":

@@ -85,7 +85,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         tokens=tokens,
     )
     stack.start()
-    state = {"api": stack.api_url, "endpoint": stack.endpoint, "token": stack.token, "user": args.user, "pid": os.getpid()}
+    state = {
+        "api": stack.api_url,
+        "endpoint": stack.endpoint,
+        "token": stack.token,
+        "user": args.user,
+        "pid": os.getpid(),
+    }
     STATE_FILE.parent.mkdir(exist_ok=True)
     STATE_FILE.write_text(json.dumps(state, indent=2))
     STATE_FILE.chmod(0o600)
@@ -150,7 +156,9 @@ def _process(client: DocpipeClient, paths: list[Path], args: argparse.Namespace)
             created = client.upload_file(
                 path,
                 priority=args.priority,
-                progress=lambda done, total: progress.update(task, completed=50 * done / max(total, 1), status="uploading"),
+                progress=lambda done, total: progress.update(
+                    task, completed=50 * done / max(total, 1), status="uploading"
+                ),
             )
             uploaded = time.monotonic()
             job = client.wait(
@@ -180,7 +188,7 @@ def _process(client: DocpipeClient, paths: list[Path], args: argparse.Namespace)
 def _print_results(results: list[dict[str, Any]]) -> None:
     table = Table(title="docpipe results")
     for column in ("file", "state", "size", "type", "sha-256", "seconds", "error"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="ellipsis" if column == "sha-256" else "fold", no_wrap=column != "file")
     for r in results:
         state = r["state"]
         style = "green" if state == "ready" else "red"
@@ -189,12 +197,17 @@ def _print_results(results: list[dict[str, Any]]) -> None:
             Path(r["file"]).name,
             f"[{style}]{state}[/{style}]",
             _human(r.get("size")),
-            r.get("contentType", "-"),
-            (r.get("hash") or "-")[:16],
+            r.get("type", "-"),
+            (r.get("hash") or "-")[:12],
             f"{r['seconds']:.2f}" if "seconds" in r else "-",
-            f"{error['code']}: {error['message']}" if error else "",
+            error["code"] if error else "",
         )
     out.print(table)
+    for r in results:
+        if r.get("error"):
+            out.print(
+                f"[red]{Path(r['file']).name}[/red]: {r['error']['code']}: {r['error']['message']}", soft_wrap=True
+            )
     ready = sum(r["state"] == "ready" for r in results)
     out.print(f"{ready} of {len(results)} ready")
 
@@ -212,7 +225,12 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     for job in page["jobs"]:
         error = job.get("error")
         table.add_row(
-            job["jobId"], job["name"], job["state"], f"{job['progress']}%", _human(job.get("size")), job["createdAt"],
+            job["jobId"],
+            job["name"],
+            job["state"],
+            f"{job['progress']}%",
+            _human(job.get("size")),
+            job["createdAt"],
             error["code"] if error else "",
         )
     out.print(table)
@@ -229,7 +247,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         _, state = _target(args, stack, allow_embedded=args.embedded)
         if "endpoint" not in state:
             raise UsageError("replay needs a local stack (`docpipe up`), not just an API URL")
-        result = replay(path, state["api"], state["endpoint"], function=args.function, seed_dirs=[Path(d) for d in args.seed or ("samples", "events/seed")])
+        result = replay(
+            path,
+            state["api"],
+            state["endpoint"],
+            function=args.function,
+            seed_dirs=[Path(d) for d in args.seed or ("samples", "events/seed")],
+        )
     print(json.dumps(result.body, indent=2))
     return 0 if result.ok else 1
 
@@ -246,9 +270,13 @@ def parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run the local stack until Ctrl-C")
     up.add_argument("--port", type=int, default=8780, help="port of the HTTP API (default 8780)")
     up.add_argument("--endpoint", help="use this AWS endpoint (LocalStack, ...) instead of the embedded emulator")
-    up.add_argument("--embedded", default="", help="services to keep on the embedded emulator with --endpoint, e.g. dynamodb")
+    up.add_argument(
+        "--embedded", default="", help="services to keep on the embedded emulator with --endpoint, e.g. dynamodb"
+    )
     up.add_argument("--user", default="dev", help="the user the development token stands for (default dev)")
-    up.add_argument("--parameter", action="append", default=[], metavar="NAME=VALUE", help="template parameter override")
+    up.add_argument(
+        "--parameter", action="append", default=[], metavar="NAME=VALUE", help="template parameter override"
+    )
     up.set_defaults(func=cmd_up)
 
     process = sub.add_parser("process", help="upload files, wait for their jobs, print the results")
@@ -269,7 +297,10 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("event", metavar="EVENT.json")
     rp.add_argument("--function", help="logical id (default: the event's folder name, e.g. IngestFunction)")
     rp.add_argument(
-        "--seed", action="append", default=[], metavar="DIR",
+        "--seed",
+        action="append",
+        default=[],
+        metavar="DIR",
         help="folder to seed missing S3 objects from, by file name (default: samples/ and events/seed/)",
     )
     rp.add_argument("--embedded", action="store_true", help="start an embedded stack for this one replay")

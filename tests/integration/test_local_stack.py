@@ -29,7 +29,9 @@ def process(client: DocpipeClient, path: Path) -> dict[str, Any]:
 
 
 def stored_originals(stack: LocalStack, digest: str) -> list[str]:
-    listing = stack.client("s3").list_objects_v2(Bucket=stack.template.physical_name("StoreBucket"), Prefix=f"files/{digest}/")
+    listing = stack.client("s3").list_objects_v2(
+        Bucket=stack.template.physical_name("StoreBucket"), Prefix=f"files/{digest}/"
+    )
     return [o["Key"] for o in listing.get("Contents", [])]
 
 
@@ -99,7 +101,9 @@ def test_a_jpeg_named_pdf_fails_and_its_upload_is_kept(stack, alice, tmp_path) -
     job = process(alice, write(tmp_path, "invoice.pdf", image_bytes("JPEG", (50, 50))))
 
     assert (job["state"], job["error"]["code"]) == ("failed", "file.type_mismatch")
-    uploads = stack.client("s3").list_objects_v2(Bucket=stack.template.physical_name("UploadsBucket"), Prefix=f"uploads/alice/{job['jobId']}/")
+    uploads = stack.client("s3").list_objects_v2(
+        Bucket=stack.template.physical_name("UploadsBucket"), Prefix=f"uploads/alice/{job['jobId']}/"
+    )
     assert uploads["KeyCount"] == 1
 
 
@@ -117,8 +121,15 @@ def test_a_duplicated_s3_event_changes_nothing(stack, alice, tmp_path) -> None:
     sqs = stack.client("sqs")
     queue = stack.template.attributes["IngestQueue"]["QueueUrl"]
     key = f"uploads/alice/{job['jobId']}/once.txt"
-    body = {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Post",
-                         "s3": {"bucket": {"name": stack.template.physical_name("UploadsBucket")}, "object": {"key": key}}}]}
+    body = {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Post",
+                "s3": {"bucket": {"name": stack.template.physical_name("UploadsBucket")}, "object": {"key": key}},
+            }
+        ]
+    }
 
     for _ in range(3):
         sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(body))

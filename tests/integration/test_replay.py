@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from docpipe.adapters.dynamo import JobsRepository
+from docpipe.storage import parse_upload_key
 from docpipe_local.replay import replay, s3_objects
 from docpipe_local.stack import LocalStack
-from docpipe.storage import parse_upload_key
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = sorted((ROOT / "events").glob("*Function/*.json"))
@@ -55,7 +55,7 @@ def test_fixture_replays(stack: LocalStack, fixture: Path) -> None:
     jobs = JobsRepository(stack.template.physical_name("JobsTable"), client=stack.client("dynamodb"))
     outcomes = {}
     for _, key in s3_objects(json.loads(fixture.read_text())):
-        owner, job_id = parse_upload_key(key)
+        _, job_id = parse_upload_key(key)
         job = jobs.get(job_id)
         outcomes[key.rsplit("/", 1)[-1]] = (job["state"], (job.get("error") or {}).get("code"))
     assert outcomes == expected

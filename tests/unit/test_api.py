@@ -20,7 +20,9 @@ pytestmark = pytest.mark.usefixtures("aws")
 def call(lambda_context):
     from api import handler
 
-    def call(method: str, path: str, body: Any = None, user: str | None = "alice", query: str = "") -> tuple[int, Any, dict]:
+    def call(
+        method: str, path: str, body: Any = None, user: str | None = "alice", query: str = ""
+    ) -> tuple[int, Any, dict]:
         event = http_event(
             method,
             path,
@@ -123,10 +125,19 @@ def stored_file(aws: dict[str, Any], owner: str, data: bytes) -> str:
     settings = Settings.from_env()
     digest = hashlib.sha256(data).hexdigest()
     aws["s3"].put_object(Bucket=settings.store_bucket, Key=original_key(digest), Body=data)
-    FilesRepository(settings.files_table).claim({"hash": digest, "status": "stored", "size": len(data), "contentType": "text/plain", "type": "text"})
+    FilesRepository(settings.files_table).claim(
+        {"hash": digest, "status": "stored", "size": len(data), "contentType": "text/plain", "type": "text"}
+    )
     JobsRepository(settings.jobs_table).create(
-        {"jobId": "job-" + owner, "owner": owner, "name": "notes.txt", "state": "ready", "createdAt": "2026-01-01T00:00:00.000Z",
-         "hash": digest, "ownerHash": owner_hash(owner, digest)}
+        {
+            "jobId": "job-" + owner,
+            "owner": owner,
+            "name": "notes.txt",
+            "state": "ready",
+            "createdAt": "2026-01-01T00:00:00.000Z",
+            "hash": digest,
+            "ownerHash": owner_hash(owner, digest),
+        }
     )
     return digest
 
@@ -175,4 +186,6 @@ def test_openapi_schema_lists_the_routes() -> None:
     from api.handler import app
 
     schema = json.loads(app.get_openapi_json_schema(title="docpipe", version="0.1.0"))
-    assert {"/uploads", "/jobs", "/jobs/{job_id}", "/files/{digest}", "/files/{digest}/{variant}", "/health"} <= set(schema["paths"])
+    assert {"/uploads", "/jobs", "/jobs/{job_id}", "/files/{digest}", "/files/{digest}/{variant}", "/health"} <= set(
+        schema["paths"]
+    )

@@ -28,14 +28,25 @@ def settings() -> Settings:
 
 @pytest.fixture
 def service(settings: Settings) -> IngestService:
-    return IngestService(settings, ObjectStore(), JobsRepository(settings.jobs_table), FilesRepository(settings.files_table))
+    return IngestService(
+        settings, ObjectStore(), JobsRepository(settings.jobs_table), FilesRepository(settings.files_table)
+    )
 
 
-def new_upload(aws: dict[str, Any], settings: Settings, data: bytes, name: str, owner: str = "alice", **job: Any) -> tuple[str, str]:
+def new_upload(
+    aws: dict[str, Any], settings: Settings, data: bytes, name: str, owner: str = "alice", **job: Any
+) -> tuple[str, str]:
     job_id = new_job_id()
     key = upload_key(owner, job_id, name)
     JobsRepository(settings.jobs_table).create(
-        {"jobId": job_id, "owner": owner, "name": name, "state": "uploading", "createdAt": "2026-01-01T00:00:00Z", **job}
+        {
+            "jobId": job_id,
+            "owner": owner,
+            "name": name,
+            "state": "uploading",
+            "createdAt": "2026-01-01T00:00:00Z",
+            **job,
+        }
     )
     aws["s3"].put_object(Bucket=settings.uploads_bucket, Key=key, Body=data)
     return job_id, key
@@ -61,7 +72,12 @@ def test_an_image_is_stored_by_hash_and_its_job_is_ready(aws, settings, service)
     digest = hashlib.sha256(data).hexdigest()
     assert outcome.result == "stored"
     done = job(settings, job_id)
-    assert (done["state"], done["hash"], done["size"], done["contentType"]) == ("ready", digest, len(data), "image/jpeg")
+    assert (done["state"], done["hash"], done["size"], done["contentType"]) == (
+        "ready",
+        digest,
+        len(data),
+        "image/jpeg",
+    )
     assert (done["width"], done["height"]) == (800, 600)
     stored = aws["s3"].get_object(Bucket=settings.store_bucket, Key=original_key(digest))["Body"].read()
     assert stored == data
@@ -181,7 +197,9 @@ class OverwritingStore(ObjectStore):
 
 
 def test_content_swapped_after_hashing_is_never_stored_under_the_old_hash(aws, settings) -> None:
-    service = IngestService(settings, OverwritingStore(), JobsRepository(settings.jobs_table), FilesRepository(settings.files_table))
+    service = IngestService(
+        settings, OverwritingStore(), JobsRepository(settings.jobs_table), FilesRepository(settings.files_table)
+    )
     _, key = new_upload(aws, settings, b"original content", "e.txt")
 
     with pytest.raises(ObjectChanged):
@@ -193,7 +211,11 @@ def s3_event(bucket: str, *keys: str) -> str:
     return json.dumps(
         {
             "Records": [
-                {"eventSource": "aws:s3", "eventName": "ObjectCreated:Post", "s3": {"bucket": {"name": bucket}, "object": {"key": k.replace("/", "%2F")}}}
+                {
+                    "eventSource": "aws:s3",
+                    "eventName": "ObjectCreated:Post",
+                    "s3": {"bucket": {"name": bucket}, "object": {"key": k.replace("/", "%2F")}},
+                }
                 for k in keys
             ]
         }
@@ -224,13 +246,20 @@ def test_handler_reports_only_the_record_that_must_be_retried(aws, settings, lam
 
     good_job, good = new_upload(aws, settings, b"good", "good.txt")
     data = b"busy"
-    FilesRepository(settings.files_table).claim({"hash": hashlib.sha256(data).hexdigest(), "status": "storing", "leaseUntil": 2**40})
+    FilesRepository(settings.files_table).claim(
+        {"hash": hashlib.sha256(data).hexdigest(), "status": "storing", "leaseUntil": 2**40}
+    )
     _, busy = new_upload(aws, settings, data, "busy.txt")
     bad_job, bad = new_upload(aws, settings, b"", "bad.txt")
     test_event = json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent"})
 
     result = handler.lambda_handler(
-        sqs_event(s3_event(settings.uploads_bucket, good), s3_event(settings.uploads_bucket, busy), s3_event(settings.uploads_bucket, bad), test_event),
+        sqs_event(
+            s3_event(settings.uploads_bucket, good),
+            s3_event(settings.uploads_bucket, busy),
+            s3_event(settings.uploads_bucket, bad),
+            test_event,
+        ),
         lambda_context,
     )
 

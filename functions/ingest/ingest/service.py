@@ -119,7 +119,9 @@ class IngestService:
         metrics.add_metric(name="BytesIngested", unit=MetricUnit.Bytes, value=scanned.size)
         if deduplicated:
             metrics.add_metric(name="UploadsDeduplicated", unit=MetricUnit.Count, value=1)
-        logger.info("upload ingested", extra={"size": scanned.size, "type": file_type.name, "deduplicated": deduplicated})
+        logger.info(
+            "upload ingested", extra={"size": scanned.size, "type": file_type.name, "deduplicated": deduplicated}
+        )
         return Outcome("deduplicated" if deduplicated else "stored", job["jobId"], scanned.sha256)
 
     def _store_once(self, bucket: str, key: str, info: ObjectInfo, digest: str, facts: dict[str, Any]) -> bool:

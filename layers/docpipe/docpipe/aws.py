@@ -13,17 +13,16 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 5},
-    s3={"signature_version": "s3v4"},
-    signature_version=None,
-)
+_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+# Presigned URLs and POSTs must be SigV4 (what S3 requires in every region).
+_S3_CONFIG = _CONFIG.merge(Config(signature_version="s3v4"))
 
 
 @functools.cache
 def client(service: str) -> Any:
-    config = _CONFIG.merge(Config(signature_version="s3v4")) if service == "s3" else _CONFIG
-    return boto3.session.Session().client(service, config=config)
+    config = _S3_CONFIG if service == "s3" else _CONFIG
+    session: Any = boto3.session.Session()
+    return session.client(service, config=config)
 
 
 def reset() -> None:

@@ -100,7 +100,20 @@ def sniff(head: bytes) -> Sniffed:
         return Sniffed(BY_NAME["webp"])
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return Sniffed(BY_NAME["tiff"])
-    if head[:2] == b"BM" and len(head) >= 26 and head[14:18] in (b"\x0c\x00\x00\x00", b"(\x00\x00\x00", b"|\x00\x00\x00", b"l\x00\x00\x00", b"8\x00\x00\x00", b"@\x00\x00\x00", b"4\x00\x00\x00"):
+    if (
+        head[:2] == b"BM"
+        and len(head) >= 26
+        and head[14:18]
+        in (
+            b"\x0c\x00\x00\x00",
+            b"(\x00\x00\x00",
+            b"|\x00\x00\x00",
+            b"l\x00\x00\x00",
+            b"8\x00\x00\x00",
+            b"@\x00\x00\x00",
+            b"4\x00\x00\x00",
+        )
+    ):
         return Sniffed(BY_NAME["bmp"])
     if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
         return Sniffed(BY_NAME["heic"])
@@ -164,6 +177,4 @@ def resolve(sniffed: FileType, name: str) -> FileType:
         return sniffed
     if sniffed.family == "text" and named.family == "text":
         return named
-    raise TypeMismatch(
-        f"The file is named like {named.name.upper()} but its contents are {sniffed.name.upper()}."
-    )
+    raise TypeMismatch(f"The file is named like {named.name.upper()} but its contents are {sniffed.name.upper()}.")

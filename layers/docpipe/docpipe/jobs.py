@@ -76,7 +76,7 @@ def public_view(job: dict[str, Any]) -> dict[str, Any]:
         "plan": list(job.get("plan") or []),
         "tasks": job.get("tasks") or {},
     }
-    for key in ("hash", "size", "contentType", "width", "height", "error"):
+    for key in ("hash", "size", "type", "contentType", "width", "height", "error"):
         if job.get(key) is not None:
             view[key] = job[key]
     return view

@@ -79,10 +79,10 @@ class _Table:
         fields: dict[str, Any],
         condition: str | None = None,
         values: dict[str, Any] | None = None,
-        names: dict[str, str] | None = None,
+        extra_names: dict[str, str] | None = None,
     ) -> dict[str, Any] | None:
         """Set ``fields`` (``None`` removes) if ``condition`` holds; the new item, or ``None`` when it did not."""
-        names: dict[str, str] = dict(names or {})
+        names: dict[str, str] = dict(extra_names or {})
         vals: dict[str, Any] = {}
         sets: list[str] = []
         removes: list[str] = []
@@ -96,7 +96,9 @@ class _Table:
         for name, value in (values or {}).items():
             vals[name] = _ser.serialize(value)
         expression = " ".join(
-            part for part in (f"SET {', '.join(sets)}" if sets else "", f"REMOVE {', '.join(removes)}" if removes else "") if part
+            part
+            for part in (f"SET {', '.join(sets)}" if sets else "", f"REMOVE {', '.join(removes)}" if removes else "")
+            if part
         )
         kwargs: dict[str, Any] = {
             "TableName": self.name,

@@ -84,8 +84,9 @@ class ObjectStore:
         finally:
             pipeline.close()
 
-    def open_range(self, bucket: str, key: str, info: ObjectInfo) -> RangeReader:
-        return RangeReader(self, bucket, key, info)
+    def open_range(self, bucket: str, key: str, info: ObjectInfo) -> io.BufferedReader:
+        """A seekable file over one version of the object that fetches only the ranges read from it."""
+        return io.BufferedReader(RangeReader(self, bucket, key, info), buffer_size=RangeReader.BLOCK)
 
     def read_range(self, bucket: str, key: str, etag: str, start: int, end: int) -> bytes:
         try:
@@ -121,9 +122,7 @@ class ObjectStore:
         except ClientError as exc:
             raise _translate(exc, key) from exc
 
-    def presign_post(
-        self, bucket: str, key: str, content_type: str, max_bytes: int, expires_in: int
-    ) -> dict[str, Any]:
+    def presign_post(self, bucket: str, key: str, content_type: str, max_bytes: int, expires_in: int) -> dict[str, Any]:
         """A form upload bound to one key, one content type and at most ``max_bytes``."""
         return dict(
             self.client.generate_presigned_post(

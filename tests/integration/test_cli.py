@@ -1,0 +1,102 @@
+"""The `docpipe` command as a user runs it: a real process, real HTTP, exit codes that mean something."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from docpipe_local.stack import LocalStack
+from tests.fixtures.files import image_bytes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def docpipe(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "docpipe_local.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def target(stack: LocalStack) -> list[str]:
+    return ["--api", stack.api_url, "--token", stack.token_for("dev")]
+
+
+def test_process_prints_json_results_and_exits_0_when_all_are_ready(target) -> None:
+    run = docpipe("process", "samples/hello.txt", "samples/photo.jpg", "--json", *target)
+
+    assert run.returncode == 0, run.stderr
+    results = json.loads(run.stdout)
+    assert [(Path(r["file"]).name, r["state"]) for r in results] == [("hello.txt", "ready"), ("photo.jpg", "ready")]
+    assert all(len(r["hash"]) == 64 and r["seconds"] > 0 for r in results)
+
+
+def test_process_exits_1_when_a_job_fails(target, tmp_path) -> None:
+    bad = tmp_path / "invoice.pdf"
+    bad.write_bytes(image_bytes("JPEG", (40, 40)))
+
+    run = docpipe("process", "samples/hello.txt", str(bad), *target)
+
+    assert run.returncode == 1
+    assert "file.type_mismatch" in run.stdout
+    assert "1 of 2 ready" in run.stdout
+
+
+def test_process_exits_2_for_a_missing_file(target) -> None:
+    run = docpipe("process", "no/such/file.pdf", *target)
+    assert run.returncode == 2
+    assert "no such file" in run.stderr
+
+
+def test_a_refused_upload_is_reported_with_its_code(target, tmp_path) -> None:
+    exe = tmp_path / "setup.exe"
+    exe.write_bytes(b"MZ" + bytes(100))
+
+    run = docpipe("process", str(exe), "--json", *target)
+
+    assert run.returncode == 1
+    assert json.loads(run.stdout)[0]["error"]["code"] == "file.unsupported_type"
+
+
+def test_jobs_lists_the_users_jobs(target) -> None:
+    docpipe("process", "samples/cities.csv", *target)
+
+    run = docpipe("jobs", "--json", *target)
+
+    assert run.returncode == 0
+    assert "cities.csv" in {job["name"] for job in json.loads(run.stdout)["jobs"]}
+
+
+def test_jobs_without_a_stack_is_a_usage_error(tmp_path) -> None:
+    run = docpipe("jobs", cwd=tmp_path)
+    assert run.returncode == 2
+    assert "docpipe up" in run.stderr
+
+
+def test_replay_invokes_the_function_of_the_events_folder(stack, tmp_path) -> None:
+    state = tmp_path / ".docpipe"
+    state.mkdir()
+    (state / "stack.json").write_text(
+        json.dumps({"api": stack.api_url, "endpoint": stack.endpoint, "token": stack.token_for("dev")})
+    )
+
+    run = docpipe("replay", str(ROOT / "events/ApiFunction/health.json"), cwd=tmp_path)
+
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["statusCode"] == 200
+
+
+def test_process_without_a_stack_runs_an_embedded_one(tmp_path) -> None:
+    run = docpipe("process", str(ROOT / "samples/report.pdf"), "--json", cwd=tmp_path)
+
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)[0]["state"] == "ready"
+    assert "embedded" in run.stderr
