@@ -33,19 +33,25 @@ class DocpipeClient:
         self.timeout = timeout
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        response = self.session.request(method, f"{self.api_url}{path}", timeout=self.timeout, allow_redirects=False, **kwargs)
+        response = self.session.request(
+            method, f"{self.api_url}{path}", timeout=self.timeout, allow_redirects=False, **kwargs
+        )
         if response.status_code >= 400:
             try:
                 body = response.json()
             except ValueError:
                 body = {}
-            raise ApiError(response.status_code, body.get("code", "http.error"), body.get("message", response.text[:200]))
+            raise ApiError(
+                response.status_code, body.get("code", "http.error"), body.get("message", response.text[:200])
+            )
         return response
 
     def health(self) -> dict[str, Any]:
         return dict(self.session.get(f"{self.api_url}/health", timeout=self.timeout).json())
 
-    def create_upload(self, name: str, size: int, content_type: str | None = None, priority: str | None = None) -> dict[str, Any]:
+    def create_upload(
+        self, name: str, size: int, content_type: str | None = None, priority: str | None = None
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"name": name, "size": size}
         if content_type:
             body["contentType"] = content_type
@@ -78,7 +84,13 @@ class DocpipeClient:
         post_file(created["upload"], path, progress)
         return created
 
-    def wait(self, job_id: str, timeout: float = 120, interval: float = 0.1, on_update: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    def wait(
+        self,
+        job_id: str,
+        timeout: float = 120,
+        interval: float = 0.1,
+        on_update: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
         """Poll a job until it is ``ready``, ``failed`` or ``cancelled`` (or ``timeout`` passes)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -94,8 +106,12 @@ class DocpipeClient:
 def post_file(upload: dict[str, Any], path: Path, progress: Callable[[int, int], None] | None = None) -> None:
     """A browser-style form POST of ``path`` to a presigned POST; streamed, never read whole into memory."""
     with path.open("rb") as fh:
-        encoder = MultipartEncoder(fields={**upload["fields"], "file": (path.name, fh, upload["fields"].get("Content-Type"))})
+        encoder = MultipartEncoder(
+            fields={**upload["fields"], "file": (path.name, fh, upload["fields"].get("Content-Type"))}
+        )
         monitor = MultipartEncoderMonitor(encoder, (lambda m: progress(m.bytes_read, m.len)) if progress else None)
-        response = requests.post(upload["url"], data=monitor, headers={"Content-Type": monitor.content_type}, timeout=600)
+        response = requests.post(
+            upload["url"], data=monitor, headers={"Content-Type": monitor.content_type}, timeout=600
+        )
     if response.status_code >= 300:
         raise UploadError(f"the storage refused the upload: {response.status_code} {response.text[:300]}")

@@ -89,7 +89,9 @@ class Gateway:
     def handle(self, request: BaseHTTPRequestHandler) -> None:
         length = int(request.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
-            return self._send(request, 413, {"code": "request.too_large", "message": "Request bodies are limited to 10 MB."})
+            return self._send(
+                request, 413, {"code": "request.too_large", "message": "Request bodies are limited to 10 MB."}
+            )
         body = request.rfile.read(length) if length else b""
         url = urlsplit(request.path)
         invoke = _INVOKE.match(url.path)

@@ -44,7 +44,7 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> di
                 "body": m["Body"],
                 "attributes": m.get("Attributes", {}),
                 "messageAttributes": attributes,
-                "md5OfBody": m.get("MD5OfBody") or hashlib.md5(m["Body"].encode()).hexdigest(),  # noqa: S324
+                "md5OfBody": m.get("MD5OfBody") or hashlib.md5(m["Body"].encode()).hexdigest(),
                 "eventSource": "aws:sqs",
                 "eventSourceARN": queue_arn,
                 "awsRegion": region,
@@ -111,7 +111,12 @@ class SqsPoller(threading.Thread):
         invocation = self.runtime.invoke_acquired(sqs_event(messages, self.queue_arn, self.region))
         keep = failed_ids(messages, invocation, self.source.report_failures)
         if not invocation.ok:
-            log.warning("%s failed (%s): %s", self.runtime.spec.logical, invocation.status, (invocation.error or {}).get("errorMessage"))
+            log.warning(
+                "%s failed (%s): %s",
+                self.runtime.spec.logical,
+                invocation.status,
+                (invocation.error or {}).get("errorMessage"),
+            )
         done = [m for m in messages if m["MessageId"] not in keep]
         for i in range(0, len(done), 10):
             self.sqs.delete_message_batch(

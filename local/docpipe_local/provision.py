@@ -14,7 +14,13 @@ from botocore.exceptions import ClientError
 
 from docpipe_local.template import Template
 
-_QUEUE_ATTRIBUTES = ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds", "MaximumMessageSize")
+_QUEUE_ATTRIBUTES = (
+    "VisibilityTimeout",
+    "MessageRetentionPeriod",
+    "DelaySeconds",
+    "ReceiveMessageWaitTimeSeconds",
+    "MaximumMessageSize",
+)
 
 
 def provision(template: Template, clients: dict[str, Any]) -> None:
@@ -89,11 +95,13 @@ def _bucket(template: Template, s3: Any, logical: str, props: dict[str, Any]) ->
             raise
     if "CorsConfiguration" in props:
         s3.put_bucket_cors(
-            Bucket=name, CORSConfiguration={"CORSRules": [_cors_rule(r) for r in props["CorsConfiguration"]["CorsRules"]]}
+            Bucket=name,
+            CORSConfiguration={"CORSRules": [_cors_rule(r) for r in props["CorsConfiguration"]["CorsRules"]]},
         )
     if "LifecycleConfiguration" in props:
         s3.put_bucket_lifecycle_configuration(
-            Bucket=name, LifecycleConfiguration={"Rules": [_lifecycle_rule(r) for r in props["LifecycleConfiguration"]["Rules"]]}
+            Bucket=name,
+            LifecycleConfiguration={"Rules": [_lifecycle_rule(r) for r in props["LifecycleConfiguration"]["Rules"]]},
         )
     if "BucketEncryption" in props:
         s3.put_bucket_encryption(
@@ -106,9 +114,7 @@ def _bucket(template: Template, s3: Any, logical: str, props: dict[str, Any]) ->
             },
         )
     if "PublicAccessBlockConfiguration" in props:
-        s3.put_public_access_block(
-            Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
-        )
+        s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"])
     queues = props.get("NotificationConfiguration", {}).get("QueueConfigurations", [])
     if queues:
         s3.put_bucket_notification_configuration(
@@ -124,7 +130,11 @@ def _cors_rule(rule: dict[str, Any]) -> dict[str, Any]:
 
 
 def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"ID": rule.get("Id", "rule"), "Status": rule["Status"], "Filter": {"Prefix": rule.get("Prefix", "")}}
+    out: dict[str, Any] = {
+        "ID": rule.get("Id", "rule"),
+        "Status": rule["Status"],
+        "Filter": {"Prefix": rule.get("Prefix", "")},
+    }
     if "ExpirationInDays" in rule:
         out["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
     if "AbortIncompleteMultipartUpload" in rule:

@@ -43,9 +43,13 @@ def s3_objects(event: dict[str, Any]) -> Iterator[tuple[str, str]]:
 
 
 def seed(event: dict[str, Any], endpoint: str, seed_dirs: list[Path], region: str = "us-east-1") -> list[str]:
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region,
-                      aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                      aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
     seeded = []
     for bucket, key in s3_objects(event):
         try:

@@ -206,7 +206,11 @@ class LocalStack:
             by_sources = sum(min(s.max_concurrency, 10) for s in spec.sqs_sources) or 4
             concurrency = spec.reserved_concurrency or by_sources
             runtime = FunctionRuntime(
-                spec, self._runtime_env(spec), self.state_dir / "logs", self.template.get_att(logical, "Arn"), concurrency
+                spec,
+                self._runtime_env(spec),
+                self.state_dir / "logs",
+                self.template.get_att(logical, "Arn"),
+                concurrency,
             )
             runtime.warm()
             self.runtimes[logical] = runtime
@@ -215,7 +219,9 @@ class LocalStack:
                     continue
                 queue = self.template.attributes[source.queue]
                 for index in range(min(source.max_concurrency, concurrency)):
-                    poller = SqsPoller(runtime, sqs, source, queue["QueueUrl"], queue["Arn"], self.region, self._stop, index)
+                    poller = SqsPoller(
+                        runtime, sqs, source, queue["QueueUrl"], queue["Arn"], self.region, self._stop, index
+                    )
                     poller.start()
                     self.pollers.append(poller)
 

@@ -86,7 +86,7 @@ class Template:
     def load(cls, path: str | Path, **kwargs: Any) -> Template:
         path = Path(path)
         with path.open() as fh:
-            doc = yaml.load(fh, Loader=_Loader)  # noqa: S506 - SafeLoader subclass with CFN tags only
+            doc = yaml.load(fh, Loader=_Loader)  # a SafeLoader that also knows the CloudFormation tags
         return cls(path=path, doc=doc, **kwargs)
 
     @property
@@ -183,7 +183,7 @@ class Template:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 return self.ref(arg)
             if key == "Fn::GetAtt":
@@ -270,7 +270,9 @@ class Template:
                 )
             elif event["Type"] == "HttpApi":
                 auth = eprops.get("Auth", {}).get("Authorizer")
-                http.append(HttpRoute(str(eprops.get("Method", "ANY")).upper(), eprops.get("Path", "/{proxy+}"), auth != "NONE"))
+                http.append(
+                    HttpRoute(str(eprops.get("Method", "ANY")).upper(), eprops.get("Path", "/{proxy+}"), auth != "NONE")
+                )
         reserved = self.resolve(merged.get("ReservedConcurrentExecutions", NO_VALUE))
         return FunctionSpec(
             logical=logical,
