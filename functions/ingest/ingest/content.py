@@ -28,7 +28,9 @@ def check_size(size: int, max_bytes: int, declared: int | None = None) -> None:
         raise FileTooLarge(f"The file is {size} bytes, larger than the {declared} bytes declared for it.")
 
 
-def scan(chunks: Iterable[bytes | memoryview], max_bytes: int, on_head: Callable[[bytes], None] | None = None) -> Scanned:
+def scan(
+    chunks: Iterable[bytes | memoryview], max_bytes: int, on_head: Callable[[bytes], None] | None = None
+) -> Scanned:
     """Hash a stream chunk by chunk, never holding more than one chunk.
 
     ``on_head`` sees the first :data:`SNIFF_BYTES` as soon as they have arrived, so a file of a
