@@ -64,6 +64,11 @@ class TypeMismatch(DocpipeError):
     message = "The file's contents do not match its name."
 
 
+class ImageTooManyPixels(DocpipeError):
+    code = "image.too_many_pixels"
+    message = "The image has more pixels than the limit."
+
+
 class UploadMissing(DocpipeError):
     code = "upload.missing"
     message = "The uploaded object is gone before it could be ingested."

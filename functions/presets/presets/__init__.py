@@ -1,0 +1,1 @@
+"""PresetsFunction: image presets (ai-chat, ai-vision, thumbnail, preview) of stored originals."""

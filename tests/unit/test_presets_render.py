@@ -1,0 +1,237 @@
+"""The preset renderer over real images made here: sizes, formats, orientation, alpha, quality, limits."""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+import zlib
+
+import pytest
+from PIL import Image, ImageChops, ImageDraw, ImageStat
+
+from docpipe.errors import FileCorrupt, ImageTooManyPixels
+from presets.render import BY_NAME, PRESETS, fit, render
+
+
+def encode(image: Image.Image, fmt: str, **params) -> bytes:
+    out = io.BytesIO()
+    image.save(out, fmt, **params)
+    return out.getvalue()
+
+
+def photo(size=(1200, 900)) -> Image.Image:
+    """Smooth gradients and shapes: photo-like enough for quality checks."""
+    w, h = size
+    image = Image.linear_gradient("L").resize(size).convert("RGB")
+    image = Image.merge(
+        "RGB",
+        (image.getchannel(0), image.getchannel(0).transpose(Image.Transpose.FLIP_LEFT_RIGHT), Image.new("L", size, 90)),
+    )
+    draw = ImageDraw.Draw(image)
+    for i in range(12):
+        draw.ellipse(
+            (i * w // 14, i * h // 20, i * w // 14 + w // 6, i * h // 20 + h // 5), fill=(20 * i, 255 - 15 * i, 128)
+        )
+    return image
+
+
+def by_name(results) -> dict:
+    return {r.preset: r for r in results}
+
+
+def opened(rendered) -> Image.Image:
+    return Image.open(io.BytesIO(rendered.data))
+
+
+def test_four_presets_with_their_bounds_formats_and_no_upscaling() -> None:
+    results = by_name(render(encode(photo((3000, 2000)), "JPEG", quality=92)))
+
+    assert {n: (r.width, r.height, r.format) for n, r in results.items()} == {
+        "ai-vision": (2048, 1365, "JPEG"),
+        "ai-chat": (1920, 1280, "JPEG"),
+        "preview": (800, 533, "JPEG"),
+        "thumbnail": (200, 133, "WEBP"),
+    }
+    for r in results.values():
+        assert opened(r).size == (r.width, r.height)
+        assert opened(r).format == r.format
+
+
+def test_a_small_image_is_never_upscaled() -> None:
+    results = by_name(render(encode(photo((300, 150)), "PNG")))
+    assert (results["ai-chat"].width, results["preview"].width, results["thumbnail"].width) == (300, 300, 200)
+
+
+def test_a_tall_strip_is_bounded_in_both_dimensions() -> None:
+    results = by_name(render(encode(photo((100, 20000)), "PNG")))
+    for preset in PRESETS:
+        r = results[preset.name]
+        assert r.width <= preset.max_width and r.height <= preset.max_height
+    assert (results["preview"].width, results["preview"].height) == fit(100, 20000, 800, 1600)
+
+
+def exif_with_orientation(value: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = value
+    exif[0x8825] = {2: (51.0, 30.0, 0.0)}  # GPS latitude: must not survive
+    return exif.tobytes()
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_and_metadata_is_stripped(orientation: int) -> None:
+    # given a 600x300 image whose top-left quarter is red, stored with the inverse of each orientation
+    upright = Image.new("RGB", (600, 300), (0, 0, 255))
+    upright.paste((255, 0, 0), (0, 0, 300, 150))
+    inverse = {
+        1: None,
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_90,
+        7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_270,
+    }
+    stored = upright if inverse[orientation] is None else upright.transpose(inverse[orientation])
+
+    preview = by_name(render(encode(stored, "JPEG", quality=95, exif=exif_with_orientation(orientation))))["preview"]
+
+    image = opened(preview)
+    assert image.size == (600, 300)
+    assert image.getpixel((20, 20))[0] > 200 and image.getpixel((580, 280))[2] > 200
+    assert not image.getexif() and "exif" not in image.info
+
+
+def rgba() -> Image.Image:
+    image = Image.new("RGBA", (400, 300), (0, 0, 0, 0))
+    ImageDraw.Draw(image).rectangle((100, 75, 300, 225), fill=(200, 30, 30, 255))
+    return image
+
+
+def test_alpha_is_kept_in_webp_and_flattened_on_white_in_jpeg() -> None:
+    results = by_name(render(encode(rgba(), "PNG")))
+
+    thumbnail, preview = opened(results["thumbnail"]), opened(results["preview"])
+    assert thumbnail.mode == "RGBA" and thumbnail.getpixel((2, 2))[3] == 0
+    assert preview.mode == "RGB" and min(preview.getpixel((2, 2))) > 245
+    assert preview.getpixel((200, 150))[0] > 150
+
+
+def test_palette_with_transparency_keeps_its_alpha() -> None:
+    palette = rgba().convert("P", palette=Image.Palette.ADAPTIVE)
+    palette.info["transparency"] = palette.getpixel((0, 0))
+    thumbnail = opened(by_name(render(encode(palette, "PNG", transparency=palette.getpixel((0, 0)))))["thumbnail"])
+    assert thumbnail.mode == "RGBA" and thumbnail.getpixel((1, 1))[3] == 0
+
+
+def test_grayscale_and_16_bit_inputs_become_8_bit_rgb() -> None:
+    gradient = Image.linear_gradient("L").resize((512, 256))
+    sixteen = gradient.point(lambda v: v * 256, "I").convert("I;16")
+    for source in (encode(gradient, "PNG"), encode(sixteen, "PNG")):
+        preview = opened(by_name(render(source))["preview"])
+        assert preview.mode == "RGB"
+        assert preview.getpixel((256, 3))[0] < 20 and preview.getpixel((256, 252))[0] > 235  # dark top, light bottom
+
+
+def test_cmyk_jpeg_is_converted_to_rgb_with_its_colours() -> None:
+    cmyk = Image.new("CMYK", (400, 300), (0, 255, 255, 0))  # pure red in CMYK
+    preview = opened(by_name(render(encode(cmyk, "JPEG", quality=95)))["preview"])
+    r, g, b = preview.getpixel((200, 150))
+    assert preview.mode == "RGB" and r > 200 and g < 60 and b < 60
+
+
+def test_an_embedded_profile_is_converted_and_not_carried_into_outputs() -> None:
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    source = Image.new("RGB", (400, 300), (30, 160, 90))
+
+    preview = opened(by_name(render(encode(source, "JPEG", quality=95, icc_profile=srgb)))["preview"])
+
+    assert "icc_profile" not in preview.info
+    assert all(abs(a - b) <= 4 for a, b in zip(preview.getpixel((200, 150)), (30, 160, 90), strict=True))
+
+
+def animated_gif(frames: int = 12) -> bytes:
+    images = []
+    for i in range(frames):
+        frame = Image.new("RGB", (480, 360), ((i * 37) % 256, 100, (200 + i * 11) % 256))
+        ImageDraw.Draw(frame).rectangle(((i * 7) % 420, 100, (i * 7) % 420 + 60, 200), fill=(255, 255, 0))
+        images.append(frame)
+    return encode(images[0], "GIF", save_all=True, append_images=images[1:], duration=80, loop=0)
+
+
+def test_animation_is_kept_in_thumbnail_and_preview_and_ai_presets_take_the_first_frame() -> None:
+    results = by_name(render(animated_gif(12)))
+
+    for name in ("thumbnail", "preview"):
+        image = opened(results[name])
+        assert (image.format, getattr(image, "n_frames", 1), results[name].animated) == ("WEBP", 12, True)
+    for name in ("ai-chat", "ai-vision"):
+        assert getattr(opened(results[name]), "n_frames", 1) == 1
+        assert results[name].format == "JPEG"
+
+
+def test_long_animations_are_cut_to_a_bounded_number_of_frames() -> None:
+    from presets.render import MAX_FRAMES
+
+    thumbnail = opened(by_name(render(animated_gif(MAX_FRAMES + 10)))["thumbnail"])
+    assert thumbnail.n_frames == MAX_FRAMES
+
+
+def test_heic_photos_are_decoded() -> None:
+    pillow_heif = pytest.importorskip("pillow_heif")
+    assert pillow_heif is not None
+    source = encode(photo((1024, 768)), "HEIF", quality=90)
+
+    results = by_name(render(source))
+
+    assert (results["preview"].width, results["preview"].height) == (800, 600)
+
+
+def test_a_truncated_jpeg_is_corrupt() -> None:
+    data = encode(photo((800, 600)), "JPEG", quality=90)
+    with pytest.raises(FileCorrupt):
+        render(data[: len(data) // 3])
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A valid PNG header claiming width x height pixels, with one tiny compressed row: a decompression bomb."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1)))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_a_decompression_bomb_is_refused_before_decoding() -> None:
+    with pytest.raises(ImageTooManyPixels) as info:
+        render(bomb_png(20_000, 20_000), max_pixels=100_000_000)
+    assert info.value.code == "image.too_many_pixels"
+
+
+def psnr(a: Image.Image, b: Image.Image) -> float:
+    diff = ImageChops.difference(a.convert("RGB"), b.convert("RGB"))
+    mse = sum(v**2 for v in ImageStat.Stat(diff).rms) / 3
+    return float("inf") if mse == 0 else 20 * math.log10(255 / math.sqrt(mse))
+
+
+def test_no_preset_is_more_than_1_db_below_plain_lanczos() -> None:
+    # given a photo-like 4000x3000 JPEG; the reference is a full-resolution LANCZOS resize (no draft, no reuse)
+    original = photo((4000, 3000))
+    source = encode(original, "JPEG", quality=95)
+    full = Image.open(io.BytesIO(source)).convert("RGB")
+
+    for rendered in render(source):
+        preset = BY_NAME[rendered.preset]
+        reference = full.resize((rendered.width, rendered.height), Image.Resampling.LANCZOS)
+        plain = Image.open(io.BytesIO(encode(reference, preset.format, quality=preset.quality))).convert("RGB")
+        ours = opened(rendered).convert("RGB")
+        assert psnr(ours, reference) >= psnr(plain, reference) - 1.0, rendered.preset
