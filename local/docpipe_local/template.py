@@ -172,6 +172,8 @@ class Template:
             return name
         if attribute == "Ref" and kind in ("AWS::S3::Bucket", "AWS::DynamoDB::Table", "AWS::Serverless::Function"):
             return name
+        if attribute == "Ref" and kind == "AWS::SQS::Queue":  # the URL, in AWS's format, until provisioned
+            return f"https://sqs.{self.region}.amazonaws.com/{self.account_id}/{name}"
         if attribute == "Ref":
             return f"{self.stack_name}-{logical}"
         raise TemplateError(f"{logical}.{attribute} is not known before the stack is provisioned")

@@ -63,26 +63,50 @@ def stored_keys(aws: dict[str, Any], settings: Settings) -> list[str]:
     return [o["Key"] for o in listing.get("Contents", [])]
 
 
-def test_an_image_is_stored_by_hash_and_its_job_is_ready(aws, settings, service) -> None:
+def test_an_image_is_stored_by_hash_and_its_presets_are_queued_on_its_lane(aws, settings, service) -> None:
     data = image_bytes("JPEG", (800, 600))
-    job_id, key = new_upload(aws, settings, data, "photo.jpg", declaredSize=len(data))
+    job_id, key = new_upload(aws, settings, data, "photo.jpg", declaredSize=len(data), lane="high")
 
     outcome = service.ingest(settings.uploads_bucket, key)
 
     digest = hashlib.sha256(data).hexdigest()
     assert outcome.result == "stored"
     done = job(settings, job_id)
-    assert (done["state"], done["hash"], done["size"], done["contentType"]) == (
-        "ready",
+    assert (done["state"], done["plan"], done["hash"], done["contentType"]) == (
+        "queued",
+        ["presets"],
         digest,
-        len(data),
         "image/jpeg",
     )
     assert (done["width"], done["height"]) == (800, 600)
     stored = aws["s3"].get_object(Bucket=settings.store_bucket, Key=original_key(digest))["Body"].read()
     assert stored == data
     assert aws["s3"].list_objects_v2(Bucket=settings.uploads_bucket).get("KeyCount") == 0
-    assert FilesRepository(settings.files_table).get(digest)["status"] == "stored"
+    messages = aws["sqs"].receive_message(QueueUrl=settings.task_queues["presets"]["high"], MaxNumberOfMessages=10)
+    assert [json.loads(m["Body"]) for m in messages["Messages"]] == [
+        {"task": "presets", "lane": "high", "hash": digest}
+    ]
+
+
+def test_a_text_file_has_an_empty_plan_and_is_ready_at_once(aws, settings, service) -> None:
+    job_id, key = new_upload(aws, settings, b"just words", "words.txt")
+
+    service.ingest(settings.uploads_bucket, key)
+
+    assert (job(settings, job_id)["state"], job(settings, job_id)["plan"]) == ("ready", [])
+
+
+def test_the_same_image_twice_queues_its_presets_once(aws, settings, service) -> None:
+    data = image_bytes("PNG", (50, 50))
+    _, first = new_upload(aws, settings, data, "a.png")
+    _, second = new_upload(aws, settings, data, "b.png")
+
+    service.ingest(settings.uploads_bucket, first)
+    service.ingest(settings.uploads_bucket, second)
+
+    queue = settings.task_queues["presets"]["normal"]
+    attrs = aws["sqs"].get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])
+    assert attrs["Attributes"]["ApproximateNumberOfMessages"] == "1"
 
 
 def test_the_same_bytes_from_another_user_are_matched_not_stored_again(aws, settings, service) -> None:
@@ -94,7 +118,7 @@ def test_the_same_bytes_from_another_user_are_matched_not_stored_again(aws, sett
     assert service.ingest(settings.uploads_bucket, second).result == "deduplicated"
 
     assert stored_keys(aws, settings) == [original_key(hashlib.sha256(data).hexdigest())]
-    assert job(settings, bob_job)["state"] == "ready"
+    assert job(settings, bob_job)["state"] == "ready"  # a DOCX has no processing stage yet
     assert job(settings, bob_job)["owner"] == "bob"
 
 

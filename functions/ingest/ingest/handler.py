@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from docpipe.adapters.dynamo import FilesRepository, JobsRepository
 from docpipe.adapters.s3 import ObjectStore
+from docpipe.adapters.sqs import TaskQueues
 from docpipe.config import Settings
 from docpipe.observability import logger, metrics, tracer
 from ingest.service import IngestService
@@ -29,7 +30,11 @@ processor = BatchProcessor(event_type=EventType.SQS)
 @functools.cache
 def service() -> IngestService:
     return IngestService(
-        settings, ObjectStore(), JobsRepository(settings.jobs_table), FilesRepository(settings.files_table)
+        settings,
+        ObjectStore(),
+        JobsRepository(settings.jobs_table),
+        FilesRepository(settings.files_table),
+        tasks=TaskQueues(settings.task_queues),
     )
 
 

@@ -20,11 +20,13 @@ from typing import Any
 from docpipe import jobs
 from docpipe.adapters.dynamo import FilesRepository, JobsRepository, owner_hash
 from docpipe.adapters.s3 import ObjectInfo, ObjectNotFound, ObjectStore
+from docpipe.adapters.sqs import TaskQueues
 from docpipe.config import Settings
 from docpipe.errors import DocpipeError, Transient, UploadMissing
 from docpipe.filetypes import FileType
 from docpipe.jobs import JobState
 from docpipe.observability import MetricUnit, logger, metrics
+from docpipe.settlement import settle_jobs
 from docpipe.storage import display_name, original_key, parse_upload_key
 from ingest import content
 
@@ -50,12 +52,15 @@ class IngestService:
         jobs_repo: JobsRepository,
         files_repo: FilesRepository,
         clock: Callable[[], float] = time.time,
+        *,
+        tasks: TaskQueues | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.jobs = jobs_repo
         self.files = files_repo
         self.clock = clock
+        self.tasks = tasks or TaskQueues(settings.task_queues)
 
     def ingest(self, bucket: str, key: str) -> Outcome:
         parsed = parse_upload_key(key)
@@ -99,6 +104,8 @@ class IngestService:
 
         deduplicated = self._store_once(bucket, key, info, scanned.sha256, facts)
         plan = jobs.plan_for(file_type.mime, file_type.family)
+        self._dispatch(scanned.sha256, plan, job.get("lane") or "normal")
+        state, error = jobs.settle(plan, self.files.get(scanned.sha256) or {})
         done = self.jobs.transition(
             job["jobId"],
             (JobState.UPLOADING,),
@@ -107,13 +114,16 @@ class IngestService:
                 "hash": scanned.sha256,
                 "ownerHash": owner_hash(job["owner"], scanned.sha256),
                 "plan": plan,
-                "state": JobState.QUEUED if plan else JobState.READY,
+                "state": state,
+                "error": error,
                 "updatedAt": jobs.now_iso(),
-                **({} if plan else {"expiresAt": self._job_ttl()}),
+                **({"expiresAt": self._job_ttl()} if state in jobs.TERMINAL else {}),
             },
         )
         if done is None:
             return Outcome("skipped", job["jobId"], scanned.sha256, reason="job moved on concurrently")
+        if state not in jobs.TERMINAL:  # a task may have ended between dispatch and this transition
+            settle_jobs(self.jobs, self.files, scanned.sha256, self._job_ttl(), [job["jobId"]])
         self.store.delete(bucket, key)
         metrics.add_metric(name="UploadsIngested", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="BytesIngested", unit=MetricUnit.Bytes, value=scanned.size)
@@ -123,6 +133,19 @@ class IngestService:
             "upload ingested", extra={"size": scanned.size, "type": file_type.name, "deduplicated": deduplicated}
         )
         return Outcome("deduplicated" if deduplicated else "stored", job["jobId"], scanned.sha256)
+
+    def _dispatch(self, digest: str, plan: list[str], lane: str) -> None:
+        """Queue each task of the plan on its lane, once per content: a task that has a state already
+        (queued, running, done or failed for the same bytes) is not queued again."""
+        for task in plan:
+            if self.files.request_task(digest, task) is not None:
+                continue
+            try:
+                self.tasks.send(task, lane, {"hash": digest})
+            except DocpipeError:
+                self.files.update(digest, {f"{task}State": None})  # let the retry queue it again
+                raise
+            logger.info("task queued", extra={"task": task, "lane": lane})
 
     def _store_once(self, bucket: str, key: str, info: ObjectInfo, digest: str, facts: dict[str, Any]) -> bool:
         """Store the bytes under ``files/{hash}/original`` unless they are already there. True when they were."""

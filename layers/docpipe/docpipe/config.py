@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+LANES = ("high", "normal", "low")
+TASKS = ("presets",)  # the processing stages whose lanes are configured as {TASK}_QUEUE_{LANE}
 
 MIB = 1024 * 1024
 
@@ -44,6 +47,9 @@ class Settings:
     download_url_ttl_seconds: int = 300
     job_ttl_days: int = 30
     hash_chunk_bytes: int = 4 * MIB
+    max_image_pixels: int = 100_000_000
+    # lane -> queue URL of each processing task
+    task_queues: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -58,4 +64,10 @@ class Settings:
             download_url_ttl_seconds=_int(env, "DOWNLOAD_URL_TTL_SECONDS", 300),
             job_ttl_days=_int(env, "JOB_TTL_DAYS", 30),
             hash_chunk_bytes=_int(env, "HASH_CHUNK_BYTES", 4 * MIB),
+            max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", 100_000_000),
+            task_queues={
+                task: {lane: env[f"{task.upper()}_QUEUE_{lane.upper()}"] for lane in LANES}
+                for task in TASKS
+                if all(env.get(f"{task.upper()}_QUEUE_{lane.upper()}") for lane in LANES)
+            },
         )

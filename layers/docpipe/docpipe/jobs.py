@@ -41,13 +41,27 @@ def expires_in(seconds: int) -> int:
 
 
 def plan_for(content_type: str, family: str) -> list[str]:
-    """The tasks a stored file needs, by name (``presets``, ``extract``, ``ocr``).
+    """The tasks a stored file needs, by name (``presets``; ``extract`` and ``ocr`` come next).
 
     This is the seam where the processing stages plug in: each stage adds its task here for the
-    families it serves, and ingest routes every task of a plan to that concern's lane. Until a stage
-    exists, the plan is empty and a stored file is ``ready`` at once.
+    families it serves, and ingest routes every task of a plan to that concern's lane. A plan may be
+    empty (text has no stage yet): a stored file with an empty plan is ``ready`` at once.
     """
-    return []
+    return ["presets"] if family == "image" else []
+
+
+def settle(plan: list[str], file: dict[str, Any]) -> tuple[JobState, dict[str, str] | None]:
+    """A job's state from its plan and its file's task states: the first failed task fails it (with
+    that task's error), all done makes it ready, anything running makes it processing."""
+    states = [file.get(f"{task}State") for task in plan]
+    for task, state in zip(plan, states, strict=True):
+        if state == "failed":
+            return JobState.FAILED, file.get(f"{task}Error") or {"code": "internal", "message": f"{task} failed"}
+    if all(state == "done" for state in states):
+        return JobState.READY, None
+    if any(state in ("running", "done") for state in states):
+        return JobState.PROCESSING, None
+    return JobState.QUEUED, None
 
 
 def progress(job: dict[str, Any]) -> int:

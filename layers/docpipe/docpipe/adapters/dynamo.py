@@ -170,6 +170,26 @@ class JobsRepository(_Table):
         last = r.get("LastEvaluatedKey")
         return [_load(i) for i in r.get("Items", [])], _encode_cursor(last) if last else None
 
+    def ids_for_hash(self, digest: str) -> list[str]:
+        """Every job (of every owner) whose upload had these bytes: the jobs a task's outcome settles."""
+        ids: list[str] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.name,
+            "IndexName": "byHash",
+            "KeyConditionExpression": "#h = :h",
+            "ExpressionAttributeNames": {"#h": "hash"},
+            "ExpressionAttributeValues": {":h": {"S": digest}},
+        }
+        while True:
+            try:
+                r = self.client.query(**kwargs)
+            except ClientError as exc:
+                raise _fault(exc, "query") from exc
+            ids += [item["jobId"]["S"] for item in r.get("Items", [])]
+            if "LastEvaluatedKey" not in r:
+                return ids
+            kwargs["ExclusiveStartKey"] = r["LastEvaluatedKey"]
+
     def for_owner_and_hash(self, owner: str, digest: str) -> list[dict[str, Any]]:
         try:
             r = self.client.query(
@@ -226,3 +246,37 @@ class FilesRepository(_Table):
 
     def mark_stored(self, digest: str, fields: dict[str, Any]) -> None:
         self._update({"hash": digest}, {**fields, "status": "stored", "leaseUntil": None})
+
+    def request_task(self, digest: str, task: str) -> str | None:
+        """Mark a task ``queued`` unless it has a state already. Returns ``None`` when this call queued it
+        (the caller sends the message), else the state it has: the same bytes are processed once."""
+        queued = self._update(
+            {"hash": digest},
+            {f"{task}State": "queued"},
+            "attribute_exists(#k) AND attribute_not_exists(#s)",
+            None,
+            {"#k": "hash", "#s": f"{task}State"},
+        )
+        if queued is not None:
+            return None
+        current = self.get(digest) or {}
+        return str(current.get(f"{task}State", "queued"))
+
+    def update(self, digest: str, fields: dict[str, Any]) -> dict[str, Any]:
+        item = self._update({"hash": digest}, fields, "attribute_exists(#k)", None, {"#k": "hash"})
+        if item is None:
+            raise Transient(f"file {digest} is not recorded")
+        return item
+
+    def request_regeneration(self, digest: str, task: str, now: int, every_seconds: int) -> bool:
+        """Record a regeneration request unless one was made in the last ``every_seconds``. True when recorded."""
+        return (
+            self._update(
+                {"hash": digest},
+                {f"{task}RequestedAt": now},
+                "attribute_not_exists(#r) OR #r < :since",
+                {":since": now - every_seconds},
+                {"#r": f"{task}RequestedAt"},
+            )
+            is not None
+        )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import io
 import queue
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -115,6 +116,25 @@ class ObjectStore:
         if r["CopyObjectResult"]["ETag"] != etag:
             self.delete(dest_bucket, dest_key)
             raise ObjectChanged(f"{key} changed while it was being stored.")
+
+    def put(self, bucket: str, key: str, data: bytes, content_type: str, cache_control: str) -> None:
+        try:
+            self.client.put_object(
+                Bucket=bucket, Key=key, Body=data, ContentType=content_type, CacheControl=cache_control
+            )
+        except ClientError as exc:
+            raise _translate(exc, key) from exc
+
+    def download(self, bucket: str, key: str, spool_bytes: int = 8 * 1024 * 1024) -> IO[bytes]:
+        """The object in a temporary file (in memory up to ``spool_bytes``), rewound."""
+        spool = tempfile.SpooledTemporaryFile(max_size=spool_bytes)
+        try:
+            self.client.download_fileobj(bucket, key, spool)
+        except ClientError as exc:
+            spool.close()
+            raise _translate(exc, key) from exc
+        spool.seek(0)
+        return spool  # type: ignore[return-value]
 
     def delete(self, bucket: str, key: str) -> None:
         try:

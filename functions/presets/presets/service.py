@@ -1,0 +1,82 @@
+"""Make the presets of one stored original, record them, and settle the jobs waiting on them.
+
+Idempotent: the outputs of the same bytes are the same objects under the same keys, and job
+transitions are conditional, so a redelivered message changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from docpipe.adapters.dynamo import FilesRepository, JobsRepository
+from docpipe.adapters.s3 import ObjectStore
+from docpipe.config import Settings
+from docpipe.errors import DocpipeError
+from docpipe.observability import MetricUnit, logger, metrics
+from docpipe.settlement import settle_jobs
+from docpipe.storage import derived_key, original_key
+from presets.render import BY_NAME, PRESETS, describe, render
+
+TASK = "presets"
+CACHE_CONTROL = "public, max-age=31536000, immutable"
+
+
+class PresetsService:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ObjectStore,
+        jobs_repo: JobsRepository,
+        files_repo: FilesRepository,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings, self.store, self.jobs, self.files, self.clock = settings, store, jobs_repo, files_repo, clock
+
+    def run(self, digest: str, only: list[str] | None = None) -> str:
+        """Render all presets (or ``only`` those, to regenerate them). Returns the task's state."""
+        logger.append_keys(hash=digest, task=TASK)
+        file = self.files.get(digest)
+        if file is None or file.get("status") != "stored":
+            logger.warning("no stored original for this hash; message dropped")
+            return "missing"
+        if not only and file.get(f"{TASK}State") in ("done", "failed"):
+            self._settle(digest)  # a redelivery: the work is done, make sure its jobs know
+            return str(file[f"{TASK}State"])
+        wanted = tuple(BY_NAME[name] for name in only if name in BY_NAME) if only else PRESETS
+        if not only:
+            self.files.update(digest, {f"{TASK}State": "running"})
+            self._settle(digest)  # queued → processing
+        started = time.perf_counter()
+        try:
+            with self.store.download(self.settings.store_bucket, original_key(digest)) as original:
+                rendered = render(original, wanted, max_pixels=self.settings.max_image_pixels)
+        except DocpipeError as exc:
+            if exc.retryable:
+                raise
+            self.files.update(digest, {f"{TASK}State": "failed", f"{TASK}Error": exc.to_dict()})
+            metrics.add_metric(name="TaskFailures", unit=MetricUnit.Count, value=1)
+            logger.info("presets refused", extra={"code": exc.code})
+            self._settle(digest)
+            return "failed"
+        artifacts: dict[str, Any] = dict(file.get(f"{TASK}Artifacts") or {})
+        for result in rendered:
+            key = derived_key(digest, result.preset, result.ext)
+            self.store.put(self.settings.store_bucket, key, result.data, result.content_type, CACHE_CONTROL)
+            artifacts[result.preset] = {
+                "key": key,
+                "contentType": result.content_type,
+                "animated": result.animated,
+                **describe(result),
+            }
+        self.files.update(digest, {f"{TASK}State": "done", f"{TASK}Artifacts": artifacts, f"{TASK}Error": None})
+        metrics.add_metric(name="PresetsRendered", unit=MetricUnit.Count, value=len(rendered))
+        metrics.add_metric(
+            name="PresetsMilliseconds", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000
+        )
+        self._settle(digest)
+        return "done"
+
+    def _settle(self, digest: str) -> None:
+        settle_jobs(self.jobs, self.files, digest, int(self.clock()) + self.settings.job_ttl_days * 86400)
