@@ -127,7 +127,7 @@ class ObjectStore:
 
     def download(self, bucket: str, key: str, spool_bytes: int = 8 * 1024 * 1024) -> IO[bytes]:
         """The object in a temporary file (in memory up to ``spool_bytes``), rewound."""
-        spool = tempfile.SpooledTemporaryFile(max_size=spool_bytes)
+        spool = tempfile.SpooledTemporaryFile(max_size=spool_bytes)  # noqa: SIM115 - returned open, closed by the caller
         try:
             self.client.download_fileobj(bucket, key, spool)
         except ClientError as exc:
