@@ -71,8 +71,16 @@ class DocpipeClient:
     def file(self, digest: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/files/{digest}").json())
 
-    def variant_url(self, digest: str, variant: str = "original") -> str:
-        return str(self._call("GET", f"/files/{digest}/{variant}").headers["Location"])
+    def variant_url(self, digest: str, variant: str = "original", timeout: float = 60) -> str:
+        """The signed URL of a file's variant; a preset being (re)made answers 202, so wait and ask again."""
+        deadline = time.monotonic() + timeout
+        while True:
+            response = self._call("GET", f"/files/{digest}/{variant}")
+            if response.status_code != 202:
+                return str(response.headers["Location"])
+            if time.monotonic() > deadline:
+                raise ApiError(202, "variant.pending", f"{variant} was still being made after {timeout} s")
+            time.sleep(min(float(response.headers.get("Retry-After", 1)), 2.0))
 
     def upload_file(
         self, path: Path, priority: str | None = None, progress: Callable[[int, int], None] | None = None

@@ -28,6 +28,7 @@ from typing import Any
 
 import boto3
 import requests
+from botocore.config import Config
 
 from docpipe_local.gateway import Gateway
 from docpipe_local.pollers import SqsPoller
@@ -149,6 +150,7 @@ class LocalStack:
     def client(self, service: str) -> Any:
         return boto3.client(
             service,
+            config=Config(max_pool_connections=64),  # one client serves every poller thread
             endpoint_url=self.endpoints.get(service, self.endpoint),
             region_name=self.region,
             aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],

@@ -29,7 +29,11 @@ def settings() -> Settings:
 @pytest.fixture
 def service(settings: Settings) -> IngestService:
     return IngestService(
-        settings, ObjectStore(), JobsRepository(settings.jobs_table), FilesRepository(settings.files_table)
+        settings,
+        ObjectStore(),
+        JobsRepository(settings.jobs_table),
+        FilesRepository(settings.files_table),
+        store_wait_seconds=0.3,
     )
 
 
@@ -202,6 +206,24 @@ def test_bytes_being_stored_by_another_writer_are_retried(aws, settings, service
     assert job(settings, job_id)["state"] == "uploading"
 
 
+def test_a_second_writer_waits_for_the_first_to_finish_storing(aws, settings) -> None:
+    data = b"the first writer is copying these"
+    digest = hashlib.sha256(data).hexdigest()
+    files = FilesRepository(settings.files_table)
+    files.claim({"hash": digest, "status": "storing", "leaseUntil": 2**40})
+    job_id, key = new_upload(aws, settings, data, "w.txt")
+
+    def first_writer_finishes(seconds: float) -> None:
+        files.mark_stored(digest, {"size": len(data)})
+
+    service = IngestService(
+        settings, ObjectStore(), JobsRepository(settings.jobs_table), files, sleep=first_writer_finishes
+    )
+
+    assert service.ingest(settings.uploads_bucket, key).result == "deduplicated"
+    assert job(settings, job_id)["state"] == "ready"
+
+
 def test_an_expired_claim_is_taken_over(aws, settings, service) -> None:
     data = b"a writer crashed while storing these"
     digest = hashlib.sha256(data).hexdigest()
@@ -268,6 +290,7 @@ def sqs_event(*bodies: str) -> dict[str, Any]:
 def test_handler_reports_only_the_record_that_must_be_retried(aws, settings, lambda_context) -> None:
     from ingest import handler
 
+    handler.service().store_wait_seconds = 0.3
     good_job, good = new_upload(aws, settings, b"good", "good.txt")
     data = b"busy"
     FilesRepository(settings.files_table).claim(

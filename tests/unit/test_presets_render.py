@@ -235,3 +235,9 @@ def test_no_preset_is_more_than_1_db_below_plain_lanczos() -> None:
         plain = Image.open(io.BytesIO(encode(reference, preset.format, quality=preset.quality))).convert("RGB")
         ours = opened(rendered).convert("RGB")
         assert psnr(ours, reference) >= psnr(plain, reference) - 1.0, rendered.preset
+
+
+def test_the_api_knows_the_same_preset_names_as_the_renderer() -> None:
+    from api.handler import PRESET_NAMES
+
+    assert set(BY_NAME) == PRESET_NAMES

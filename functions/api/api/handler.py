@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -23,6 +24,7 @@ import docpipe
 from api.uploads import UploadRequest, prepare
 from docpipe.adapters.dynamo import FilesRepository, JobsRepository
 from docpipe.adapters.s3 import ObjectStore
+from docpipe.adapters.sqs import TaskQueues
 from docpipe.config import Settings
 from docpipe.errors import BadRequest, DocpipeError, NotFound, Unauthorized, http_status
 from docpipe.jobs import public_view
@@ -32,6 +34,8 @@ from docpipe.storage import original_key
 settings = Settings.from_env()
 app = APIGatewayHttpResolver(enable_validation=True)
 
+# The preset names, as the presets stage defines them (the API package does not import the renderer).
+PRESET_NAMES = frozenset({"ai-chat", "ai-vision", "thumbnail", "preview"})
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 _JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 JSON = "application/json"
@@ -101,7 +105,9 @@ def create_upload(request: UploadRequest) -> Response[str]:
 
 @app.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Response[str]:
-    return _json(200, public_view(_own_job(job_id, current_user())))
+    job = _own_job(job_id, current_user())
+    file = adapters()[2].get(job["hash"]) if job.get("hash") and job.get("plan") else None
+    return _json(200, public_view(job, file))
 
 
 @app.get("/jobs")
@@ -116,22 +122,63 @@ def list_jobs(
 def get_file(digest: str) -> Response[str]:
     record, _ = _own_file(digest, current_user())
     facts = {k: record[k] for k in ("hash", "size", "contentType", "type", "width", "height") if k in record}
-    return _json(200, {**facts, "variants": ["original"]})
+    return _json(200, {**facts, "variants": ["original", *(record.get("presetsArtifacts") or {})]})
 
 
 @app.get("/files/<digest>/<variant>")
 def get_variant(digest: str, variant: str) -> Response[str]:
     record, job = _own_file(digest, current_user())
-    if variant != "original":
+    store = adapters()[0]
+    if variant == "original":
+        key, content_type, filename = original_key(digest), record.get("contentType"), job["name"].replace('"', "'")
+    elif variant in PRESET_NAMES and str(record.get("contentType", "")).startswith("image/"):
+        artifact = (record.get("presetsArtifacts") or {}).get(variant)
+        if artifact is None or not store.exists(settings.store_bucket, artifact["key"]):
+            return _regenerate(record, variant)
+        key, content_type, filename = artifact["key"], artifact["contentType"], None
+    else:
         raise NotFound(f"No variant named {variant!r}.", code="variant.not_found")
-    url = adapters()[0].presign_get(
-        settings.store_bucket,
-        original_key(digest),
-        settings.download_url_ttl_seconds,
-        filename=job["name"].replace('"', "'"),
-        content_type=record.get("contentType"),
+    url = store.presign_get(
+        settings.store_bucket, key, settings.download_url_ttl_seconds, filename=filename, content_type=content_type
     )
     return Response(status_code=302, headers={"Location": url, "Cache-Control": "no-store"}, body="")
+
+
+REGENERATE_EVERY_SECONDS = 30
+RETRY_AFTER_SECONDS = 2
+
+
+def _regenerate(record: dict[str, Any], variant: str) -> Response[str]:
+    """A preset that expired (7-day lifecycle) or was never made: queue it on the high lane, answer 202.
+
+    The request is recorded in FilesTable so that a burst of clients asking for the same preset
+    queues it once per :data:`REGENERATE_EVERY_SECONDS`; a task still running is not queued again.
+    """
+    digest = record["hash"]
+    running = record.get("presetsState") in ("queued", "running")
+    if record.get("presetsState") == "failed":
+        error = record.get("presetsError") or {}
+        return _json(
+            422,
+            {
+                "code": error.get("code", "variant.failed"),
+                "message": error.get("message", "This preset could not be made."),
+            },
+        )
+    if not running and adapters()[2].request_regeneration(
+        digest, "presets", int(time.time()), REGENERATE_EVERY_SECONDS
+    ):
+        TaskQueues(settings.task_queues).send("presets", "high", {"hash": digest, "presets": [variant]})
+        metrics.add_metric(name="PresetsRegenerated", unit=MetricUnit.Count, value=1)
+    return _json(
+        202,
+        {
+            "code": "variant.pending",
+            "message": f"The {variant} preset is being made; try again shortly.",
+            "retryAfter": RETRY_AFTER_SECONDS,
+        },
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 @app.get("/health")

@@ -32,6 +32,9 @@ from ingest import content
 
 # How long a writer may hold a claim on a hash while it copies, before another may take over.
 STORE_LEASE_SECONDS = 300
+# How long a second writer of the same bytes waits for the first to finish its copy (seconds, not
+# the queue's visibility timeout of minutes) before it hands the message back to SQS.
+STORE_WAIT_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,11 @@ class IngestService:
         clock: Callable[[], float] = time.time,
         *,
         tasks: TaskQueues | None = None,
+        store_wait_seconds: float = STORE_WAIT_SECONDS,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self.store_wait_seconds = store_wait_seconds
+        self.sleep = sleep
         self.settings = settings
         self.store = store
         self.jobs = jobs_repo
@@ -161,13 +168,24 @@ class IngestService:
                 digest, existing["leaseUntil"], {"leaseUntil": lease}
             )
         if not claimed:
-            current = self.files.get(digest)
-            if current and current.get("status") == "stored":
-                return True
-            raise Transient("Another upload of the same bytes is being stored; retrying.")
+            return self._await_other_writer(bucket, key, info, digest, facts)
         self.store.copy_pinned(bucket, key, info.etag, self.settings.store_bucket, original_key(digest))
         self.files.mark_stored(digest, {**facts, "storedAt": jobs.now_iso()})
         return False
+
+    def _await_other_writer(self, bucket: str, key: str, info: ObjectInfo, digest: str, facts: dict[str, Any]) -> bool:
+        """Another writer holds the claim: wait for its copy, take over if its lease runs out, else retry later."""
+        waited, pause = 0.0, 0.1
+        while waited < self.store_wait_seconds:
+            self.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 1.0)
+            current = self.files.get(digest) or {}
+            if current.get("status") == "stored":
+                return True
+            if current.get("leaseUntil", 0) < self.clock():
+                return self._store_once(bucket, key, info, digest, facts)
+        raise Transient("Another upload of the same bytes is being stored; retrying.")
 
     def _adopt(self, owner: str, job_id: str, key: str) -> dict[str, Any]:
         """A job for an object that arrived without one (its record expired, or it was put directly)."""

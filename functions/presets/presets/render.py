@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from PIL import Image, ImageCms, ImageOps, ImageSequence, UnidentifiedImageError
 
@@ -82,7 +82,7 @@ def fit(width: int, height: int, max_width: int, max_height: int) -> tuple[int, 
 
 
 def render(
-    source: bytes | BinaryIO, presets: tuple[Preset, ...] = PRESETS, max_pixels: int = DEFAULT_MAX_PIXELS
+    source: bytes | IO[bytes], presets: tuple[Preset, ...] = PRESETS, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> list[Rendered]:
     """Every preset of an image, largest first. Raises ``image.too_many_pixels`` before decoding a bomb, ``file.corrupt`` for broken images."""
     file = io.BytesIO(source) if isinstance(source, bytes) else source

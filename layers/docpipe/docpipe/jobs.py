@@ -64,31 +64,53 @@ def settle(plan: list[str], file: dict[str, Any]) -> tuple[JobState, dict[str, s
     return JobState.QUEUED, None
 
 
-def progress(job: dict[str, Any]) -> int:
+_TASK_PROGRESS = {"done": 1.0, "failed": 1.0, "running": 0.5}
+
+
+def progress(job: dict[str, Any], file: dict[str, Any] | None = None) -> int:
+    """0 while uploading, 10 once stored, then up to 100 as the plan's tasks end."""
     state = job.get("state")
     if state in TERMINAL:
         return 100
     if state == JobState.UPLOADING:
         return 0
     plan = job.get("plan") or []
-    if not plan:
+    if not plan or file is None:
         return 10
-    done = sum(1 for task in plan if (job.get("tasks") or {}).get(task, {}).get("state") in ("done", "failed"))
-    return 10 + (90 * done) // len(plan)
+    done = sum(_TASK_PROGRESS.get(str(file.get(f"{task}State")), 0.0) for task in plan)
+    return min(99, 10 + int(90 * done / len(plan)))
 
 
-def public_view(job: dict[str, Any]) -> dict[str, Any]:
-    """What a job's owner sees: no internal keys, no other owner's facts."""
+def task_views(job: dict[str, Any], file: dict[str, Any] | None) -> dict[str, Any]:
+    """Each planned task's state, error and outputs (``variants``: API paths and facts, never bucket keys)."""
+    views: dict[str, Any] = {}
+    for task in job.get("plan") or []:
+        record = file or {}
+        view: dict[str, Any] = {"state": record.get(f"{task}State", "queued")}
+        if record.get(f"{task}Error"):
+            view["error"] = record[f"{task}Error"]
+        artifacts = record.get(f"{task}Artifacts") or {}
+        if artifacts:
+            view["variants"] = {
+                name: {"url": f"/files/{job['hash']}/{name}", **{k: v for k, v in facts.items() if k != "key"}}
+                for name, facts in artifacts.items()
+            }
+        views[task] = view
+    return views
+
+
+def public_view(job: dict[str, Any], file: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a job's owner sees: no internal keys, no other owner's facts. ``file`` adds task results."""
     view: dict[str, Any] = {
         "jobId": job["jobId"],
         "name": job["name"],
         "state": job["state"],
-        "progress": progress(job),
+        "progress": progress(job, file),
         "lane": job.get("lane"),
         "createdAt": job["createdAt"],
         "updatedAt": job.get("updatedAt", job["createdAt"]),
         "plan": list(job.get("plan") or []),
-        "tasks": job.get("tasks") or {},
+        "tasks": task_views(job, file) if job.get("hash") else {},
     }
     for key in ("hash", "size", "type", "contentType", "width", "height", "error"):
         if job.get(key) is not None:

@@ -134,7 +134,7 @@ class ObjectStore:
             spool.close()
             raise _translate(exc, key) from exc
         spool.seek(0)
-        return spool  # type: ignore[return-value]
+        return spool
 
     def delete(self, bucket: str, key: str) -> None:
         try:
