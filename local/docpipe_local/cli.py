@@ -237,6 +237,24 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_get(args: argparse.Namespace) -> int:
+    """Download a job's variant (``original`` or a preset); a preset being (re)made is waited for."""
+    with ExitStack() as stack:
+        client, _ = _target(args, stack, allow_embedded=False)
+        job = client.job(args.job)
+        if not job.get("hash"):
+            raise UsageError(f"job {args.job} is {job['state']}: it has no stored file yet")
+        url = client.variant_url(job["hash"], args.variant, timeout=args.timeout)
+        response = requests.get(url, timeout=60)
+        response.raise_for_status()
+    ext = {"image/jpeg": ".jpg", "image/webp": ".webp"}.get(response.headers.get("Content-Type", ""), "")
+    name = Path(job["name"]).stem if args.variant != "original" else job["name"]
+    target = Path(args.output or (f"{name}.{args.variant}{ext}" if args.variant != "original" else name))
+    target.write_bytes(response.content)
+    out.print(f"{args.variant} of {job['name']}: {len(response.content)} bytes → {target}")
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from docpipe_local.replay import replay
 
@@ -292,6 +310,16 @@ def parser() -> argparse.ArgumentParser:
     jobs.add_argument("--json", action="store_true")
     target(jobs)
     jobs.set_defaults(func=cmd_jobs)
+
+    get = sub.add_parser("get", help="download a job's original or one of its presets")
+    get.add_argument("job", metavar="JOB_ID")
+    get.add_argument(
+        "variant", nargs="?", default="original", help="original, ai-chat, ai-vision, thumbnail or preview"
+    )
+    get.add_argument("-o", "--output", help="file to write (default: NAME.VARIANT.EXT here)")
+    get.add_argument("--timeout", type=float, default=60, help="seconds to wait for a preset being made")
+    target(get)
+    get.set_defaults(func=cmd_get)
 
     rp = sub.add_parser("replay", help="invoke a function with a fixture event against the running stack")
     rp.add_argument("event", metavar="EVENT.json")

@@ -100,3 +100,17 @@ def test_process_without_a_stack_runs_an_embedded_one(tmp_path) -> None:
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)[0]["state"] == "ready"
     assert "embedded" in run.stderr
+
+
+def test_get_downloads_a_preset_and_waits_for_a_regenerated_one(stack, target, tmp_path) -> None:
+    processed = json.loads(docpipe("process", "samples/photo.jpg", "--json", *target).stdout)[0]
+    stack.client("s3").delete_object(
+        Bucket=stack.template.physical_name("StoreBucket"), Key=f"derived/{processed['hash']}/thumbnail.webp"
+    )
+
+    run = docpipe("get", processed["jobId"], "thumbnail", "-o", str(tmp_path / "t.webp"), *target)
+
+    assert run.returncode == 0, run.stderr
+    from PIL import Image
+
+    assert Image.open(tmp_path / "t.webp").size == (200, 150)
