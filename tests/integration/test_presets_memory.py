@@ -36,7 +36,9 @@ def test_a_100_megapixel_image_renders_within_the_function_memory(template, tmp_
     source = tmp_path / f"big{suffix}"
     subprocess.run([sys.executable, "-c", MAKE, str(source)], check=True, timeout=300)
 
-    run = subprocess.run([sys.executable, "-c", MEASURE, str(source), str(ROOT)], capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(source), str(ROOT)], capture_output=True, text=True, timeout=300
+    )
 
     assert run.returncode == 0, run.stderr
     measured = json.loads(run.stdout)
