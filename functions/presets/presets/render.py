@@ -13,6 +13,8 @@ thumbnail and preview (at most :data:`MAX_FRAMES` frames); the AI presets take t
 from __future__ import annotations
 
 import io
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -31,6 +33,7 @@ except ImportError:  # pragma: no cover - without the plugin HEIC fails as corru
 DEFAULT_MAX_PIXELS = 100_000_000
 MAX_FRAMES = 50
 DERIVE_FACTOR = 2.0  # derive a preset from a made one only when it is at least this much larger
+THREADS = min(2, os.cpu_count() or 1)  # presets rendered side by side
 _SRGB = ImageCms.createProfile("sRGB")
 
 
@@ -125,17 +128,33 @@ def _render_still(image: Image.Image, presets: list[Preset]) -> list[Rendered]:
         if scale >= 2:
             image.draft(image.mode if image.mode in ("RGB", "L", "CMYK") else None, (need_stored[0], need_stored[1]))
     base = _normalize(image)
-    made: list[tuple[Image.Image, Rendered]] = []
-    for preset in sorted(presets, key=lambda p: p.max_width * p.max_height, reverse=True):
-        size = fit(*base.size, preset.max_width, preset.max_height)
-        source = base
-        for candidate, _ in reversed(made):  # smallest made image that is still large enough
-            if candidate.size[0] >= size[0] * DERIVE_FACTOR and candidate.size[1] >= size[1] * DERIVE_FACTOR:
-                source = candidate
-                break
-        resized = source if source.size == size else source.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-        made.append((resized, _encode_still(resized, preset)))
-    return [r for _, r in made]
+    # Largest first; each preset resizes from the smallest earlier (larger) one that is at least
+    # DERIVE_FACTOR times its size, else from the decoded image. Pillow releases the GIL while it
+    # resizes and encodes, so independent presets run side by side; a preset only ever waits on one
+    # submitted before it, so the pool cannot deadlock.
+    ordered = sorted(presets, key=lambda p: p.max_width * p.max_height, reverse=True)
+    sizes = {p.name: fit(*base.size, p.max_width, p.max_height) for p in ordered}
+    futures: dict[str, Future[tuple[Image.Image, Rendered]]] = {}
+
+    def make(preset: Preset, source: Future[tuple[Image.Image, Rendered]] | None) -> tuple[Image.Image, Rendered]:
+        origin = source.result()[0] if source is not None else base
+        size = sizes[preset.name]
+        resized = origin if origin.size == size else origin.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        return resized, _encode_still(resized, preset)
+
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        for preset in ordered:
+            w, h = sizes[preset.name]
+            source = next(
+                (
+                    futures[q.name]
+                    for q in reversed(ordered[: ordered.index(preset)])
+                    if sizes[q.name][0] >= w * DERIVE_FACTOR and sizes[q.name][1] >= h * DERIVE_FACTOR
+                ),
+                None,
+            )
+            futures[preset.name] = pool.submit(make, preset, source)
+        return [futures[p.name].result()[1] for p in ordered]
 
 
 def _normalize(image: Image.Image) -> Image.Image:
