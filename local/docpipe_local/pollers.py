@@ -10,6 +10,7 @@ after the queue's visibility timeout, to reach the DLQ after ``maxReceiveCount``
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import threading
@@ -30,9 +31,9 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> di
         attributes = {
             name: {
                 "stringValue": value.get("StringValue"),
-                "binaryValue": value.get("BinaryValue"),
+                "binaryValue": _b64(value.get("BinaryValue")),
                 "stringListValues": value.get("StringListValues", []),
-                "binaryListValues": value.get("BinaryListValues", []),
+                "binaryListValues": [_b64(v) for v in value.get("BinaryListValues", [])],
                 "dataType": value["DataType"],
             }
             for name, value in m.get("MessageAttributes", {}).items()
@@ -51,6 +52,10 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> di
             }
         )
     return {"Records": records}
+
+
+def _b64(value: bytes | None) -> str | None:
+    return None if value is None else base64.b64encode(value).decode()
 
 
 def failed_ids(messages: list[dict[str, Any]], invocation: Invocation, report_failures: bool) -> set[str]:
@@ -94,6 +99,9 @@ class SqsPoller(threading.Thread):
                 if not self.stop_event.is_set():
                     log.warning("polling %s failed: %s", self.queue_url, exc)
                     self.stop_event.wait(1)
+            except Exception:  # a poller thread must outlive any one bad batch
+                log.exception("polling %s failed unexpectedly", self.queue_url)
+                self.stop_event.wait(1)
             finally:
                 self.runtime.release()
 

@@ -159,11 +159,13 @@ class Worker:
         if self.ready:
             return None
         if not self._wait(deadline):
+            if self.peak_rss_mb > self.spec.memory_mb:
+                return self._kill("out_of_memory", f"initialization exceeded MemorySize {self.spec.memory_mb} MB")
             return self._kill("timeout", "the function did not finish initializing before its timeout")
         try:
             hello = json.loads(self.conn.recv())
         except (EOFError, OSError):
-            return self._kill("crashed", "the worker died while initializing")
+            return self._crashed("the worker died while initializing")
         if hello["status"] == "init_error":
             self.init_error = hello["error"]
             self.kill()
@@ -192,7 +194,11 @@ class Worker:
             return failed
         request_id = str(uuid.uuid4())
         try:
-            self.conn.send({"requestId": request_id, "deadline": deadline, "event": json.dumps(event)})
+            payload = json.dumps(event)
+        except (TypeError, ValueError) as exc:
+            return Invocation("error", error={"errorType": "InvalidRequestContentException", "errorMessage": str(exc)})
+        try:
+            self.conn.send({"requestId": request_id, "deadline": deadline, "event": payload})
         except (BrokenPipeError, OSError):
             return self._kill("crashed", "the worker is gone")
         if not self._wait(deadline):
@@ -202,11 +208,15 @@ class Worker:
         try:
             reply = json.loads(self.conn.recv())
         except (EOFError, OSError):
-            return self._kill("crashed", f"the worker died (exit code {self.process.exitcode})")
+            return self._crashed("the worker died")
         duration = (time.time() - started) * 1000
         if reply["status"] == "ok":
             return Invocation("ok", result=reply["result"], duration_ms=duration)
         return Invocation("error", error=reply["error"], duration_ms=duration)
+
+    def _crashed(self, message: str) -> Invocation:
+        self.process.join(timeout=5)  # exitcode is only known once the process is reaped
+        return self._kill("crashed", f"{message} (exit code {self.process.exitcode})")
 
     def _kill(self, status: str, message: str) -> Invocation:
         self.kill()

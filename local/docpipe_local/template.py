@@ -65,6 +65,20 @@ class NoValue:
 NO_VALUE = NoValue()
 
 
+def _scalar(value: Any) -> str:
+    """A parameter or intrinsic value as CloudFormation sees it: YAML booleans are "true"/"false"."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _truthy(value: Any) -> bool:
+    """A boolean property given as a YAML bool or as the string a parameter resolves to."""
+    if isinstance(value, str):
+        return value.strip().lower() == "true"
+    return bool(value)
+
+
 class TemplateError(ValueError):
     pass
 
@@ -124,7 +138,7 @@ class Template:
             raise TemplateError(f"parameter {name} has no default; pass it with --parameter {name}=VALUE")
         if spec.get("Type") == "CommaDelimitedList":
             return [p.strip() for p in str(raw).split(",")] if isinstance(raw, str) else list(raw)
-        return str(raw)
+        return _scalar(raw)
 
     def condition(self, name: str) -> bool:
         return bool(self.resolve(self.doc.get("Conditions", {})[name]))
@@ -201,7 +215,7 @@ class Template:
                 return self.resolve(yes if self.condition(name) else no)
             if key == "Fn::Equals":
                 a, b = self.resolve(arg)
-                return str(a) == str(b)
+                return _scalar(a) == _scalar(b)
             if key == "Fn::Not":
                 return not self.resolve(arg[0])
             if key == "Fn::And":
@@ -246,6 +260,9 @@ class Template:
         env = dict(globals_.get("Environment", {}).get("Variables", {}))
         env.update(props.get("Environment", {}).get("Variables", {}))
         merged = {**globals_, **props}
+        # SAM appends list-valued globals (Layers) to the function's own instead of replacing them.
+        if "Layers" in globals_ and "Layers" in props:
+            merged["Layers"] = [*globals_["Layers"], *props["Layers"]]
         layers = []
         for layer in merged.get("Layers", []):
             layer_logical = layer.get("Ref") if isinstance(layer, dict) else None
@@ -267,7 +284,7 @@ class Template:
                         batch_size=int(self.resolve(eprops.get("BatchSize", 10))),
                         max_concurrency=int(scaling.get("MaximumConcurrency", 1000)),
                         report_failures="ReportBatchItemFailures" in eprops.get("FunctionResponseTypes", []),
-                        enabled=bool(self.resolve(eprops.get("Enabled", True))),
+                        enabled=_truthy(self.resolve(eprops.get("Enabled", True))),
                     )
                 )
             elif event["Type"] == "HttpApi":

@@ -18,6 +18,32 @@ GREETING = os.environ.get("GREETING", "")
 def echo(event, context):
     return {"greeting": GREETING, "event": event, "remaining": context.get_remaining_time_in_millis() > 0}
 
+def environment(event, context):
+    return {name: os.environ.get(name) for name in event["names"]}
+
+def describe(event, context):
+    return {
+        "function_name": context.function_name,
+        "memory_limit_in_mb": context.memory_limit_in_mb,
+        "invoked_function_arn": context.invoked_function_arn,
+        "aws_request_id": context.aws_request_id,
+        "remaining_ms": context.get_remaining_time_in_millis(),
+    }
+
+def span(event, context):
+    started = time.time()
+    time.sleep(event["sleep"])
+    return [os.getpid(), started, time.time()]
+
+def pid(event, context):
+    # the worker's process id, after failing as the event asks
+    if event.get("raise"):
+        raise KeyError("missing")
+    if event.get("exit"):
+        os._exit(1)
+    time.sleep(event.get("sleep", 0))
+    return os.getpid()
+
 def boom(event, context):
     raise ValueError("bad record")
 
@@ -44,6 +70,12 @@ def code(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "fakefn" / "__init__.py").write_text("")
     (root / "fakefn" / "handler.py").write_text(HANDLERS)
     (root / "broken.py").write_text("import no_such_module_here\n")
+    (root / "slowinit.py").write_text("import time\ntime.sleep(30)\ndef handler(event, context):\n    return 1\n")
+    (root / "fatinit.py").write_text(
+        "BLOB = bytearray(400 * 1024 * 1024)\n"
+        "BLOB[::4096] = b'x' * len(BLOB[::4096])\n"
+        "def handler(event, context):\n    return 1\n"
+    )
     return root
 
 
@@ -75,6 +107,34 @@ def test_a_result_and_the_template_environment_reach_the_caller(code, tmp_path) 
     finally:
         fn.stop()
     assert (invocation.status, invocation.result) == ("ok", {"greeting": "hi", "event": {"n": 1}, "remaining": True})
+    assert invocation.error is None and invocation.duration_ms > 0
+
+
+def test_the_handler_sees_only_the_functions_environment(code, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("ONLY_IN_THE_CALLER", "leak")  # not part of the function's environment
+    fn = runtime(code, "fakefn.handler.environment", tmp_path)
+    try:
+        invocation = fn.invoke({"names": ["GREETING", "ONLY_IN_THE_CALLER", "AWS_ACCESS_KEY_ID", "PATH"]})
+    finally:
+        fn.stop()
+    seen = invocation.result
+    assert (seen["GREETING"], seen["ONLY_IN_THE_CALLER"], seen["AWS_ACCESS_KEY_ID"]) == ("hi", None, None)
+    assert seen["PATH"]  # kept so a handler can run tools
+
+
+def test_the_context_describes_the_function_and_its_deadline(code, tmp_path) -> None:
+    fn = runtime(code, "fakefn.handler.describe", tmp_path, timeout=2, memory_mb=192)
+    try:
+        first, second = fn.invoke({}).result, fn.invoke({}).result
+    finally:
+        fn.stop()
+    assert (first["function_name"], first["memory_limit_in_mb"], first["invoked_function_arn"]) == (
+        "fake",
+        192,
+        "arn:aws:lambda:us-east-1:123456789012:function:fake",
+    )
+    assert 0 < first["remaining_ms"] <= 2000
+    assert first["aws_request_id"] != second["aws_request_id"]
 
 
 def test_an_exception_is_an_error_and_the_worker_serves_again(code, tmp_path) -> None:
@@ -91,6 +151,21 @@ def test_an_exception_is_an_error_and_the_worker_serves_again(code, tmp_path) ->
     assert second.status == "error" and fn.invocations == 2
 
 
+def test_the_worker_that_raised_serves_the_next_invocation(code, tmp_path) -> None:
+    fn = runtime(code, "fakefn.handler.pid", tmp_path)
+    try:
+        before, failed, after = fn.invoke({}), fn.invoke({"raise": True}), fn.invoke({})
+    finally:
+        fn.stop()
+    assert (failed.status, failed.error["errorType"], failed.error["errorMessage"]) == (
+        "error",
+        "KeyError",
+        "'missing'",
+    )
+    assert before.ok and after.ok and before.result == after.result  # the same warm process
+    assert (fn.invocations, fn.failures) == (3, 1)
+
+
 def test_an_invocation_past_its_timeout_is_killed_and_the_next_one_runs(code, tmp_path) -> None:
     fn = runtime(code, "fakefn.handler.slow", tmp_path, timeout=2)
     try:
@@ -100,8 +175,18 @@ def test_an_invocation_past_its_timeout_is_killed_and_the_next_one_runs(code, tm
         quick = fn.invoke({"sleep": 0})
     finally:
         fn.stop()
-    assert late.status == "timeout" and elapsed < 5
+    assert late.status == "timeout" and 2 <= elapsed < 4
     assert (quick.status, quick.result) == ("ok", "late")
+
+
+def test_the_invocation_after_a_timeout_runs_in_a_new_worker(code, tmp_path) -> None:
+    fn = runtime(code, "fakefn.handler.pid", tmp_path, timeout=1)
+    try:
+        before, late, after = fn.invoke({}), fn.invoke({"sleep": 30}), fn.invoke({})
+    finally:
+        fn.stop()
+    assert late.status == "timeout"
+    assert before.ok and after.ok and before.result != after.result
 
 
 def test_a_crash_costs_one_invocation(code, tmp_path) -> None:
@@ -115,8 +200,36 @@ def test_a_crash_costs_one_invocation(code, tmp_path) -> None:
         echo.stop()
 
 
+def test_the_invocation_after_a_crash_runs_in_a_new_worker(code, tmp_path) -> None:
+    fn = runtime(code, "fakefn.handler.pid", tmp_path)
+    try:
+        before, crashed, after = fn.invoke({}), fn.invoke({"exit": True}), fn.invoke({})
+    finally:
+        fn.stop()
+    assert (crashed.status, crashed.error["errorType"]) == ("crashed", "crashed")
+    assert before.ok and after.ok and before.result != after.result
+
+
 def test_growing_past_memory_size_is_out_of_memory(code, tmp_path) -> None:
     fn = runtime(code, "fakefn.handler.hog", tmp_path, timeout=10, memory_mb=256)
+    try:
+        invocation = fn.invoke({})
+    finally:
+        fn.stop()
+    assert invocation.status == "out_of_memory"
+    assert "256" in invocation.error["errorMessage"]
+
+
+def test_the_same_work_fits_in_a_larger_memory_size(code, tmp_path) -> None:
+    fn = runtime(code, "fakefn.handler.pid", tmp_path, memory_mb=128)
+    try:
+        assert fn.invoke({}).ok  # a bare worker stays well under 128 MB
+    finally:
+        fn.stop()
+
+
+def test_growing_past_memory_size_while_importing_is_out_of_memory(code, tmp_path) -> None:
+    fn = runtime(code, "fatinit.handler", tmp_path, timeout=5, memory_mb=128)
     try:
         invocation = fn.invoke({})
     finally:
@@ -131,6 +244,37 @@ def test_an_import_error_fails_the_invocation(code, tmp_path) -> None:
     finally:
         fn.stop()
     assert (invocation.status, invocation.error["errorType"]) == ("error", "ModuleNotFoundError")
+    assert "no_such_module_here" in invocation.error["errorMessage"]
+
+
+def test_an_import_error_is_reported_again_on_the_next_invocation(code, tmp_path) -> None:
+    fn = runtime(code, "broken.handler", tmp_path)
+    try:
+        first, second = fn.invoke({}), fn.invoke({})
+    finally:
+        fn.stop()
+    assert [first.status, second.status] == ["error", "error"]
+    assert first.error == second.error
+
+
+def test_a_missing_handler_function_is_an_error(code, tmp_path) -> None:
+    fn = runtime(code, "fakefn.handler.nowhere", tmp_path)
+    try:
+        invocation = fn.invoke({})
+    finally:
+        fn.stop()
+    assert (invocation.status, invocation.error["errorType"]) == ("error", "AttributeError")
+
+
+def test_an_import_that_outlives_the_timeout_is_a_timeout(code, tmp_path) -> None:
+    fn = runtime(code, "slowinit.handler", tmp_path, timeout=1)
+    try:
+        started = time.monotonic()
+        invocation = fn.invoke({})
+        elapsed = time.monotonic() - started
+    finally:
+        fn.stop()
+    assert invocation.status == "timeout" and elapsed < 3
 
 
 def test_concurrency_one_runs_invocations_one_after_the_other(code, tmp_path) -> None:
@@ -155,6 +299,26 @@ def test_concurrency_one_runs_invocations_one_after_the_other(code, tmp_path) ->
     assert ends[1] - ends[0] >= 0.45  # the second waited for the first
 
 
+def test_concurrency_two_runs_invocations_side_by_side_in_two_workers(code, tmp_path) -> None:
+    fn = runtime(code, "fakefn.handler.span", tmp_path, timeout=5, concurrency=2)
+    spans: list[list[float]] = []
+
+    def call() -> None:
+        spans.append(fn.invoke({"sleep": 0.5}).result)
+
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        fn.stop()
+    (pid_a, start_a, end_a), (pid_b, start_b, end_b) = spans
+    assert pid_a != pid_b
+    assert max(start_a, start_b) < min(end_a, end_b)  # the handlers ran at the same time
+
+
 def test_fair_semaphore_serves_waiters_first_come_first_served() -> None:
     slots = FairSemaphore(1)
     slots.acquire()
@@ -174,3 +338,36 @@ def test_fair_semaphore_serves_waiters_first_come_first_served() -> None:
     for t in threads:
         t.join()
     assert order == [0, 1, 2, 3]
+
+
+def test_a_release_hands_the_slot_to_a_waiter_before_the_releaser_can_take_it_back() -> None:
+    slots = FairSemaphore(1)
+    slots.acquire()
+    served = threading.Event()
+
+    def waiter() -> None:
+        slots.acquire()
+        served.set()
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    time.sleep(0.1)  # the waiter is queued
+    slots.release()
+    barged = slots.acquire(timeout=0)
+    thread.join(timeout=2)
+    assert not barged and served.is_set()
+
+
+def test_a_waiter_that_times_out_leaves_the_queue_and_the_slot_free() -> None:
+    slots = FairSemaphore(1)
+    slots.acquire()
+    started = time.monotonic()
+    assert slots.acquire(timeout=0.1) is False
+    assert time.monotonic() - started >= 0.09
+    slots.release()
+    assert slots.acquire(timeout=0) is True  # the slot went back to the pool, not to the departed waiter
+
+
+def test_fair_semaphore_counts_its_slots() -> None:
+    slots = FairSemaphore(2)
+    assert [slots.acquire(timeout=0) for _ in range(3)] == [True, True, False]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from docpipe_local.template import Template
+from tests.conftest import ROOT
 
 
 def sources(template: Template):
@@ -18,27 +19,35 @@ def test_every_event_source_queue_has_a_dlq_after_three_receives(template: Templ
     for _, source in sources(template):
         redrive = template.resolve(queues[source.queue]["Properties"]["RedrivePolicy"])
         assert int(redrive["maxReceiveCount"]) == 3, source.queue
-        dlq = redrive["deadLetterTargetArn"].rsplit(":", 1)[-1]
-        assert dlq in {template.physical_name(q) for q in queues}, source.queue
+        arns = {template.get_att(q, "Arn"): q for q in queues}
+        assert redrive["deadLetterTargetArn"] in arns, source.queue
+        assert arns[redrive["deadLetterTargetArn"]] != source.queue
 
 
 def test_visibility_timeout_is_at_least_six_times_the_consumers_timeout(template: Template) -> None:
     queues = template.of_type("AWS::SQS::Queue")
     for spec, source in sources(template):
-        assert int(queues[source.queue]["Properties"]["VisibilityTimeout"]) >= 6 * spec.timeout, source.queue
+        visibility = int(template.resolve(queues[source.queue]["Properties"]["VisibilityTimeout"]))
+        assert visibility >= 6 * spec.timeout, source.queue
 
 
 def test_every_source_reports_partial_batch_failures(template: Template) -> None:
     assert all(source.report_failures for _, source in sources(template))
 
 
-@pytest.mark.parametrize("function", ["IngestFunction", "PresetsFunction"])
-def test_reserved_concurrency_covers_the_lanes_when_it_is_on(function: str) -> None:
-    from tests.conftest import ROOT
+@pytest.mark.parametrize("ingest_concurrency", ["2", "10", "40"])
+def test_reserved_concurrency_covers_the_sources_when_it_is_on(ingest_concurrency: str) -> None:
+    parameters = {"UseReservedConcurrency": "true", "IngestConcurrency": ingest_concurrency}
+    template = Template.load(ROOT / "template.yaml", parameters=parameters)
+    consumers = {spec.logical: spec for spec, _ in sources(template)}
+    assert set(consumers) == {"IngestFunction", "PresetsFunction"}
+    for name, spec in consumers.items():
+        assert spec.reserved_concurrency is not None, name
+        assert spec.reserved_concurrency >= sum(s.max_concurrency for s in spec.sqs_sources), name
 
-    spec = Template.load(ROOT / "template.yaml", parameters={"UseReservedConcurrency": "true"}).function(function)
-    assert spec.reserved_concurrency is not None
-    assert spec.reserved_concurrency >= sum(s.max_concurrency for s in spec.sqs_sources)
+
+def test_no_function_reserves_concurrency_when_it_is_off(template: Template) -> None:
+    assert all(spec.reserved_concurrency is None for spec in template.functions().values())
 
 
 def test_the_high_lane_gets_the_largest_share(template: Template) -> None:
@@ -49,6 +58,7 @@ def test_the_high_lane_gets_the_largest_share(template: Template) -> None:
 def test_uploads_notify_the_ingest_queue_and_stale_uploads_expire(template: Template) -> None:
     props = template.resources["UploadsBucket"]["Properties"]
     (notification,) = props["NotificationConfiguration"]["QueueConfigurations"]
+    assert notification["Event"] == "s3:ObjectCreated:*"
     assert notification["Queue"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
     assert notification["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "uploads/"}]
     (rule,) = props["LifecycleConfiguration"]["Rules"]
@@ -62,8 +72,17 @@ def test_derived_files_expire_after_seven_days(template: Template) -> None:
 
 def test_jobs_table_indexes_and_ttl(template: Template) -> None:
     props = template.resources["JobsTable"]["Properties"]
-    indexes = {i["IndexName"]: [k["AttributeName"] for k in i["KeySchema"]] for i in props["GlobalSecondaryIndexes"]}
-    assert indexes == {"byOwner": ["owner", "createdAt"], "byOwnerHash": ["ownerHash"], "byHash": ["hash"]}
+    indexes = {
+        i["IndexName"]: [(k["AttributeName"], k["KeyType"]) for k in i["KeySchema"]]
+        for i in props["GlobalSecondaryIndexes"]
+    }
+    assert indexes == {
+        "byOwner": [("owner", "HASH"), ("createdAt", "RANGE")],
+        "byOwnerHash": [("ownerHash", "HASH")],
+        "byHash": [("hash", "HASH")],
+    }
+    declared = {a["AttributeName"] for a in props["AttributeDefinitions"]}
+    assert {name for keys in indexes.values() for name, _ in keys} <= declared
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
 
 
