@@ -82,6 +82,26 @@ class Transient(DocpipeError):
     retryable = True
 
 
+class PdfEncrypted(DocpipeError):
+    code = "pdf.encrypted"
+    message = "The PDF is encrypted with a password."
+
+
+class ArchiveUnsafe(DocpipeError):
+    code = "archive.unsafe"
+    message = (
+        "The file's archive is unsafe to open (too large when unpacked, too many entries, or external references)."
+    )
+
+
+class OcrUnavailable(DocpipeError):
+    """The OCR engine cannot be reached or is not installed; worth retrying."""
+
+    code = "ocr.unavailable"
+    message = "The OCR engine is unavailable."
+    retryable = True
+
+
 HTTP_STATUS: dict[type[DocpipeError], int] = {
     BadRequest: 400,
     Unauthorized: 401,
