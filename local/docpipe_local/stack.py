@@ -92,6 +92,11 @@ class MotoServer:
         self._log.close()
 
 
+# Template parameters the local stack sets unless told otherwise: OCR with Tesseract from pip, since
+# Textract needs an AWS account (moto's answers are empty).
+LOCAL_PARAMETERS = {"OcrEngine": "tesseract"}
+
+
 class LocalStack:
     def __init__(
         self,
@@ -112,7 +117,7 @@ class LocalStack:
         self.api_port = api_port
         self.state_dir = Path(state_dir)
         self.tokens = tokens if tokens is not None else {f"dev-{secrets.token_urlsafe(16)}": "dev"}
-        self.parameters = parameters or {}
+        self.parameters = {**LOCAL_PARAMETERS, **(parameters or {})}
         self.region = region
         self.stack_name = stack_name
         self.moto: MotoServer | None = None

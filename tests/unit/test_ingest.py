@@ -92,12 +92,23 @@ def test_an_image_is_stored_by_hash_and_its_presets_are_queued_on_its_lane(aws, 
     ]
 
 
-def test_a_text_file_has_an_empty_plan_and_is_ready_at_once(aws, settings, service) -> None:
+def test_a_text_file_is_queued_for_extraction_on_its_lane(aws, settings, service) -> None:
     job_id, key = new_upload(aws, settings, b"just words", "words.txt")
 
     service.ingest(settings.uploads_bucket, key)
 
-    assert (job(settings, job_id)["state"], job(settings, job_id)["plan"]) == ("ready", [])
+    assert (job(settings, job_id)["state"], job(settings, job_id)["plan"]) == ("queued", ["extract"])
+    queue = settings.task_queues["extract"]["normal"]
+    body = json.loads(aws["sqs"].receive_message(QueueUrl=queue)["Messages"][0]["Body"])
+    assert (body["task"], body["lane"]) == ("extract", "normal")
+
+
+def test_an_image_uploaded_for_ocr_plans_presets_and_ocr(aws, settings, service) -> None:
+    job_id, key = new_upload(aws, settings, image_bytes("PNG", (50, 50)), "receipt.png", ocr=True)
+
+    service.ingest(settings.uploads_bucket, key)
+
+    assert job(settings, job_id)["plan"] == ["presets", "ocr"]
 
 
 def test_the_same_image_twice_queues_its_presets_once(aws, settings, service) -> None:
@@ -122,7 +133,7 @@ def test_the_same_bytes_from_another_user_are_matched_not_stored_again(aws, sett
     assert service.ingest(settings.uploads_bucket, second).result == "deduplicated"
 
     assert stored_keys(aws, settings) == [original_key(hashlib.sha256(data).hexdigest())]
-    assert job(settings, bob_job)["state"] == "ready"  # a DOCX has no processing stage yet
+    assert job(settings, bob_job)["state"] == "queued"  # the one extract task serves both jobs
     assert job(settings, bob_job)["owner"] == "bob"
 
 
@@ -133,7 +144,7 @@ def test_a_replayed_event_is_one_transition(aws, settings, service) -> None:
 
     again = service.ingest(settings.uploads_bucket, key)
 
-    assert (again.result, again.reason) == ("skipped", "job already ready")
+    assert (again.result, again.reason) == ("skipped", "job already queued")
     assert job(settings, job_id) == before
 
 
@@ -183,7 +194,7 @@ def test_an_upload_without_a_job_gets_one(aws, settings, service) -> None:
     aws["s3"].put_object(Bucket=settings.uploads_bucket, Key=key, Body=b"no job for me")
 
     assert service.ingest(settings.uploads_bucket, key).result == "stored"
-    assert (job(settings, job_id)["owner"], job(settings, job_id)["state"]) == ("carol", "ready")
+    assert (job(settings, job_id)["owner"], job(settings, job_id)["state"]) == ("carol", "queued")
 
 
 def test_a_vanished_upload_fails_its_job(aws, settings, service) -> None:
@@ -221,7 +232,7 @@ def test_a_second_writer_waits_for_the_first_to_finish_storing(aws, settings) ->
     )
 
     assert service.ingest(settings.uploads_bucket, key).result == "deduplicated"
-    assert job(settings, job_id)["state"] == "ready"
+    assert job(settings, job_id)["state"] == "queued"
 
 
 def test_an_expired_claim_is_taken_over(aws, settings, service) -> None:
@@ -311,5 +322,5 @@ def test_handler_reports_only_the_record_that_must_be_retried(aws, settings, lam
     )
 
     assert result == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
-    assert job(settings, good_job)["state"] == "ready"
+    assert job(settings, good_job)["state"] == "queued"
     assert job(settings, bad_job)["error"]["code"] == "file.empty"

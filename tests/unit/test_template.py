@@ -23,6 +23,12 @@ GLOBAL_VARIABLES = {
     "PRESETS_QUEUE_HIGH",
     "PRESETS_QUEUE_NORMAL",
     "PRESETS_QUEUE_LOW",
+    "EXTRACT_QUEUE_HIGH",
+    "EXTRACT_QUEUE_NORMAL",
+    "EXTRACT_QUEUE_LOW",
+    "OCR_QUEUE_HIGH",
+    "OCR_QUEUE_NORMAL",
+    "OCR_QUEUE_LOW",
 }
 
 # A small template for the resolver's edge cases: one of each resource kind the local stack names.
@@ -322,7 +328,13 @@ def test_globals_give_timeout_memory_and_layer_unless_the_function_sets_them(tem
 
 def test_functions_are_named_after_the_stack(template: Template) -> None:
     assert template.function("IngestFunction").name == "docpipe-local-IngestFunction"
-    assert set(template.functions()) == {"IngestFunction", "PresetsFunction", "ApiFunction"}
+    assert set(template.functions()) == {
+        "IngestFunction",
+        "PresetsFunction",
+        "ExtractFunction",
+        "OcrFunction",
+        "ApiFunction",
+    }
 
 
 # ------------------------------------------------------------------ events

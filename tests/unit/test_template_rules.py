@@ -40,7 +40,7 @@ def test_reserved_concurrency_covers_the_sources_when_it_is_on(ingest_concurrenc
     parameters = {"UseReservedConcurrency": "true", "IngestConcurrency": ingest_concurrency}
     template = Template.load(ROOT / "template.yaml", parameters=parameters)
     consumers = {spec.logical: spec for spec, _ in sources(template)}
-    assert set(consumers) == {"IngestFunction", "PresetsFunction"}
+    assert set(consumers) == {"IngestFunction", "PresetsFunction", "ExtractFunction", "OcrFunction"}
     for name, spec in consumers.items():
         assert spec.reserved_concurrency is not None, name
         assert spec.reserved_concurrency >= sum(s.max_concurrency for s in spec.sqs_sources), name

@@ -122,7 +122,10 @@ def list_jobs(
 def get_file(digest: str) -> Response[str]:
     record, _ = _own_file(digest, current_user())
     facts = {k: record[k] for k in ("hash", "size", "contentType", "type", "width", "height") if k in record}
-    return _json(200, {**facts, "variants": ["original", *(record.get("presetsArtifacts") or {})]})
+    variants = ["original", *(record.get("presetsArtifacts") or {})]
+    if _text_task(record):
+        variants.append("text")
+    return _json(200, {**facts, "variants": variants})
 
 
 @app.get("/files/<digest>/<variant>")
@@ -131,6 +134,12 @@ def get_variant(digest: str, variant: str) -> Response[str]:
     store = adapters()[0]
     if variant == "original":
         key, content_type, filename = original_key(digest), record.get("contentType"), job["name"].replace('"', "'")
+    elif variant == "text" and _text_task(record):
+        task = _text_task(record)
+        artifact = (record.get(f"{task}Artifacts") or {}).get("text")
+        if artifact is None:
+            return _pending_text(record, str(task))
+        key, content_type, filename = artifact["key"], artifact["contentType"], None
     elif variant in PRESET_NAMES and str(record.get("contentType", "")).startswith("image/"):
         artifact = (record.get("presetsArtifacts") or {}).get(variant)
         if artifact is None or not store.exists(settings.store_bucket, artifact["key"]):
@@ -142,6 +151,32 @@ def get_variant(digest: str, variant: str) -> Response[str]:
         settings.store_bucket, key, settings.download_url_ttl_seconds, filename=filename, content_type=content_type
     )
     return Response(status_code=302, headers={"Location": url, "Cache-Control": "no-store"}, body="")
+
+
+def _text_task(record: dict[str, Any]) -> str | None:
+    """The task that makes this file's text: ``extract`` for documents, ``ocr`` for an image that asked for it."""
+    for task in ("extract", "ocr"):
+        if record.get(f"{task}State") is not None:
+            return task
+    return None
+
+
+def _pending_text(record: dict[str, Any], task: str) -> Response[str]:
+    if record.get(f"{task}State") == "failed":
+        error = record.get(f"{task}Error") or {}
+        return _json(
+            422,
+            {"code": error.get("code", "variant.failed"), "message": error.get("message", "No text could be made.")},
+        )
+    return _json(
+        202,
+        {
+            "code": "variant.pending",
+            "message": "The text is being extracted; try again shortly.",
+            "retryAfter": RETRY_AFTER_SECONDS,
+        },
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 REGENERATE_EVERY_SECONDS = 30

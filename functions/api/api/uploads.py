@@ -21,6 +21,9 @@ class UploadRequest(BaseModel):
     priority: Literal["high", "normal", "low"] | None = Field(
         default=None, description="A lane to ask for; the size decides when the request cannot be honoured."
     )
+    ocr: bool = Field(
+        default=False, description="OCR an image too (a photo or scan of a document); documents need not ask."
+    )
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ def prepare(request: UploadRequest, owner: str, max_bytes: int, url_ttl_seconds:
         "declaredSize": request.size,
         "declaredType": declared or None,
         "priority": request.priority,
+        "ocr": request.ocr,
         "lane": lane_for(request.size, request.priority),
         "state": jobs.JobState.UPLOADING.value,
         "createdAt": now,

@@ -110,7 +110,7 @@ class IngestService:
         logger.append_keys(hash=scanned.sha256)
 
         deduplicated = self._store_once(bucket, key, info, scanned.sha256, facts)
-        plan = jobs.plan_for(file_type.mime, file_type.family)
+        plan = jobs.plan_for(file_type.mime, file_type.family, ocr=bool(job.get("ocr")))
         self._dispatch(scanned.sha256, plan, job.get("lane") or "normal")
         state, error = jobs.settle(plan, self.files.get(scanned.sha256) or {})
         done = self.jobs.transition(

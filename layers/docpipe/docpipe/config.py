@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 LANES = ("high", "normal", "low")
-TASKS = ("presets",)  # the processing stages whose lanes are configured as {TASK}_QUEUE_{LANE}
+TASKS = ("presets", "extract", "ocr")  # the processing stages whose lanes are configured as {TASK}_QUEUE_{LANE}
 
 MIB = 1024 * 1024
 
@@ -48,6 +48,9 @@ class Settings:
     job_ttl_days: int = 30
     hash_chunk_bytes: int = 4 * MIB
     max_image_pixels: int = 100_000_000
+    max_text_chars: int = 5_000_000  # text stored per document; more is cut and marked truncated
+    extract_range_pages: int = 200  # PDFs with more pages are extracted in ranges of this many pages
+    ocr_pages_per_task: int = 8  # scanned pages OCR'd per invocation (Tesseract: about 2 s a page)
     # lane -> queue URL of each processing task
     task_queues: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -65,6 +68,9 @@ class Settings:
             job_ttl_days=_int(env, "JOB_TTL_DAYS", 30),
             hash_chunk_bytes=_int(env, "HASH_CHUNK_BYTES", 4 * MIB),
             max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", 100_000_000),
+            max_text_chars=_int(env, "MAX_TEXT_CHARS", 5_000_000),
+            extract_range_pages=max(1, _int(env, "EXTRACT_RANGE_PAGES", 200)),
+            ocr_pages_per_task=max(1, _int(env, "OCR_PAGES_PER_TASK", 8)),
             task_queues={
                 task: {lane: env[f"{task.upper()}_QUEUE_{lane.upper()}"] for lane in LANES}
                 for task in TASKS

@@ -40,14 +40,19 @@ def expires_in(seconds: int) -> int:
     return int(time.time()) + seconds
 
 
-def plan_for(content_type: str, family: str) -> list[str]:
-    """The tasks a stored file needs, by name (``presets``; ``extract`` and ``ocr`` come next).
+def plan_for(content_type: str, family: str, ocr: bool = False) -> list[str]:
+    """The tasks a stored file needs, by name: images get ``presets`` (and ``ocr`` when the upload asks
+    for it: a photo of a document), documents and text files get ``extract``, whose scanned PDF pages
+    go through OCR inside the same task.
 
-    This is the seam where the processing stages plug in: each stage adds its task here for the
-    families it serves, and ingest routes every task of a plan to that concern's lane. A plan may be
-    empty (text has no stage yet): a stored file with an empty plan is ``ready`` at once.
+    This is the seam where the processing stages plug in; ingest routes every task of a plan to that
+    concern's lane. A stored file with an empty plan is ``ready`` at once.
     """
-    return ["presets"] if family == "image" else []
+    if family == "image":
+        return ["presets", "ocr"] if ocr else ["presets"]
+    if family in ("document", "text"):
+        return ["extract"]
+    return []
 
 
 def settle(plan: list[str], file: dict[str, Any]) -> tuple[JobState, dict[str, str] | None]:
@@ -59,12 +64,12 @@ def settle(plan: list[str], file: dict[str, Any]) -> tuple[JobState, dict[str, s
             return JobState.FAILED, file.get(f"{task}Error") or {"code": "internal", "message": f"{task} failed"}
     if all(state == "done" for state in states):
         return JobState.READY, None
-    if any(state in ("running", "done") for state in states):
+    if any(state in ("running", "ocr", "done") for state in states):
         return JobState.PROCESSING, None
     return JobState.QUEUED, None
 
 
-_TASK_PROGRESS = {"done": 1.0, "failed": 1.0, "running": 0.5}
+_TASK_PROGRESS = {"done": 1.0, "failed": 1.0, "running": 0.5, "ocr": 0.6}
 
 
 def progress(job: dict[str, Any], file: dict[str, Any] | None = None) -> int:
@@ -81,12 +86,19 @@ def progress(job: dict[str, Any], file: dict[str, Any] | None = None) -> int:
     return min(99, 10 + int(90 * done / len(plan)))
 
 
+def _visible_state(state: Any) -> str:
+    """Internal sub-states (``ocr``: a document waiting on its scanned pages) read as ``running``."""
+    if state is None:
+        return "queued"
+    return "running" if state == "ocr" else str(state)
+
+
 def task_views(job: dict[str, Any], file: dict[str, Any] | None) -> dict[str, Any]:
     """Each planned task's state, error and outputs (``variants``: API paths and facts, never bucket keys)."""
     views: dict[str, Any] = {}
     for task in job.get("plan") or []:
         record = file or {}
-        view: dict[str, Any] = {"state": record.get(f"{task}State", "queued")}
+        view: dict[str, Any] = {"state": _visible_state(record.get(f"{task}State"))}
         if record.get(f"{task}Error"):
             view["error"] = record[f"{task}Error"]
         artifacts = record.get(f"{task}Artifacts") or {}

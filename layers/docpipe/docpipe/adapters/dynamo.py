@@ -268,6 +268,24 @@ class FilesRepository(_Table):
             raise Transient(f"file {digest} is not recorded")
         return item
 
+    def add_member(self, digest: str, attribute: str, member: str) -> set[str]:
+        """Add ``member`` to a string set atomically; the set afterwards (a redelivered member counts once)."""
+        try:
+            r = self.client.update_item(
+                TableName=self.name,
+                Key=_dump({"hash": digest}),
+                UpdateExpression="ADD #a :m",
+                ConditionExpression="attribute_exists(#k)",
+                ExpressionAttributeNames={"#a": attribute, "#k": "hash"},
+                ExpressionAttributeValues={":m": {"SS": [member]}},
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                raise Transient(f"file {digest} is not recorded") from exc
+            raise _fault(exc, "update_item") from exc
+        return set(_load(r["Attributes"]).get(attribute) or set())
+
     def request_regeneration(self, digest: str, task: str, now: int, every_seconds: int) -> bool:
         """Record a regeneration request unless one was made in the last ``every_seconds``. True when recorded."""
         return (

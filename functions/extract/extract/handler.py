@@ -1,0 +1,51 @@
+"""ExtractFunction: ``{"task": "extract", "hash": …, "lane": …, "range"?: [first, last]}`` from the extract lanes."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from docpipe.adapters.dynamo import FilesRepository, JobsRepository
+from docpipe.adapters.s3 import ObjectStore
+from docpipe.adapters.sqs import TaskQueues
+from docpipe.config import Settings
+from docpipe.observability import logger, metrics, tracer
+from extract.service import ExtractService
+
+settings = Settings.from_env()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@functools.cache
+def service() -> ExtractService:
+    return ExtractService(
+        settings,
+        ObjectStore(),
+        JobsRepository(settings.jobs_table),
+        FilesRepository(settings.files_table),
+        TaskQueues(settings.task_queues),
+    )
+
+
+@tracer.capture_method(capture_response=False)
+def handle_record(record: SQSRecord) -> None:
+    message = record.json_body
+    if not isinstance(message, dict) or not isinstance(message.get("hash"), str):
+        logger.error("not an extract task; dropped", extra={"body": record.body[:200]})
+        return
+    page_range = message.get("range")
+    valid_range = isinstance(page_range, list) and len(page_range) == 2 and all(isinstance(n, int) for n in page_range)
+    state = service().run(message["hash"], message.get("lane") or "normal", page_range if valid_range else None)
+    logger.info("extract task ended", extra={"state": state, "lane": message.get("lane")})
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics(capture_cold_start_metric=True)
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)

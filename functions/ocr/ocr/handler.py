@@ -1,0 +1,52 @@
+"""OcrFunction: ``{"task": "ocr", "hash": …, "for"?: "extract", "pages"?: [...]}`` from the OCR lanes."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from docpipe.adapters.dynamo import FilesRepository, JobsRepository
+from docpipe.adapters.s3 import ObjectStore
+from docpipe.config import Settings
+from docpipe.observability import logger, metrics, tracer
+from ocr.engines import OcrEngine, engine_from_env
+from ocr.service import OcrService
+
+settings = Settings.from_env()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@functools.cache
+def engine() -> OcrEngine:
+    return engine_from_env()
+
+
+@functools.cache
+def service() -> OcrService:
+    return OcrService(
+        settings, ObjectStore(), JobsRepository(settings.jobs_table), FilesRepository(settings.files_table), engine
+    )
+
+
+@tracer.capture_method(capture_response=False)
+def handle_record(record: SQSRecord) -> None:
+    message = record.json_body
+    if not isinstance(message, dict) or not isinstance(message.get("hash"), str):
+        logger.error("not an OCR task; dropped", extra={"body": record.body[:200]})
+        return
+    pages = message.get("pages")
+    pages = [int(p) for p in pages] if isinstance(pages, list) and all(isinstance(p, int) for p in pages) else None
+    state = service().run(message["hash"], pages, message.get("for"))
+    logger.info("OCR task ended", extra={"state": state, "lane": message.get("lane")})
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics(capture_cold_start_metric=True)
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)

@@ -1,0 +1,120 @@
+"""OCR of scanned PDF pages (for the extract task) and of document photos (the ``ocr`` task of an image).
+
+Messages: ``{"task": "ocr", "hash": …, "for": "extract", "pages": [3, 4, …]}`` — a chunk of scanned
+pages of a PDF whose text layer the extract task already read; each chunk is stored on its own and
+the last chunk to finish merges them into the extract task's result — or ``{"task": "ocr", "hash":
+…}`` for an image uploaded with ``ocr: true``, whose text becomes the ``ocr`` task's result.
+
+``ocr.unavailable`` (engine missing or unreachable) is retryable: the message comes back, and after
+three receives lands in the lane's DLQ. Unreadable input fails its task with ``file.corrupt``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from docpipe import text_results as results
+from docpipe.adapters.dynamo import FilesRepository, JobsRepository
+from docpipe.adapters.s3 import ObjectStore
+from docpipe.config import Settings
+from docpipe.errors import DocpipeError
+from docpipe.observability import MetricUnit, logger, metrics
+from docpipe.storage import original_key
+from ocr.engines import OcrEngine, OcrPage, PdfSource
+
+TASK = "ocr"
+
+
+def page_dict(page: OcrPage) -> dict[str, Any]:
+    text = page.text.strip()
+    out: dict[str, Any] = {"number": page.number, "text": text, "method": "ocr", "chars": len(text)}
+    if page.confidence is not None:
+        out["confidence"] = round(page.confidence, 1)
+    return out
+
+
+class OcrService:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ObjectStore,
+        jobs_repo: JobsRepository,
+        files_repo: FilesRepository,
+        engine: Callable[[], OcrEngine],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings, self.store, self.jobs, self.files = settings, store, jobs_repo, files_repo
+        self.engine, self.clock = engine, clock
+
+    def run(self, digest: str, pages: list[int] | None = None, for_task: str | None = None) -> str:
+        logger.append_keys(hash=digest, task=TASK, forTask=for_task)
+        file = self.files.get(digest)
+        if file is None or file.get("status") != "stored":
+            logger.warning("no stored original for this hash; message dropped")
+            return "missing"
+        if for_task == "extract" and pages:
+            return self._scanned_pages(digest, file, pages)
+        return self._image(digest, file)
+
+    def _scanned_pages(self, digest: str, file: dict[str, Any], pages: list[int]) -> str:
+        if file.get("extractState") != "ocr":
+            self._settle(digest)  # a redelivery after the merge
+            return str(file.get("extractState"))
+        started = time.perf_counter()
+        try:
+            data = self._original(digest)
+            source = PdfSource(data=data, bucket=self.settings.store_bucket, key=original_key(digest))
+            read = [page_dict(p) for p in self.engine().pdf_pages(source, pages)]
+        except DocpipeError as exc:
+            if exc.retryable:
+                raise
+            read = [{"number": n, "text": "", "method": "failed", "chars": 0, "error": exc.to_dict()} for n in pages]
+        self._measure(started, len(pages))
+        results.put_json(self.store, self.settings, results.piece_key(digest, "ocr", pages[0]), {"pages": read})
+        done = self.files.add_member(digest, "extractOcrDone", str(pages[0]))
+        if len(done) < int((self.files.get(digest) or {}).get("extractOcrChunks", 0)):
+            return "ocr"
+        doc = results.get_json(self.store, self.settings, results.partial_key(digest))
+        for first in sorted(int(f) for f in done):
+            piece = results.get_json(self.store, self.settings, results.piece_key(digest, "ocr", first))
+            doc = results.merge_pages(doc, piece["pages"])
+        for page in doc["pages"]:
+            page.pop("needs_ocr", None)
+        results.finish("extract", digest, doc, self.store, self.files, self.jobs, self.settings, int(self.clock()))
+        return "done"
+
+    def _image(self, digest: str, file: dict[str, Any]) -> str:
+        if file.get(f"{TASK}State") in ("done", "failed"):
+            self._settle(digest)
+            return str(file[f"{TASK}State"])
+        self.files.update(digest, {f"{TASK}State": "running"})
+        self._settle(digest)
+        started = time.perf_counter()
+        try:
+            page = self.engine().image(self._original(digest))
+        except DocpipeError as exc:
+            if exc.retryable:
+                raise
+            metrics.add_metric(name="TaskFailures", unit=MetricUnit.Count, value=1)
+            results.fail(TASK, digest, exc.to_dict(), self.files, self.jobs, self.settings, int(self.clock()))
+            return "failed"
+        self._measure(started, 1)
+        doc = {"version": 1, "kind": "image", "metadata": {"pages": 1}, "encoding": None, "truncated": False}
+        doc["pages"] = [page_dict(page)]
+        results.finish(TASK, digest, doc, self.store, self.files, self.jobs, self.settings, int(self.clock()))
+        return "done"
+
+    def _original(self, digest: str) -> bytes:
+        with self.store.download(self.settings.store_bucket, original_key(digest)) as f:
+            return f.read()
+
+    def _measure(self, started: float, pages: int) -> None:
+        metrics.add_metric(name="OcrPages", unit=MetricUnit.Count, value=pages)
+        metrics.add_metric(
+            name="OcrMilliseconds", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000
+        )
+
+    def _settle(self, digest: str) -> None:
+        results.settle(digest, self.files, self.jobs, self.settings, int(self.clock()))
