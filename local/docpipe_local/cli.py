@@ -156,6 +156,7 @@ def _process(client: DocpipeClient, paths: list[Path], args: argparse.Namespace)
             created = client.upload_file(
                 path,
                 priority=args.priority,
+                ocr=args.ocr,
                 progress=lambda done, total: progress.update(
                     task, completed=50 * done / max(total, 1), status="uploading"
                 ),
@@ -238,7 +239,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    """Download a job's variant (``original`` or a preset); a preset being (re)made is waited for."""
+    """Download a job's variant (``original``, ``text`` or a preset); one being (re)made is waited for."""
     with ExitStack() as stack:
         client, _ = _target(args, stack, allow_embedded=False)
         job = client.job(args.job)
@@ -247,7 +248,8 @@ def cmd_get(args: argparse.Namespace) -> int:
         url = client.variant_url(job["hash"], args.variant, timeout=args.timeout)
         response = requests.get(url, timeout=60)
         response.raise_for_status()
-    ext = {"image/jpeg": ".jpg", "image/webp": ".webp"}.get(response.headers.get("Content-Type", ""), "")
+    content_type = response.headers.get("Content-Type", "").split(";")[0]
+    ext = {"image/jpeg": ".jpg", "image/webp": ".webp", "application/json": ".json"}.get(content_type, "")
     name = Path(job["name"]).stem if args.variant != "original" else job["name"]
     target = Path(args.output or (f"{name}.{args.variant}{ext}" if args.variant != "original" else name))
     target.write_bytes(response.content)
@@ -300,6 +302,7 @@ def parser() -> argparse.ArgumentParser:
     process = sub.add_parser("process", help="upload files, wait for their jobs, print the results")
     process.add_argument("files", nargs="+", metavar="FILE")
     process.add_argument("--priority", choices=("high", "normal", "low"))
+    process.add_argument("--ocr", action="store_true", help="OCR images too (photos or scans of documents)")
     process.add_argument("--json", action="store_true", help="print results as JSON")
     process.add_argument("--timeout", type=float, default=300, help="seconds to wait per job (default 300)")
     target(process)
@@ -314,7 +317,10 @@ def parser() -> argparse.ArgumentParser:
     get = sub.add_parser("get", help="download a job's original or one of its presets")
     get.add_argument("job", metavar="JOB_ID")
     get.add_argument(
-        "variant", nargs="?", default="original", help="original, ai-chat, ai-vision, thumbnail or preview"
+        "variant",
+        nargs="?",
+        default="original",
+        help="original, text (documents; images uploaded with --ocr), ai-chat, ai-vision, thumbnail or preview",
     )
     get.add_argument("-o", "--output", help="file to write (default: NAME.VARIANT.EXT here)")
     get.add_argument("--timeout", type=float, default=60, help="seconds to wait for a preset being made")

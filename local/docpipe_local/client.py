@@ -50,13 +50,15 @@ class DocpipeClient:
         return dict(self.session.get(f"{self.api_url}/health", timeout=self.timeout).json())
 
     def create_upload(
-        self, name: str, size: int, content_type: str | None = None, priority: str | None = None
+        self, name: str, size: int, content_type: str | None = None, priority: str | None = None, ocr: bool = False
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"name": name, "size": size}
         if content_type:
             body["contentType"] = content_type
         if priority:
             body["priority"] = priority
+        if ocr:
+            body["ocr"] = True
         return dict(self._call("POST", "/uploads", json=body).json())
 
     def job(self, job_id: str) -> dict[str, Any]:
@@ -72,7 +74,7 @@ class DocpipeClient:
         return dict(self._call("GET", f"/files/{digest}").json())
 
     def variant_url(self, digest: str, variant: str = "original", timeout: float = 60) -> str:
-        """The signed URL of a file's variant; a preset being (re)made answers 202, so wait and ask again."""
+        """The signed URL of a file's variant; a preset or text being (re)made answers 202, so wait and ask again."""
         deadline = time.monotonic() + timeout
         while True:
             response = self._call("GET", f"/files/{digest}/{variant}")
@@ -83,12 +85,16 @@ class DocpipeClient:
             time.sleep(min(float(response.headers.get("Retry-After", 1)), 2.0))
 
     def upload_file(
-        self, path: Path, priority: str | None = None, progress: Callable[[int, int], None] | None = None
+        self,
+        path: Path,
+        priority: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        ocr: bool = False,
     ) -> dict[str, Any]:
         """Ask for a presigned POST and stream the file straight to S3. Returns the upload response (with ``jobId``)."""
         size = path.stat().st_size
         content_type = mimetypes.guess_type(path.name)[0]
-        created = self.create_upload(path.name, size, content_type, priority)
+        created = self.create_upload(path.name, size, content_type, priority, ocr)
         post_file(created["upload"], path, progress)
         return created
 
