@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,16 @@ def test_fixture_replays(stack: LocalStack, fixture: Path) -> None:
     outcomes = {}
     for _, key in s3_objects(json.loads(fixture.read_text())):
         _, job_id = parse_upload_key(key)
-        job = jobs.get(job_id)
+        job = settled(jobs, job_id)
         outcomes[key.rsplit("/", 1)[-1]] = (job["state"], (job.get("error") or {}).get("code"))
     assert outcomes == expected
+
+
+def settled(jobs: JobsRepository, job_id: str, timeout: float = 60) -> dict:
+    """The job once its tasks (run by the stack's pollers after ingest) have ended."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = jobs.get(job_id) or {}
+        if job.get("state") in ("ready", "failed", "cancelled") or time.monotonic() > deadline:
+            return job
+        time.sleep(0.2)
