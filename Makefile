@@ -9,7 +9,7 @@ SAM_CLI_VERSION := 1.170.0
 PY312  := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin) $(dir $(shell command -v python3.12 2>/dev/null)))
 export SAM_CLI_TELEMETRY = 0
 
-.PHONY: install demo up test lint typecheck validate unit integration build clean
+.PHONY: install demo up test lint typecheck validate unit integration build browser clean
 
 $(BIN)/docpipe: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ demo: install ## process the bundled samples end to end on an embedded local sta
 up: install ## run the local stack until Ctrl-C
 	$(BIN)/docpipe up
 
-test: install $(SAM) lint validate typecheck ## everything CI runs: lint, template checks, types, all tests
+test: install $(SAM) browser lint validate typecheck ## everything CI runs: lint, template checks, types, all tests
 	$(BIN)/python -m pytest
 
 lint: install
@@ -50,6 +50,20 @@ integration: install
 
 build: $(SAM) ## sam build (needs python3.12)
 	PATH="$(PY312):$$PATH" $(SAM) build --cached --parallel
+
+# The upload page's tests drive headless Chromium. Debian's packages where apt can install them (about
+# 25 s); elsewhere install Chromium and ChromeDriver yourself, or those tests skip and say why.
+browser:
+	@if command -v chromedriver >/dev/null && (command -v chromium || command -v chromium-browser || command -v google-chrome) >/dev/null; then \
+		true; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Chromium and ChromeDriver for the page tests"; \
+		(DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+		 (apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1)) || \
+		echo "could not install Chromium: the page tests will skip"; \
+	else \
+		echo "no Chromium/ChromeDriver and no apt as root: the page tests will skip"; \
+	fi
 
 clean:
 	rm -rf .aws-sam .docpipe .pytest_cache .mypy_cache .ruff_cache

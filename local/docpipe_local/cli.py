@@ -97,6 +97,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     STATE_FILE.chmod(0o600)
     out.print(f"[bold green]docpipe is up[/bold green]  API {stack.api_url}   emulator {stack.endpoint}")
     out.print(f"  user [bold]{args.user}[/bold], token in {STATE_FILE} (export DOCPIPE_TOKEN={stack.token})")
+    out.print(f"  upload page {stack.api_url}/#token={stack.token}")
     out.print("  logs in .docpipe/logs/   —   Ctrl-C to stop")
 
     def shutdown(signum: int, frame: Any) -> None:

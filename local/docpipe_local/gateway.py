@@ -10,10 +10,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from docpipe_local.runtime import FunctionRuntime
 
 MAX_BODY = 10 * 1024 * 1024  # HTTP API's payload limit
+PAGE = Path(__file__).resolve().parents[2] / "web" / "index.html"
 _INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
 
 
@@ -66,7 +69,8 @@ class Gateway:
                 pass
 
             def do_GET(self) -> None:
-                gateway.handle(self)
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client went away
+                    gateway.handle(self)
 
             do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
 
@@ -86,6 +90,17 @@ class Gateway:
         self.server.shutdown()
         self.server.server_close()
 
+    def _page(self, request: BaseHTTPRequestHandler) -> None:
+        """The upload page (``web/index.html``): same origin as the API, so it needs no CORS."""
+        payload = PAGE.read_bytes()
+        request.send_response(200)
+        request.send_header("Content-Type", "text/html; charset=utf-8")
+        request.send_header("Cache-Control", "no-store")
+        request.send_header("Content-Length", str(len(payload)))
+        request.end_headers()
+        if request.command != "HEAD":
+            request.wfile.write(payload)
+
     def handle(self, request: BaseHTTPRequestHandler) -> None:
         length = int(request.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
@@ -97,6 +112,8 @@ class Gateway:
         invoke = _INVOKE.match(url.path)
         if invoke and request.command == "POST":
             return self._invoke(request, invoke.group(1), body)
+        if url.path in ("/", "/index.html") and request.command in ("GET", "HEAD") and PAGE.is_file():
+            return self._page(request)
         if self.api is None:
             return self._send(request, 404, {"code": "route.not_found", "message": "This stack has no HTTP API."})
         route = match_route(self.routes, request.command, url.path)

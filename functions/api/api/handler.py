@@ -150,7 +150,14 @@ def get_variant(digest: str, variant: str) -> Response[str]:
     url = store.presign_get(
         settings.store_bucket, key, settings.download_url_ttl_seconds, filename=filename, content_type=content_type
     )
+    if _wants_json():  # a page cannot read a cross-origin redirect's target; it asks for the URL instead
+        return _json(200, {"url": url, "expiresIn": settings.download_url_ttl_seconds}, {"Cache-Control": "no-store"})
     return Response(status_code=302, headers={"Location": url, "Cache-Control": "no-store"}, body="")
+
+
+def _wants_json() -> bool:
+    accept = str(app.current_event.headers.get("accept") or "")
+    return "application/json" in accept and "*/*" not in accept
 
 
 def _text_task(record: dict[str, Any]) -> str | None:
