@@ -138,16 +138,17 @@ def test_a_redelivered_range_does_not_merge_twice(aws, settings) -> None:
 
 
 def test_scanned_pages_go_to_ocr_in_chunks_and_are_merged_back(aws, settings) -> None:
+    settings = dataclasses.replace(settings, extract_range_pages=200, ocr_pages_per_task=1)
     pages = [SENTENCES[:2], SENTENCES[1:3], SENTENCES[2:4]]
     digest, job_id = stored(settings, pdf(pages, scanned=frozenset({2, 3})))
 
     assert extract_service(settings).run(digest) == "ocr"
     assert job_state(settings, job_id) == "processing"
     chunks = drain(aws, settings, "ocr")
-    assert [(m["for"], m["pages"]) for m in chunks] == [("extract", [2, 3])]
+    assert [(m["for"], m["pages"]) for m in chunks] == [("extract", [2]), ("extract", [3])]
 
     service = ocr_service(settings, TesseractEngine())
-    assert service.run(digest, chunks[0]["pages"], "extract") == "done"
+    assert [service.run(digest, m["pages"], "extract") for m in reversed(chunks)] == ["ocr", "done"]
 
     doc = text_doc(aws, settings, digest)
     assert [p["method"] for p in doc["pages"]] == ["text-layer", "ocr", "ocr"]
