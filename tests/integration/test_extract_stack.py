@@ -69,4 +69,4 @@ def test_a_docx_zip_bomb_fails_and_its_neighbour_is_unaffected(alice, tmp_path) 
 
     assert (bad["state"], bad["error"]["code"]) == ("failed", "archive.unsafe")
     assert good["state"] == "ready"
-    assert text_of(alice, good)["pages"][0]["text"] == "Grüße from a perfectly fine file."
+    assert text_of(alice, good)["pages"][0]["text"] == "Grüße from a perfectly fine file.\n"
