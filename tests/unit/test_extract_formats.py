@@ -551,3 +551,40 @@ def test_bad_json_is_corrupt(data, message) -> None:
 def test_an_unknown_kind_is_unsupported() -> None:
     with pytest.raises(UnsupportedType):
         extract(b"GIF89a", "gif")
+
+
+def test_a_long_pdf_read_by_two_processes_equals_one_read() -> None:
+    from tests.fixtures.documents import pdf
+
+    pages = [[f"Line {n} of page {p}." for n in range(5)] for p in range(1, 81)]
+    data = pdf(pages, scanned=frozenset({40}))
+
+    alone = extract(data, "pdf", workers=1)
+    together = extract(data, "pdf", workers=2)
+
+    assert [p.to_dict() for p in together.pages] == [p.to_dict() for p in alone.pages]
+    assert [p.number for p in together.pages] == list(range(1, 81))
+    assert together.pages_needing_ocr() == [40]
+
+
+def test_the_character_budget_spans_the_processes() -> None:
+    from tests.fixtures.documents import pdf
+
+    data = pdf([[f"Page {p} says hello."] for p in range(1, 81)])
+
+    result = extract(data, "pdf", max_chars=100, workers=2)
+
+    assert result.truncated and result.chars == 100
+    assert result.pages[0].text == "Page 1 says hello."
+
+
+def test_on_lambda_processes_follow_the_memory_size(monkeypatch) -> None:
+    from extract.formats import _workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+    assert (_workers(200), _workers(10)) == (1, 1)
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "3538")
+    assert (_workers(200), _workers(10)) == (2, 1)
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+    assert _workers(200) == 2

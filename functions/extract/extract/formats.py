@@ -50,6 +50,8 @@ import csv
 import io
 import itertools
 import json
+import multiprocessing
+import os
 import re
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -101,14 +103,22 @@ _BOMS = (
 
 
 def extract(
-    source: Source, kind: str, *, max_chars: int = 5_000_000, pages: tuple[int, int] | None = None
+    source: Source,
+    kind: str,
+    *,
+    max_chars: int = 5_000_000,
+    pages: tuple[int, int] | None = None,
+    workers: int | None = None,
 ) -> Extraction:
-    """The text of a document of ``kind``; ``pages`` (1-based, inclusive) selects a range of a PDF."""
+    """The text of a document of ``kind``; ``pages`` (1-based, inclusive) selects a range of a PDF.
+
+    ``workers``: processes reading a long PDF (default: the CPUs this process may use, see :func:`_workers`).
+    """
     if max_chars < 0:
         raise ValueError("max_chars must not be negative")
     budget = _Budget(max_chars)
     if kind == "pdf":
-        result = _extract_pdf(source, budget, pages)
+        result = _extract_pdf(source, budget, pages, workers)
     elif kind in _READERS:
         result = _READERS[kind](source, budget)
     else:
@@ -263,8 +273,9 @@ def _page_span(pages: tuple[int, int] | None, count: int) -> range:
     return range(first, min(last, count) + 1)
 
 
-def _extract_pdf(source: Source, budget: _Budget, pages: tuple[int, int] | None) -> Extraction:
-    document = _open_pdf(source)
+def _extract_pdf(source: Source, budget: _Budget, pages: tuple[int, int] | None, workers: int | None) -> Extraction:
+    data = source if isinstance(source, bytes) else _stream(source).read()
+    document = _open_pdf(data)
     try:
         count = _checked_page_count(document)
         span = _page_span(pages, count)
@@ -272,10 +283,92 @@ def _extract_pdf(source: Source, budget: _Budget, pages: tuple[int, int] | None)
             **_named(document.get_metadata_value("Title"), document.get_metadata_value("Author")),
             "pages": count,
         }
-        found = _pages_within(budget, span, lambda _, number: _pdf_page(document, number, budget))
+        parts = _split(span, _workers(len(span)) if workers is None else workers)
+        if len(parts) == 1:
+            found = _pages_within(budget, span, lambda _, number: _pdf_page(document, number, budget))
+            return Extraction(kind="pdf", pages=found, metadata=metadata)
     finally:
         document.close()
+    found = _pages_within(
+        budget, _pdf_pages_in_parallel(data, parts, budget.left), lambda _, page: _rebudget(page, budget)
+    )
     return Extraction(kind="pdf", pages=found, metadata=metadata)
+
+
+# PDFium is not thread-safe, so a long PDF is read by forked processes, one contiguous run of pages
+# each, results sent back over pipes (multiprocessing.Process and Pipe only: Lambda has no /dev/shm
+# for Pool or Queue). Each process reads the bytes it inherited. Worth it from PARALLEL_MIN_PAGES
+# pages, on as many CPUs as this process may use: on Lambda, one per LAMBDA_MB_PER_VCPU of memory
+# (so an ExtractFunction of 1024 MB reads in one process; one of 3538 MB in two).
+PARALLEL_MIN_PAGES = 64
+LAMBDA_MB_PER_VCPU = 1769
+
+
+def _workers(pages: int) -> int:
+    if pages < PARALLEL_MIN_PAGES or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    memory_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "0") or 0)
+    if memory_mb:  # Lambda shows every CPU but grants one vCPU's time per 1769 MB of memory
+        usable = min(usable, max(1, memory_mb // LAMBDA_MB_PER_VCPU))
+    return max(1, min(usable, pages // (PARALLEL_MIN_PAGES // 2)))
+
+
+def _split(span: range, parts: int) -> list[range]:
+    if parts <= 1:
+        return [span]
+    edges = [span.start + round(len(span) * i / parts) for i in range(parts + 1)]
+    return [range(a, b) for a, b in itertools.pairwise(edges) if b > a]
+
+
+def _pdf_child(data: bytes, span: range, max_chars: int, conn: Any) -> None:
+    try:
+        budget = _Budget(max_chars)
+        document = _open_pdf(data)
+        try:
+            found = _pages_within(budget, span, lambda _, number: _pdf_page(document, number, budget))
+        finally:
+            document.close()
+        conn.send(("ok", found))
+    except BaseException as exc:  # reported to the parent, which raises it as its own
+        conn.send(("error", exc if isinstance(exc, DocpipeError) else FileCorrupt(f"The PDF cannot be read ({exc}).")))
+    finally:
+        conn.close()
+
+
+def _pdf_pages_in_parallel(data: bytes, parts: list[range], max_chars: int) -> Iterator[Page]:
+    context = multiprocessing.get_context("fork")
+    children = []
+    for span in parts:
+        receive, send = context.Pipe(duplex=False)
+        process = context.Process(target=_pdf_child, args=(data, span, max_chars, send), daemon=True)
+        process.start()
+        send.close()
+        children.append((process, receive))
+    try:
+        results = []
+        for _process, receive in children:
+            try:
+                status, value = receive.recv()
+            except EOFError:
+                raise FileCorrupt("The PDF could not be read: a reader process died.") from None
+            if status == "error":
+                raise value
+            results.append(value)
+    finally:
+        for process, receive in children:
+            receive.close()
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+    for pages in results:
+        yield from pages
+
+
+def _rebudget(page: Page, budget: _Budget) -> Page:
+    """A page read in a child, counted against this document's one budget."""
+    page.text = budget.take(page.text)
+    return page
 
 
 def _pdf_page(document: Any, number: int, budget: _Budget) -> Page:
