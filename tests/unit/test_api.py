@@ -21,13 +21,18 @@ def call(lambda_context):
     from api import handler
 
     def call(
-        method: str, path: str, body: Any = None, user: str | None = "alice", query: str = ""
+        method: str,
+        path: str,
+        body: Any = None,
+        user: str | None = "alice",
+        query: str = "",
+        accept: str | None = None,
     ) -> tuple[int, Any, dict]:
         event = http_event(
             method,
             path,
             query=query,
-            headers={"content-type": "application/json"},
+            headers={"content-type": "application/json", **({"accept": accept} if accept else {})},
             body=json.dumps(body) if body is not None else None,
             claims={"sub": user} if user else None,
         )
@@ -189,3 +194,51 @@ def test_openapi_schema_lists_the_routes() -> None:
     assert {"/uploads", "/jobs", "/jobs/{job_id}", "/files/{digest}", "/files/{digest}/{variant}", "/health"} <= set(
         schema["paths"]
     )
+
+
+def test_an_image_uploaded_as_a_document_is_planned_for_ocr(call) -> None:
+    asked = upload(call, "receipt.jpg", 5000, ocr=True)
+    as_document = upload(call, "whiteboard.jpg", 5000, purpose="document")
+    plain = upload(call, "cat.jpg", 5000)
+
+    jobs = JobsRepository(Settings.from_env().jobs_table)
+    assert [jobs.get(b["jobId"])["ocr"] for b in (asked, as_document, plain)] == [True, True, False]  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "code"),
+    [
+        ({"extractState": "running"}, 202, "variant.pending"),
+        ({"extractState": "ocr"}, 202, "variant.pending"),
+        (
+            {"extractState": "failed", "extractError": {"code": "pdf.encrypted", "message": "locked"}},
+            422,
+            "pdf.encrypted",
+        ),
+    ],
+)
+def test_text_that_is_not_made_yet_is_pending_or_failed(aws, call, fields, status, code) -> None:
+    digest = stored_file(aws, "alice", b"alice's notes")
+    FilesRepository(Settings.from_env().files_table).update(digest, fields)
+
+    got, body, headers = call("GET", f"/files/{digest}/text")
+
+    assert (got, body["code"]) == (status, code)
+    if status == 202:
+        assert headers["Retry-After"] == "2"
+
+
+def test_made_text_is_a_redirect_or_for_a_page_its_url(aws, call) -> None:
+    digest = stored_file(aws, "alice", b"alice's notes")
+    artifact = {"key": f"text/{digest}.json", "contentType": "application/json", "pages": 1}
+    FilesRepository(Settings.from_env().files_table).update(
+        digest, {"extractState": "done", "extractArtifacts": {"text": artifact}}
+    )
+
+    redirect, _, headers = call("GET", f"/files/{digest}/text")
+    page, body, _ = call("GET", f"/files/{digest}/text", accept="application/json")
+    listed, meta, _ = call("GET", f"/files/{digest}")
+
+    assert redirect == 302 and f"text/{digest}.json" in headers["Location"]
+    assert (page, body["expiresIn"]) == (200, 300) and f"text/{digest}.json" in body["url"]
+    assert (listed, meta["variants"]) == (200, ["original", "text"])

@@ -24,6 +24,9 @@ class UploadRequest(BaseModel):
     ocr: bool = Field(
         default=False, description="OCR an image too (a photo or scan of a document); documents need not ask."
     )
+    purpose: Literal["photo", "document"] | None = Field(
+        default=None, description="What the upload is; an image uploaded as a document is OCR'd as if ocr were true."
+    )
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ def prepare(request: UploadRequest, owner: str, max_bytes: int, url_ttl_seconds:
         "declaredSize": request.size,
         "declaredType": declared or None,
         "priority": request.priority,
-        "ocr": request.ocr,
+        "ocr": request.ocr or request.purpose == "document",
         "lane": lane_for(request.size, request.priority),
         "state": jobs.JobState.UPLOADING.value,
         "createdAt": now,
