@@ -30,7 +30,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "layers/docpipe"), str(ROOT / "functions/e
 
 from extract.formats import extract  # noqa: E402
 from ocr.engines import PdfSource, TesseractEngine  # noqa: E402
-from tests.fixtures.documents import pdf  # noqa: E402
+from tests.fixtures.documents import accuracy, pdf  # noqa: E402
 
 WORDS = [
     "invoice",
@@ -60,21 +60,6 @@ def best(runs: int, fn) -> float:
         fn()
         times.append(time.perf_counter() - started)
     return min(times)
-
-
-def distance(a: str, b: str) -> int:
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
-
-
-def accuracy(found: str, truth: str) -> float:
-    found, truth = " ".join(found.split()), " ".join(truth.split())
-    return 1 - distance(found, truth) / len(truth)
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from pypdf import PdfReader, PdfWriter
 
 from docpipe.errors import ArchiveUnsafe, FileCorrupt, PdfEncrypted, UnsupportedType
 from extract.formats import check_ooxml, extract, pdf_page_count
+from tests.fixtures.documents import pdf_from_objects
 
 PAGE_LINES = [
     ["Invoice 2041 for the design of a pipeline.", "Payment is due within thirty days."],
@@ -34,23 +35,6 @@ def _escape(text: str) -> str:
 
 def _stream(content: bytes, extra: str = "") -> bytes:
     return f"<< {extra} /Length {len(content)} >>\nstream\n".encode() + content + b"\nendstream"
-
-
-def pdf_from_objects(objects: list[bytes], info: int | None = None) -> bytes:
-    """A PDF file of numbered objects (1 is the catalog) with a correct xref table."""
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(f"{number} 0 obj\n".encode() + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
-    for offset in offsets:
-        out.write(f"{offset:010d} 00000 n \n".encode())
-    trailer = f"<< /Size {len(objects) + 1} /Root 1 0 R" + (f" /Info {info} 0 R" if info else "") + " >>"
-    out.write(f"trailer\n{trailer}\nstartxref\n{xref}\n%%EOF\n".encode())
-    return out.getvalue()
 
 
 PageSpec = list[str] | Image.Image | tuple[Image.Image, list[str]]

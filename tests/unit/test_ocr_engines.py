@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 from docpipe.errors import FileCorrupt, OcrUnavailable, PdfEncrypted
 from ocr.engines import OcrPage, PdfSource, TesseractEngine, TextractEngine, engine_from_env, job_token
 from ocr.render import MAX_PIXELS, render_pdf_pages
+from tests.fixtures.documents import accuracy
 
 PAGE_ONE = [
     "The quarterly report was sent to every office on Monday.",
@@ -37,22 +38,6 @@ PAGE_TWO = [
 
 
 # --- helpers -------------------------------------------------------------------------------------------
-
-
-def levenshtein(a: str, b: str) -> int:
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
-
-
-def accuracy(found: str, truth: str) -> float:
-    """Character accuracy on whitespace-normalized text: 1 - edit distance / length of the truth."""
-    found, truth = " ".join(found.split()), " ".join(truth.split())
-    return 1 - levenshtein(found, truth) / len(truth)
 
 
 def page(lines: list[str], size: int = 36) -> Image.Image:
