@@ -281,6 +281,7 @@ class FunctionRuntime:
         self._all: set[Worker] = set()
         self.invocations = 0
         self.failures = 0
+        self.spawned = 0  # workers started: a restart storm shows here
 
     def warm(self) -> None:
         """Start one worker ahead of the first invocation (a pre-warmed cold start)."""
@@ -291,6 +292,7 @@ class FunctionRuntime:
 
     def _spawn(self) -> Worker:
         worker = Worker(self.spec, self.env, self.log_path, self.arn)
+        self.spawned += 1
         self._all.add(worker)
         return worker
 
