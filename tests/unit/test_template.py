@@ -289,8 +289,10 @@ def test_api_function_merges_its_own_variables_with_the_globals(template: Templa
     assert env["PRESETS_QUEUE_LOW"] == "https://sqs.us-east-1.amazonaws.com/123456789012/docpipe-local-PresetsLowQueue"
 
 
-def test_a_function_without_its_own_variables_gets_only_the_globals(template: Template) -> None:
-    assert set(template.function("IngestFunction").environment(template)) == GLOBAL_VARIABLES
+def test_a_function_whose_own_variables_override_globals_adds_no_names(template: Template) -> None:
+    env = template.function("IngestFunction").environment(template)
+    assert set(env) == GLOBAL_VARIABLES
+    assert env["POWERTOOLS_SERVICE_NAME"] == "ingest"  # its own, over the Globals' "docpipe"
 
 
 def test_environment_values_are_strings(template: Template) -> None:

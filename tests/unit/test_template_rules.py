@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
 from docpipe_local.template import Template
@@ -91,3 +94,192 @@ def test_functions_see_their_resources_by_name(template: Template) -> None:
     assert env["UPLOADS_BUCKET"] == "docpipe-local-uploads-123456789012-us-east-1"
     assert env["UPLOAD_URL_TTL_SECONDS"] == "900"  # the function's own, merged with Globals
     assert env["PRESETS_QUEUE_HIGH"].endswith("/docpipe-local-PresetsHighQueue")
+
+
+# ------------------------------------------------------------------ observability (issue 5)
+
+SERVICES = {
+    "IngestFunction": "ingest",
+    "PresetsFunction": "presets",
+    "ExtractFunction": "extract",
+    "OcrFunction": "ocr",
+    "ApiFunction": "api",
+}
+WORKERS = ("PresetsFunction", "ExtractFunction", "OcrFunction")
+
+
+def work_queues(template: Template) -> set[str]:
+    return {q for q, r in template.of_type("AWS::SQS::Queue").items() if "RedrivePolicy" in r["Properties"]}
+
+
+def dead_letter_queues(template: Template) -> set[str]:
+    return set(template.of_type("AWS::SQS::Queue")) - work_queues(template)
+
+
+def alarms(template: Template) -> dict[str, dict]:
+    """Every alarm's properties, resolved as CloudFormation would."""
+    return {k: template.resolve(v["Properties"]) for k, v in template.of_type("AWS::CloudWatch::Alarm").items()}
+
+
+def queue_alarms(template: Template, queue: str, metric: str) -> list[dict]:
+    name = template.get_att(queue, "QueueName")
+    return [
+        a
+        for a in alarms(template).values()
+        if a.get("Namespace") == "AWS/SQS"
+        and a.get("MetricName") == metric
+        and a.get("Dimensions") == [{"Name": "QueueName", "Value": name}]
+    ]
+
+
+def metric_stats(alarm: dict) -> dict[str, dict]:
+    """A metric-math alarm's inputs by id: {id: Metric}."""
+    return {m["Id"]: m["MetricStat"]["Metric"] for m in alarm.get("Metrics", []) if "MetricStat" in m}
+
+
+def returned_expression(alarm: dict) -> str:
+    (returned,) = [m for m in alarm["Metrics"] if m.get("ReturnData", True)]
+    return returned["Expression"]
+
+
+def rate(expression: str, **values: float) -> float:
+    """Evaluate a metric-math rate for given sums (FILL(x, 0) of a present value is the value)."""
+    return eval(re.sub(r"FILL\((\w+), 0\)", r"\1", expression), {}, dict(values))
+
+
+def test_each_function_names_its_own_service_in_the_docpipe_namespace(template: Template) -> None:
+    for logical, service in SERVICES.items():
+        env = template.function(logical).environment(template)
+        assert (env["POWERTOOLS_SERVICE_NAME"], env["POWERTOOLS_METRICS_NAMESPACE"]) == (service, "Docpipe"), logical
+    assert template.doc["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == "docpipe"
+
+
+def test_the_work_queues_are_the_event_sources(template: Template) -> None:
+    assert work_queues(template) == {source.queue for _, source in sources(template)}
+    assert len(work_queues(template)) == 10 and len(dead_letter_queues(template)) == 10
+
+
+def test_every_work_queue_alarms_on_its_depth_over_100(template: Template) -> None:
+    for queue in work_queues(template):
+        (alarm,) = queue_alarms(template, queue, "ApproximateNumberOfMessagesVisible")
+        assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", "100"), queue
+
+
+def test_every_work_queue_alarms_on_its_oldest_message_over_30_seconds(template: Template) -> None:
+    for queue in work_queues(template):
+        (alarm,) = queue_alarms(template, queue, "ApproximateAgeOfOldestMessage")
+        assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", "30"), queue
+
+
+def test_every_dlq_alarms_as_soon_as_it_holds_a_message(template: Template) -> None:
+    for dlq in dead_letter_queues(template):
+        (alarm,) = queue_alarms(template, dlq, "ApproximateNumberOfMessagesVisible")
+        assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanOrEqualToThreshold", 1), dlq
+        assert alarm["EvaluationPeriods"] == 1, dlq
+
+
+def test_queue_thresholds_follow_their_parameters() -> None:
+    template = Template.load(
+        ROOT / "template.yaml", parameters={"AlarmQueueDepth": "500", "AlarmOldestMessageSeconds": "120"}
+    )
+    (depth,) = queue_alarms(template, "OcrLowQueue", "ApproximateNumberOfMessagesVisible")
+    (age,) = queue_alarms(template, "OcrLowQueue", "ApproximateAgeOfOldestMessage")
+    assert (depth["Threshold"], age["Threshold"]) == ("500", "120")
+
+
+@pytest.mark.parametrize("worker", WORKERS)
+def test_each_worker_alarms_when_over_5_percent_of_its_tasks_fail(template: Template, worker: str) -> None:
+    service = template.function(worker).environment(template)["POWERTOOLS_SERVICE_NAME"]
+    matching = [
+        a
+        for a in alarms(template).values()
+        if {m["MetricName"] for m in metric_stats(a).values()} == {"TaskFailed", "TaskSucceeded"}
+        and all(m["Dimensions"] == [{"Name": "service", "Value": service}] for m in metric_stats(a).values())
+    ]
+    (alarm,) = matching
+    assert {m["Namespace"] for m in metric_stats(alarm).values()} == {"Docpipe"}
+    ids = {m["MetricName"]: i for i, m in metric_stats(alarm).items()}
+    expression = returned_expression(alarm)
+    assert rate(expression, **{ids["TaskFailed"]: 1, ids["TaskSucceeded"]: 19}) == 5.0
+    assert rate(expression, **{ids["TaskFailed"]: 3, ids["TaskSucceeded"]: 0}) == 100.0
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", "5")
+    assert template.doc["Parameters"]["AlarmFailureRatePercent"]["Default"] == 5
+
+
+@pytest.mark.parametrize("function", SERVICES)
+def test_each_function_alarms_when_over_5_percent_of_its_invocations_fail(template: Template, function: str) -> None:
+    name = template.function(function).name
+    (alarm,) = [
+        a
+        for a in alarms(template).values()
+        if {m["Namespace"] for m in metric_stats(a).values()} == {"AWS/Lambda"}
+        and all(m["Dimensions"] == [{"Name": "FunctionName", "Value": name}] for m in metric_stats(a).values())
+    ]
+    ids = {m["MetricName"]: i for i, m in metric_stats(alarm).items()}
+    assert set(ids) == {"Errors", "Invocations"}
+    assert rate(returned_expression(alarm), **{ids["Errors"]: 1, ids["Invocations"]: 20}) == 5.0
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", "5")
+
+
+def test_alarms_treat_missing_data_as_fine_and_are_named_after_the_stack() -> None:
+    found = alarms(Template.load(ROOT / "template.yaml", stack_name="prod-docs"))
+    assert len(found) == 2 * 10 + 10 + len(WORKERS) + len(SERVICES)
+    assert all(a["TreatMissingData"] == "notBreaching" for a in found.values())
+    names = [a["AlarmName"] for a in found.values()]
+    assert all(n.startswith("prod-docs-") for n in names) and len(set(names)) == len(names)
+
+
+def test_alarms_notify_only_when_a_topic_is_given() -> None:
+    topic = "arn:aws:sns:us-east-1:123456789012:docpipe-ops"
+    silent = alarms(Template.load(ROOT / "template.yaml"))
+    loud = alarms(Template.load(ROOT / "template.yaml", parameters={"AlarmTopicArn": topic}))
+    assert not any("AlarmActions" in a or "OKActions" in a for a in silent.values())
+    assert all(a["AlarmActions"] == a["OKActions"] == [topic] for a in loud.values())
+
+
+def dashboard_rows(template: Template) -> list[list]:
+    """Every metric row of the dashboard, with CloudWatch's "." (same as the row above) filled in."""
+    (dashboard,) = template.of_type("AWS::CloudWatch::Dashboard").values()
+    body = json.loads(template.resolve(dashboard["Properties"]["DashboardBody"]))
+    rows = []
+    for widget in body["widgets"]:
+        previous: list = []
+        for row in widget["properties"]["metrics"]:
+            row = [previous[i] if v == "." else v for i, v in enumerate(row)]
+            rows.append(row)
+            previous = row
+    return rows
+
+
+def test_the_dashboard_shows_depth_and_age_of_every_work_queue_and_every_dlq(template: Template) -> None:
+    shown = {(r[1], r[3]) for r in dashboard_rows(template) if r[0] == "AWS/SQS" and r[2] == "QueueName"}
+    for queue in work_queues(template):
+        name = template.get_att(queue, "QueueName")
+        assert {("ApproximateNumberOfMessagesVisible", name), ("ApproximateAgeOfOldestMessage", name)} <= shown
+    for dlq in dead_letter_queues(template):
+        assert ("ApproximateNumberOfMessagesVisible", template.get_att(dlq, "QueueName")) in shown
+
+
+def test_the_dashboard_shows_task_outcomes_durations_and_waits_of_every_worker(template: Template) -> None:
+    shown = {(r[1], r[3]) for r in dashboard_rows(template) if r[0] == "Docpipe" and r[2] == "service"}
+    for worker in WORKERS:
+        service = SERVICES[worker]
+        for metric in ("TaskSucceeded", "TaskFailed", "TaskRetried", "TaskSkipped", "TaskDuration", "QueueWait"):
+            assert (metric, service) in shown, (metric, service)
+    assert {("UploadsRequested", "api"), ("UploadsIngested", "ingest"), ("UploadsDeduplicated", "ingest")} <= shown
+
+
+def test_the_dashboard_shows_errors_throttles_and_concurrency_of_every_function(template: Template) -> None:
+    shown = {(r[1], r[3]) for r in dashboard_rows(template) if r[0] == "AWS/Lambda" and r[2] == "FunctionName"}
+    for function in SERVICES:
+        for metric in ("Errors", "Throttles", "ConcurrentExecutions"):
+            assert (metric, template.function(function).name) in shown, (metric, function)
+
+
+def test_an_output_links_to_the_dashboard(template: Template) -> None:
+    url = template.resolve(template.doc["Outputs"]["DashboardUrl"]["Value"])
+    (logical,) = template.of_type("AWS::CloudWatch::Dashboard")
+    assert url == (
+        "https://console.aws.amazon.com/cloudwatch/home?region=us-east-1"
+        f"#dashboards/dashboard/{template.resolve({'Ref': logical})}"
+    )
