@@ -239,6 +239,77 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """Cancel jobs; exit 1 when one could not be (it had ended already, or does not exist)."""
+    failed = 0
+    with ExitStack() as stack:
+        client, _ = _target(args, stack, allow_embedded=False)
+        for job_id in args.jobs:
+            try:
+                job = client.cancel(job_id)
+            except ApiError as exc:
+                failed += 1
+                out.print(f"[red]{job_id}[/red]: {exc.code}: {exc.message}", soft_wrap=True)
+                continue
+            out.print(f"{job_id} ({job['name']}): {job['state']}")
+    return 1 if failed else 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    """Retry failed or cancelled jobs; with ``--wait``, wait for them like ``process`` does."""
+    failed = 0
+    with ExitStack() as stack:
+        client, _ = _target(args, stack, allow_embedded=False)
+        retried = []
+        for job_id in args.jobs:
+            try:
+                job = client.retry(job_id)
+            except ApiError as exc:
+                failed += 1
+                out.print(f"[red]{job_id}[/red]: {exc.code}: {exc.message}", soft_wrap=True)
+                continue
+            tasks = ", ".join(job.get("requeued") or []) or "none (already on their way)"
+            out.print(f"{job_id} ({job['name']}): {job['state']}; tasks queued again: {tasks}")
+            retried.append(job_id)
+        for job_id in retried if args.wait else []:
+            job = client.wait(job_id, timeout=args.timeout)
+            error = job.get("error")
+            out.print(f"{job_id} ({job['name']}): {job['state']}" + (f" ({error['code']})" if error else ""))
+            failed += job["state"] != "ready"
+    return 1 if failed else 0
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def cmd_queues(args: argparse.Namespace) -> int:
+    with ExitStack() as stack:
+        client, _ = _target(args, stack, allow_embedded=False)
+        body = client.queues()
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return 0
+    table = Table(title="queues: waiting, being processed, dead-lettered")
+    for column in ("concern", "lane", "waiting", "in flight", "delayed", "oldest", "DLQ"):
+        table.add_column(column, justify="left" if column in ("concern", "lane") else "right")
+    for row in body["queues"]:
+        dlq = row.get("dlqDepth")
+        table.add_row(
+            row["concern"],
+            row["lane"],
+            str(row["depth"]),
+            str(row["inFlight"]),
+            str(row["delayed"]),
+            _age(row.get("oldestAgeSeconds")),
+            "-" if dlq is None else f"[red]{dlq}[/red]" if dlq else "0",
+        )
+    out.print(table)
+    return 0
+
+
 def cmd_get(args: argparse.Namespace) -> int:
     """Download a job's variant (``original``, ``text`` or a preset); one being (re)made is waited for."""
     with ExitStack() as stack:
@@ -314,6 +385,23 @@ def parser() -> argparse.ArgumentParser:
     jobs.add_argument("--json", action="store_true")
     target(jobs)
     jobs.set_defaults(func=cmd_jobs)
+
+    cancel = sub.add_parser("cancel", help="cancel jobs that have not ended")
+    cancel.add_argument("jobs", nargs="+", metavar="JOB_ID")
+    target(cancel)
+    cancel.set_defaults(func=cmd_cancel)
+
+    retry = sub.add_parser("retry", help="run failed or cancelled jobs again")
+    retry.add_argument("jobs", nargs="+", metavar="JOB_ID")
+    retry.add_argument("--wait", action="store_true", help="wait for the retried jobs to end")
+    retry.add_argument("--timeout", type=float, default=300, help="seconds to wait per job (default 300)")
+    target(retry)
+    retry.set_defaults(func=cmd_retry)
+
+    queues = sub.add_parser("queues", help="depth, in-flight, oldest message and DLQ depth of every lane")
+    queues.add_argument("--json", action="store_true")
+    target(queues)
+    queues.set_defaults(func=cmd_queues)
 
     get = sub.add_parser("get", help="download a job's original or one of its presets")
     get.add_argument("job", metavar="JOB_ID")

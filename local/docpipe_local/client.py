@@ -70,6 +70,15 @@ class DocpipeClient:
             params["cursor"] = cursor
         return dict(self._call("GET", "/jobs", params=params).json())
 
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return dict(self._call("DELETE", f"/jobs/{job_id}").json())
+
+    def retry(self, job_id: str) -> dict[str, Any]:
+        return dict(self._call("POST", f"/jobs/{job_id}/retry").json())
+
+    def queues(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/queues").json())
+
     def file(self, digest: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/files/{digest}").json())
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from docpipe_local.queue_metrics import QueueAges
 from docpipe_local.runtime import FunctionRuntime, Invocation
 from docpipe_local.template import SqsSource
 
@@ -83,11 +84,13 @@ class SqsPoller(threading.Thread):
         region: str,
         stop: threading.Event,
         index: int = 0,
+        ages: QueueAges | None = None,
     ) -> None:
         super().__init__(name=f"{runtime.spec.logical}-{source.name}-{index}", daemon=True)
         self.runtime, self.sqs, self.source = runtime, sqs, source
         self.queue_url, self.queue_arn, self.region = queue_url, queue_arn, region
         self.stop_event = stop
+        self.ages = ages
 
     def run(self) -> None:
         while not self.stop_event.is_set():
@@ -116,6 +119,8 @@ class SqsPoller(threading.Thread):
         ).get("Messages", [])
         if not messages:
             return 0
+        if self.ages is not None:
+            self.ages.received(self.queue_url, messages)
         invocation = self.runtime.invoke_acquired(sqs_event(messages, self.queue_arn, self.region))
         keep = failed_ids(messages, invocation, self.source.report_failures)
         if not invocation.ok:

@@ -33,6 +33,7 @@ from botocore.config import Config
 from docpipe_local.gateway import Gateway
 from docpipe_local.pollers import SqsPoller
 from docpipe_local.provision import provision
+from docpipe_local.queue_metrics import QueueAgePublisher, QueueAges
 from docpipe_local.runtime import FunctionRuntime
 from docpipe_local.template import Template
 
@@ -110,7 +111,11 @@ class LocalStack:
         parameters: dict[str, str] | None = None,
         region: str = "us-east-1",
         stack_name: str = "docpipe-local",
+        overrides: dict[str, dict[str, Any]] | None = None,
     ) -> None:
+        """``overrides`` sets resource properties for this run, by logical id, over the template's:
+        ``{"OcrHighQueue": {"VisibilityTimeout": 10}}`` lets a test that kills a worker see its message
+        come back in seconds rather than minutes. Nothing else changes the template."""
         self.template_path = Path(template_path) if template_path else project_root() / "template.yaml"
         self.endpoint_arg = endpoint
         self.embedded_services = embedded_services
@@ -127,6 +132,8 @@ class LocalStack:
         self._stop = threading.Event()
         self.template: Template | None = None
         self.endpoints: dict[str, str] = {}
+        self.overrides = overrides or {}
+        self.queue_ages = QueueAges()
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> LocalStack:
@@ -180,6 +187,10 @@ class LocalStack:
             account_id=account,
             parameters=self.parameters,
         )
+        for logical, properties in self.overrides.items():
+            if logical not in self.template.doc.get("Resources", {}):
+                raise ValueError(f"override for {logical!r}: the template has no such resource")
+            self.template.doc["Resources"][logical].setdefault("Properties", {}).update(properties)
         provision(self.template, {s: self.client(s) for s in ("s3", "sqs", "dynamodb")})
         self._start_functions()
         self.gateway = Gateway(self._api_runtime(), self.runtimes, self.tokens, port=self.api_port)
@@ -227,10 +238,23 @@ class LocalStack:
                 queue = self.template.attributes[source.queue]
                 for index in range(min(source.max_concurrency, concurrency)):
                     poller = SqsPoller(
-                        runtime, sqs, source, queue["QueueUrl"], queue["Arn"], self.region, self._stop, index
+                        runtime,
+                        sqs,
+                        source,
+                        queue["QueueUrl"],
+                        queue["Arn"],
+                        self.region,
+                        self._stop,
+                        index,
+                        self.queue_ages,
                     )
                     poller.start()
                     self.pollers.append(poller)
+        queues = {
+            self.template.attributes[logical]["QueueName"]: self.template.attributes[logical]["QueueUrl"]
+            for logical in self.template.of_type("AWS::SQS::Queue")
+        }
+        QueueAgePublisher(sqs, self.client("cloudwatch"), queues, self.queue_ages, self._stop).start()
 
     def _api_runtime(self) -> FunctionRuntime | None:
         return next((r for r in self.runtimes.values() if r.spec.http_routes), None)

@@ -22,13 +22,17 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import docpipe
 from api.uploads import UploadRequest, prepare
+from docpipe import control
+from docpipe import jobs as job_states
+from docpipe.adapters.cloudwatch import QueueAges
 from docpipe.adapters.dynamo import FilesRepository, JobsRepository
 from docpipe.adapters.s3 import ObjectStore
-from docpipe.adapters.sqs import TaskQueues
-from docpipe.config import Settings
+from docpipe.adapters.sqs import QueueStats, TaskQueues
+from docpipe.config import LANES, Settings
 from docpipe.errors import BadRequest, DocpipeError, NotFound, Unauthorized, http_status
-from docpipe.jobs import public_view
+from docpipe.jobs import TERMINAL, public_view
 from docpipe.observability import MetricUnit, logger, metrics, tracer
+from docpipe.settlement import settle_jobs
 from docpipe.storage import original_key
 
 settings = Settings.from_env()
@@ -103,11 +107,59 @@ def create_upload(request: UploadRequest) -> Response[str]:
     )
 
 
+def _ttl_at() -> int:
+    return int(time.time()) + settings.job_ttl_days * 86400
+
+
 @app.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Response[str]:
     job = _own_job(job_id, current_user())
-    file = adapters()[2].get(job["hash"]) if job.get("hash") and job.get("plan") else None
+    _, jobs_repo, files_repo = adapters()
+    file = files_repo.get(job["hash"]) if job.get("hash") and job.get("plan") else None
+    if file is not None and job["state"] not in TERMINAL:
+        # A task whose final attempt was killed has no worker left to say so: settle it on read.
+        state, _ = job_states.settle(list(job["plan"]), file)
+        if state in TERMINAL and settle_jobs(jobs_repo, files_repo, job["hash"], _ttl_at(), [job_id]):
+            job = jobs_repo.get(job_id) or job
     return _json(200, public_view(job, file))
+
+
+@app.delete("/jobs/<job_id>")
+def cancel_job(job_id: str) -> Response[str]:
+    """Cancel a job that has not ended: 200 with the job, 409 ``job.finished`` when it has."""
+    job = _own_job(job_id, current_user())
+    _, jobs_repo, files_repo = adapters()
+    cancelled = control.cancel(job, jobs_repo, files_repo, _ttl_at())
+    return _json(200, public_view(cancelled))
+
+
+@app.post("/jobs/<job_id>/retry")
+def retry_job(job_id: str) -> Response[str]:
+    """Run a failed or cancelled job's unfinished tasks again: 202 with the job and the tasks queued."""
+    job = _own_job(job_id, current_user())
+    _, jobs_repo, files_repo = adapters()
+    retried, queued = control.retry(job, jobs_repo, files_repo, TaskQueues(settings.task_queues), _ttl_at())
+    file = files_repo.get(retried["hash"]) if retried.get("hash") else None
+    return _json(202, {**public_view(retried, file), "requeued": queued})
+
+
+@functools.cache
+def queue_readers() -> tuple[QueueStats, QueueAges]:
+    return QueueStats(), QueueAges()
+
+
+@app.get("/queues")
+def queues() -> Response[str]:
+    """Each lane's depth, in-flight and delayed counts, its DLQ's depth and the age of its oldest message."""
+    current_user()
+    stats, ages = queue_readers()
+    lanes = [("ingest", "-", settings.ingest_queue)] if settings.ingest_queue else []
+    lanes += [(task, lane, urls[lane]) for task, urls in settings.task_queues.items() for lane in LANES]
+    rows = [{"concern": concern, "lane": lane, **stats.stats(url)} for concern, lane, url in lanes if url]
+    oldest = ages.oldest_seconds([row["queue"] for row in rows])
+    for row in rows:
+        row["oldestAgeSeconds"] = oldest.get(row["queue"])
+    return _json(200, {"queues": rows}, {"Cache-Control": "no-store"})
 
 
 @app.get("/jobs")

@@ -15,7 +15,8 @@ from docpipe.adapters.s3 import ObjectStore
 from docpipe.adapters.sqs import TaskQueues
 from docpipe.config import Settings
 from docpipe.observability import logger, metrics, tracer
-from extract.service import ExtractService
+from docpipe.worker import Message, TaskRunner, deadline
+from extract.service import TASK, ExtractService
 
 settings = Settings.from_env()
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -32,15 +33,25 @@ def service() -> ExtractService:
     )
 
 
+@functools.cache
+def runner() -> TaskRunner:
+    return TaskRunner(settings, FilesRepository(settings.files_table), JobsRepository(settings.jobs_table))
+
+
 @tracer.capture_method(capture_response=False)
-def handle_record(record: SQSRecord) -> None:
+def handle_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
     message = record.json_body
     if not isinstance(message, dict) or not isinstance(message.get("hash"), str):
         logger.error("not an extract task; dropped", extra={"body": record.body[:200]})
         return
     page_range = message.get("range")
     valid_range = isinstance(page_range, list) and len(page_range) == 2 and all(isinstance(n, int) for n in page_range)
-    state = service().run(message["hash"], message.get("lane") or "normal", page_range if valid_range else None)
+    page_range = page_range if valid_range else None
+    state = runner().process(
+        Message.of(record, message["hash"], TASK, opening=page_range is None),
+        lambda: service().run(message["hash"], message.get("lane") or "normal", page_range),
+        deadline(lambda_context),
+    )
     logger.info("extract task ended", extra={"state": state, "lane": message.get("lane")})
 
 

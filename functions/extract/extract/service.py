@@ -153,7 +153,6 @@ class ExtractService:
         return self._fail_with(digest, exc.to_dict())
 
     def _fail_with(self, digest: str, error: dict[str, str]) -> str:
-        metrics.add_metric(name="TaskFailures", unit=MetricUnit.Count, value=1)
         results.fail(TASK, digest, error, self.files, self.jobs, self.settings, int(self.clock()))
         return "failed"
 

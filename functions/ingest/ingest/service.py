@@ -111,7 +111,7 @@ class IngestService:
 
         deduplicated = self._store_once(bucket, key, info, scanned.sha256, facts)
         plan = jobs.plan_for(file_type.mime, file_type.family, ocr=bool(job.get("ocr")))
-        self._dispatch(scanned.sha256, plan, job.get("lane") or "normal")
+        self._dispatch(scanned.sha256, plan, job.get("lane") or "normal", job["jobId"])
         state, error = jobs.settle(plan, self.files.get(scanned.sha256) or {})
         done = self.jobs.transition(
             job["jobId"],
@@ -141,10 +141,15 @@ class IngestService:
         )
         return Outcome("deduplicated" if deduplicated else "stored", job["jobId"], scanned.sha256)
 
-    def _dispatch(self, digest: str, plan: list[str], lane: str) -> None:
+    def _dispatch(self, digest: str, plan: list[str], lane: str, job_id: str) -> None:
         """Queue each task of the plan on its lane, once per content: a task that has a state already
-        (queued, running, done or failed for the same bytes) is not queued again."""
+        (queued, running, done or failed for the same bytes) is not queued again.
+
+        The job is first added to the task's ``{task}Waiting`` set, in the same item, so a cancel of
+        another job of these bytes never marks work this job needs as ``cancelled``; a task that was
+        cancelled is queued again."""
         for task in plan:
+            self.files.add_member(digest, f"{task}Waiting", job_id)
             if self.files.request_task(digest, task) is not None:
                 continue
             try:

@@ -97,7 +97,6 @@ class OcrService:
         except DocpipeError as exc:
             if exc.retryable:
                 raise
-            metrics.add_metric(name="TaskFailures", unit=MetricUnit.Count, value=1)
             results.fail(TASK, digest, exc.to_dict(), self.files, self.jobs, self.settings, int(self.clock()))
             return "failed"
         self._measure(started, 1)

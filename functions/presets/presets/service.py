@@ -56,7 +56,6 @@ class PresetsService:
             if exc.retryable:
                 raise
             self.files.update(digest, {f"{TASK}State": "failed", f"{TASK}Error": exc.to_dict()})
-            metrics.add_metric(name="TaskFailures", unit=MetricUnit.Count, value=1)
             logger.info("presets refused", extra={"code": exc.code})
             self._settle(digest)
             return "failed"

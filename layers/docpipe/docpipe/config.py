@@ -53,6 +53,7 @@ class Settings:
     ocr_pages_per_task: int = 8  # scanned pages OCR'd per invocation (Tesseract: about 2 s a page)
     # lane -> queue URL of each processing task
     task_queues: dict[str, dict[str, str]] = field(default_factory=dict)
+    ingest_queue: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -71,6 +72,7 @@ class Settings:
             max_text_chars=_int(env, "MAX_TEXT_CHARS", 5_000_000),
             extract_range_pages=max(1, _int(env, "EXTRACT_RANGE_PAGES", 200)),
             ocr_pages_per_task=max(1, _int(env, "OCR_PAGES_PER_TASK", 8)),
+            ingest_queue=env.get("INGEST_QUEUE") or None,
             task_queues={
                 task: {lane: env[f"{task.upper()}_QUEUE_{lane.upper()}"] for lane in LANES}
                 for task in TASKS

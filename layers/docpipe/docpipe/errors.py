@@ -102,6 +102,18 @@ class OcrUnavailable(DocpipeError):
     retryable = True
 
 
+class TaskBusy(Transient):
+    """Another invocation is running the same task for the same bytes (a duplicated message)."""
+
+    code = "task.busy"
+    message = "The same task is running in another invocation; this message will be tried again."
+
+
+class Conflict(DocpipeError):
+    code = "job.conflict"
+    message = "The job is not in a state that allows this."
+
+
 HTTP_STATUS: dict[type[DocpipeError], int] = {
     BadRequest: 400,
     Unauthorized: 401,
@@ -111,6 +123,7 @@ HTTP_STATUS: dict[type[DocpipeError], int] = {
     FileEmpty: 400,
     TypeMismatch: 415,
     Transient: 503,
+    Conflict: 409,
 }
 
 

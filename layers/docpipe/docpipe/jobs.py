@@ -55,13 +55,36 @@ def plan_for(content_type: str, family: str, ocr: bool = False) -> list[str]:
     return []
 
 
-def settle(plan: list[str], file: dict[str, Any]) -> tuple[JobState, dict[str, str] | None]:
+DEAD_LETTERED = {
+    "code": "task.dead_lettered",
+    "message": "The task was tried three times without finishing (killed, timed out or crashed); "
+    "its message is in the dead-letter queue. POST /jobs/{id}/retry runs it again.",
+}
+OPEN_TASK_STATES = frozenset({"queued", "running", "ocr"})
+
+
+def task_state(file: dict[str, Any], task: str, now: float | None = None) -> tuple[Any, dict[str, str] | None]:
+    """A task's state and error. A task whose final attempt (the last receive before the dead-letter
+    queue) ran past its time limit without ending is ``failed`` with ``task.dead_lettered``: its
+    worker was killed, and nothing else will run it until the job is retried."""
+    state = file.get(f"{task}State")
+    if state == "failed":
+        return state, file.get(f"{task}Error") or {"code": "internal", "message": f"{task} failed"}
+    ends = file.get(f"{task}FinalAttemptEnds")
+    if state in OPEN_TASK_STATES and ends is not None and float(ends) < (time.time() if now is None else now):
+        return "failed", DEAD_LETTERED
+    return state, None
+
+
+def settle(plan: list[str], file: dict[str, Any], now: float | None = None) -> tuple[JobState, dict[str, str] | None]:
     """A job's state from its plan and its file's task states: the first failed task fails it (with
     that task's error), all done makes it ready, anything running makes it processing."""
-    states = [file.get(f"{task}State") for task in plan]
-    for task, state in zip(plan, states, strict=True):
+    states = []
+    for task in plan:
+        state, error = task_state(file, task, now)
         if state == "failed":
-            return JobState.FAILED, file.get(f"{task}Error") or {"code": "internal", "message": f"{task} failed"}
+            return JobState.FAILED, error
+        states.append(state)
     if all(state == "done" for state in states):
         return JobState.READY, None
     if any(state in ("running", "ocr", "done") for state in states):
@@ -87,10 +110,11 @@ def progress(job: dict[str, Any], file: dict[str, Any] | None = None) -> int:
 
 
 def _visible_state(state: Any) -> str:
-    """Internal sub-states (``ocr``: a document waiting on its scanned pages) read as ``running``."""
+    """Internal sub-states read as what they mean to a user: ``ocr`` (a document waiting on its
+    scanned pages) as ``running``, ``cancelled`` work (skipped) as ``skipped``."""
     if state is None:
         return "queued"
-    return "running" if state == "ocr" else str(state)
+    return {"ocr": "running", "cancelled": "skipped"}.get(str(state), str(state))
 
 
 def task_views(job: dict[str, Any], file: dict[str, Any] | None) -> dict[str, Any]:
@@ -98,9 +122,12 @@ def task_views(job: dict[str, Any], file: dict[str, Any] | None) -> dict[str, An
     views: dict[str, Any] = {}
     for task in job.get("plan") or []:
         record = file or {}
-        view: dict[str, Any] = {"state": _visible_state(record.get(f"{task}State"))}
-        if record.get(f"{task}Error"):
-            view["error"] = record[f"{task}Error"]
+        state, error = task_state(record, task)
+        view: dict[str, Any] = {"state": _visible_state(state)}
+        if error:
+            view["error"] = error
+        if record.get(f"{task}Attempts"):
+            view["attempts"] = record[f"{task}Attempts"]
         artifacts = record.get(f"{task}Artifacts") or {}
         if artifacts:
             view["variants"] = {
@@ -124,7 +151,7 @@ def public_view(job: dict[str, Any], file: dict[str, Any] | None = None) -> dict
         "plan": list(job.get("plan") or []),
         "tasks": task_views(job, file) if job.get("hash") else {},
     }
-    for key in ("hash", "size", "type", "contentType", "width", "height", "error"):
+    for key in ("hash", "size", "type", "contentType", "width", "height", "error", "history"):
         if job.get(key) is not None:
             view[key] = job[key]
     return view

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -80,8 +81,15 @@ class _Table:
         condition: str | None = None,
         values: dict[str, Any] | None = None,
         extra_names: dict[str, str] | None = None,
+        *,
+        set_also: str = "",
+        add: str = "",
     ) -> dict[str, Any] | None:
-        """Set ``fields`` (``None`` removes) if ``condition`` holds; the new item, or ``None`` when it did not."""
+        """Set ``fields`` (``None`` removes) if ``condition`` holds; the new item, or ``None`` when it did not.
+
+        ``set_also`` is one more ``SET`` clause and ``add`` an ``ADD`` clause, with their names and
+        values passed in ``extra_names`` and ``values``.
+        """
         names: dict[str, str] = dict(extra_names or {})
         vals: dict[str, Any] = {}
         sets: list[str] = []
@@ -95,9 +103,15 @@ class _Table:
                 sets.append(f"#f{i} = :f{i}")
         for name, value in (values or {}).items():
             vals[name] = _ser.serialize(value)
+        if set_also:
+            sets.append(set_also)
         expression = " ".join(
             part
-            for part in (f"SET {', '.join(sets)}" if sets else "", f"REMOVE {', '.join(removes)}" if removes else "")
+            for part in (
+                f"SET {', '.join(sets)}" if sets else "",
+                f"REMOVE {', '.join(removes)}" if removes else "",
+                f"ADD {add}" if add else "",
+            )
             if part
         )
         kwargs: dict[str, Any] = {
@@ -130,11 +144,11 @@ class JobsRepository(_Table):
     """JobsTable: pk ``jobId``; GSI ``byOwner`` (owner, createdAt); sparse GSI ``byOwnerHash`` (ownerHash)."""
 
     def create(self, job: dict[str, Any]) -> None:
-        if not self._put_new(job, "jobId"):
+        if not self._put_new(_with_history(job), "jobId"):
             raise Transient("job id collision; try again")
 
     def create_if_absent(self, job: dict[str, Any]) -> bool:
-        return self._put_new(job, "jobId")
+        return self._put_new(_with_history(job), "jobId")
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         return self._get({"jobId": job_id})
@@ -142,11 +156,19 @@ class JobsRepository(_Table):
     def transition(self, job_id: str, from_states: tuple[str, ...], fields: dict[str, Any]) -> dict[str, Any] | None:
         """Move a job out of one of ``from_states``, setting ``fields``; ``None`` if it was not in one of them.
 
-        This is what makes a redelivered or duplicated event produce one transition, not two.
+        This is what makes a redelivered or duplicated event produce one transition, not two. A change
+        of state is appended to the job's ``history`` (state and time): one entry per transition.
         """
-        placeholders = {f":s{i}": state for i, state in enumerate(from_states)}
-        condition = f"attribute_exists(jobId) AND #state IN ({', '.join(placeholders)})"
-        return self._update({"jobId": job_id}, fields, condition, placeholders, {"#state": "state"})
+        values: dict[str, Any] = {f":s{i}": state for i, state in enumerate(from_states)}
+        condition = f"attribute_exists(jobId) AND #state IN ({', '.join(values)})"
+        names = {"#state": "state"}
+        set_also = ""
+        if "state" in fields:
+            names["#hist"] = "history"
+            values[":entry"] = [{"state": str(fields["state"]), "at": fields.get("updatedAt") or _now_iso()}]
+            values[":none"] = []
+            set_also = "#hist = list_append(if_not_exists(#hist, :none), :entry)"
+        return self._update({"jobId": job_id}, fields, condition, values, names, set_also=set_also)
 
     def list_for_owner(self, owner: str, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
         kwargs: dict[str, Any] = {
@@ -203,6 +225,16 @@ class JobsRepository(_Table):
         return sorted((_load(i) for i in r.get("Items", [])), key=lambda j: j["createdAt"], reverse=True)
 
 
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _with_history(job: dict[str, Any]) -> dict[str, Any]:
+    if "history" in job or "state" not in job:
+        return job
+    return {**job, "history": [{"state": str(job["state"]), "at": job.get("createdAt") or _now_iso()}]}
+
+
 def owner_hash(owner: str, digest: str) -> str:
     return f"{owner}#{digest}"
 
@@ -248,13 +280,14 @@ class FilesRepository(_Table):
         self._update({"hash": digest}, {**fields, "status": "stored", "leaseUntil": None})
 
     def request_task(self, digest: str, task: str) -> str | None:
-        """Mark a task ``queued`` unless it has a state already. Returns ``None`` when this call queued it
-        (the caller sends the message), else the state it has: the same bytes are processed once."""
+        """Mark a task ``queued`` unless it has a state already (``cancelled`` counts as none). Returns
+        ``None`` when this call queued it (the caller sends the message), else the state it has: the
+        same bytes are processed once."""
         queued = self._update(
             {"hash": digest},
             {f"{task}State": "queued"},
-            "attribute_exists(#k) AND attribute_not_exists(#s)",
-            None,
+            "attribute_exists(#k) AND (attribute_not_exists(#s) OR #s = :cancelled)",
+            {":cancelled": "cancelled"},
             {"#k": "hash", "#s": f"{task}State"},
         )
         if queued is not None:
@@ -285,6 +318,93 @@ class FilesRepository(_Table):
                 raise Transient(f"file {digest} is not recorded") from exc
             raise _fault(exc, "update_item") from exc
         return set(_load(r["Attributes"]).get(attribute) or set())
+
+    def remove_member(self, digest: str, attribute: str, member: str) -> None:
+        """Take ``member`` out of a string set (an emptied set disappears, as DynamoDB does)."""
+        try:
+            self.client.update_item(
+                TableName=self.name,
+                Key=_dump({"hash": digest}),
+                UpdateExpression="DELETE #a :m",
+                ConditionExpression="attribute_exists(#k)",
+                ExpressionAttributeNames={"#a": attribute, "#k": "hash"},
+                ExpressionAttributeValues={":m": {"SS": [member]}},
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise _fault(exc, "update_item") from exc
+
+    def claim_task(self, digest: str, task: str, holder: str, lease_until: int, now: int) -> dict[str, Any] | None:
+        """Become the one invocation running ``task`` for these bytes; the file record afterwards, or
+        ``None`` when the task is not waiting to run (done, failed, cancelled, handed on) or another
+        invocation holds it.
+
+        A task that is ``queued`` (or has no state) is taken; a ``running`` one only by the same message
+        redelivered (``holder`` is the SQS message id: its last run was killed) or once its holder's
+        lease, the end of that invocation's time limit, has passed. Each claim counts an attempt.
+        """
+        return self._update(
+            {"hash": digest},
+            {f"{task}State": "running", f"{task}Holder": holder, f"{task}LeaseUntil": lease_until},
+            "attribute_exists(#k) AND (attribute_not_exists(#s) OR #s = :queued"
+            " OR (#s = :running AND (#h = :holder OR #l < :now)))",
+            {":queued": "queued", ":running": "running", ":holder": holder, ":now": now, ":one": 1},
+            {
+                "#k": "hash",
+                "#s": f"{task}State",
+                "#h": f"{task}Holder",
+                "#l": f"{task}LeaseUntil",
+                "#n": f"{task}Attempts",
+            },
+            add="#n :one",
+        )
+
+    def release_task(self, digest: str, task: str, holder: str) -> None:
+        """Give a claimed task back (its run raised and the message will be retried)."""
+        self._update(
+            {"hash": digest},
+            {f"{task}State": "queued", f"{task}Holder": None, f"{task}LeaseUntil": None},
+            "#s = :running AND #h = :holder",
+            {":running": "running", ":holder": holder},
+            {"#s": f"{task}State", "#h": f"{task}Holder"},
+        )
+
+    def cancel_task(self, digest: str, task: str) -> bool:
+        """Mark a queued task ``cancelled`` when no job waits on it any more; workers then skip it."""
+        return (
+            self._update(
+                {"hash": digest},
+                {f"{task}State": "cancelled"},
+                "#s = :queued AND attribute_not_exists(#w)",
+                {":queued": "queued"},
+                {"#s": f"{task}State", "#w": f"{task}Waiting"},
+            )
+            is not None
+        )
+
+    def requeue_task(self, digest: str, task: str, seen: str | None, forget: tuple[str, ...] = ()) -> bool:
+        """Put a task that ended badly (failed, cancelled, or dead-lettered while ``running``) back to
+        ``queued``, if its state is still ``seen``; clears its error and the bookkeeping in ``forget``."""
+        fields: dict[str, Any] = {
+            f"{task}State": "queued",
+            f"{task}Error": None,
+            f"{task}Holder": None,
+            f"{task}LeaseUntil": None,
+            f"{task}FinalAttemptEnds": None,
+            **dict.fromkeys(forget),
+        }
+        if seen is None:
+            return (
+                self._update(
+                    {"hash": digest},
+                    fields,
+                    "attribute_exists(#k) AND attribute_not_exists(#s)",
+                    None,
+                    {"#k": "hash", "#s": f"{task}State"},
+                )
+                is not None
+            )
+        return self._update({"hash": digest}, fields, "#s = :seen", {":seen": seen}, {"#s": f"{task}State"}) is not None
 
     def request_regeneration(self, digest: str, task: str, now: int, every_seconds: int) -> bool:
         """Record a regeneration request unless one was made in the last ``every_seconds``. True when recorded."""

@@ -1,0 +1,201 @@
+"""What every task worker does around its work, the same in each function: one run per ``(hash, task)``,
+cancelled work skipped, retries backed off, the final attempt's failure shown on the job, and metrics.
+
+A task message on a lane is either the task's *opening* message (``{"hash": …}``: run the task) or
+a follow-up of a task already running (a page range of a large PDF, a chunk of scanned pages). For an
+opening message the worker
+
+1. skips the work when the task is ``cancelled`` (every job that waited on it was cancelled);
+2. claims the task with a conditional write (:meth:`FilesRepository.claim_task`): a duplicated message
+   finds it claimed and is tried again later, so the same bytes are rendered or read once and a job
+   makes each transition once; a redelivery of the message whose run was killed takes it over;
+3. gives the claim back when the run raises, so the retry can take it.
+
+For every message: a retryable failure is retried with backoff (the message's visibility is set to
+5 s, 20 s, 80 s by receive count, rather than waiting out the queue's full visibility timeout), and a
+failure on the final receive (the lane's ``maxReceiveCount``) marks the task ``failed`` with its code
+before the message goes to the dead-letter queue, so the job says so. A final attempt that is killed
+(timeout, out of memory, a crash) cannot say anything: it leaves ``{task}FinalAttemptEnds`` behind,
+and once that time has passed the job reads as failed with ``task.dead_lettered``
+(:func:`docpipe.jobs.task_state`).
+
+Metrics (EMF, dimension ``service``): ``QueueWait`` and ``TaskDuration`` (ms), and one of
+``TaskSucceeded``, ``TaskFailed``, ``TaskRetried``, ``TaskSkipped`` per message.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from docpipe import aws
+from docpipe.adapters.dynamo import FilesRepository, JobsRepository
+from docpipe.config import Settings
+from docpipe.errors import DocpipeError, TaskBusy
+from docpipe.observability import MetricUnit, logger, metrics
+from docpipe.settlement import settle_jobs
+
+MAX_RECEIVES = 3  # every lane's RedrivePolicy maxReceiveCount (template.yaml; a template test holds them equal)
+BACKOFF_BASE_SECONDS = 5
+BACKOFF_FACTOR = 4
+BACKOFF_CAP_SECONDS = 900
+FINISHED = ("done", "failed", "ocr")
+
+
+def backoff_seconds(receive_count: int, jitter: float = 0.2, rand: Callable[[], float] = random.random) -> int:
+    """How long a failed message stays invisible before its next receive: 5 s, 20 s, 80 s, … (±20 %)."""
+    base = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * BACKOFF_FACTOR ** max(0, receive_count - 1))
+    return max(1, round(base * (1 + jitter * (2 * rand() - 1))))
+
+
+def queue_url(event_source_arn: str, endpoint: str) -> str:
+    """The URL of the queue an SQS record came from (``arn:aws:sqs:region:account:name``)."""
+    *_, account, name = event_source_arn.split(":")
+    return f"{endpoint.rstrip('/')}/{account}/{name}"
+
+
+def deadline(context: Any) -> float:
+    """When the current invocation's time limit ends (epoch seconds)."""
+    return time.time() + context.get_remaining_time_in_millis() / 1000
+
+
+@dataclass(frozen=True)
+class Message:
+    """One task message as the worker sees it."""
+
+    digest: str
+    task: str  # the file task whose state this message advances (``extract`` for its OCR chunks)
+    opening: bool  # runs the task (subject to cancel and claim) rather than continuing it
+    message_id: str
+    receive_count: int
+    sent_at_ms: int | None
+    receipt_handle: str
+    source_arn: str
+
+    @classmethod
+    def of(cls, record: Any, digest: str, task: str, opening: bool) -> Message:
+        attributes = record.raw_event.get("attributes") or {}
+        sent = attributes.get("SentTimestamp")
+        return cls(
+            digest=digest,
+            task=task,
+            opening=opening,
+            message_id=record.message_id,
+            receive_count=int(attributes.get("ApproximateReceiveCount") or 1),
+            sent_at_ms=int(sent) if sent else None,
+            receipt_handle=record.receipt_handle,
+            source_arn=record.event_source_arn or "",
+        )
+
+    @property
+    def final(self) -> bool:
+        return self.receive_count >= MAX_RECEIVES
+
+
+class TaskRunner:
+    def __init__(
+        self,
+        settings: Settings,
+        files: FilesRepository,
+        jobs: JobsRepository,
+        sqs: Any | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings, self.files, self.jobs, self._sqs, self.clock = settings, files, jobs, sqs, clock
+
+    @property
+    def sqs(self) -> Any:
+        return self._sqs or aws.client("sqs")
+
+    def process(self, message: Message, run: Callable[[], str], deadline: float) -> str:
+        """Run one message's work (``run`` returns the task's state afterwards) and account for it."""
+        logger.append_keys(hash=message.digest, task=message.task, receive_count=message.receive_count)
+        if message.sent_at_ms:
+            wait_ms = max(0.0, self.clock() * 1000 - message.sent_at_ms)
+            metrics.add_metric(name="QueueWait", unit=MetricUnit.Milliseconds, value=wait_ms)
+        if message.opening:
+            refusal = self._claim(message, deadline)
+            if refusal is not None:
+                return refusal
+        if message.final:
+            self.files.update(message.digest, {f"{message.task}FinalAttemptEnds": int(deadline) + 1})
+        started = time.perf_counter()
+        try:
+            state = run()
+        except Exception as exc:
+            self._failed(message, exc)
+            raise
+        finally:
+            metrics.add_metric(
+                name="TaskDuration", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000
+            )
+        if message.final:
+            self.files.update(message.digest, {f"{message.task}FinalAttemptEnds": None})
+        metrics.add_metric(name="TaskFailed" if state == "failed" else "TaskSucceeded", unit=MetricUnit.Count, value=1)
+        return state
+
+    def _claim(self, message: Message, deadline: float) -> str | None:
+        """Claim an opening message's task; the outcome to report instead of running, or ``None`` to run."""
+        file = self.files.get(message.digest) or {}
+        state = file.get(f"{message.task}State")
+        if state == "cancelled":
+            metrics.add_metric(name="TaskSkipped", unit=MetricUnit.Count, value=1)
+            logger.info("task skipped: every job waiting on it was cancelled")
+            return "skipped"
+        if state in FINISHED or file.get("status") != "stored":
+            return None  # the run settles the jobs of finished work (a redelivery), or drops a stray message
+        now = int(self.clock())
+        if self.files.claim_task(message.digest, message.task, message.message_id, int(deadline) + 1, now):
+            return None
+        current = (self.files.get(message.digest) or {}).get(f"{message.task}State")
+        if current == "cancelled":
+            metrics.add_metric(name="TaskSkipped", unit=MetricUnit.Count, value=1)
+            return "skipped"
+        if current in FINISHED:
+            return None
+        if message.final:  # the holder is alive and owns its own message: this duplicate can go
+            logger.warning("duplicate task message dropped: another invocation holds the task")
+            metrics.add_metric(name="TaskSkipped", unit=MetricUnit.Count, value=1)
+            return "duplicate"
+        exc = TaskBusy()
+        self._failed(message, exc)
+        raise exc
+
+    def _failed(self, message: Message, exc: Exception) -> None:
+        """A run raised: a retryable fault or a bug (permanent refusals are recorded by the services)."""
+        if message.opening and not isinstance(exc, TaskBusy):
+            self.files.release_task(message.digest, message.task, message.message_id)
+        if message.final:
+            error = (
+                exc.to_dict() if isinstance(exc, DocpipeError) else {"code": "internal", "message": "Internal error."}
+            )
+            logger.error(
+                "task failed on its final attempt; its message goes to the dead-letter queue",
+                extra={"code": error["code"], "error_message": error["message"]},
+            )
+            self.files.update(
+                message.digest,
+                {
+                    f"{message.task}State": "failed",
+                    f"{message.task}Error": error,
+                    f"{message.task}FinalAttemptEnds": None,
+                },
+            )
+            settle_jobs(self.jobs, self.files, message.digest, int(self.clock()) + self.settings.job_ttl_days * 86400)
+            metrics.add_metric(name="TaskFailed", unit=MetricUnit.Count, value=1)
+            return
+        metrics.add_metric(name="TaskRetried", unit=MetricUnit.Count, value=1)
+        delay = backoff_seconds(message.receive_count)
+        try:
+            self.sqs.change_message_visibility(
+                QueueUrl=queue_url(message.source_arn, self.sqs.meta.endpoint_url),
+                ReceiptHandle=message.receipt_handle,
+                VisibilityTimeout=delay,
+            )
+        except Exception:  # without backoff the message still comes back after the queue's timeout
+            logger.warning("could not set the retry backoff", exc_info=True)
+        else:
+            logger.info("task will be retried", extra={"retry_in_seconds": delay, "error_type": type(exc).__name__})
