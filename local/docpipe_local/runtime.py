@@ -283,6 +283,11 @@ class FunctionRuntime:
         self.failures = 0
         self.spawned = 0  # workers started: a restart storm shows here
 
+    def busy_pids(self) -> list[int]:
+        """Process ids of the workers running an invocation now (a test kills one mid-task)."""
+        with self._lock:
+            return [w.process.pid for w in self._all - set(self._idle) if w.process.pid and w.process.is_alive()]
+
     def warm(self) -> None:
         """Start one worker ahead of the first invocation (a pre-warmed cold start)."""
         with self._lock:

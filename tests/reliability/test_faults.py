@@ -1,0 +1,216 @@
+"""Faults survived through the local stack: a worker killed mid-task, duplicated S3 events and task
+messages, cancel and retry round trips.
+
+The OCR lanes' visibility timeout is cut to seconds for this stack (``overrides``), so a message whose
+worker was killed comes back in seconds rather than the template's 30 minutes; everything else is
+the template as deployed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from docpipe_local.client import ApiError, DocpipeClient, post_file
+from docpipe_local.stack import LocalStack
+from tests.fixtures.documents import SENTENCES, page_image
+from tests.fixtures.files import image_bytes
+
+pytestmark = pytest.mark.reliability
+
+VISIBILITY = 6  # seconds, for the OCR lanes of this stack
+
+
+@pytest.fixture(scope="module")
+def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    overrides = {f"Ocr{lane}Queue": {"VisibilityTimeout": VISIBILITY} for lane in ("High", "Normal", "Low")}
+    with LocalStack(
+        state_dir=tmp_path_factory.mktemp("faults-stack"), tokens={"tok-carol": "carol"}, overrides=overrides
+    ) as local:
+        yield local
+
+
+@pytest.fixture
+def carol(faults: LocalStack) -> DocpipeClient:
+    return DocpipeClient(faults.api_url, faults.token_for("carol"))
+
+
+def document_photo(tmp_path: Path, name: str, lines: int = 12, dpi: int = 200, salt: str = "") -> Path:
+    """A photo of a printed page: OCR takes a second or more on it."""
+    text = [f"{salt} {SENTENCES[i % len(SENTENCES)]}" for i in range(lines)]
+    buffer = io.BytesIO()
+    page_image(text, dpi=dpi).save(buffer, "PNG")
+    path = tmp_path / name
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def upload(client: DocpipeClient, path: Path, **kwargs: Any) -> str:
+    return str(client.upload_file(path, **kwargs)["jobId"])
+
+
+def wait_for(what: Any, timeout: float = 60, every: float = 0.02) -> Any:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = what()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def file_record(stack: LocalStack, digest: str) -> dict[str, Any]:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    item = stack.client("dynamodb").get_item(
+        TableName=stack.template.physical_name("FilesTable"), Key={"hash": {"S": digest}}, ConsistentRead=True
+    )["Item"]
+    return {k: TypeDeserializer().deserialize(v) for k, v in item.items()}
+
+
+def dlq_depths(stack: LocalStack) -> dict[str, int]:
+    sqs = stack.client("sqs")
+    depths = {}
+    for logical in stack.template.of_type("AWS::SQS::Queue"):
+        if logical.endswith("DLQ"):
+            url = stack.template.attributes[logical]["QueueUrl"]
+            attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+            depths[logical] = int(attrs["Attributes"]["ApproximateNumberOfMessages"])
+    return depths
+
+
+def test_a_worker_killed_mid_task_loses_nothing(faults, carol, tmp_path) -> None:
+    ocr = faults.runtimes["OcrFunction"]
+    crashed_before = ocr.failures
+    job_id = upload(carol, document_photo(tmp_path, "page.png", salt="killed"), ocr=True)
+
+    digest = wait_for(lambda: carol.job(job_id).get("hash"))
+    wait_for(lambda: file_record(faults, digest).get("ocrState") == "running")  # claimed: the OCR has begun
+    pid = wait_for(lambda: next(iter(ocr.busy_pids()), None))
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.time()
+    job = carol.wait(job_id, timeout=VISIBILITY * 3 + 60)
+
+    record = file_record(faults, job["hash"])
+    assert job["state"] == "ready", job
+    assert ocr.failures > crashed_before  # the killed invocation was seen as a crash
+    assert time.time() - killed_at >= VISIBILITY - 1  # it came back after its visibility timeout, not before
+    assert (record["ocrState"], int(record["ocrAttempts"])) == ("done", 2)
+    assert "killed" in carol.session.get(carol.variant_url(job["hash"], "text")).text
+    assert sum(dlq_depths(faults).values()) == 0
+
+
+def s3_event(stack: LocalStack, key: str) -> str:
+    bucket = stack.template.physical_name("UploadsBucket")
+    record = {
+        "eventSource": "aws:s3",
+        "eventName": "ObjectCreated:Post",
+        "s3": {"bucket": {"name": bucket}, "object": {"key": key}},
+    }
+    return json.dumps({"Records": [record]})
+
+
+def test_triplicated_s3_events_and_task_messages_make_one_artifact_and_one_transition(faults, carol, tmp_path) -> None:
+    path = tmp_path / "triplicate.jpg"
+    path.write_bytes(image_bytes("JPEG", (1600, 1200), seed=77))
+    created = carol.create_upload(path.name, path.stat().st_size, "image/jpeg")
+    post_file(created["upload"], path)
+    sqs = faults.client("sqs")
+    ingest = faults.template.attributes["IngestQueue"]["QueueUrl"]
+    key = created["upload"]["fields"]["key"]
+    for _ in range(3):  # S3 delivers at least once: the real event plus three copies, racing
+        sqs.send_message(QueueUrl=ingest, MessageBody=s3_event(faults, key))
+    job = carol.wait(created["jobId"], timeout=60)
+    presets = faults.template.attributes["PresetsHighQueue"]["QueueUrl"]
+    for _ in range(3):  # and a task message redelivered three times after the work is done
+        sqs.send_message(
+            QueueUrl=presets, MessageBody=json.dumps({"task": "presets", "hash": job["hash"], "lane": "high"})
+        )
+    wait_for(lambda: _drained(sqs, [ingest, presets]), timeout=30)
+
+    record = file_record(faults, job["hash"])
+    derived = faults.client("s3").list_objects_v2(
+        Bucket=faults.template.physical_name("StoreBucket"), Prefix=f"derived/{job['hash']}/"
+    )
+    final = carol.job(created["jobId"])
+    states = [entry["state"] for entry in final["history"]]
+    assert final["state"] == "ready"
+    assert len(states) == len(set(states)), states  # every transition once
+    assert states[0] == "uploading" and states[-1] == "ready"
+    assert int(record["presetsAttempts"]) == 1  # rendered once
+    assert sorted(o["Key"].rsplit("/", 1)[1] for o in derived["Contents"]) == [
+        "ai-chat.jpg",
+        "ai-vision.jpg",
+        "preview.jpg",
+        "thumbnail.webp",
+    ]
+
+
+def _drained(sqs: Any, urls: list[str]) -> bool:
+    for url in urls:
+        attrs = sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        )["Attributes"]
+        if attrs["ApproximateNumberOfMessages"] != "0" or attrs["ApproximateNumberOfMessagesNotVisible"] != "0":
+            return False
+    return True
+
+
+def test_cancel_skips_queued_work_and_retry_brings_it_back(faults, carol, tmp_path) -> None:
+    # The OCR low lane runs one task at a time: a slow page holds it while the next job waits behind it.
+    blocker = upload(
+        carol, document_photo(tmp_path, "blocker.png", lines=30, dpi=300, salt="blocker"), ocr=True, priority="low"
+    )
+    ocr = faults.runtimes["OcrFunction"]
+    wait_for(lambda: ocr.busy_pids())
+    target = upload(carol, document_photo(tmp_path, "target.png", salt="target"), ocr=True, priority="low")
+    wait_for(lambda: carol.job(target)["state"] in ("queued", "processing"), timeout=30)
+
+    cancelled = carol.cancel(target)
+    blocked = carol.cancel(blocker)  # its OCR is running: it finishes, but the job stays cancelled
+    digest = carol.job(target)["hash"]
+    wait_for(lambda: file_record(faults, digest).get("ocrState") == "cancelled" and _ocr_lanes_idle(faults), timeout=90)
+    after = carol.job(target)
+    blocker_digest = carol.job(blocker)["hash"]
+    wait_for(lambda: file_record(faults, blocker_digest).get("ocrState") == "done", timeout=90)
+
+    assert (cancelled["state"], blocked["state"]) == ("cancelled", "cancelled")
+    assert (after["state"], after["tasks"]["ocr"]["state"]) == ("cancelled", "skipped")
+    assert "ocrAttempts" not in file_record(faults, digest)  # the skipped task never ran
+    assert carol.job(blocker)["state"] == "cancelled"
+
+    retried = carol.retry(target)
+    done = carol.wait(target, timeout=90)
+
+    assert (retried["state"], retried["requeued"]) == ("processing", ["ocr"])  # its presets are done
+    assert done["state"] == "ready", done
+    assert [h["state"] for h in done["history"]][-2:] in (["queued", "ready"], ["processing", "ready"])
+    assert "target" in carol.session.get(carol.variant_url(digest, "text")).text
+    with pytest.raises(ApiError) as ended:
+        carol.cancel(target)
+    assert (ended.value.status, ended.value.code) == (409, "job.finished")
+
+
+def _ocr_lanes_idle(stack: LocalStack) -> bool:
+    sqs = stack.client("sqs")
+    urls = [stack.template.attributes[f"Ocr{lane}Queue"]["QueueUrl"] for lane in ("High", "Normal", "Low")]
+    return _drained(sqs, urls)
+
+
+def test_queues_show_every_lane_through_the_cli(faults, carol, capsys) -> None:
+    from docpipe_local.cli import main
+
+    code = main(["queues", "--json", "--api", faults.api_url, "--token", faults.token_for("carol")])
+
+    rows = json.loads(capsys.readouterr().out)["queues"]
+    assert code == 0
+    assert len(rows) == 10 and all(row["dlqDepth"] == 0 for row in rows)
+    assert all(row["oldestAgeSeconds"] is not None for row in rows)  # the stack publishes queue ages
