@@ -239,38 +239,40 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _each_job(job_ids: list[str], operation: Any, describe: Any) -> tuple[list[str], int]:
+    """Apply an API operation to each job, printing what became of it; the jobs it succeeded for and the
+    number of refusals (an ended job, an unknown id)."""
+    done, refused = [], 0
+    for job_id in job_ids:
+        try:
+            job = operation(job_id)
+        except ApiError as exc:
+            refused += 1
+            out.print(f"[red]{job_id}[/red]: {exc.code}: {exc.message}", soft_wrap=True)
+            continue
+        out.print(f"{job_id} ({job['name']}): {describe(job)}")
+        done.append(job_id)
+    return done, refused
+
+
 def cmd_cancel(args: argparse.Namespace) -> int:
     """Cancel jobs; exit 1 when one could not be (it had ended already, or does not exist)."""
-    failed = 0
     with ExitStack() as stack:
         client, _ = _target(args, stack, allow_embedded=False)
-        for job_id in args.jobs:
-            try:
-                job = client.cancel(job_id)
-            except ApiError as exc:
-                failed += 1
-                out.print(f"[red]{job_id}[/red]: {exc.code}: {exc.message}", soft_wrap=True)
-                continue
-            out.print(f"{job_id} ({job['name']}): {job['state']}")
-    return 1 if failed else 0
+        _, refused = _each_job(args.jobs, client.cancel, lambda job: job["state"])
+    return 1 if refused else 0
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
     """Retry failed or cancelled jobs; with ``--wait``, wait for them like ``process`` does."""
-    failed = 0
+
+    def describe(job: dict[str, Any]) -> str:
+        tasks = ", ".join(job.get("requeued") or []) or "none (already on their way)"
+        return f"{job['state']}; tasks queued again: {tasks}"
+
     with ExitStack() as stack:
         client, _ = _target(args, stack, allow_embedded=False)
-        retried = []
-        for job_id in args.jobs:
-            try:
-                job = client.retry(job_id)
-            except ApiError as exc:
-                failed += 1
-                out.print(f"[red]{job_id}[/red]: {exc.code}: {exc.message}", soft_wrap=True)
-                continue
-            tasks = ", ".join(job.get("requeued") or []) or "none (already on their way)"
-            out.print(f"{job_id} ({job['name']}): {job['state']}; tasks queued again: {tasks}")
-            retried.append(job_id)
+        retried, failed = _each_job(args.jobs, client.retry, describe)
         for job_id in retried if args.wait else []:
             job = client.wait(job_id, timeout=args.timeout)
             error = job.get("error")

@@ -254,6 +254,16 @@ class Template:
     def functions(self) -> dict[str, FunctionSpec]:
         return {logical: self.function(logical) for logical in self.of_type("AWS::Serverless::Function")}
 
+    def _chosen(self, value: Any) -> Any:
+        """A property's value with ``Fn::If`` chosen (and ``AWS::NoValue`` as ``None``), other intrinsics
+        left as written: layers are matched by their logical ids."""
+        while isinstance(value, dict) and "Fn::If" in value:
+            condition, when_true, when_false = value["Fn::If"]
+            value = when_true if self.condition(condition) else when_false
+        if isinstance(value, dict) and value.get("Ref") == "AWS::NoValue":
+            return None
+        return value
+
     def function(self, logical: str) -> FunctionSpec:
         globals_ = copy.deepcopy(self.doc.get("Globals", {}).get("Function", {}))
         props = copy.deepcopy(self.resources[logical].get("Properties", {}))
@@ -261,8 +271,8 @@ class Template:
         env.update(props.get("Environment", {}).get("Variables", {}))
         merged = {**globals_, **props}
         # SAM appends list-valued globals (Layers) to the function's own instead of replacing them.
-        if "Layers" in globals_ and "Layers" in props:
-            merged["Layers"] = [*globals_["Layers"], *props["Layers"]]
+        own_layers = self._chosen(props.get("Layers"))
+        merged["Layers"] = [*(self._chosen(globals_.get("Layers")) or []), *(own_layers or [])]
         layers = []
         for layer in merged.get("Layers", []):
             layer_logical = layer.get("Ref") if isinstance(layer, dict) else None

@@ -190,7 +190,8 @@ def test_cancel_skips_queued_work_and_retry_brings_it_back(faults, carol, tmp_pa
     retried = carol.retry(target)
     done = carol.wait(target, timeout=90)
 
-    assert (retried["state"], retried["requeued"]) == ("processing", ["ocr"])  # its presets are done
+    # the OCR skipped; the presets too when the cancel came before they had started
+    assert retried["state"] in ("queued", "processing") and retried["requeued"][-1:] == ["ocr"]
     assert done["state"] == "ready", done
     assert [h["state"] for h in done["history"]][-2:] in (["queued", "ready"], ["processing", "ready"])
     assert "target" in carol.session.get(carol.variant_url(digest, "text")).text

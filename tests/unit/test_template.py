@@ -282,8 +282,9 @@ def test_functions_without_the_property_never_reserve() -> None:
 
 def test_api_function_merges_its_own_variables_with_the_globals(template: Template) -> None:
     env = template.function("ApiFunction").environment(template)
-    assert set(env) == GLOBAL_VARIABLES | {"UPLOAD_URL_TTL_SECONDS", "DOWNLOAD_URL_TTL_SECONDS"}
+    assert set(env) == GLOBAL_VARIABLES | {"UPLOAD_URL_TTL_SECONDS", "DOWNLOAD_URL_TTL_SECONDS", "INGEST_QUEUE"}
     assert env["UPLOAD_URL_TTL_SECONDS"] == "900"
+    assert env["INGEST_QUEUE"] == "https://sqs.us-east-1.amazonaws.com/123456789012/docpipe-local-IngestQueue"
     assert env["STORE_BUCKET"] == "docpipe-local-store-123456789012-us-east-1"
     assert env["JOBS_TABLE"] == "docpipe-local-JobsTable"
     assert env["PRESETS_QUEUE_LOW"] == "https://sqs.us-east-1.amazonaws.com/123456789012/docpipe-local-PresetsLowQueue"
@@ -434,3 +435,14 @@ def test_equals_against_an_unquoted_true(tmp_path: Path) -> None:
 def test_an_event_source_disabled_through_a_parameter_is_disabled(tmp_path: Path) -> None:
     (source,) = small(tmp_path, BOOLEANS).function("Fn").sqs_sources
     assert source.enabled is False
+
+
+@pytest.mark.parametrize(("engine", "layers"), [("textract", 1), ("tesseract", 2)])
+def test_the_tesseract_layer_joins_the_ocr_function_only_for_tesseract(engine: str, layers: int) -> None:
+    template = Template.load(ROOT / "template.yaml", parameters={"OcrEngine": engine})
+    spec = template.function("OcrFunction")
+    assert len(spec.layers) == layers
+    assert template.condition("UseTesseract") is (engine == "tesseract")
+    if engine == "tesseract":
+        assert spec.layers[-1] == ROOT / "layers" / "tesseract"
+        assert "tesserocr==" in (spec.layers[-1] / "requirements.txt").read_text()
