@@ -312,7 +312,7 @@ def test_a_page_tree_that_loops_is_corrupt_not_endless() -> None:
         ]
     )
 
-    with pytest.raises(FileCorrupt, match="Page 1"):
+    with pytest.raises(FileCorrupt, match="claims 5 pages, but page 5 cannot be read"):
         extract(looped, "pdf")
 
 
@@ -572,3 +572,96 @@ def test_on_lambda_processes_follow_the_memory_size(monkeypatch) -> None:
     assert (_workers(200), _workers(10)) == (2, 1)
     monkeypatch.delenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
     assert _workers(200) == 2
+
+
+# ------------------------------------------------------------------------------ hostile PDFs and JSON
+
+
+def _one_page_pdf(content: bytes, stream_extra: str = "") -> bytes:
+    return pdf_from_objects(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
+            _stream(content, stream_extra),
+        ]
+    )
+
+
+def test_a_content_stream_that_inflates_past_the_memory_share_is_unsafe(monkeypatch) -> None:
+    from tests.fixtures.poison import pdf_stream_bomb
+
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", raising=False)
+    monkeypatch.setattr("extract.formats.READ_MEMORY_MB", 200)
+
+    with pytest.raises(ArchiveUnsafe, match="more than 200 MB"):
+        extract(pdf_stream_bomb(megabytes=512), "pdf")
+
+
+def test_on_lambda_the_memory_share_is_what_the_function_has_left(monkeypatch) -> None:
+    from extract.formats import _memory_share, _rss_bytes
+
+    mine = _rss_bytes()
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "2048")
+
+    assert _memory_share(1) == 2048 * 2**20 - mine - 96 * 2**20
+    assert _memory_share(2) == (2048 * 2**20 - mine - 96 * 2**20) // 2
+
+
+def test_a_page_of_millions_of_drawing_operators_is_refused_at_the_deadline() -> None:
+    import time
+    import zlib
+
+    drawing = _one_page_pdf(zlib.compress(b"0 0 1 1 re f\n" * 2_000_000, 9), "/Filter /FlateDecode")
+
+    started = time.monotonic()
+    with pytest.raises(ArchiveUnsafe, match="too long"):
+        extract(drawing, "pdf", timeout=1.0)
+    assert time.monotonic() - started < 5
+
+
+def test_a_reader_process_that_dies_makes_the_pdf_corrupt_and_spares_this_one() -> None:
+    from extract.formats import _sandboxed
+
+    with pytest.raises(FileCorrupt, match="reader process died"):
+        _sandboxed(os._exit, [(3,)], deadline=float("inf"))
+
+    assert _sandboxed(pow, [(2, 10), (3, 2)], deadline=float("inf")) == [1024, 9]
+
+
+def test_a_page_count_whose_last_page_is_missing_is_refused_before_any_split(text_pdf) -> None:
+    lying = text_pdf.replace(b"/Count 3", b"/Count 99999")
+    assert lying != text_pdf
+
+    with pytest.raises(FileCorrupt, match="claims 99999 pages, but page 99999 cannot be read"):
+        pdf_page_count(io.BytesIO(lying))
+
+
+def test_json_of_millions_of_values_is_kept_as_text_not_parsed() -> None:
+    from extract.formats import MAX_JSON_VALUES
+
+    data = b"[" + b"{}," * MAX_JSON_VALUES + b"{}]"
+
+    result = extract(data, "json", max_chars=1000)
+
+    assert (result.kind, result.truncated) == ("json", True)
+    assert result.pages[0].text == data[:1000].decode()
+
+
+def _pages_in_a_daemon(conn, data: bytes) -> None:
+    try:
+        conn.send([p.text for p in extract(data, "pdf").pages])
+    except Exception as exc:  # sent to the test, which shows it
+        conn.send(repr(exc))
+
+
+def test_a_pdf_is_read_from_a_daemonic_process_like_a_local_stack_worker(text_pdf) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    worker = context.Process(target=_pages_in_a_daemon, args=(send, text_pdf), daemon=True)
+    worker.start()
+
+    assert receive.recv() == PAGE_TEXTS
+    worker.join(timeout=10)

@@ -5,7 +5,7 @@ import codecs
 import pytest
 
 from docpipe.errors import TypeMismatch
-from docpipe.filetypes import BY_NAME, resolve, sniff
+from docpipe.filetypes import BY_NAME, MAX_JPEG_SCANS, jpeg_scans, resolve, sniff
 
 
 @pytest.mark.parametrize(
@@ -61,3 +61,42 @@ def test_text_is_refined_by_its_extension() -> None:
 
 def test_a_name_without_extension_takes_the_bytes_type() -> None:
     assert resolve(BY_NAME["pdf"], "scan") == BY_NAME["pdf"]
+
+
+def _jpeg(size: tuple[int, int] = (600, 400), **options: object) -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.effect_noise(size, 60).convert("RGB").save(out, "JPEG", **options)
+    return out.getvalue()
+
+
+def test_jpeg_scans_are_counted_by_walking_the_markers() -> None:
+    from tests.fixtures.poison import jpeg_scan_bomb
+
+    assert jpeg_scans(_jpeg(quality=90)) == 1
+    assert jpeg_scans(_jpeg(quality=90, progressive=True)) == 10
+    assert jpeg_scans(jpeg_scan_bomb(side=64, scans=500)) == MAX_JPEG_SCANS + 1  # counting stops there
+    assert jpeg_scans(jpeg_scan_bomb(side=64, scans=500), stop_after=10**6) == 501  # and the DC scan
+
+
+def test_a_thumbnail_in_exif_or_a_cut_file_does_not_confuse_the_count() -> None:
+    import io
+
+    from PIL import Image
+
+    thumbnail = _jpeg((80, 60), quality=70, progressive=True)
+    exif = Image.Exif()
+    exif[0x010E] = "a description"
+    app1 = b"Exif\x00\x00" + exif.tobytes() + thumbnail  # a progressive JPEG inside the APP1 segment
+    plain = _jpeg(quality=90)
+    with_thumbnail = plain[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1 + plain[2:]
+    file = io.BytesIO(with_thumbnail)
+    file.seek(7)
+
+    assert jpeg_scans(file) == 1
+    assert file.tell() == 7  # the position is given back
+    assert jpeg_scans(plain[: len(plain) // 2]) == 1
+    assert jpeg_scans(b"\xff\xd8") == 0

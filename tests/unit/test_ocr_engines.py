@@ -13,8 +13,16 @@ from moto import mock_aws
 from moto.textract.models import TextractBackend
 from PIL import Image, ImageDraw, ImageFont
 
-from docpipe.errors import FileCorrupt, OcrUnavailable, PdfEncrypted
-from ocr.engines import OcrPage, PdfSource, TesseractEngine, TextractEngine, engine_from_env, job_token
+from docpipe.errors import FileCorrupt, ImageTooManyPixels, OcrUnavailable, PdfEncrypted
+from ocr.engines import (
+    OcrPage,
+    PdfSource,
+    TesseractEngine,
+    TextractEngine,
+    engine_from_env,
+    job_token,
+    load_image,
+)
 from ocr.render import MAX_PIXELS, render_pdf_pages
 from tests.fixtures.documents import accuracy
 
@@ -412,3 +420,31 @@ def test_an_unreachable_textract_is_ocr_unavailable() -> None:
 
     with pytest.raises(OcrUnavailable, match="cannot be reached"):
         TextractEngine(client=client).image(encode(page(PAGE_ONE[:1])))
+
+
+# --- hostile inputs ------------------------------------------------------------------------------------
+
+
+def test_an_image_bomb_is_refused_with_our_limit_before_decoding() -> None:
+    from tests.fixtures.poison import png_bomb
+
+    with pytest.raises(ImageTooManyPixels, match="50000 x 50000 pixels; the limit is 100000000 pixels"):
+        load_image(png_bomb(50_000, 50_000))
+
+
+def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding() -> None:
+    from tests.fixtures.poison import jpeg_scan_bomb
+
+    with pytest.raises(FileCorrupt, match="more than 100 scans"):
+        load_image(jpeg_scan_bomb(side=8000, scans=20_000))
+
+
+def test_a_page_holding_an_image_bomb_is_refused_before_it_is_rendered() -> None:
+    import time
+
+    from tests.fixtures.poison import pdf_image_bomb
+
+    started = time.monotonic()
+    with pytest.raises(ImageTooManyPixels, match="Page 1 of the PDF holds an image of 50000 x 50000 pixels"):
+        list(render_pdf_pages(pdf_image_bomb(side=50_000), [1]))
+    assert time.monotonic() - started < 3

@@ -217,6 +217,25 @@ def test_a_decompression_bomb_is_refused_before_decoding() -> None:
     assert info.value.code == "image.too_many_pixels"
 
 
+def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding() -> None:
+    import time
+
+    from tests.fixtures.poison import jpeg_scan_bomb
+
+    bomb = jpeg_scan_bomb(side=8000, scans=20_000)  # minutes of decoding
+
+    started = time.monotonic()
+    with pytest.raises(FileCorrupt, match="more than 100 scans"):
+        render(io.BytesIO(bomb))
+    assert time.monotonic() - started < 2
+
+
+def test_a_progressive_jpeg_is_still_rendered() -> None:
+    data = encode(photo((1200, 900)), "JPEG", quality=90, progressive=True)
+
+    assert by_name(render(io.BytesIO(data)))["preview"].width == 800
+
+
 def psnr(a: Image.Image, b: Image.Image) -> float:
     diff = ImageChops.difference(a.convert("RGB"), b.convert("RGB"))
     mse = sum(v**2 for v in ImageStat.Stat(diff).rms) / 3

@@ -13,7 +13,11 @@ Decisions worth knowing:
   a short text page without images (“The End”) keeps its text. PDFium opens a PDF whose user
   password is empty by itself; its password and security-handler errors become
   :class:`PdfEncrypted`, every other failure :class:`FileCorrupt`. PDFium already survives page
-  trees with loops (the missing pages fail to load); absurd page counts are refused outright.
+  trees with loops (the missing pages fail to load); absurd page counts, and counts whose last page
+  is missing, are refused outright. PDFium runs in forked processes with a memory share and a
+  deadline (see :func:`_sandboxed`): a PDF that inflates or parses into more than that (a stream
+  bomb, millions of drawing operators) is refused as :class:`ArchiveUnsafe`, and one that crashes
+  PDFium as :class:`FileCorrupt`, without harm to the function.
 * **Office files are zip archives** and are checked by :func:`check_ooxml` before any Office
   library opens them: bombs (too many entries, too much declared data, extreme compression, parts
   that inflate past their declared size) and any XML part carrying a DTD are refused as
@@ -38,7 +42,9 @@ Decisions worth knowing:
   pay for python-docx, openpyxl and python-pptx.
 * JSON nesting is measured on the text (brackets outside strings) after ``json.loads`` has proved
   it valid, which is faster than walking the parsed value; nesting deep enough to exhaust the
-  parser's recursion is reported the same way.
+  parser's recursion is reported the same way. Parsed JSON takes up to 20 times its size in memory
+  (``[{},{},…]``: 3 bytes of text, a 64-byte dict), so JSON of more than :data:`MAX_JSON_VALUES`
+  values (counted by their commas and brackets) is not parsed: its text is stored as it came.
 * In the text of a table, cells are joined by `` | `` (Word, PowerPoint) or a tab (sheets, CSV)
   and a newline or tab inside a cell becomes a space; ``Page.rows`` keeps the cell values exact.
 """
@@ -51,13 +57,16 @@ import io
 import itertools
 import json
 import multiprocessing
+import multiprocessing.connection as mp_connection
 import os
 import re
+import signal
+import time
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any, TypeAlias
+from typing import IO, Any, TypeAlias, TypeVar, cast
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
@@ -68,13 +77,17 @@ from docpipe.errors import ArchiveUnsafe, DocpipeError, FileCorrupt, PdfEncrypte
 from extract.model import Extraction, Page
 
 Source: TypeAlias = bytes | IO[bytes]
+T = TypeVar("T")
+MIB = 1024 * 1024
 
 KINDS = ("pdf", "docx", "xlsx", "pptx", "text", "markdown", "csv", "json")
 OCR_MIN_CHARS = 16
 MAX_PDF_PAGES = 100_000
+PDF_SECONDS = 90.0  # a PDF's reading time, below ExtractFunction's Timeout (120 s): see _sandboxed
 MAX_ROWS = 100_000
 MAX_COLUMNS = 2_000
 MAX_JSON_DEPTH = 200
+MAX_JSON_VALUES = 2_000_000  # about 60 bytes each once parsed: 3 bytes of "{}," become a 64-byte dict
 
 ZIP_MAX_ENTRIES = 2_000
 ZIP_MAX_TOTAL = 200 * 1024 * 1024
@@ -92,6 +105,7 @@ _CELL_BREAKS = re.compile(r"[\t\r\n\v]+")
 _SNIFF_CHARS = 32 * 1024
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+_JSON_VALUE_MARKS = (",", "[", "{")  # at least one per value after the first (inside strings too: an overestimate)
 _WESTERN = "cp1252"
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32-le"),
@@ -109,16 +123,18 @@ def extract(
     max_chars: int = 5_000_000,
     pages: tuple[int, int] | None = None,
     workers: int | None = None,
+    timeout: float = PDF_SECONDS,
 ) -> Extraction:
     """The text of a document of ``kind``; ``pages`` (1-based, inclusive) selects a range of a PDF.
 
     ``workers``: processes reading a long PDF (default: the CPUs this process may use, see :func:`_workers`).
+    ``timeout``: seconds a PDF may take before it is refused as ``archive.unsafe``.
     """
     if max_chars < 0:
         raise ValueError("max_chars must not be negative")
     budget = _Budget(max_chars)
     if kind == "pdf":
-        result = _extract_pdf(source, budget, pages, workers)
+        result = _extract_pdf(source, budget, pages, workers, timeout)
     elif kind in _READERS:
         result = _READERS[kind](source, budget)
     else:
@@ -127,13 +143,11 @@ def extract(
     return result
 
 
-def pdf_page_count(source: Source) -> int:
-    """How many pages a PDF has; raises like :func:`extract` for an encrypted or corrupt one."""
-    document = _open_pdf(source)
-    try:
-        return _checked_page_count(document)
-    finally:
-        document.close()
+def pdf_page_count(source: Source, timeout: float = PDF_SECONDS) -> int:
+    """How many pages a PDF has; raises like :func:`extract` for an encrypted, corrupt or hostile one."""
+    data = source if isinstance(source, bytes) else _stream(source).read()
+    [(count, _)] = _sandboxed(_pdf_facts, [(data,)], time.monotonic() + timeout)
+    return count
 
 
 # ---------------------------------------------------------------------------------------- shared
@@ -258,9 +272,19 @@ def _open_pdf(source: Source) -> Any:
 
 
 def _checked_page_count(document: Any) -> int:
+    """The page count the page tree claims, once its last page is found where the count says.
+
+    PDFium takes the count from the root of the page tree; a tree that claims 99 999 pages over one
+    would have the caller split it into hundreds of page ranges that all fail.
+    """
     count = len(document)
     if count > MAX_PDF_PAGES:
         raise FileCorrupt(f"The PDF claims {count} pages; more than {MAX_PDF_PAGES} are not read.")
+    if count:
+        try:
+            document[count - 1].close()
+        except pdfium.PdfiumError as exc:
+            raise FileCorrupt(f"The PDF claims {count} pages, but page {count} cannot be read.") from exc
     return count
 
 
@@ -273,45 +297,77 @@ def _page_span(pages: tuple[int, int] | None, count: int) -> range:
     return range(first, min(last, count) + 1)
 
 
-def _extract_pdf(source: Source, budget: _Budget, pages: tuple[int, int] | None, workers: int | None) -> Extraction:
+def _extract_pdf(
+    source: Source, budget: _Budget, pages: tuple[int, int] | None, workers: int | None, seconds: float
+) -> Extraction:
     data = source if isinstance(source, bytes) else _stream(source).read()
-    document = _open_pdf(data)
-    try:
-        count = _checked_page_count(document)
-        span = _page_span(pages, count)
-        metadata = {
-            **_named(document.get_metadata_value("Title"), document.get_metadata_value("Author")),
-            "pages": count,
-        }
-        parts = _split(span, _workers(len(span)) if workers is None else workers)
-        if len(parts) == 1:
-            found = _pages_within(budget, span, lambda _, number: _pdf_page(document, number, budget))
-            return Extraction(kind="pdf", pages=found, metadata=metadata)
-    finally:
-        document.close()
+    deadline = time.monotonic() + seconds
+    [(count, metadata)] = _sandboxed(_pdf_facts, [(data,)], deadline)
+    span = _page_span(pages, count)
+    parts = _split(span, _workers(len(span)) if workers is None else workers)
+    read = _sandboxed(_pdf_part, [(data, part, budget.left) for part in parts], deadline)
     found = _pages_within(
-        budget, _pdf_pages_in_parallel(data, parts, budget.left), lambda _, page: _rebudget(page, budget)
+        budget, itertools.chain.from_iterable(p for p, _ in read), lambda _, page: _rebudget(page, budget)
     )
+    budget.cut = budget.cut or any(cut for _, cut in read)
     return Extraction(kind="pdf", pages=found, metadata=metadata)
 
 
-# PDFium is not thread-safe, so a long PDF is read by forked processes, one contiguous run of pages
-# each, results sent back over pipes (multiprocessing.Process and Pipe only: Lambda has no /dev/shm
-# for Pool or Queue). Each process reads the bytes it inherited. Worth it from PARALLEL_MIN_PAGES
-# pages, on as many CPUs as this process may use: on Lambda, one per LAMBDA_MB_PER_VCPU of memory
-# (so an ExtractFunction of 1024 MB reads in one process; one of 3538 MB in two).
+def _pdf_facts(data: bytes) -> tuple[int, dict[str, Any]]:
+    """The checked page count and the metadata (title, author, pages) of a PDF."""
+    document = _open_pdf(data)
+    try:
+        count = _checked_page_count(document)
+        title, author = document.get_metadata_value("Title"), document.get_metadata_value("Author")
+        return count, {**_named(title, author), "pages": count}
+    finally:
+        document.close()
+
+
+def _pdf_part(data: bytes, span: range, max_chars: int) -> tuple[list[Page], bool]:
+    """The pages of one run of a PDF, within its own character budget, and whether that budget cut any."""
+    budget = _Budget(max_chars)
+    document = _open_pdf(data)
+    try:
+        found = _pages_within(budget, span, lambda _, number: _pdf_page(document, number, budget))
+    finally:
+        document.close()
+    return found, budget.cut
+
+
+# PDFium runs in forked processes, never in this one. A PDF's cost is not its size: a content stream of
+# 1 MB can inflate to a gigabyte, and 30 KB of drawing operators parse into millions of page objects
+# (about 20 s and 400 MB per million here); PDFium also aborts the whole process on some damaged
+# input. A child that outgrows its share of the memory (READ_MEMORY_MB, or on Lambda the function's
+# memory less what this process holds), outlives the deadline (PDF_SECONDS) or dies is killed, and
+# the document refused: archive.unsafe for memory and time, file.corrupt for a crash. The function
+# itself thus survives, and the message is not retried into the dead-letter queue.
+#
+# PDFium is not thread-safe either, so a long PDF is read by several such processes, one contiguous
+# run of pages each, results sent back over pipes (multiprocessing.Process and Pipe only: Lambda has
+# no /dev/shm for Pool or Queue). Each process reads the bytes it inherited. Worth it from
+# PARALLEL_MIN_PAGES pages, on as many CPUs as this process may use: on Lambda, one per
+# LAMBDA_MB_PER_VCPU of memory (so an ExtractFunction of 1024 MB reads in one process; one of 3538 MB
+# in two).
 PARALLEL_MIN_PAGES = 64
 LAMBDA_MB_PER_VCPU = 1769
+READ_MEMORY_MB = 1024  # the children's memory, in all, where the function's memory size is not known
+LAMBDA_MEMORY_MARGIN_MB = 96  # left on Lambda for what this process allocates meanwhile
+_WATCH_SECONDS = 0.02
 
 
 def _workers(pages: int) -> int:
     if pages < PARALLEL_MIN_PAGES or "fork" not in multiprocessing.get_all_start_methods():
         return 1
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    memory_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "0") or 0)
+    memory_mb = _lambda_memory_mb()
     if memory_mb:  # Lambda shows every CPU but grants one vCPU's time per 1769 MB of memory
         usable = min(usable, max(1, memory_mb // LAMBDA_MB_PER_VCPU))
     return max(1, min(usable, pages // (PARALLEL_MIN_PAGES // 2)))
+
+
+def _lambda_memory_mb() -> int:
+    return int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "0") or 0)
 
 
 def _split(span: range, parts: int) -> list[range]:
@@ -321,48 +377,102 @@ def _split(span: range, parts: int) -> list[range]:
     return [range(a, b) for a, b in itertools.pairwise(edges) if b > a]
 
 
-def _pdf_child(data: bytes, span: range, max_chars: int, conn: Any) -> None:
+def _rss_bytes(pid: int | None = None) -> int:
+    """Resident memory of a process (this one by default), 0 where /proc cannot tell."""
     try:
-        budget = _Budget(max_chars)
-        document = _open_pdf(data)
-        try:
-            found = _pages_within(budget, span, lambda _, number: _pdf_page(document, number, budget))
-        finally:
-            document.close()
-        conn.send(("ok", found))
+        with open(f"/proc/{pid or 'self'}/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _memory_share(children: int) -> int:
+    """How far (in bytes) each child may grow past what it shares with this process when forked."""
+    memory_mb = _lambda_memory_mb()
+    left = memory_mb * MIB - _rss_bytes() - LAMBDA_MEMORY_MARGIN_MB * MIB
+    total = left if memory_mb else READ_MEMORY_MB * MIB
+    return max(total // max(children, 1), 64 * MIB)
+
+
+def _child_main(conn: Any, target: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    try:
+        conn.send(("ok", target(*args)))
     except BaseException as exc:  # reported to the parent, which raises it as its own
-        conn.send(("error", exc if isinstance(exc, DocpipeError) else FileCorrupt(f"The PDF cannot be read ({exc}).")))
+        error = exc if isinstance(exc, DocpipeError) else FileCorrupt(f"The PDF cannot be read ({exc}).")
+        conn.send(("error", error))
     finally:
         conn.close()
 
 
-def _pdf_pages_in_parallel(data: bytes, parts: list[range], max_chars: int) -> Iterator[Page]:
-    context = multiprocessing.get_context("fork")
-    children = []
-    for span in parts:
-        receive, send = context.Pipe(duplex=False)
-        process = context.Process(target=_pdf_child, args=(data, span, max_chars, send), daemon=True)
-        process.start()
-        send.close()
-        children.append((process, receive))
-    try:
-        results = []
-        for _process, receive in children:
-            try:
-                status, value = receive.recv()
-            except EOFError:
-                raise FileCorrupt("The PDF could not be read: a reader process died.") from None
-            if status == "error":
-                raise value
-            results.append(value)
-    finally:
-        for process, receive in children:
+def _fork(target: Callable[..., Any], args: tuple[Any, ...]) -> tuple[int, Any]:
+    """A child running ``target(*args)`` that sends its outcome over a pipe; ``(pid, receiving end)``.
+
+    ``os.fork`` rather than ``multiprocessing.Process``, which refuses to start a process from a daemonic
+    one (a worker of the local stack, say).
+    """
+    receive, send = multiprocessing.Pipe(duplex=False)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child, measured by its results
+        status = 0
+        try:
             receive.close()
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
-    for pages in results:
-        yield from pages
+            _child_main(send, target, args)
+        except BaseException:
+            status = 1
+        finally:
+            os._exit(status)  # no atexit handlers, no flushing of the parent's buffers
+    send.close()
+    return pid, receive
+
+
+def _sandboxed(target: Callable[..., T], calls: list[tuple[Any, ...]], deadline: float) -> list[T]:
+    """``target(*args)`` for each ``args`` of ``calls``, each in a forked process, all at once; results in order.
+
+    Raises what a child raised, :class:`ArchiveUnsafe` when a child outgrows its memory share or the
+    deadline (``time.monotonic()``) passes, :class:`FileCorrupt` when a child dies. Runs in this
+    process where ``fork`` does not exist.
+    """
+    if not hasattr(os, "fork"):  # pragma: no cover - not on Linux
+        return [target(*args) for args in calls]
+    share = _memory_share(len(calls))
+    base = _rss_bytes()
+    children: dict[Any, tuple[int, int]] = {}  # receiving end -> (index, pid)
+    results: dict[int, T] = {}
+    try:
+        for index, args in enumerate(calls):
+            pid, receive = _fork(target, args)
+            children[receive] = (index, pid)
+        while len(results) < len(calls):
+            waiting = [conn for conn, (index, _) in children.items() if index not in results]
+            for ready in mp_connection.wait(waiting, timeout=_WATCH_SECONDS):
+                conn = cast(mp_connection.Connection, ready)
+                try:
+                    status, value = conn.recv()
+                except EOFError:
+                    raise FileCorrupt("The PDF could not be read: its reader process died.") from None
+                if status == "error":
+                    raise cast(DocpipeError, value)
+                results[children[conn][0]] = cast(T, value)
+            for index, pid in children.values():
+                if index not in results and base and _rss_bytes(pid) - base > share:
+                    raise ArchiveUnsafe(f"Reading the PDF needs more than {share // MIB} MB of memory.")
+            if len(results) < len(calls) and time.monotonic() > deadline:
+                raise ArchiveUnsafe("Reading the PDF takes too long; it is not read.")
+    finally:
+        for conn, (_, pid) in children.items():
+            conn.close()
+            _reap(pid)
+    return [results[i] for i in range(len(calls))]
+
+
+def _reap(pid: int) -> None:
+    """End a child (done, or still reading) and collect its exit status."""
+    try:
+        if os.waitpid(pid, os.WNOHANG) == (0, 0):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    except (ChildProcessError, ProcessLookupError):
+        pass
 
 
 def _rebudget(page: Page, budget: _Budget) -> Page:
@@ -726,6 +836,9 @@ def _delimiter(text: str) -> str:
 
 def _extract_json(source: Source, budget: _Budget) -> Extraction:
     text, encoding = decode_text(_data(source))
+    if sum(text.count(mark) for mark in _JSON_VALUE_MARKS) > MAX_JSON_VALUES:
+        page = Page(number=1, text=budget.take(_newlines(text)))  # stored as it came, not parsed
+        return Extraction(kind="json", pages=[page], encoding=encoding)
     try:
         value = json.loads(text)
     except RecursionError as exc:

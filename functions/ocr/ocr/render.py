@@ -4,7 +4,8 @@ Pages are 1-based. Each page is rendered at ``dpi`` unless that would exceed :da
 which case the scale is reduced so the bitmap fits (a poster-sized page stays within memory); the
 image's ``info["dpi"]`` carries the resolution actually used. Pages and the document are closed as
 soon as they are done with. A PDF that cannot be opened or a page that cannot be rendered raises
-``file.corrupt`` (``pdf.encrypted`` for a password-protected PDF).
+``file.corrupt`` (``pdf.encrypted`` for a password-protected PDF); a page holding an image of more
+than :data:`MAX_IMAGE_PIXELS` raises ``image.too_many_pixels`` before PDFium decodes it.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 from PIL import Image
 
-from docpipe.errors import FileCorrupt, PdfEncrypted
+from docpipe.errors import FileCorrupt, ImageTooManyPixels, PdfEncrypted
 
 MAX_PIXELS = 40_000_000  # a letter page at 300 dpi is 8.4 MP; A0 at 300 dpi would be 140 MP
+# PDFium decodes a page's images whole to render it, whatever the page size: an image of more pixels
+# than an uploaded image may have (the ingest limit) is refused before the page is rendered.
+MAX_IMAGE_PIXELS = 100_000_000
 
 
 def page_scale(width: float, height: float, dpi: float, max_pixels: int = MAX_PIXELS) -> float:
@@ -45,12 +49,18 @@ def _open(data: bytes) -> pdfium.PdfDocument:
 
 
 def render_pdf_pages(
-    data: bytes, pages: list[int], dpi: int = 300, grayscale: bool = True, max_pixels: int = MAX_PIXELS
+    data: bytes,
+    pages: list[int],
+    dpi: int = 300,
+    grayscale: bool = True,
+    max_pixels: int = MAX_PIXELS,
+    max_image_pixels: int = MAX_IMAGE_PIXELS,
 ) -> Iterator[tuple[int, Image.Image]]:
     """Yield ``(number, image)`` for each requested 1-based page, in the order given.
 
     Images are ``L`` when ``grayscale`` (else ``RGB``). A page number outside the document raises
-    ``file.corrupt``, as does a page PDFium fails to load or render.
+    ``file.corrupt``, as does a page PDFium fails to load or render; a page holding an image of more
+    than ``max_image_pixels`` raises ``image.too_many_pixels`` before it is rendered.
     """
     pdf = _open(data)
     try:
@@ -58,12 +68,29 @@ def render_pdf_pages(
         for number in pages:
             if not 1 <= number <= count:
                 raise FileCorrupt(f"Page {number} is not in the PDF (it has {count} pages).")
-            yield number, _render(pdf, number, dpi, grayscale, max_pixels)
+            yield number, _render(pdf, number, dpi, grayscale, max_pixels, max_image_pixels)
     finally:
         pdf.close()
 
 
-def _render(pdf: pdfium.PdfDocument, number: int, dpi: int, grayscale: bool, max_pixels: int) -> Image.Image:
+def _check_images(page: pdfium.PdfPage, number: int, max_image_pixels: int) -> None:
+    """Refuse a page with an image (in forms too) of more pixels than allowed; its size is read from its
+    dictionary, without decoding it."""
+    for image in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE]):
+        try:
+            width, height = image.get_px_size()
+        except pdfium.PdfiumError:
+            continue  # an image PDFium cannot size it will not decode either
+        if width * height > max_image_pixels:
+            raise ImageTooManyPixels(
+                f"Page {number} of the PDF holds an image of {width} x {height} pixels; "
+                f"the limit is {max_image_pixels} pixels."
+            )
+
+
+def _render(
+    pdf: pdfium.PdfDocument, number: int, dpi: int, grayscale: bool, max_pixels: int, max_image_pixels: int
+) -> Image.Image:
     try:
         page = pdf[number - 1]
     except pdfium.PdfiumError as exc:
@@ -72,6 +99,7 @@ def _render(pdf: pdfium.PdfDocument, number: int, dpi: int, grayscale: bool, max
         width, height = page.get_size()
         if not (width > 0 and height > 0 and math.isfinite(width * height)):
             raise FileCorrupt(f"Page {number} of the PDF has no area ({width} x {height} points).")
+        _check_images(page, number, max_image_pixels)
         scale = page_scale(width, height, dpi, max_pixels)
         bitmap = page.render(scale=scale, grayscale=grayscale, rev_byteorder=not grayscale)
         try:

@@ -22,6 +22,7 @@ from typing import IO, Any
 from PIL import Image, ImageCms, ImageOps, ImageSequence, UnidentifiedImageError
 
 from docpipe.errors import FileCorrupt, ImageTooManyPixels
+from docpipe.filetypes import MAX_JPEG_SCANS, jpeg_scans
 
 try:  # HEIC/HEIF (iPhone photos); the function's requirements install it.
     from pillow_heif import register_heif_opener
@@ -99,7 +100,8 @@ def fit(width: int, height: int, max_width: int, max_height: int) -> tuple[int, 
 def render(
     source: bytes | IO[bytes], presets: tuple[Preset, ...] = PRESETS, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> list[Rendered]:
-    """Every preset of an image, largest first. Raises ``image.too_many_pixels`` before decoding a bomb, ``file.corrupt`` for broken images."""
+    """Every preset of an image, largest first. Raises ``image.too_many_pixels`` before decoding a bomb,
+    ``file.corrupt`` for broken images and for JPEGs of more scans than :data:`MAX_JPEG_SCANS` (a CPU bomb)."""
     file = io.BytesIO(source) if isinstance(source, bytes) else source
     Image.MAX_IMAGE_PIXELS = None  # our own check below runs first, with our limit and our error
     try:
@@ -108,6 +110,8 @@ def render(
             frames = getattr(image, "n_frames", 1)
             if width * height > max_pixels:
                 raise ImageTooManyPixels(f"The image is {width} x {height} pixels; the limit is {max_pixels} pixels.")
+            if image.format == "JPEG" and jpeg_scans(file) > MAX_JPEG_SCANS:
+                raise FileCorrupt(f"The JPEG has more than {MAX_JPEG_SCANS} scans; it is not decoded.")
             animated = frames > 1 and image.format in ("GIF", "WEBP")
             stills = [p for p in presets if not (animated and p.animated)]
             if not animated:
