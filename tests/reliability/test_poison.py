@@ -85,13 +85,7 @@ def test_a_hostile_but_valid_file_ends_ready(outcomes, case: Case) -> None:
 
 
 # Cases that end otherwise because of code outside the content modules, each with what blocks it.
-BLOCKED = {
-    "image-bomb.pdf": (
-        "OcrService._scanned_pages (functions/ocr/ocr/service.py) records a chunk that OCR refuses as failed "
-        "pages and finishes the extract task as done even when no page of the document was read: the job ends "
-        "ready with an empty text instead of failed with image.too_many_pixels"
-    ),
-}
+BLOCKED: dict[str, str] = {}  # cases a known defect keeps from their expected outcome (strict xfail)
 
 
 def _cases(cases: tuple[Case, ...]) -> list[Any]:

