@@ -1,7 +1,7 @@
 """Load: a burst of mixed uploads, then chat-photo latency while big files fill the low lanes, in one run.
 
     python bench/load.py [--uploads 500] [--scans N] [--docx N] [--mid N] [--threads 16]
-                         [--large 40] [--small 50] [--small-every 1.0] [--timeout 1800] [--keep]
+                         [--large 40] [--small 50] [--small-every 1.0] [--baseline 10] [--timeout 1800] [--keep]
     python bench/load.py --uploads 60 --large 8 --small 10     # a quick check, a few minutes
 
 The script starts its own embedded LocalStack (state in a temporary folder; ``--keep`` keeps it, with
@@ -17,11 +17,12 @@ bytes, so no upload is a dedupe shortcut (checked: the hashes are counted).
    is followed until ready, failed or cancelled; lost = not terminal by ``--timeout``. Prints throughput
    (files/min from the first upload request to the last terminal observation) and p50/p95 time-to-ready
    by lane and by kind.
-2. **Priority**: on the drained stack (checked: every queue empty), ``--large`` low-lane files (half
-   ~20 MB scans, half ~13 MB JPEGs) are uploaded first; then ``--small`` photos under 1 MB (high lane),
-   one every ``--small-every`` seconds. Prints their time-to-ready p50/p95/max (target: p95 < 3 s), how
-   many large files were done when the last small one was ready (by the server's clock), and where the
-   small ones' time went: upload, ingest wait and ingest, presets wait and presets, settle and polling.
+2. **Priority**: on the drained stack (checked: every queue empty), ``--baseline`` small photos alone,
+   as a reference; then ``--large`` low-lane files (half ~20 MB scans, half ~13 MB JPEGs), and right
+   after them ``--small`` photos under 1 MB (high lane), one every ``--small-every`` seconds. Prints their
+   time-to-ready p50/p95/max (target: p95 < 3 s) next to the baseline's, how many large files were done
+   when the last small one was ready (by the server's clock), and where the small ones' time went:
+   upload, ingest wait and ingest, presets wait and presets, settle and polling, alone and loaded.
 
 Time-to-ready runs from just before ``POST /uploads`` to the first API answer that shows the job
 ``ready``. Watcher threads poll the API: in the burst, every page of ``GET /jobs`` (100 a page) or, when
@@ -722,6 +723,7 @@ def drain(sampler: Sampler, timeout: float = 120) -> dict[str, int]:
 
 @dataclass
 class Priority:
+    alone: Phase | None  # the baseline: small photos on the drained stack before any large file
     large: Phase
     small: Phase
     small_start: float
@@ -731,8 +733,33 @@ class Priority:
     low_queued_at_last: dict[str, int]
 
 
+WARM_UP = 6  # photos uploaded at once before the priority test's baseline, not measured
+
+
+def trickle(uploader: Uploader, uploads: list[Upload], every: float) -> float:
+    """Upload one file every ``every`` seconds (each on its own thread, so a slow one delays no other)."""
+    start = time.time()
+    with ThreadPoolExecutor(8) as pool:
+        futures = []
+        for n, upload in enumerate(uploads):
+            pause = start + n * every - time.time()
+            if pause > 0:
+                time.sleep(pause)
+            futures.append(pool.submit(uploader, upload))
+        for f in futures:
+            f.result()
+    return start
+
+
 def priority(
-    stack: LocalStack, token: str, large: list[Item], small: list[Item], args: argparse.Namespace, sampler: Sampler
+    stack: LocalStack,
+    token: str,
+    large: list[Item],
+    small: list[Item],
+    baseline: list[Item],
+    warm: list[Item],
+    args: argparse.Namespace,
+    sampler: Sampler,
 ) -> Priority:
     clients, obs = Clients(stack.api_url, token), Observations()
     large_ids: list[str] = []
@@ -741,6 +768,18 @@ def priority(
     fast = Watcher(clients, obs, small_ids, args.small_poll, mode="get")  # each small photo's own GET
     slow.start()
     fast.start()
+    if warm:  # start the workers a few concurrent photos need, so the baseline has no cold starts
+        warming = [Upload(i) for i in warm]
+        with ThreadPoolExecutor(len(warming)) as pool:
+            list(pool.map(Uploader(clients, small_ids), warming))
+        wait_terminal(warming, obs, time.time() + args.timeout, "priority, warm-up")
+    alone = None
+    if baseline:
+        solo = [Upload(i) for i in baseline]
+        solo_start = trickle(Uploader(clients, small_ids), solo, args.small_every)
+        solo_end = wait_terminal(solo, obs, time.time() + args.timeout, "priority, alone")
+        alone = Phase(solo, obs, fast, solo_start, solo_end, count(solo, obs))
+        print(f"  baseline: {len(solo)} small photos alone, one every {args.small_every} s, all terminal", flush=True)
     big = [Upload(i) for i in large]
     with ThreadPoolExecutor(min(args.threads, 8)) as pool:
         list(pool.map(Uploader(clients, large_ids), big))
@@ -751,18 +790,8 @@ def priority(
         flush=True,
     )
     chats = [Upload(i) for i in small]
-    small_start = time.time()
     large_done_at_start = sum(1 for u in big if obs.terminal(u.job_id))
-    uploader = Uploader(clients, small_ids)
-    with ThreadPoolExecutor(8) as pool:
-        futures = []
-        for n, upload in enumerate(chats):
-            pause = small_start + n * args.small_every - time.time()
-            if pause > 0:
-                time.sleep(pause)
-            futures.append(pool.submit(uploader, upload))
-        for f in futures:
-            f.result()
+    small_start = trickle(Uploader(clients, small_ids), chats, args.small_every)
     deadline = time.time() + args.timeout
     small_finished = wait_terminal(chats, obs, deadline, "priority, small")
     fast.stop()
@@ -775,6 +804,7 @@ def priority(
     last_server = max((e[2] for e in ends), default=math.inf)
     large_done_at_last = sum(1 for e in (obs.terminal(u.job_id) for u in big) if e and e[2] <= last_server)
     return Priority(
+        alone,
         Phase(big, obs, slow, large_start, large_finished, count(big, obs)),
         Phase(chats, obs, fast, small_start, small_finished, count(chats, obs)),
         small_start,
@@ -904,15 +934,15 @@ def report_burst(out: Phase, recorder: Recorder, sampler: Sampler, rows: list[li
 SEGMENTS = ["upload", "ingest wait", "ingest", "presets wait", "presets", "settle + poll", "total"]
 
 
-def breakdown(p: Priority, recorder: Recorder, logs: Path) -> list[dict[str, float]]:
+def breakdown(phase: Phase, recorder: Recorder, logs: Path) -> list[dict[str, float]]:
     """Where each small photo's time went, from the client's clocks, the recorded invocations and the ingest log."""
     ingested = log_times(logs / "IngestFunction.log", "upload ingested", "job_id")
     out = []
-    for u in p.small.uploads:
-        end = p.small.obs.terminal(u.job_id)
+    for u in phase.uploads:
+        end = phase.obs.terminal(u.job_id)
         if not end or end[0] != "ready" or not u.job_id:
             continue
-        digest = str((p.small.obs.latest.get(u.job_id) or {}).get("hash", ""))
+        digest = str((phase.obs.latest.get(u.job_id) or {}).get("hash", ""))
         ingest = recorder.first_for(u.job_id, "IngestFunction")
         presets = recorder.first_for(digest, "PresetsFunction")
         nan = math.nan
@@ -920,7 +950,7 @@ def breakdown(p: Priority, recorder: Recorder, logs: Path) -> list[dict[str, flo
         sent = presets.sent[presets.keys.index(digest)] if presets else nan
         out.append(
             {
-                "requested": u.requested - p.small_start,
+                "requested": u.requested - phase.started,
                 "upload": u.posted - u.requested,
                 "ingest wait": (ingest.start if ingest else nan) - u.posted,
                 "ingest": done - (ingest.start if ingest else nan),
@@ -953,6 +983,13 @@ def report_priority(
         f"(server-side p50 {sec(pct(server, 0.5))}, p95 {sec(pct(server, 0.95))}); target p95 < 3 s: "
         f"{'ok' if ok else 'MISSED'}"
     )
+    alone, alone_server = p.alone.ready_times() if p.alone else ([], [])
+    if p.alone:
+        print(
+            f"  the same photos alone on the drained stack ({len(alone)} ready): p50 {sec(pct(alone, 0.5))} s, "
+            f"p95 {sec(pct(alone, 0.95))} s (server-side p50 {sec(pct(alone_server, 0.5))}, "
+            f"p95 {sec(pct(alone_server, 0.95))}); loaded / alone p95: {p95 / pct(alone, 0.95):.1f}x"
+        )
     print(f"  polling the small photos: GET /jobs/{{id}} of each open one, {small.watcher.describe()}")
     print(f"  polling the large files (each pause 9x the last round, 2-6 s): {large.watcher.describe()}")
     print(
@@ -967,16 +1004,20 @@ def report_priority(
                 print(f"  refused at upload: {u.item.kind}: {u.error}")
             elif (phase.obs.terminal(u.job_id) or ("",))[0] == "failed":
                 print(f"  failed: {u.item.kind}: {(phase.obs.latest.get(u.job_id or '') or {}).get('error')}")
-    parts = breakdown(p, recorder, logs)
+    parts = breakdown(small, recorder, logs)
+    solo = breakdown(p.alone, recorder, logs) if p.alone else []
     lines = []
     for s in [*SEGMENTS[:3], "batch", *SEGMENTS[3:]]:
         values = [b[s] for b in parts if not math.isnan(b[s])]
-        lines.append([s, sec(pct(values, 0.5)), sec(pct(values, 0.95)), sec(max(values, default=math.nan))])
+        base = [b[s] for b in solo if not math.isnan(b[s])]
+        stats = [pct(base, 0.5), pct(base, 0.95), pct(values, 0.5), pct(values, 0.95), max(values, default=math.nan)]
+        lines.append([s, *(sec(v) for v in stats)])
     print(
-        "where the small photos' time went, s (ingest wait: S3 event + ingest queue; ingest: its invocation until\n"
-        "'upload ingested', batch: messages in that invocation; presets wait: message sent to invocation start):"
+        "where the small photos' time went, s, alone (baseline) and behind the large files (ingest wait: S3 event\n"
+        "+ ingest queue; ingest: its invocation until 'upload ingested'; batch: messages in that invocation;\n"
+        "presets wait: message sent to invocation start; settle + poll: invocation end to observed ready):"
     )
-    print(table(["segment", "p50", "p95", "max"], lines))
+    print(table(["segment", "alone p50", "p95", "loaded p50", "p95", "max"], lines))
     slow = sorted(parts, key=lambda b: b["total"], reverse=True)[:5]
     if slow:
         print("slowest small photos, s:")
@@ -1005,6 +1046,15 @@ def report_priority(
     rows.append(
         ["priority", "small server-side p50 / p95, s", f"{sec(pct(server, 0.5))} / {sec(pct(server, 0.95))}", ""]
     )
+    if p.alone:
+        rows.append(
+            [
+                "priority",
+                "small alone (baseline) p50 / p95, s",
+                f"{sec(pct(alone, 0.5))} / {sec(pct(alone, 0.95))}",
+                f"loaded/alone p95 {p95 / pct(alone, 0.95):.1f}x",
+            ]
+        )
     rows.append(["priority", "large done at last small ready", f"{p.large_done_at_last}/{n_large}", f"< {n_large}"])
     rows.append(
         [
@@ -1070,6 +1120,9 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=40, help="low-lane files queued first (default 40)")
     parser.add_argument("--small", type=int, default=50, help="small high-lane photos after them (default 50)")
     parser.add_argument("--small-every", type=float, default=1.0, help="seconds between small photos (default 1)")
+    parser.add_argument(
+        "--baseline", type=int, default=10, help="small photos uploaded alone first, for comparison (default 10)"
+    )
     parser.add_argument("--timeout", type=float, default=1800, help="per phase, seconds (default 1800)")
     parser.add_argument(
         "--poll",
@@ -1109,14 +1162,17 @@ def run(args: argparse.Namespace, work: Path) -> None:
     if n_large:
         specs += [("scan", seed + len(specs) + i) for i in range(n_large // 2)]
         specs += [("photo-13mb", seed + len(specs) + i) for i in range(n_large - n_large // 2)]
-        specs += [("photo", seed + len(specs) + i) for i in range(args.small)]
+        specs += [("photo", seed + len(specs) + i) for i in range(args.small + args.baseline + WARM_UP)]
     started = time.time()
     corpus = make_corpus(specs, files)
     burst_items = corpus[:n_burst]
     random.Random(args.seed).shuffle(burst_items)
     large_items = corpus[n_burst : n_burst + n_large]
     random.Random(args.seed + 1).shuffle(large_items)
-    small_items = corpus[n_burst + n_large :]
+    photos = corpus[n_burst + n_large :] if n_large else []
+    small_items = photos[: args.small]
+    baseline_items = photos[args.small : args.small + args.baseline]
+    warm_items = photos[args.small + args.baseline :]
     distinct = len({i.sha256 for i in corpus})
     print(f"docpipe load bench, revision {revision()}, {len(os.sched_getaffinity(0))} CPUs")
     print("kinds: " + "; ".join(f"{k.name} = {k.about}" for k in KINDS.values()))
@@ -1155,7 +1211,9 @@ def run(args: argparse.Namespace, work: Path) -> None:
                 stack = Stack(state, tokens)
             depths = drain(stack.sampler)
             print(
-                f"\n2. priority: {describe(large_items)} uploaded first ({min(args.threads, 8)} threads), then "
+                f"\n2. priority: {len(warm_items)} small photos at once (warm-up, not measured), "
+                f"{len(baseline_items)} alone one every {args.small_every} s (baseline); then "
+                f"{describe(large_items)} uploaded ({min(args.threads, 8)} threads), then "
                 f"{describe(small_items)}, one every {args.small_every} s"
             )
             print(
@@ -1163,7 +1221,14 @@ def run(args: argparse.Namespace, work: Path) -> None:
                 f"{'all empty' if not any(depths.values()) else depths}"
             )
             prio = priority(
-                stack.local, stack.local.token_for("priority"), large_items, small_items, args, stack.sampler
+                stack.local,
+                stack.local.token_for("priority"),
+                large_items,
+                small_items,
+                baseline_items,
+                warm_items,
+                args,
+                stack.sampler,
             )
             report_priority(prio, stack.recorder, stack.sampler, state / "logs", rows, summary)
         dead = stack.sampler.depths(stack.sampler.dlqs)
