@@ -528,15 +528,18 @@ class Recorder:
 
     def attach(self, stack: LocalStack) -> None:
         for name, runtime in stack.runtimes.items():
-            original = runtime.invoke_acquired
+            runtime.invoke_acquired = self.timed(name, runtime.invoke_acquired)  # type: ignore[method-assign]
 
-            def timed(event: dict[str, Any], _original: Any = original, _name: str = name) -> Any:
-                start = time.time()
-                invocation = _original(event)
-                self.record(_name, event, start, time.time(), invocation.ok)
-                return invocation
+    def timed(self, name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        """``original`` with its calls recorded; any further arguments the runtime takes pass through."""
 
-            runtime.invoke_acquired = timed  # type: ignore[method-assign]
+        def call(event: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+            start = time.time()
+            invocation = original(event, *args, **kwargs)
+            self.record(name, event, start, time.time(), invocation.ok)
+            return invocation
+
+        return call
 
     def record(self, function: str, event: dict[str, Any], start: float, end: float, ok: bool) -> None:
         records = event.get("Records") if isinstance(event, dict) else None
