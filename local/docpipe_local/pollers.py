@@ -23,6 +23,9 @@ from docpipe_local.runtime import FunctionRuntime, Invocation
 from docpipe_local.template import SqsSource
 
 log = logging.getLogger("docpipe.local")
+# Long polls: the emulator answers as soon as a message arrives, so a longer wait costs no latency and
+# saves it dozens of empty receives a second; it bounds how long a stop waits for the pollers.
+POLL_WAIT_SECONDS = 5
 
 
 def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
@@ -85,12 +88,14 @@ class SqsPoller(threading.Thread):
         stop: threading.Event,
         index: int = 0,
         ages: QueueAges | None = None,
+        nice: int = 0,
     ) -> None:
         super().__init__(name=f"{runtime.spec.logical}-{source.name}-{index}", daemon=True)
         self.runtime, self.sqs, self.source = runtime, sqs, source
         self.queue_url, self.queue_arn, self.region = queue_url, queue_arn, region
         self.stop_event = stop
         self.ages = ages
+        self.nice = nice
 
     def run(self) -> None:
         while not self.stop_event.is_set():
@@ -113,7 +118,7 @@ class SqsPoller(threading.Thread):
         messages = self.sqs.receive_message(
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=min(self.source.batch_size, 10),
-            WaitTimeSeconds=1,
+            WaitTimeSeconds=POLL_WAIT_SECONDS,
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
         ).get("Messages", [])
@@ -121,7 +126,7 @@ class SqsPoller(threading.Thread):
             return 0
         if self.ages is not None:
             self.ages.received(self.queue_url, messages)
-        invocation = self.runtime.invoke_acquired(sqs_event(messages, self.queue_arn, self.region))
+        invocation = self.runtime.invoke_acquired(sqs_event(messages, self.queue_arn, self.region), self.nice)
         keep = failed_ids(messages, invocation, self.source.report_failures)
         if not invocation.ok:
             log.warning(

@@ -69,6 +69,8 @@ def _worker_main(
             del os.environ[key]
     os.environ.update(env)
     sys.path[:0] = paths
+    if meta.get("nice"):
+        os.nice(meta["nice"])
     try:
         module_name, _, function_name = handler.rpartition(".")
         module = __import__(module_name, fromlist=[function_name])
@@ -141,11 +143,12 @@ class Worker:
 
     _ctx = _context()
 
-    def __init__(self, spec: FunctionSpec, env: dict[str, str], log_path: Path, arn: str) -> None:
+    def __init__(self, spec: FunctionSpec, env: dict[str, str], log_path: Path, arn: str, nice: int = 0) -> None:
         self.spec = spec
+        self.nice = nice
         self.conn, child = self._ctx.Pipe()
         paths = [str(spec.code_uri), *(str(p) for p in spec.layers)]
-        meta = {"name": spec.name, "memory_mb": spec.memory_mb, "arn": arn}
+        meta = {"name": spec.name, "memory_mb": spec.memory_mb, "arn": arn, "nice": nice}
         self.process = self._ctx.Process(
             target=_worker_main, args=(child, spec.handler, paths, env, str(log_path), meta), daemon=True
         )
@@ -288,15 +291,15 @@ class FunctionRuntime:
         with self._lock:
             return [w.process.pid for w in self._all - set(self._idle) if w.process.pid and w.process.is_alive()]
 
-    def warm(self) -> None:
+    def warm(self, nice: int = 0) -> None:
         """Start one worker ahead of the first invocation (a pre-warmed cold start)."""
         with self._lock:
-            if not self._idle:
-                worker = self._spawn()
+            if not any(w.nice == nice for w in self._idle):
+                worker = self._spawn(nice)
                 self._idle.append(worker)
 
-    def _spawn(self) -> Worker:
-        worker = Worker(self.spec, self.env, self.log_path, self.arn)
+    def _spawn(self, nice: int) -> Worker:
+        worker = Worker(self.spec, self.env, self.log_path, self.arn, nice)
         self.spawned += 1
         self._all.add(worker)
         return worker
@@ -307,12 +310,26 @@ class FunctionRuntime:
     def release(self) -> None:
         self._slots.release()
 
-    def invoke_acquired(self, event: dict[str, Any]) -> Invocation:
-        """Invoke in a slot the caller holds (see :meth:`acquire`)."""
+    def invoke_acquired(self, event: dict[str, Any], nice: int = 0) -> Invocation:
+        """Invoke in a slot the caller holds (see :meth:`acquire`), in a worker of that CPU priority.
+
+        ``nice`` stands in for what a laptop cannot give: Lambda runs every invocation on its own
+        compute, so a low lane's OCR never slows a high lane's photo; on two shared cores the local
+        stack runs lower lanes' workers at a lower CPU priority (a higher nice value) instead. An idle
+        worker of another priority is retired when the pool would grow past the concurrency.
+        """
+        retired = None
         with self._lock:
-            worker = self._idle.pop() if self._idle else None
-            if worker is None:
-                worker = self._spawn()
+            worker = next((w for w in reversed(self._idle) if w.nice == nice), None)
+            if worker is not None:
+                self._idle.remove(worker)
+            else:
+                if self._idle and len(self._all) >= self.concurrency:
+                    retired = self._idle.pop(0)
+                    self._all.discard(retired)
+                worker = self._spawn(nice)
+        if retired is not None:
+            retired.kill()
         invocation = worker.invoke(event)
         with self._lock:
             self.invocations += 1

@@ -324,3 +324,24 @@ def test_handler_reports_only_the_record_that_must_be_retried(aws, settings, lam
     assert result == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
     assert job(settings, good_job)["state"] == "queued"
     assert job(settings, bad_job)["error"]["code"] == "file.empty"
+
+
+def test_a_record_left_without_time_is_handed_back_at_once(aws, lambda_context, monkeypatch) -> None:
+    """A batch of large uploads on a busy stack: records that would outlive the invocation go back to the
+    queue, visible again at once, instead of being killed with it and waiting out the visibility timeout."""
+    from docpipe_local.pollers import sqs_event
+    from ingest import handler
+
+    url = aws["template"].attributes["IngestQueue"]["QueueUrl"]
+    arn = aws["template"].attributes["IngestQueue"]["Arn"]
+    aws["sqs"].send_message(QueueUrl=url, MessageBody=json.dumps({"Records": []}))
+    received = aws["sqs"].receive_message(QueueUrl=url, VisibilityTimeout=300, AttributeNames=["All"])["Messages"]
+    monkeypatch.setattr(lambda_context, "get_remaining_time_in_millis", lambda: handler.RECORD_BUDGET_MS - 1)
+
+    from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+    with pytest.raises(BatchProcessingError):  # every record of the batch failed: the invocation fails
+        handler.lambda_handler(sqs_event(received, arn, "us-east-1"), lambda_context)
+
+    again = aws["sqs"].receive_message(QueueUrl=url)["Messages"]
+    assert again[0]["MessageId"] == received[0]["MessageId"]

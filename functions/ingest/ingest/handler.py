@@ -16,11 +16,14 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from docpipe import aws
 from docpipe.adapters.dynamo import FilesRepository, JobsRepository
 from docpipe.adapters.s3 import ObjectStore
 from docpipe.adapters.sqs import TaskQueues
 from docpipe.config import Settings
+from docpipe.errors import Transient
 from docpipe.observability import logger, metrics, tracer
+from docpipe.worker import hand_back
 from ingest.service import IngestService
 
 settings = Settings.from_env()
@@ -52,8 +55,21 @@ def s3_objects(body: str) -> Iterator[tuple[str, str]]:
             yield record["s3"]["bucket"]["name"], unquote_plus(record["s3"]["object"]["key"])
 
 
+# A record is started only with this much of the invocation left: a batch of large uploads on a busy
+# stack must not be killed at the timeout with every message of it then waiting out the visibility.
+RECORD_BUDGET_MS = 15_000
+
+
+class OutOfTime(Transient):
+    code = "internal.out_of_time"
+    message = "The invocation's time ran short; the message was handed back to the queue."
+
+
 @tracer.capture_method(capture_response=False)
-def handle_record(record: SQSRecord) -> None:
+def handle_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
+    if lambda_context.get_remaining_time_in_millis() < RECORD_BUDGET_MS:
+        hand_back(aws.client("sqs"), record)  # visible again at once, for another invocation
+        raise OutOfTime()
     for bucket, key in s3_objects(record.body):
         outcome = service().ingest(bucket, key)
         logger.info("ingest outcome", extra={"outcome": outcome.result, "reason": outcome.reason})

@@ -51,6 +51,15 @@ def backoff_seconds(receive_count: int, jitter: float = 0.2, rand: Callable[[], 
     return max(1, round(base * (1 + jitter * (2 * rand() - 1))))
 
 
+def hand_back(sqs: Any, record: Any, seconds: int = 0) -> None:
+    """Make a received message visible again in ``seconds`` (an invocation that will not get to it)."""
+    sqs.change_message_visibility(
+        QueueUrl=queue_url(record.event_source_arn or "", sqs.meta.endpoint_url),
+        ReceiptHandle=record.receipt_handle,
+        VisibilityTimeout=seconds,
+    )
+
+
 def queue_url(event_source_arn: str, endpoint: str) -> str:
     """The URL of the queue an SQS record came from (``arn:aws:sqs:region:account:name``)."""
     *_, account, name = event_source_arn.split(":")
