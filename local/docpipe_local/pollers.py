@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import logging
 import threading
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from docpipe.lanes import lane_for
 from docpipe_local.queue_metrics import QueueAges
 from docpipe_local.runtime import FunctionRuntime, Invocation
 from docpipe_local.template import SqsSource
@@ -62,25 +60,6 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> di
 
 def _b64(value: bytes | None) -> str | None:
     return None if value is None else base64.b64encode(value).decode()
-
-
-# CPU priority (nice) of the workers that serve each lane. On AWS each invocation has compute of its
-# own; on a laptop's few cores a low lane's OCR would slow a high lane's chat photo, so lower lanes run
-# at lower priority. Event sources are matched by name (High, Normal, Low); others run at 0, except
-# that a batch of S3 notifications runs at the priority of its smallest object's lane.
-LANE_NICE = {"high": 0, "normal": 5, "low": 10}
-
-
-def upload_nice(messages: list[dict[str, Any]]) -> int:
-    """The priority of a batch of S3 notifications: its smallest upload's lane (0 for other messages)."""
-    sizes = []
-    for m in messages:
-        try:
-            records = json.loads(m["Body"]).get("Records") or []
-            sizes += [int(r["s3"]["object"]["size"]) for r in records]
-        except (ValueError, TypeError, KeyError, AttributeError):
-            return 0
-    return LANE_NICE[lane_for(min(sizes))] if sizes else 0
 
 
 def failed_ids(messages: list[dict[str, Any]], invocation: Invocation, report_failures: bool) -> set[str]:
@@ -147,8 +126,7 @@ class SqsPoller(threading.Thread):
             return 0
         if self.ages is not None:
             self.ages.received(self.queue_url, messages)
-        nice = self.nice or upload_nice(messages)
-        invocation = self.runtime.invoke_acquired(sqs_event(messages, self.queue_arn, self.region), nice)
+        invocation = self.runtime.invoke_acquired(sqs_event(messages, self.queue_arn, self.region), self.nice)
         keep = failed_ids(messages, invocation, self.source.report_failures)
         if not invocation.ok:
             log.warning(

@@ -31,7 +31,7 @@ import requests
 from botocore.config import Config
 
 from docpipe_local.gateway import Gateway
-from docpipe_local.pollers import LANE_NICE, SqsPoller
+from docpipe_local.pollers import SqsPoller
 from docpipe_local.provision import provision
 from docpipe_local.queue_metrics import QueueAgePublisher, QueueAges
 from docpipe_local.runtime import FunctionRuntime
@@ -98,6 +98,11 @@ class MotoServer:
             self.process.kill()
         self._log.close()
 
+
+# CPU priority (nice) of the workers that serve each lane's event source (by the source's name). On
+# AWS each invocation has compute of its own; on a laptop's few cores, a low lane's OCR would slow a
+# high lane's chat photo, so lower lanes run at lower priority. Sources with other names run at 0.
+LANE_NICE = {"high": 0, "normal": 5, "low": 10}
 
 # Template parameters the local stack sets unless told otherwise: OCR with Tesseract from pip, since
 # Textract needs an AWS account (moto's answers are empty).

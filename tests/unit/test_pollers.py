@@ -142,27 +142,3 @@ def test_a_parameter_route_beats_the_greedy_proxy() -> None:
     assert match_route(routes, "GET", "/jobs/1").path == "/jobs/{id}"
     assert match_route(routes, "GET", "/jobs/1/x").path == "/{proxy+}"
     assert match_route(routes, "DELETE", "/jobs/1").path == "/{proxy+}"
-
-
-def _s3(*sizes: int) -> dict:
-    import json as _json
-
-    records = [{"eventSource": "aws:s3", "s3": {"object": {"key": "k", "size": size}}} for size in sizes]
-    return {"MessageId": "m", "ReceiptHandle": "r", "Body": _json.dumps({"Records": records})}
-
-
-@pytest.mark.parametrize(
-    ("sizes", "nice"),
-    [((1000,), 0), ((5_000_000,), 5), ((50_000_000,), 10), ((50_000_000, 1000), 0)],
-)
-def test_a_batch_of_uploads_runs_at_its_smallest_uploads_lane_priority(sizes, nice) -> None:
-    from docpipe_local.pollers import upload_nice
-
-    assert upload_nice([_s3(size) for size in sizes]) == nice
-
-
-def test_messages_that_are_not_uploads_run_at_normal_priority() -> None:
-    from docpipe_local.pollers import upload_nice
-
-    assert upload_nice([{"MessageId": "m", "Body": '{"task": "presets"}'}]) == 0
-    assert upload_nice([{"MessageId": "m", "Body": "not json"}]) == 0
