@@ -169,8 +169,8 @@ def test_cancel_skips_queued_work_and_retry_brings_it_back(faults, carol, tmp_pa
     blocker = upload(
         carol, document_photo(tmp_path, "blocker.png", lines=30, dpi=300, salt="blocker"), ocr=True, priority="low"
     )
-    ocr = faults.runtimes["OcrFunction"]
-    wait_for(lambda: ocr.busy_pids())
+    blocker_digest = wait_for(lambda: carol.job(blocker).get("hash"))
+    wait_for(lambda: file_record(faults, blocker_digest).get("ocrState") == "running", timeout=60)  # claimed
     target = upload(carol, document_photo(tmp_path, "target.png", salt="target"), ocr=True, priority="low")
     wait_for(lambda: carol.job(target)["state"] in ("queued", "processing"), timeout=30)
 
@@ -179,7 +179,6 @@ def test_cancel_skips_queued_work_and_retry_brings_it_back(faults, carol, tmp_pa
     digest = carol.job(target)["hash"]
     wait_for(lambda: file_record(faults, digest).get("ocrState") == "cancelled" and _ocr_lanes_idle(faults), timeout=90)
     after = carol.job(target)
-    blocker_digest = carol.job(blocker)["hash"]
     wait_for(lambda: file_record(faults, blocker_digest).get("ocrState") == "done", timeout=90)
 
     assert (cancelled["state"], blocked["state"]) == ("cancelled", "cancelled")
