@@ -73,7 +73,7 @@ from PIL import Image, ImageChops, ImageDraw  # noqa: E402
 
 from docpipe_local.client import TERMINAL, DocpipeClient, post_file  # noqa: E402
 from docpipe_local.stack import LocalStack  # noqa: E402
-from tests.fixtures.documents import LETTER, page_image, pdf_from_objects  # noqa: E402
+from tests.fixtures import documents  # noqa: E402
 from tests.fixtures.files import docx_bytes  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------- corpus
@@ -154,34 +154,8 @@ def scan_lines(seed: int, page: int) -> list[str]:
 def scanned_pdf(seed: int) -> tuple[bytes, int]:
     """About 20 MB: 2 letter pages at 420 dpi or 3 at 350 dpi, grey, with scanner noise, as JPEG images."""
     pages, dpi, noise = (2, 420, 48) if seed % 2 == 0 else (3, 350, 40)
-    objects: list[bytes] = [b"", b""]
-    kids = []
-
-    def add(body: bytes) -> int:
-        objects.append(body)
-        return len(objects)
-
-    for page in range(pages):
-        image = page_image(scan_lines(seed, page), dpi)
-        image = ImageChops.add(image, Image.effect_noise(image.size, noise), scale=1.0, offset=-128)
-        data = jpeg(image, 92)
-        xobject = add(
-            f"<< /Type /XObject /Subtype /Image /Width {image.width} /Height {image.height} /ColorSpace /DeviceGray "
-            f"/BitsPerComponent 8 /Filter /DCTDecode /Length {len(data)} >>\nstream\n".encode()
-            + data
-            + b"\nendstream"
-        )
-        content = f"q {LETTER[0]} 0 0 {LETTER[1]} 0 0 cm /Im1 Do Q".encode()
-        stream = add(f"<< /Length {len(content)} >>\nstream\n".encode() + content + b"\nendstream")
-        kids.append(
-            add(
-                f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {LETTER[0]} {LETTER[1]}] /Contents {stream} 0 R "
-                f"/Resources << /XObject << /Im1 {xobject} 0 R >> >> >>".encode()
-            )
-        )
-    objects[0] = b"<< /Type /Catalog /Pages 2 0 R >>"
-    objects[1] = f"<< /Type /Pages /Kids [{' '.join(f'{k} 0 R' for k in kids)}] /Count {len(kids)} >>".encode()
-    return pdf_from_objects(objects), pages
+    lines = [scan_lines(seed, page) for page in range(pages)]
+    return documents.pdf(lines, frozenset(range(1, pages + 1)), dpi=dpi, noise=noise, quality=92), pages
 
 
 def make_file(kind: str, seed: int, folder: str) -> Item:
