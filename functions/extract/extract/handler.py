@@ -15,7 +15,7 @@ from docpipe.adapters.s3 import ObjectStore
 from docpipe.adapters.sqs import TaskQueues
 from docpipe.config import Settings
 from docpipe.observability import logger, metrics, tracer
-from docpipe.worker import Message, TaskRunner, deadline
+from docpipe.worker import TaskRunner, task_message
 from extract.service import TASK, ExtractService
 
 settings = Settings.from_env()
@@ -35,24 +35,25 @@ def service() -> ExtractService:
 
 @functools.cache
 def runner() -> TaskRunner:
-    return TaskRunner(settings, FilesRepository(settings.files_table), JobsRepository(settings.jobs_table))
+    return TaskRunner.for_settings(settings)
 
 
 @tracer.capture_method(capture_response=False)
 def handle_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
-    message = record.json_body
-    if not isinstance(message, dict) or not isinstance(message.get("hash"), str):
-        logger.error("not an extract task; dropped", extra={"body": record.body[:200]})
+    message = task_message(record)
+    if message is None:
         return
     page_range = message.get("range")
     valid_range = isinstance(page_range, list) and len(page_range) == 2 and all(isinstance(n, int) for n in page_range)
     page_range = page_range if valid_range else None
-    state = runner().process(
-        Message.of(record, message["hash"], TASK, opening=page_range is None),
+    runner().handle(
+        record,
+        lambda_context,
+        message,
+        TASK,
+        page_range is None,
         lambda: service().run(message["hash"], message.get("lane") or "normal", page_range),
-        deadline(lambda_context),
     )
-    logger.info("extract task ended", extra={"state": state, "lane": message.get("lane")})
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -14,7 +14,7 @@ from docpipe.adapters.dynamo import FilesRepository, JobsRepository
 from docpipe.adapters.s3 import ObjectStore
 from docpipe.config import Settings
 from docpipe.observability import logger, metrics, tracer
-from docpipe.worker import Message, TaskRunner, deadline
+from docpipe.worker import TaskRunner, task_message
 from ocr.engines import OcrEngine, engine_from_env
 from ocr.service import TASK, OcrService
 
@@ -36,25 +36,26 @@ def service() -> OcrService:
 
 @functools.cache
 def runner() -> TaskRunner:
-    return TaskRunner(settings, FilesRepository(settings.files_table), JobsRepository(settings.jobs_table))
+    return TaskRunner.for_settings(settings)
 
 
 @tracer.capture_method(capture_response=False)
 def handle_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
-    message = record.json_body
-    if not isinstance(message, dict) or not isinstance(message.get("hash"), str):
-        logger.error("not an OCR task; dropped", extra={"body": record.body[:200]})
+    message = task_message(record)
+    if message is None:
         return
     pages = message.get("pages")
     pages = [int(p) for p in pages] if isinstance(pages, list) and all(isinstance(p, int) for p in pages) else None
     for_task = message.get("for")
     chunk = for_task == "extract" and bool(pages)  # scanned pages of a document: they advance its extract task
-    state = runner().process(
-        Message.of(record, message["hash"], "extract" if chunk else TASK, opening=not chunk),
+    runner().handle(
+        record,
+        lambda_context,
+        message,
+        "extract" if chunk else TASK,
+        not chunk,
         lambda: service().run(message["hash"], pages, for_task),
-        deadline(lambda_context),
     )
-    logger.info("OCR task ended", extra={"state": state, "lane": message.get("lane")})
 
 
 @logger.inject_lambda_context(clear_state=True)

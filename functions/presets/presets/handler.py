@@ -14,7 +14,7 @@ from docpipe.adapters.dynamo import FilesRepository, JobsRepository
 from docpipe.adapters.s3 import ObjectStore
 from docpipe.config import Settings
 from docpipe.observability import logger, metrics, tracer
-from docpipe.worker import Message, TaskRunner, deadline
+from docpipe.worker import TaskRunner, task_message
 from presets.service import TASK, PresetsService
 
 settings = Settings.from_env()
@@ -30,22 +30,16 @@ def service() -> PresetsService:
 
 @functools.cache
 def runner() -> TaskRunner:
-    return TaskRunner(settings, FilesRepository(settings.files_table), JobsRepository(settings.jobs_table))
+    return TaskRunner.for_settings(settings)
 
 
 @tracer.capture_method(capture_response=False)
 def handle_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
-    message = record.json_body
-    if not isinstance(message, dict) or not isinstance(message.get("hash"), str):
-        logger.error("not a presets task; dropped", extra={"body": record.body[:200]})
+    message = task_message(record)
+    if message is None:
         return
     only = message.get("presets")  # a regeneration of some presets, asked for through the API
-    state = runner().process(
-        Message.of(record, message["hash"], TASK, opening=not only),
-        lambda: service().run(message["hash"], only),
-        deadline(lambda_context),
-    )
-    logger.info("presets task ended", extra={"state": state, "lane": message.get("lane")})
+    runner().handle(record, lambda_context, message, TASK, not only, lambda: service().run(message["hash"], only))
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -66,9 +66,13 @@ def queue_url(event_source_arn: str, endpoint: str) -> str:
     return f"{endpoint.rstrip('/')}/{account}/{name}"
 
 
-def deadline(context: Any) -> float:
-    """When the current invocation's time limit ends (epoch seconds)."""
-    return time.time() + context.get_remaining_time_in_millis() / 1000
+def task_message(record: Any) -> dict[str, Any] | None:
+    """The body of a task message, or ``None`` (logged) for JSON that is not one: it is dropped."""
+    message = record.json_body
+    if not isinstance(message, dict) or not isinstance(message.get("hash"), str):
+        logger.error("not a task message; dropped", extra={"body": record.body[:200]})
+        return None
+    return message
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,19 @@ class TaskRunner:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings, self.files, self.jobs, self._sqs, self.clock = settings, files, jobs, sqs, clock
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> TaskRunner:
+        return cls(settings, FilesRepository(settings.files_table), JobsRepository(settings.jobs_table))
+
+    def handle(
+        self, record: Any, context: Any, message: dict[str, Any], task: str, opening: bool, run: Callable[[], str]
+    ) -> str:
+        """A handler's record: run ``message``'s work for ``task`` within the invocation's time limit."""
+        deadline = time.time() + context.get_remaining_time_in_millis() / 1000
+        state = self.process(Message.of(record, message["hash"], task, opening), run, deadline)
+        logger.info("task ended", extra={"state": state, "lane": message.get("lane")})
+        return state
 
     @property
     def sqs(self) -> Any:
