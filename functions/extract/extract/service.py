@@ -55,8 +55,7 @@ class ExtractService:
             self._settle(digest)  # a redelivery: the work is done or handed to OCR
             return str(state)
         if page_range is None:
-            self.files.update(digest, {f"{TASK}State": "running"})
-            self._settle(digest)  # queued → processing
+            self._settle(digest)  # queued → processing (the worker's claim marked the task running)
         started = time.perf_counter()
         try:
             with self.store.download(self.settings.store_bucket, original_key(digest)) as original:

@@ -100,8 +100,7 @@ class OcrService:
         if file.get(f"{TASK}State") in ("done", "failed"):
             self._settle(digest)
             return str(file[f"{TASK}State"])
-        self.files.update(digest, {f"{TASK}State": "running"})
-        self._settle(digest)
+        self._settle(digest)  # queued → processing (the worker's claim marked the task running)
         started = time.perf_counter()
         try:
             page = self.engine().image(self._original(digest))

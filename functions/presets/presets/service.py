@@ -46,8 +46,7 @@ class PresetsService:
             return str(file[f"{TASK}State"])
         wanted = tuple(BY_NAME[name] for name in only if name in BY_NAME) if only else PRESETS
         if not only:
-            self.files.update(digest, {f"{TASK}State": "running"})
-            self._settle(digest)  # queued → processing
+            self._settle(digest)  # queued → processing (the worker's claim marked the task running)
         started = time.perf_counter()
         try:
             with self.store.download(self.settings.store_bucket, original_key(digest)) as original:
