@@ -21,7 +21,7 @@ from docpipe import jobs
 from docpipe.adapters.dynamo import FilesRepository, JobsRepository
 from docpipe.adapters.sqs import TaskQueues
 from docpipe.errors import Conflict
-from docpipe.jobs import TERMINAL, JobState
+from docpipe.jobs import JobState
 from docpipe.observability import MetricUnit, logger, metrics
 from docpipe.settlement import settle_jobs
 
@@ -80,7 +80,7 @@ def retry(
         files_repo.add_member(digest, f"{task}Waiting", job["jobId"])
         seen = file.get(f"{task}State")
         state, _ = jobs.task_state(file, task)
-        if state == "done" or (state in jobs.OPEN_TASK_STATES and seen != "cancelled"):
+        if state == "done" or state in jobs.OPEN_TASK_STATES:
             continue  # finished, or on its way: a message is queued or a run is alive
         if files_repo.requeue_task(digest, task, seen, PARTIAL_STATE.get(task, ())):
             queues.send(task, lane, {"hash": digest})
@@ -89,6 +89,3 @@ def retry(
     metrics.add_metric(name="JobsRetried", unit=MetricUnit.Count, value=1)
     logger.info("job retried", extra={"job_id": job["jobId"], "queued_tasks": queued})
     return jobs_repo.get(job["jobId"]) or moved, queued
-
-
-__all__ = ["OPEN", "RETRYABLE", "TERMINAL", "cancel", "retry"]
