@@ -237,8 +237,8 @@ def test_a_progressive_jpeg_is_still_rendered() -> None:
 
 
 def psnr(a: Image.Image, b: Image.Image) -> float:
-    diff = ImageChops.difference(a.convert("RGB"), b.convert("RGB"))
-    mse = sum(v**2 for v in ImageStat.Stat(diff).rms) / 3
+    diff = ImageChops.difference(a, b)
+    mse = sum(v**2 for v in ImageStat.Stat(diff).rms) / len(diff.getbands())
     return float("inf") if mse == 0 else 20 * math.log10(255 / math.sqrt(mse))
 
 
@@ -253,24 +253,46 @@ def detailed(size=(4000, 3000)) -> Image.Image:
     return image
 
 
+def transparent(image: Image.Image) -> Image.Image:
+    """The image with an elliptic alpha mask, soft at the edge."""
+    mask = Image.new("L", image.size, 0)
+    w, h = image.size
+    ImageDraw.Draw(mask).ellipse((w // 10, h // 10, w * 9 // 10, h * 9 // 10), fill=255)
+    rgba = image.convert("RGBA")
+    rgba.putalpha(mask.resize((w // 4, h // 4)).resize(image.size, Image.Resampling.BILINEAR))
+    return rgba
+
+
+def on_white(image: Image.Image) -> Image.Image:
+    white = Image.new("RGB", image.size, (255, 255, 255))
+    white.paste(image, mask=image.getchannel("A"))
+    return white
+
+
 @pytest.mark.parametrize("content", [photo, detailed], ids=["photo", "detailed"])
-@pytest.mark.parametrize("orientation", [1, 6])
-def test_no_preset_is_more_than_1_db_below_plain_lanczos(content, orientation) -> None:
-    # given a 4000x3000 JPEG; the reference is a full-resolution LANCZOS resize (no draft, no reuse)
-    original = content((4000, 3000))
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    source = encode(original, "JPEG", quality=95, exif=exif.tobytes())
-    full = Image.open(io.BytesIO(source)).convert("RGB")
-    if orientation == 6:
-        full = full.transpose(Image.Transpose.ROTATE_270)
+@pytest.mark.parametrize("kind", ["jpeg-orientation-1", "jpeg-orientation-6", "png-rgba"])
+def test_no_preset_is_more_than_1_db_below_plain_lanczos(content, kind) -> None:
+    # given a 4000x3000 JPEG (or a 2000x1500 transparent PNG); the reference is a full-resolution
+    # LANCZOS resize (no draft, no reuse; of the image flattened on white for JPEG presets of the PNG)
+    if kind == "png-rgba":
+        full = transparent(content((2000, 1500)))
+        source = encode(full, "PNG", compress_level=1)
+    else:
+        original = content((4000, 3000))
+        exif = Image.Exif()
+        exif[0x0112] = int(kind[-1])
+        source = encode(original, "JPEG", quality=95, exif=exif.tobytes())
+        full = Image.open(io.BytesIO(source)).convert("RGB")
+        if kind.endswith("6"):
+            full = full.transpose(Image.Transpose.ROTATE_270)
 
     for rendered in render(source):
         preset = BY_NAME[rendered.preset]
-        reference = full.resize((rendered.width, rendered.height), Image.Resampling.LANCZOS)
-        plain = Image.open(io.BytesIO(encode(reference, preset.format, quality=preset.quality))).convert("RGB")
-        ours = opened(rendered).convert("RGB")
-        # then no preset is more than 1 dB below plain LANCZOS (measured: within 0.1 dB)
+        target = on_white(full) if full.mode == "RGBA" and preset.format == "JPEG" else full
+        reference = target.resize((rendered.width, rendered.height), Image.Resampling.LANCZOS)
+        plain = Image.open(io.BytesIO(encode(reference, preset.format, quality=preset.quality))).convert(reference.mode)
+        ours = opened(rendered).convert(reference.mode)
+        # then no preset is more than 1 dB below plain LANCZOS (measured: -0.2 to +0.3 dB)
         assert psnr(ours, reference) >= psnr(plain, reference) - 1.0, rendered.preset
 
 

@@ -2,9 +2,10 @@
 
 One decode per image. A JPEG is decoded at the smallest DCT scale (``draft``) that still covers the
 largest preset; the decoded image is converted to sRGB and 8-bit RGB/RGBA once, then the presets are
-made largest first, each resized from the smallest image made so far that covers it (BICUBIC under a
-2x reduction, LANCZOS with ``reducing_gap`` above), in the stored orientation; each output is turned
-upright (EXIF orientation) as it is encoded. Outputs never upscale, keep the aspect ratio, are
+made largest first, each resized (BICUBIC, ``reducing_gap``) from the decoded image or from an image
+made for a larger preset when that is 2x to 4x its size, in the stored orientation; each output is
+turned upright (EXIF orientation) as it is encoded. Resizes (in stripes when large) and encodes run as
+steps on two threads, the longest chain of work first. Outputs never upscale, keep the aspect ratio, are
 bounded in both dimensions, carry no EXIF/GPS/XMP metadata, and keep alpha only where the format can
 (WebP); JPEG outputs come from the image flattened on white. Animated GIF/WebP inputs give an
 animated WebP thumbnail and preview (at most :data:`MAX_FRAMES` frames); the AI presets take the
@@ -14,8 +15,10 @@ first frame. Quality is checked in the tests against a full-resolution LANCZOS r
 from __future__ import annotations
 
 import io
+import itertools
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -42,11 +45,13 @@ STRIPE_MIN_PIXELS = 250_000  # smaller outputs resize on one thread
 # steps compounds phase errors (thumbnail from preview, -0.9 dB); inside the band it is within 0.2 dB.
 # Outside it the decoded image is the source, and reducing_gap keeps strong reductions cheap.
 DERIVE_BAND = (2.0, 4.0)
+# Every resize is BICUBIC. Measured against a full-resolution LANCZOS reference after JPEG/WebP encoding
+# (photo-like and fine line-and-text 4000 x 3000 JPEGs, orientations 1 and 6, 2000 x 1500 PNGs), it is
+# within -0.2 to +0.3 dB of a plain LANCZOS resize at every preset and costs 30-40% less: LANCZOS'
+# ringing at sharp edges costs more in the encoded output than its extra sharpness gains.
+RESAMPLE = Image.Resampling.BICUBIC
 REDUCING_GAP = 3.0  # big reductions reduce() by an integer factor first, leaving >= 3x for the filter
 _ALPHA_FORMATS = frozenset({"WEBP"})
-_SWAPS = frozenset(
-    {Image.Transpose.TRANSPOSE, Image.Transpose.TRANSVERSE, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270}
-)
 _SRGB = ImageCms.createProfile("sRGB")
 
 
@@ -147,52 +152,80 @@ def _orientation(image: Image.Image) -> int:
     return value if value in _TRANSPOSE else 1
 
 
-def _resample(source: tuple[int, int], size: tuple[int, int]) -> Image.Resampling:
-    """BICUBIC for a mild downscale (under 2x), LANCZOS for a strong one.
-
-    Measured against a full-resolution LANCZOS reference after JPEG encoding (a 4000 x 3000 photo and
-    a fine line-and-text pattern), a BICUBIC step under 2x scores within +-0.05 dB of LANCZOS and costs
-    about 30% less; over 2x LANCZOS keeps visibly more detail, so strong reductions keep it.
-    """
-    factor = max(source[0] / size[0], source[1] / size[1])
-    return Image.Resampling.BICUBIC if factor < 2 else Image.Resampling.LANCZOS
-
-
 def _derivable(made: tuple[int, int], size: tuple[int, int]) -> bool:
     low, high = DERIVE_BAND
     ratios = (made[0] / size[0], made[1] / size[1])
     return min(ratios) >= low and max(ratios) < high
 
 
-def _resize(pool: ThreadPoolExecutor, image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """Resize in horizontal stripes, one per thread: each stripe reads the source rows its kernel needs
-    (Pillow's ``box``), so the result matches a single resize up to rounding at the seams."""
-    resample = _resample(image.size, size)
+@dataclass(eq=False)
+class _Step:
+    """One piece of work of an image's presets: a resize (or one stripe of it), or an encode."""
+
+    run: Callable[..., Any]
+    cost: float  # estimated, in output pixels touched; only the order matters
+    after: tuple[_Step, ...] = ()  # steps whose results ``run`` takes, in order
+    rank: float = 0.0  # cost of the longest chain from here to the end (list scheduling priority)
+    result: Any = None
+    done: bool = False
+
+
+def _run_steps(steps: list[_Step]) -> None:
+    """Run every step on :data:`THREADS` threads, each once the steps it needs are done; among the ready
+    ones the step heading the longest chain of work goes first (list scheduling by critical path).
+    Pillow releases the GIL in resize, transpose, convert and file encodes, so the steps run in parallel."""
+    for step in reversed(steps):  # steps are listed after the steps they need
+        step.rank = step.cost
+    for step in reversed(steps):
+        for needed in step.after:
+            needed.rank = max(needed.rank, needed.cost + step.rank)
+    pending = list(steps)
+    running: dict[Future[Any], _Step] = {}
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        while pending or running:
+            ready = sorted((s for s in pending if all(n.done for n in s.after)), key=lambda s: -s.rank)
+            for step in ready[: THREADS - len(running)]:
+                pending.remove(step)
+                running[pool.submit(step.run, *(n.result for n in step.after))] = step
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                step = running.pop(future)
+                step.result, step.done = future.result(), True
+
+
+def _resize_steps(origin: _Step, source: tuple[int, int], size: tuple[int, int]) -> list[_Step]:
+    """A resize as steps: large outputs in horizontal stripes, one per thread, each reading the source
+    rows its kernel needs (Pillow's ``box``), joined by a last step; the result matches a single resize
+    up to rounding at the seams."""
     width, height = size
-    stripes = THREADS if width * height >= STRIPE_MIN_PIXELS else 1
-    if stripes == 1:
-        return image.resize(size, resample, reducing_gap=REDUCING_GAP)
-    scale = image.size[1] / height
-    edges = [round(height * i / stripes) for i in range(stripes + 1)]
+    cost = width * height * (1 + source[0] * source[1] / (width * height) / 4)
+    if width * height < STRIPE_MIN_PIXELS:
+        return [_Step(lambda image: image.resize(size, RESAMPLE, reducing_gap=REDUCING_GAP), cost, (origin,))]
+    scale = source[1] / height
+    edges = [round(height * i / THREADS) for i in range(THREADS + 1)]
 
-    def stripe(i: int) -> Image.Image:
-        top, bottom = edges[i], edges[i + 1]
-        box = (0.0, top * scale, float(image.size[0]), bottom * scale)
-        return image.resize((width, bottom - top), resample, box=box, reducing_gap=REDUCING_GAP)
+    def stripe(top: int, bottom: int) -> Callable[[Image.Image], Image.Image]:
+        box = (0.0, top * scale, float(source[0]), bottom * scale)
+        return lambda image: image.resize((width, bottom - top), RESAMPLE, box=box, reducing_gap=REDUCING_GAP)
 
-    out = Image.new(image.mode, size)
-    for i, part in enumerate(pool.map(stripe, range(stripes))):
-        out.paste(part, (0, edges[i]))
-    return out
+    stripes = [_Step(stripe(top, bottom), cost / THREADS, (origin,)) for top, bottom in itertools.pairwise(edges)]
+
+    def join(*parts: Image.Image) -> Image.Image:
+        out = Image.new(parts[0].mode, size)
+        for top, part in zip(edges[:-1], parts, strict=True):
+            out.paste(part, (0, top))
+        return out
+
+    return [*stripes, _Step(join, width * height / 20, tuple(stripes))]
 
 
 def _render_still(image: Image.Image, presets: list[Preset]) -> list[Rendered]:
-    """One decode, then a chain of resizes, largest preset first, each from the smallest image made so far
-    that is 2x to 4x its size, else from the decoded image (:data:`DERIVE_BAND`).
+    """One decode, then every preset resized from the smallest image made for a larger preset that is 2x to
+    4x its size, else from the decoded image (:data:`DERIVE_BAND`), and encoded; the resizes (split in
+    stripes when large) and the encodes run as steps on :data:`THREADS` threads (:func:`_run_steps`).
 
-    The chain runs in the image's stored orientation; each output is turned upright (EXIF) on the encode
-    thread, so rotating never sits between two resizes. Resizes are split in stripes across
-    :data:`THREADS` threads and take priority over encodes, which run on their own thread.
+    Resizes run in the image's stored orientation; each output is turned upright (EXIF) as it is encoded,
+    so rotating never sits between two resizes.
     """
     if not presets:
         return []
@@ -212,25 +245,39 @@ def _render_still(image: Image.Image, presets: list[Preset]) -> list[Rendered]:
         if min(stored_w / need[0], stored_h / need[1]) >= 2:
             image.draft(image.mode if image.mode in ("RGB", "L", "CMYK") else None, need)
     decoded = _normalize(image)
-    alpha = decoded.mode == "RGBA"
-    ordered = sorted(presets, key=lambda p: sizes[p.name][0] * sizes[p.name][1], reverse=True)
-    made: dict[bool, list[Image.Image]] = {}  # keyed by "keeps alpha"; the decoded image first, then largest first
+    steps: list[_Step] = []
+    # Images made so far, largest first, per "keeps alpha": JPEG presets of a transparent image come from
+    # it flattened on white (a step of its own), WebP presets from the image itself.
+    made: dict[bool, list[tuple[tuple[int, int], _Step]]] = {}
+    finishes: list[_Step] = []
+    for preset in sorted(presets, key=lambda p: sizes[p.name][0] * sizes[p.name][1], reverse=True):
+        keep_alpha = decoded.mode == "RGBA" and preset.format in _ALPHA_FORMATS
+        if keep_alpha not in made:
+            base = _Step(lambda: decoded, 0.0, result=decoded, done=True)
+            if decoded.mode == "RGBA" and not keep_alpha:
+                base = _Step(_flatten, decoded.size[0] * decoded.size[1] / 4, (base,))
+                steps.append(base)
+            made[keep_alpha] = [(decoded.size, base)]
+        size = sizes[preset.name]
+        chain = made[keep_alpha]
+        source, origin = next(((s, m) for s, m in reversed(chain[1:]) if _derivable(s, size)), chain[0])
+        if source != size:
+            steps += _resize_steps(origin, source, size)
+            origin = steps[-1]
+        chain.append((size, origin))
+        finishes.append(_Step(_finisher(preset, orientation), size[0] * size[1], (origin,)))
+    steps += finishes
+    _run_steps(steps)
+    return [f.result for f in finishes]
 
-    def encode(stored: Image.Image, preset: Preset) -> Rendered:
-        return _encode_still(stored.transpose(_TRANSPOSE[orientation]) if orientation != 1 else stored, preset)
 
-    with ThreadPoolExecutor(max_workers=THREADS) as pool, ThreadPoolExecutor(max_workers=1) as encoder:
-        encodes: list[Future[Rendered]] = []
-        for preset in ordered:
-            keep_alpha = alpha and preset.format in _ALPHA_FORMATS
-            if keep_alpha not in made:  # JPEG presets of a transparent image come from it flattened on white
-                made[keep_alpha] = [decoded if keep_alpha or not alpha else _flatten(decoded)]
-            size = sizes[preset.name]
-            origin = next((m for m in reversed(made[keep_alpha][1:]) if _derivable(m.size, size)), made[keep_alpha][0])
-            result = origin if origin.size == size else _resize(pool, origin, size)
-            made[keep_alpha].append(result)
-            encodes.append(encoder.submit(encode, result, preset))
-        return [e.result() for e in encodes]
+def _finisher(preset: Preset, orientation: int) -> Callable[[Image.Image], Rendered]:
+    def finish(image: Image.Image) -> Rendered:
+        if orientation != 1:
+            image = image.transpose(_TRANSPOSE[orientation])
+        return _encode_still(image, preset)
+
+    return finish
 
 
 def _normalize(image: Image.Image) -> Image.Image:
@@ -305,9 +352,7 @@ def _encode_animated(frames: list[Image.Image], durations: list[int], loop: int,
     """An animated WebP of one preset. Key frames only where libwebp needs them (libvips' default too):
     20-25% faster than Pillow's default key-frame search, for the same size within 0.1%."""
     size = fit(*frames[0].size, preset.max_width, preset.max_height)
-    scaled = [
-        f if f.size == size else f.resize(size, Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP) for f in frames
-    ]
+    scaled = [f if f.size == size else f.resize(size, RESAMPLE, reducing_gap=REDUCING_GAP) for f in frames]
     out = io.BytesIO()
     scaled[0].save(
         out,
