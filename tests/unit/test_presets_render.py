@@ -300,3 +300,34 @@ def test_the_api_knows_the_same_preset_names_as_the_renderer() -> None:
     from api.handler import PRESET_NAMES
 
     assert set(BY_NAME) == PRESET_NAMES
+
+
+def test_a_resize_in_stripes_matches_one_resize_up_to_rounding() -> None:
+    from presets.render import REDUCING_GAP, RESAMPLE, _resize_steps, _run_steps, _Step
+
+    image = detailed((1800, 1400))
+    base = _Step(lambda: image, 0.0, result=image, done=True)
+    steps = _resize_steps(base, image.size, (1200, 933))
+    assert len(steps) > 1  # stripes and a join
+
+    _run_steps(steps)
+
+    single = image.resize((1200, 933), RESAMPLE, reducing_gap=REDUCING_GAP)
+    assert steps[-1].result.size == single.size
+    assert max(high for _, high in ImageChops.difference(steps[-1].result, single).getextrema()) <= 2
+
+
+def test_steps_run_after_the_steps_they_need_and_failures_reach_the_caller() -> None:
+    from presets.render import _run_steps, _Step
+
+    first = _Step(lambda: 2, 1.0)
+    second = _Step(lambda: 3, 5.0)
+    product = _Step(lambda a, b: a * b, 1.0, (first, second))
+    _run_steps([first, second, product])
+    assert product.result == 6
+
+    def broken() -> None:
+        raise OSError("broken encoder")
+
+    with pytest.raises(OSError, match="broken encoder"):
+        _run_steps([_Step(broken, 1.0), _Step(lambda: 1, 1.0)])
