@@ -14,7 +14,11 @@ MAKE = """
 import sys
 from PIL import Image
 size = (10000, 10000)
-image = Image.linear_gradient("L").resize(size).convert("RGB")
+ramp = Image.linear_gradient("L").resize(size)
+image = ramp.convert("RGB")
+if "rgba" in sys.argv[1]:  # transparency: the flattened JPEG presets and the alpha-keeping WebP one
+    image = image.convert("RGBA")
+    image.putalpha(ramp.transpose(Image.Transpose.ROTATE_90))
 image.save(sys.argv[1], "JPEG" if sys.argv[1].endswith(".jpg") else "PNG", **({"quality": 90} if sys.argv[1].endswith(".jpg") else {"compress_level": 1}))
 """
 MEASURE = """
@@ -30,7 +34,7 @@ print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+@pytest.mark.parametrize("suffix", [".jpg", ".png", "-rgba.png"])
 def test_a_100_megapixel_image_renders_within_the_function_memory(template, tmp_path, suffix) -> None:
     memory_mb = template.function("PresetsFunction").memory_mb
     source = tmp_path / f"big{suffix}"
