@@ -120,14 +120,17 @@ def render(
             animated = frames > 1 and image.format in ("GIF", "WEBP")
             stills = [p for p in presets if not (animated and p.animated)]
             if not animated:
-                results = _render_still(image, stills)
-            else:  # the AI presets take the first frame; the animations encode side by side
+                steps, finishes = _still_steps(image, stills)
+            else:  # the AI presets take the first frame; each animation is encoded by one step
                 decoded, durations = _frames(image, max_pixels)
                 loop = int(image.info.get("loop", 0))
-                with ThreadPoolExecutor(max_workers=THREADS) as pool:
-                    moving = [pool.submit(_encode_animated, decoded, durations, loop, p) for p in presets if p.animated]
-                    results = _render_still(decoded[0], stills)
-                    results += [m.result() for m in moving]
+                steps, finishes = _still_steps(decoded[0], stills)
+                for preset in presets:
+                    if preset.animated:
+                        finishes.append(_animation_step(decoded, durations, loop, preset))
+                        steps.append(finishes[-1])
+            _run_steps(steps)
+            results = [f.result for f in finishes]
     except (ImageTooManyPixels, FileCorrupt):
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -237,16 +240,16 @@ def _resize_steps(origin: _Step, source: tuple[int, int], size: tuple[int, int])
     return [*stripes, _Step(join, width * height * _NS_PER_PIXEL["join"] / 1e6, tuple(stripes))]
 
 
-def _render_still(image: Image.Image, presets: list[Preset]) -> list[Rendered]:
-    """One decode, then every preset resized from the smallest image made for a larger preset that is 2x to
-    4x its size, else from the decoded image (:data:`DERIVE_BAND`), and encoded; the resizes (split in
-    stripes when large) and the encodes run as steps on :data:`THREADS` threads (:func:`_run_steps`).
+def _still_steps(image: Image.Image, presets: list[Preset]) -> tuple[list[_Step], list[_Step]]:
+    """The steps of an image's still presets, and the steps giving their results: one decode (here), then
+    every preset resized from the smallest image made for a larger preset that is 2x to 4x its size, else
+    from the decoded image (:data:`DERIVE_BAND`), and encoded; resizes are split in stripes when large.
 
     Resizes run in the image's stored orientation; each output is turned upright (EXIF) as it is encoded,
     so rotating never sits between two resizes.
     """
     if not presets:
-        return []
+        return [], []
     image.seek(0)
     orientation = _orientation(image)
     swap = orientation in (5, 6, 7, 8)
@@ -285,9 +288,7 @@ def _render_still(image: Image.Image, presets: list[Preset]) -> list[Rendered]:
         chain.append((size, origin))
         per_pixel = _NS_PER_PIXEL[preset.format] + (_NS_PER_PIXEL["transpose"] if orientation != 1 else 0)
         finishes.append(_Step(_finisher(preset, orientation), size[0] * size[1] * per_pixel / 1e6, (origin,)))
-    steps += finishes
-    _run_steps(steps)
-    return [f.result for f in finishes]
+    return steps + finishes, finishes
 
 
 def _finisher(preset: Preset, orientation: int) -> Callable[[Image.Image], Rendered]:
@@ -365,6 +366,13 @@ def _frames(image: Image.Image, max_pixels: int) -> tuple[list[Image.Image], lis
         frames.append(frame.convert("RGBA"))
         durations.append(int(frame.info.get("duration", 100)) or 100)
     return frames, durations
+
+
+def _animation_step(frames: list[Image.Image], durations: list[int], loop: int, preset: Preset) -> _Step:
+    """One animated preset as one step (libwebp encodes an animation frame after frame, on one thread)."""
+    size = fit(*frames[0].size, preset.max_width, preset.max_height)
+    cost = len(frames) * (size[0] * size[1] * _NS_PER_PIXEL["WEBP"] / 1e6 + _resize_cost(frames[0].size, size))
+    return _Step(lambda: _encode_animated(frames, durations, loop, preset), cost)
 
 
 def _encode_animated(frames: list[Image.Image], durations: list[int], loop: int, preset: Preset) -> Rendered:
