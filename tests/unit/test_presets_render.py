@@ -292,7 +292,7 @@ def test_no_preset_is_more_than_1_db_below_plain_lanczos(content, kind) -> None:
         reference = target.resize((rendered.width, rendered.height), Image.Resampling.LANCZOS)
         plain = Image.open(io.BytesIO(encode(reference, preset.format, quality=preset.quality))).convert(reference.mode)
         ours = opened(rendered).convert(reference.mode)
-        # then no preset is more than 1 dB below plain LANCZOS (measured: -0.2 to +0.3 dB)
+        # then no preset is more than 1 dB below plain LANCZOS (measured: -0.2 to +0.4 dB, +1.5 for the WebP with alpha)
         assert psnr(ours, reference) >= psnr(plain, reference) - 1.0, rendered.preset
 
 

@@ -47,7 +47,7 @@ STRIPE_MIN_PIXELS = 250_000  # smaller outputs resize on one thread
 DERIVE_BAND = (2.0, 4.0)
 # Every resize is BICUBIC. Measured against a full-resolution LANCZOS reference after JPEG/WebP encoding
 # (photo-like and fine line-and-text 4000 x 3000 JPEGs, orientations 1 and 6, 2000 x 1500 PNGs), it is
-# within -0.2 to +0.3 dB of a plain LANCZOS resize at every preset and costs 30-40% less: LANCZOS'
+# within -0.2 to +0.4 dB of a plain LANCZOS resize at every preset and costs 30-40% less: LANCZOS'
 # ringing at sharp edges costs more in the encoded output than its extra sharpness gains.
 RESAMPLE = Image.Resampling.BICUBIC
 REDUCING_GAP = 3.0  # big reductions reduce() by an integer factor first, leaving >= 3x for the filter
