@@ -12,7 +12,6 @@ import pytest
 
 from docpipe.adapters.dynamo import FilesRepository, JobsRepository
 from docpipe.adapters.s3 import ObjectStore
-from docpipe.adapters.sqs import TaskQueues
 from docpipe.config import Settings
 from docpipe.errors import OcrUnavailable
 from docpipe.jobs import new_job_id
@@ -56,23 +55,11 @@ def stored(settings: Settings, data: bytes, kind: str = "pdf", plan: list[str] |
 
 
 def extract_service(settings: Settings) -> ExtractService:
-    return ExtractService(
-        settings,
-        ObjectStore(),
-        JobsRepository(settings.jobs_table),
-        FilesRepository(settings.files_table),
-        TaskQueues(settings.task_queues),
-    )
+    return ExtractService.for_settings(settings)
 
 
 def ocr_service(settings: Settings, engine: Any) -> OcrService:
-    return OcrService(
-        settings,
-        ObjectStore(),
-        JobsRepository(settings.jobs_table),
-        FilesRepository(settings.files_table),
-        lambda: engine,
-    )
+    return OcrService.for_settings(settings, lambda: engine)
 
 
 def drain(aws: dict[str, Any], settings: Settings, task: str, lane: str = "normal") -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from docpipe.adapters.dynamo import FilesRepository, JobsRepository, owner_hash
-from docpipe.adapters.s3 import ObjectStore
 from docpipe.config import Settings
 from docpipe.storage import original_key
 from presets.service import PresetsService
@@ -26,9 +25,7 @@ def settings() -> Settings:
 
 @pytest.fixture
 def service(settings: Settings) -> PresetsService:
-    return PresetsService(
-        settings, ObjectStore(), JobsRepository(settings.jobs_table), FilesRepository(settings.files_table)
-    )
+    return PresetsService.for_settings(settings)
 
 
 def stored(

@@ -10,9 +10,6 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from docpipe.adapters.dynamo import FilesRepository, JobsRepository
-from docpipe.adapters.s3 import ObjectStore
-from docpipe.adapters.sqs import TaskQueues
 from docpipe.config import Settings
 from docpipe.observability import logger, metrics, tracer
 from docpipe.worker import TaskRunner, task_message
@@ -24,13 +21,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 @functools.cache
 def service() -> ExtractService:
-    return ExtractService(
-        settings,
-        ObjectStore(),
-        JobsRepository(settings.jobs_table),
-        FilesRepository(settings.files_table),
-        TaskQueues(settings.task_queues),
-    )
+    return ExtractService.for_settings(settings)
 
 
 @functools.cache

@@ -43,6 +43,16 @@ class ExtractService:
         self.settings, self.store, self.jobs, self.files = settings, store, jobs_repo, files_repo
         self.tasks, self.clock = tasks, clock
 
+    @classmethod
+    def for_settings(cls, settings: Settings) -> ExtractService:
+        return cls(
+            settings,
+            ObjectStore(),
+            JobsRepository(settings.jobs_table),
+            FilesRepository(settings.files_table),
+            TaskQueues(settings.task_queues),
+        )
+
     def run(self, digest: str, lane: str = "normal", page_range: list[int] | None = None) -> str:
         """Extract a document (or one page range of it). Returns the task's state afterwards."""
         logger.append_keys(hash=digest, task=TASK)

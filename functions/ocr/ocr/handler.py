@@ -10,8 +10,6 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from docpipe.adapters.dynamo import FilesRepository, JobsRepository
-from docpipe.adapters.s3 import ObjectStore
 from docpipe.config import Settings
 from docpipe.observability import logger, metrics, tracer
 from docpipe.worker import TaskRunner, task_message
@@ -29,9 +27,7 @@ def engine() -> OcrEngine:
 
 @functools.cache
 def service() -> OcrService:
-    return OcrService(
-        settings, ObjectStore(), JobsRepository(settings.jobs_table), FilesRepository(settings.files_table), engine
-    )
+    return OcrService.for_settings(settings, engine)
 
 
 @functools.cache

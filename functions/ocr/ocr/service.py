@@ -50,6 +50,12 @@ class OcrService:
         self.settings, self.store, self.jobs, self.files = settings, store, jobs_repo, files_repo
         self.engine, self.clock = engine, clock
 
+    @classmethod
+    def for_settings(cls, settings: Settings, engine: Callable[[], OcrEngine]) -> OcrService:
+        return cls(
+            settings, ObjectStore(), JobsRepository(settings.jobs_table), FilesRepository(settings.files_table), engine
+        )
+
     def run(self, digest: str, pages: list[int] | None = None, for_task: str | None = None) -> str:
         logger.append_keys(hash=digest, task=TASK, forTask=for_task)
         file = self.files.get(digest)

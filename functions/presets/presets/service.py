@@ -34,6 +34,10 @@ class PresetsService:
     ) -> None:
         self.settings, self.store, self.jobs, self.files, self.clock = settings, store, jobs_repo, files_repo, clock
 
+    @classmethod
+    def for_settings(cls, settings: Settings) -> PresetsService:
+        return cls(settings, ObjectStore(), JobsRepository(settings.jobs_table), FilesRepository(settings.files_table))
+
     def run(self, digest: str, only: list[str] | None = None) -> str:
         """Render all presets (or ``only`` those, to regenerate them). Returns the task's state."""
         logger.append_keys(hash=digest, task=TASK)
