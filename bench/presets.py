@@ -140,7 +140,9 @@ def ensure_pyvips() -> Path:
     python = PYVIPS_DIR / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(PYVIPS_DIR)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "pyvips==3.2.0", "pyvips-binary"], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "pyvips==3.2.0", "pyvips-binary==8.18.7"], check=True
+        )
     return python
 
 

@@ -177,9 +177,9 @@ def _run_steps(steps: list[_Step]) -> None:
     """Run every step on :data:`THREADS` threads, each once the steps it needs are done; among the ready
     ones the step heading the longest chain of work goes first (list scheduling by critical path).
     Pillow releases the GIL in resize, transpose, convert and file encodes, so the steps run in parallel."""
-    for step in reversed(steps):  # steps are listed after the steps they need
+    for step in steps:
         step.rank = step.cost
-    for step in reversed(steps):
+    for step in reversed(steps):  # steps are listed after the steps they need: ranks settle back to front
         for needed in step.after:
             needed.rank = max(needed.rank, needed.cost + step.rank)
     pending = list(steps)
@@ -271,10 +271,11 @@ def _still_steps(image: Image.Image, presets: list[Preset]) -> tuple[list[_Step]
     # it flattened on white (a step of its own), WebP presets from the image itself.
     made: dict[bool, list[tuple[tuple[int, int], _Step]]] = {}
     finishes: list[_Step] = []
+    decoded_step = _Step(lambda: decoded, 0.0, result=decoded, done=True)
     for preset in sorted(presets, key=lambda p: sizes[p.name][0] * sizes[p.name][1], reverse=True):
         keep_alpha = decoded.mode == "RGBA" and preset.format in _ALPHA_FORMATS
         if keep_alpha not in made:
-            base = _Step(lambda: decoded, 0.0, result=decoded, done=True)
+            base = decoded_step
             if decoded.mode == "RGBA" and not keep_alpha:
                 base = _Step(_flatten, decoded.size[0] * decoded.size[1] * _NS_PER_PIXEL["flatten"] / 1e6, (base,))
                 steps.append(base)
