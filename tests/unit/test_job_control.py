@@ -393,3 +393,17 @@ def test_task_queues_carry_the_lane(aws, settings) -> None:
     TaskQueues(settings.task_queues).send("presets", "normal", {"hash": DIGEST})
 
     assert drain(aws, "PresetsNormalQueue") == [{"task": "presets", "lane": "normal", "hash": DIGEST}]
+
+
+def test_two_settlers_racing_to_the_same_state_move_the_job_once(repos) -> None:
+    # given a queued job whose task started: two workers both read "queued" and both settle it to processing
+    jobs_repo = repos[0]
+    job_id = a_job(repos, task_state="running")
+    fields = {"state": "processing", "updatedAt": jobs.now_iso()}
+
+    first = jobs_repo.transition(job_id, ("queued", "processing"), fields)
+    second = jobs_repo.transition(job_id, ("queued", "processing"), fields)
+
+    # then the second finds it there already: one transition, one history entry
+    assert first is not None and second is None
+    assert [h["state"] for h in (jobs_repo.get(job_id) or {})["history"]] == ["queued", "processing"]

@@ -157,14 +157,17 @@ class JobsRepository(_Table):
         """Move a job out of one of ``from_states``, setting ``fields``; ``None`` if it was not in one of them.
 
         This is what makes a redelivered or duplicated event produce one transition, not two. A change
-        of state is appended to the job's ``history`` (state and time): one entry per transition.
+        of state is appended to the job's ``history`` (state and time): one entry per transition. A job
+        already in the new state is not moved (two settlers racing to the same state move it once).
         """
         values: dict[str, Any] = {f":s{i}": state for i, state in enumerate(from_states)}
         condition = f"attribute_exists(jobId) AND #state IN ({', '.join(values)})"
         names = {"#state": "state"}
         set_also = ""
         if "state" in fields:
+            condition += " AND #state <> :new"
             names["#hist"] = "history"
+            values[":new"] = str(fields["state"])
             values[":entry"] = [{"state": str(fields["state"]), "at": fields.get("updatedAt") or _now_iso()}]
             values[":none"] = []
             set_also = "#hist = list_append(if_not_exists(#hist, :none), :entry)"
