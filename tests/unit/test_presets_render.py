@@ -331,3 +331,31 @@ def test_steps_run_after_the_steps_they_need_and_failures_reach_the_caller() -> 
 
     with pytest.raises(OSError, match="broken encoder"):
         _run_steps([_Step(broken, 1.0), _Step(lambda: 1, 1.0)])
+
+
+def test_the_estimated_makespan_follows_the_schedule_of_the_step_runner() -> None:
+    from presets.render import THREADS, _makespan, _Step
+
+    long = _Step(lambda: None, 10.0)
+    short = _Step(lambda: None, 4.0)
+    after_long = _Step(lambda _: None, 5.0, (long,))
+    after_short = _Step(lambda _: None, 3.0, (short,))
+    # two threads: [long 0-10, after_long 10-15] and [short 0-4, after_short 4-7]
+    assert _makespan([long, short, after_long, after_short]) == (15.0 if THREADS == 2 else 22.0)
+
+
+def test_a_lone_big_resize_is_planned_in_stripes_and_two_big_resizes_side_by_side() -> None:
+    from presets.render import THREADS, Preset, _makespan, _still_plans
+
+    if THREADS < 2:
+        pytest.skip("one thread: nothing to split")
+    image = photo((3000, 2000))
+    one = Preset("one", 2400, 2400, "JPEG", 85, animated=False)
+    two = Preset("two", 2200, 2200, "JPEG", 85, animated=False)
+
+    striped, whole = _still_plans(image, [one])
+    assert len(striped[0]) > len(whole[0])  # stripes and their join
+    assert _makespan(striped[0]) < _makespan(whole[0])
+
+    striped, whole = _still_plans(image, [one, two])
+    assert _makespan(whole[0]) < _makespan(striped[0])  # no joins to pay for

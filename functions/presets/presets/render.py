@@ -4,8 +4,9 @@ One decode per image. A JPEG is decoded at the smallest DCT scale (``draft``) th
 largest preset; the decoded image is converted to sRGB and 8-bit RGB/RGBA once, then the presets are
 made largest first, each resized (BICUBIC, ``reducing_gap``) from the decoded image or from an image
 made for a larger preset when that is 2x to 4x its size, in the stored orientation; each output is
-turned upright (EXIF orientation) as it is encoded. Resizes (in stripes when large) and encodes run as
-steps on two threads, the longest chain of work first. Outputs never upscale, keep the aspect ratio, are
+turned upright (EXIF orientation) as it is encoded. Resizes and encodes run as steps on two threads,
+the longest chain of work first; a large resize is split in stripes when the estimated schedule says
+that finishes sooner than running the big resizes side by side. Outputs never upscale, keep the aspect ratio, are
 bounded in both dimensions, carry no EXIF/GPS/XMP metadata, and keep alpha only where the format can
 (WebP); JPEG outputs come from the image flattened on white. Animated GIF/WebP inputs give an
 animated WebP thumbnail and preview (at most :data:`MAX_FRAMES` frames); the AI presets take the
@@ -120,15 +121,17 @@ def render(
             animated = frames > 1 and image.format in ("GIF", "WEBP")
             stills = [p for p in presets if not (animated and p.animated)]
             if not animated:
-                steps, finishes = _still_steps(image, stills)
+                plans = _still_plans(image, stills)
             else:  # the AI presets take the first frame; each animation is encoded by one step
                 decoded, durations = _frames(image, max_pixels)
                 loop = int(image.info.get("loop", 0))
-                steps, finishes = _still_steps(decoded[0], stills)
-                for preset in presets:
-                    if preset.animated:
-                        finishes.append(_animation_step(decoded, durations, loop, preset))
-                        steps.append(finishes[-1])
+                plans = _still_plans(decoded[0], stills)
+                for steps, finishes in plans:
+                    for preset in presets:
+                        if preset.animated:
+                            finishes.append(_animation_step(decoded, durations, loop, preset))
+                            steps.append(finishes[-1])
+            steps, finishes = min(plans, key=lambda plan: _makespan(plan[0]))
             _run_steps(steps)
             results = [f.result for f in finishes]
     except (ImageTooManyPixels, FileCorrupt):
@@ -173,27 +176,53 @@ class _Step:
     done: bool = False
 
 
-def _run_steps(steps: list[_Step]) -> None:
-    """Run every step on :data:`THREADS` threads, each once the steps it needs are done; among the ready
-    ones the step heading the longest chain of work goes first (list scheduling by critical path).
-    Pillow releases the GIL in resize, transpose, convert and file encodes, so the steps run in parallel."""
+def _rank(steps: list[_Step]) -> None:
+    """Set every step's rank: the cost of the longest chain of work from it to the end."""
     for step in steps:
         step.rank = step.cost
     for step in reversed(steps):  # steps are listed after the steps they need: ranks settle back to front
         for needed in step.after:
             needed.rank = max(needed.rank, needed.cost + step.rank)
+
+
+def _ready(pending: list[_Step], done: set[int]) -> list[_Step]:
+    """The pending steps whose inputs are done (or in ``done``), the one heading the longest chain first."""
+    return sorted((s for s in pending if all(n.done or id(n) in done for n in s.after)), key=lambda s: -s.rank)
+
+
+def _run_steps(steps: list[_Step]) -> None:
+    """Run every step on :data:`THREADS` threads, each once the steps it needs are done; among the ready
+    ones the step heading the longest chain of work goes first (list scheduling by critical path).
+    Pillow releases the GIL in resize, transpose, convert and file encodes, so the steps run in parallel."""
+    _rank(steps)
     pending = list(steps)
     running: dict[Future[Any], _Step] = {}
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
         while pending or running:
-            ready = sorted((s for s in pending if all(n.done for n in s.after)), key=lambda s: -s.rank)
-            for step in ready[: THREADS - len(running)]:
+            for step in _ready(pending, set())[: THREADS - len(running)]:
                 pending.remove(step)
                 running[pool.submit(step.run, *(n.result for n in step.after))] = step
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 step = running.pop(future)
                 step.result, step.done = future.result(), True
+
+
+def _makespan(steps: list[_Step]) -> float:
+    """The estimated time (ms) :func:`_run_steps` takes for the steps: the same schedule, on their costs."""
+    _rank(steps)
+    pending = list(steps)
+    done: set[int] = set()
+    running: list[tuple[float, int, _Step]] = []  # (finish time, tie-break, step)
+    now = 0.0
+    while pending or running:
+        for step in _ready(pending, done)[: THREADS - len(running)]:
+            pending.remove(step)
+            running.append((now + step.cost, len(running), step))
+        running.sort(key=lambda r: r[:2])
+        now, _, step = running.pop(0)
+        done.add(id(step))
+    return now
 
 
 # Estimated CPU cost per output pixel (ns), measured on a 2-core x86_64 machine: JPEG and WebP encodes,
@@ -214,13 +243,13 @@ def _resize_cost(source: tuple[int, int], size: tuple[int, int]) -> float:
     return cost + 2.6e-6 * (source[1] * size[0] * taps_x + size[1] * size[0] * taps_y)
 
 
-def _resize_steps(origin: _Step, source: tuple[int, int], size: tuple[int, int]) -> list[_Step]:
-    """A resize as steps: large outputs in horizontal stripes, one per thread, each reading the source
-    rows its kernel needs (Pillow's ``box``), joined by a last step; the result matches a single resize
-    up to rounding at the seams."""
+def _resize_steps(origin: _Step, source: tuple[int, int], size: tuple[int, int], striped: bool = True) -> list[_Step]:
+    """A resize as steps: when ``striped``, a large output in horizontal stripes, one per thread, each
+    reading the source rows its kernel needs (Pillow's ``box``), joined by a last step; the result matches
+    a single resize up to rounding at the seams."""
     width, height = size
     cost = _resize_cost(source, size)
-    if width * height < STRIPE_MIN_PIXELS:
+    if not striped or width * height < STRIPE_MIN_PIXELS:
         return [_Step(lambda image: image.resize(size, RESAMPLE, reducing_gap=REDUCING_GAP), cost, (origin,))]
     scale = source[1] / height
     edges = [round(height * i / THREADS) for i in range(THREADS + 1)]
@@ -240,16 +269,22 @@ def _resize_steps(origin: _Step, source: tuple[int, int], size: tuple[int, int])
     return [*stripes, _Step(join, width * height * _NS_PER_PIXEL["join"] / 1e6, tuple(stripes))]
 
 
-def _still_steps(image: Image.Image, presets: list[Preset]) -> tuple[list[_Step], list[_Step]]:
-    """The steps of an image's still presets, and the steps giving their results: one decode (here), then
-    every preset resized from the smallest image made for a larger preset that is 2x to 4x its size, else
-    from the decoded image (:data:`DERIVE_BAND`), and encoded; resizes are split in stripes when large.
+# A plan: every step of an image's presets, and the steps giving the results.
+_Plan = tuple[list[_Step], list[_Step]]
+
+
+def _still_plans(image: Image.Image, presets: list[Preset]) -> list[_Plan]:
+    """Plans for an image's still presets: one decode (here), then every preset resized from the smallest
+    image made for a larger preset that is 2x to 4x its size, else from the decoded image
+    (:data:`DERIVE_BAND`), and encoded. Two plans, for the caller to pick by :func:`_makespan`: large
+    resizes split in stripes (both threads on one resize, then a join) or each resize on one thread (two
+    big resizes side by side need no join).
 
     Resizes run in the image's stored orientation; each output is turned upright (EXIF) as it is encoded,
     so rotating never sits between two resizes.
     """
     if not presets:
-        return [], []
+        return [([], [])]
     image.seek(0)
     orientation = _orientation(image)
     swap = orientation in (5, 6, 7, 8)
@@ -266,6 +301,12 @@ def _still_steps(image: Image.Image, presets: list[Preset]) -> tuple[list[_Step]
         if min(stored_w / need[0], stored_h / need[1]) >= 2:
             image.draft(image.mode if image.mode in ("RGB", "L", "CMYK") else None, need)
     decoded = _normalize(image)
+    return [_plan(decoded, presets, sizes, orientation, striped) for striped in (True, False)]
+
+
+def _plan(
+    decoded: Image.Image, presets: list[Preset], sizes: dict[str, tuple[int, int]], orientation: int, striped: bool
+) -> _Plan:
     steps: list[_Step] = []
     # Images made so far, largest first, per "keeps alpha": JPEG presets of a transparent image come from
     # it flattened on white (a step of its own), WebP presets from the image itself.
@@ -284,7 +325,7 @@ def _still_steps(image: Image.Image, presets: list[Preset]) -> tuple[list[_Step]
         chain = made[keep_alpha]
         source, origin = next(((s, m) for s, m in reversed(chain[1:]) if _derivable(s, size)), chain[0])
         if source != size:
-            steps += _resize_steps(origin, source, size)
+            steps += _resize_steps(origin, source, size, striped)
             origin = steps[-1]
         chain.append((size, origin))
         per_pixel = _NS_PER_PIXEL[preset.format] + (_NS_PER_PIXEL["transpose"] if orientation != 1 else 0)
