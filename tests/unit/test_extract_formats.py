@@ -508,6 +508,16 @@ def test_a_cut_csv_keeps_only_whole_rows() -> None:
     assert page.rows == [["a", "b"], ["0", "0"], ["1", "1"], ["2", "4"]]
 
 
+def test_a_csv_field_longer_than_pythons_default_limit_is_read() -> None:
+    note = "word " * 60_000  # 300 KB in one quoted field; Python's csv module stops at 128 KB by default
+    source = f'id,note\n1,"{note}"\n2,short\n'
+
+    result = extract(source.encode(), "csv")
+
+    (page,) = result.pages
+    assert page.rows == [["id", "note"], ["1", note], ["2", "short"]]
+
+
 def test_json_is_pretty_printed() -> None:
     result = extract(b'{"b":[1,2],"a":{"name":"J\\u00fcrgen"}}', "json")
 

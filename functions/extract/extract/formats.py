@@ -817,6 +817,9 @@ def _text_reader(kind: str) -> Callable[[Source, _Budget], Extraction]:
 def _extract_csv(source: Source, budget: _Budget) -> Extraction:
     text, encoding = decode_text(_data(source))
     delimiter = _delimiter(text)
+    # A quoted field may be as long as the file (Python's csv module stops at 128 KB by default); the
+    # file's size is bounded before it is read. The limit is the process's: it only ever grows.
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))
     with _failures_as_corrupt("CSV file"):
         rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
         chunks = _tabular_chunks(rows, "\t", budget)
