@@ -182,6 +182,26 @@ def test_an_encrypted_pdf_fails_its_job_with_pdf_encrypted(aws, settings) -> Non
     assert (job["state"], job["error"]["code"]) == ("failed", "pdf.encrypted")
 
 
+def test_a_pdf_slower_than_the_seconds_it_is_given_fails_as_unsafe_in_that_time(aws, settings) -> None:
+    # given a one-page PDF of millions of drawing operators (its page count is quick, its text is not)
+    import time
+    import zlib
+
+    from tests.unit.test_extract_formats import _one_page_pdf
+
+    drawing = _one_page_pdf(zlib.compress(b"0 0 1 1 re f\n" * 2_000_000, 9), "/Filter /FlateDecode")
+    digest, job_id = stored(settings, drawing)
+
+    # when the invocation leaves it 2 seconds in all, for counting and reading
+    started = time.monotonic()
+    assert extract_service(settings).run(digest, seconds=2.0) == "failed"
+
+    # then its job fails as archive.unsafe within those seconds (plus the stack's round trips)
+    assert time.monotonic() - started < 6
+    job = JobsRepository(settings.jobs_table).get(job_id) or {}
+    assert (job["state"], job["error"]["code"]) == ("failed", "archive.unsafe")
+
+
 def test_a_photo_of_a_document_is_ocrd_as_the_ocr_task(aws, settings) -> None:
     from tests.fixtures.documents import page_image
 
@@ -196,3 +216,14 @@ def test_a_photo_of_a_document_is_ocrd_as_the_ocr_task(aws, settings) -> None:
     assert (doc["kind"], doc["pages"][0]["method"]) == ("image", "ocr")
     assert "Thank you for choosing our services" in doc["pages"][0]["text"]
     assert job_state(settings, job_id) == "ready"
+
+
+def test_a_pdf_is_given_what_the_invocation_has_left_less_the_time_to_store_the_result(
+    lambda_context, monkeypatch
+) -> None:
+    from extract import handler
+    from extract.formats import PDF_SECONDS
+
+    assert handler._pdf_seconds(lambda_context) == 30 - handler.RESULT_SECONDS  # the context has 30 s left
+    monkeypatch.setattr(lambda_context, "get_remaining_time_in_millis", lambda: 900_000)
+    assert handler._pdf_seconds(lambda_context) == PDF_SECONDS

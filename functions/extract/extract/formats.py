@@ -83,7 +83,8 @@ MIB = 1024 * 1024
 KINDS = ("pdf", "docx", "xlsx", "pptx", "text", "markdown", "csv", "json")
 OCR_MIN_CHARS = 16
 MAX_PDF_PAGES = 100_000
-PDF_SECONDS = 90.0  # a PDF's reading time, below ExtractFunction's Timeout (120 s): see _sandboxed
+PDF_SECONDS = 90.0  # a PDF's reading time at most (counting pages and reading them, in all), below the
+# function's Timeout (120 s); the handler gives less when its invocation has less left. See _sandboxed.
 MAX_ROWS = 100_000
 MAX_COLUMNS = 2_000
 MAX_JSON_DEPTH = 200

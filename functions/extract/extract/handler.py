@@ -13,10 +13,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from docpipe.config import Settings
 from docpipe.observability import logger, metrics, tracer
 from docpipe.worker import TaskRunner, task_message
+from extract.formats import PDF_SECONDS
 from extract.service import TASK, ExtractService
 
 settings = Settings.from_env()
 processor = BatchProcessor(event_type=EventType.SQS)
+RESULT_SECONDS = 10.0
 
 
 @functools.cache
@@ -43,8 +45,16 @@ def handle_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
         message,
         TASK,
         page_range is None,
-        lambda: service().run(message["hash"], message.get("lane") or "normal", page_range),
+        lambda: service().run(
+            message["hash"], message.get("lane") or "normal", page_range, _pdf_seconds(lambda_context)
+        ),
     )
+
+
+def _pdf_seconds(lambda_context: LambdaContext) -> float:
+    """What a PDF may take: :data:`PDF_SECONDS`, or less when the invocation has less left (keeping
+    :data:`RESULT_SECONDS` to store the result or the failure)."""
+    return min(PDF_SECONDS, lambda_context.get_remaining_time_in_millis() / 1000 - RESULT_SECONDS)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -25,7 +25,7 @@ from docpipe.config import Settings
 from docpipe.errors import DocpipeError
 from docpipe.observability import MetricUnit, logger, metrics
 from docpipe.storage import original_key
-from extract.formats import extract, pdf_page_count
+from extract.formats import PDF_SECONDS, extract, pdf_page_count
 
 TASK = "extract"
 
@@ -53,8 +53,15 @@ class ExtractService:
             TaskQueues(settings.task_queues),
         )
 
-    def run(self, digest: str, lane: str = "normal", page_range: list[int] | None = None) -> str:
-        """Extract a document (or one page range of it). Returns the task's state afterwards."""
+    def run(
+        self, digest: str, lane: str = "normal", page_range: list[int] | None = None, seconds: float = PDF_SECONDS
+    ) -> str:
+        """Extract a document (or one page range of it). Returns the task's state afterwards.
+
+        ``seconds``: how long reading a PDF may take in all (counting its pages, then reading them) before
+        it is refused as ``archive.unsafe``; the handler passes what its invocation has left for it.
+        """
+        deadline = time.monotonic() + seconds
         logger.append_keys(hash=digest, task=TASK)
         file = self.files.get(digest)
         if file is None or file.get("status") != "stored":
@@ -70,14 +77,15 @@ class ExtractService:
         try:
             with self.store.download(self.settings.store_bucket, original_key(digest)) as original:
                 if page_range is not None:
-                    return self._range(digest, lane, original, page_range)
+                    return self._range(digest, lane, original, page_range, deadline)
                 kind = str(file.get("type"))
                 if kind == "pdf":
-                    count = pdf_page_count(original)
+                    count = pdf_page_count(original, timeout=deadline - time.monotonic())
                     if count > self.settings.extract_range_pages:
                         return self._split(digest, lane, count)
                     original.seek(0)
-                doc = extract(original, kind, max_chars=self.settings.max_text_chars).to_dict()
+                left = deadline - time.monotonic()
+                doc = extract(original, kind, max_chars=self.settings.max_text_chars, timeout=left).to_dict()
         except DocpipeError as exc:
             if exc.retryable:
                 raise
@@ -97,10 +105,12 @@ class ExtractService:
         logger.info("document split into page ranges", extra={"pages": count, "ranges": len(ranges)})
         return "running"
 
-    def _range(self, digest: str, lane: str, original: IO[bytes], page_range: list[int]) -> str:
+    def _range(self, digest: str, lane: str, original: IO[bytes], page_range: list[int], deadline: float) -> str:
         first, last = int(page_range[0]), int(page_range[1])
+        left = deadline - time.monotonic()
         try:
-            piece = extract(original, "pdf", max_chars=self.settings.max_text_chars, pages=(first, last)).to_dict()
+            read = extract(original, "pdf", max_chars=self.settings.max_text_chars, pages=(first, last), timeout=left)
+            piece = read.to_dict()
         except DocpipeError as exc:
             if exc.retryable:
                 raise
