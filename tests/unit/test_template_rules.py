@@ -145,7 +145,8 @@ def returned_expression(alarm: dict) -> str:
 
 def rate(expression: str, **values: float) -> float:
     """Evaluate a metric-math rate for given sums (FILL(x, 0) of a present value is the value)."""
-    return eval(re.sub(r"FILL\((\w+), 0\)", r"\1", expression), {}, dict(values))
+    python = re.sub(r"FILL\((\w+), 0\)", r"\1", expression)
+    return eval(python, {"IF": lambda condition, then, otherwise: then if condition else otherwise}, dict(values))
 
 
 def test_each_function_names_its_own_service_in_the_docpipe_namespace(template: Template) -> None:
@@ -202,7 +203,9 @@ def test_each_worker_alarms_when_over_5_percent_of_its_tasks_fail(template: Temp
     ids = {m["MetricName"]: i for i, m in metric_stats(alarm).items()}
     expression = returned_expression(alarm)
     assert rate(expression, **{ids["TaskFailed"]: 1, ids["TaskSucceeded"]: 19}) == 5.0
-    assert rate(expression, **{ids["TaskFailed"]: 3, ids["TaskSucceeded"]: 0}) == 100.0
+    assert rate(expression, **{ids["TaskFailed"]: 10, ids["TaskSucceeded"]: 0}) == 100.0
+    # fewer than AlarmFailureMinCount (10) settled tasks: no rate to alarm on
+    assert rate(expression, **{ids["TaskFailed"]: 1, ids["TaskSucceeded"]: 1}) == 0
     assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", "5")
     assert template.doc["Parameters"]["AlarmFailureRatePercent"]["Default"] == 5
 
@@ -219,7 +222,15 @@ def test_each_function_alarms_when_over_5_percent_of_its_invocations_fail(templa
     ids = {m["MetricName"]: i for i, m in metric_stats(alarm).items()}
     assert set(ids) == {"Errors", "Invocations"}
     assert rate(returned_expression(alarm), **{ids["Errors"]: 1, ids["Invocations"]: 20}) == 5.0
+    assert rate(returned_expression(alarm), **{ids["Errors"]: 3, ids["Invocations"]: 9}) == 0  # under 10
     assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", "5")
+
+
+def test_the_failure_rate_alarms_minimum_count_follows_its_parameter() -> None:
+    template = Template.load(ROOT / "template.yaml", parameters={"AlarmFailureMinCount": "50"})
+    rates = [returned_expression(a) for a in alarms(template).values() if "Expression" in str(a.get("Metrics"))]
+    assert len(rates) == len(WORKERS) + len(SERVICES)
+    assert all(">= 50," in expression for expression in rates)
 
 
 def test_alarms_treat_missing_data_as_fine_and_are_named_after_the_stack() -> None:
