@@ -602,20 +602,20 @@ def test_a_content_stream_that_inflates_past_the_memory_share_is_unsafe(monkeypa
     from tests.fixtures.poison import pdf_stream_bomb
 
     monkeypatch.delenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", raising=False)
-    monkeypatch.setattr("extract.formats.READ_MEMORY_MB", 200)
+    monkeypatch.setattr("docpipe.sandbox.READ_MEMORY_MB", 200)
 
     with pytest.raises(ArchiveUnsafe, match="more than 200 MB"):
         extract(pdf_stream_bomb(megabytes=512), "pdf")
 
 
 def test_on_lambda_the_memory_share_is_what_the_function_has_left(monkeypatch) -> None:
-    from extract.formats import _memory_share, _rss_bytes
+    from docpipe.sandbox import memory_share, rss_bytes
 
-    mine = _rss_bytes()
+    mine = rss_bytes()
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "2048")
 
-    assert _memory_share(1) == 2048 * 2**20 - mine - 96 * 2**20
-    assert _memory_share(2) == (2048 * 2**20 - mine - 96 * 2**20) // 2
+    assert memory_share(1) == 2048 * 2**20 - mine - 96 * 2**20
+    assert memory_share(2) == (2048 * 2**20 - mine - 96 * 2**20) // 2
 
 
 def test_a_page_of_millions_of_drawing_operators_is_refused_at_the_deadline() -> None:
@@ -631,12 +631,12 @@ def test_a_page_of_millions_of_drawing_operators_is_refused_at_the_deadline() ->
 
 
 def test_a_reader_process_that_dies_makes_the_pdf_corrupt_and_spares_this_one() -> None:
-    from extract.formats import _sandboxed
+    from docpipe import sandbox
 
-    with pytest.raises(FileCorrupt, match="reader process died"):
-        _sandboxed(os._exit, [(3,)], deadline=float("inf"))
+    with pytest.raises(FileCorrupt, match="Reading the PDF failed: its process died"):
+        sandbox.run(os._exit, [(3,)], deadline=float("inf"))
 
-    assert _sandboxed(pow, [(2, 10), (3, 2)], deadline=float("inf")) == [1024, 9]
+    assert sandbox.run(pow, [(2, 10), (3, 2)], deadline=float("inf")) == [1024, 9]
 
 
 def test_a_page_count_whose_last_page_is_missing_is_refused_before_any_split(text_pdf) -> None:

@@ -15,7 +15,7 @@ Decisions worth knowing:
   :class:`PdfEncrypted`, every other failure :class:`FileCorrupt`. PDFium already survives page
   trees with loops (the missing pages fail to load); absurd page counts, and counts whose last page
   is missing, are refused outright. PDFium runs in forked processes with a memory share and a
-  deadline (see :func:`_sandboxed`): a PDF that inflates or parses into more than that (a stream
+  deadline (:mod:`docpipe.sandbox`): a PDF that inflates or parses into more than that (a stream
   bomb, millions of drawing operators) is refused as :class:`ArchiveUnsafe`, and one that crashes
   PDFium as :class:`FileCorrupt`, without harm to the function.
 * **Office files are zip archives** and are checked by :func:`check_ooxml` before any Office
@@ -57,34 +57,31 @@ import io
 import itertools
 import json
 import multiprocessing
-import multiprocessing.connection as mp_connection
 import os
 import re
-import signal
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any, TypeAlias, TypeVar, cast
+from typing import IO, Any, TypeAlias
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 from charset_normalizer import from_bytes
 from defusedxml import ElementTree as SafeElementTree
 
+from docpipe import sandbox
 from docpipe.errors import ArchiveUnsafe, DocpipeError, FileCorrupt, PdfEncrypted, UnsupportedType
 from extract.model import Extraction, Page
 
 Source: TypeAlias = bytes | IO[bytes]
-T = TypeVar("T")
-MIB = 1024 * 1024
 
 KINDS = ("pdf", "docx", "xlsx", "pptx", "text", "markdown", "csv", "json")
 OCR_MIN_CHARS = 16
 MAX_PDF_PAGES = 100_000
 PDF_SECONDS = 90.0  # a PDF's reading time at most (counting pages and reading them, in all), below the
-# function's Timeout (120 s); the handler gives less when its invocation has less left. See _sandboxed.
+# function's Timeout (120 s); the handler gives less when its invocation has less left. See docpipe.sandbox.
 MAX_ROWS = 100_000
 MAX_COLUMNS = 2_000
 MAX_JSON_DEPTH = 200
@@ -147,7 +144,7 @@ def extract(
 def pdf_page_count(source: Source, timeout: float = PDF_SECONDS) -> int:
     """How many pages a PDF has; raises like :func:`extract` for an encrypted, corrupt or hostile one."""
     data = source if isinstance(source, bytes) else _stream(source).read()
-    [(count, _)] = _sandboxed(_pdf_facts, [(data,)], time.monotonic() + timeout)
+    [(count, _)] = sandbox.run(_pdf_facts, [(data,)], time.monotonic() + timeout)
     return count
 
 
@@ -303,10 +300,10 @@ def _extract_pdf(
 ) -> Extraction:
     data = source if isinstance(source, bytes) else _stream(source).read()
     deadline = time.monotonic() + seconds
-    [(count, metadata)] = _sandboxed(_pdf_facts, [(data,)], deadline)
+    [(count, metadata)] = sandbox.run(_pdf_facts, [(data,)], deadline)
     span = _page_span(pages, count)
     parts = _split(span, _workers(len(span)) if workers is None else workers)
-    read = _sandboxed(_pdf_part, [(data, part, budget.left) for part in parts], deadline)
+    read = sandbox.run(_pdf_part, [(data, part, budget.left) for part in parts], deadline)
     found = _pages_within(
         budget, itertools.chain.from_iterable(p for p, _ in read), lambda _, page: _rebudget(page, budget)
     )
@@ -336,39 +333,26 @@ def _pdf_part(data: bytes, span: range, max_chars: int) -> tuple[list[Page], boo
     return found, budget.cut
 
 
-# PDFium runs in forked processes, never in this one. A PDF's cost is not its size: a content stream of
-# 1 MB can inflate to a gigabyte, and 30 KB of drawing operators parse into millions of page objects
-# (about 20 s and 400 MB per million here); PDFium also aborts the whole process on some damaged
-# input. A child that outgrows its share of the memory (READ_MEMORY_MB, or on Lambda the function's
-# memory less what this process holds), outlives the deadline (PDF_SECONDS) or dies is killed, and
-# the document refused: archive.unsafe for memory and time, file.corrupt for a crash. The function
-# itself thus survives, and the message is not retried into the dead-letter queue.
+# PDFium runs in forked processes, never in this one (:mod:`docpipe.sandbox`: a memory share and a
+# deadline per process; PDF_SECONDS for a document's pages in all).
 #
 # PDFium is not thread-safe either, so a long PDF is read by several such processes, one contiguous
-# run of pages each, results sent back over pipes (multiprocessing.Process and Pipe only: Lambda has
-# no /dev/shm for Pool or Queue). Each process reads the bytes it inherited. Worth it from
-# PARALLEL_MIN_PAGES pages, on as many CPUs as this process may use: on Lambda, one per
+# run of pages each, results sent back over pipes. Each process reads the bytes it inherited. Worth it
+# from PARALLEL_MIN_PAGES pages, on as many CPUs as this process may use: on Lambda, one per
 # LAMBDA_MB_PER_VCPU of memory (so an ExtractFunction of 1024 MB reads in one process; one of 3538 MB
 # in two).
 PARALLEL_MIN_PAGES = 64
 LAMBDA_MB_PER_VCPU = 1769
-READ_MEMORY_MB = 1024  # the children's memory, in all, where the function's memory size is not known
-LAMBDA_MEMORY_MARGIN_MB = 96  # left on Lambda for what this process allocates meanwhile
-_WATCH_SECONDS = 0.02
 
 
 def _workers(pages: int) -> int:
     if pages < PARALLEL_MIN_PAGES or "fork" not in multiprocessing.get_all_start_methods():
         return 1
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    memory_mb = _lambda_memory_mb()
+    memory_mb = sandbox.lambda_memory_mb()
     if memory_mb:  # Lambda shows every CPU but grants one vCPU's time per 1769 MB of memory
         usable = min(usable, max(1, memory_mb // LAMBDA_MB_PER_VCPU))
     return max(1, min(usable, pages // (PARALLEL_MIN_PAGES // 2)))
-
-
-def _lambda_memory_mb() -> int:
-    return int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "0") or 0)
 
 
 def _split(span: range, parts: int) -> list[range]:
@@ -376,104 +360,6 @@ def _split(span: range, parts: int) -> list[range]:
         return [span]
     edges = [span.start + round(len(span) * i / parts) for i in range(parts + 1)]
     return [range(a, b) for a, b in itertools.pairwise(edges) if b > a]
-
-
-def _rss_bytes(pid: int | None = None) -> int:
-    """Resident memory of a process (this one by default), 0 where /proc cannot tell."""
-    try:
-        with open(f"/proc/{pid or 'self'}/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def _memory_share(children: int) -> int:
-    """How far (in bytes) each child may grow past what it shares with this process when forked."""
-    memory_mb = _lambda_memory_mb()
-    left = memory_mb * MIB - _rss_bytes() - LAMBDA_MEMORY_MARGIN_MB * MIB
-    total = left if memory_mb else READ_MEMORY_MB * MIB
-    return max(total // max(children, 1), 64 * MIB)
-
-
-def _child_main(conn: Any, target: Callable[..., Any], args: tuple[Any, ...]) -> None:
-    try:
-        conn.send(("ok", target(*args)))
-    except BaseException as exc:  # reported to the parent, which raises it as its own
-        error = exc if isinstance(exc, DocpipeError) else FileCorrupt(f"The PDF cannot be read ({exc}).")
-        conn.send(("error", error))
-    finally:
-        conn.close()
-
-
-def _fork(target: Callable[..., Any], args: tuple[Any, ...]) -> tuple[int, Any]:
-    """A child running ``target(*args)`` that sends its outcome over a pipe; ``(pid, receiving end)``.
-
-    ``os.fork`` rather than ``multiprocessing.Process``, which refuses to start a process from a daemonic
-    one (a worker of the local stack, say).
-    """
-    receive, send = multiprocessing.Pipe(duplex=False)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child, measured by its results
-        status = 0
-        try:
-            receive.close()
-            _child_main(send, target, args)
-        except BaseException:
-            status = 1
-        finally:
-            os._exit(status)  # no atexit handlers, no flushing of the parent's buffers
-    send.close()
-    return pid, receive
-
-
-def _sandboxed(target: Callable[..., T], calls: list[tuple[Any, ...]], deadline: float) -> list[T]:
-    """``target(*args)`` for each ``args`` of ``calls``, each in a forked process, all at once; results in order.
-
-    Raises what a child raised, :class:`ArchiveUnsafe` when a child outgrows its memory share or the
-    deadline (``time.monotonic()``) passes, :class:`FileCorrupt` when a child dies. Runs in this
-    process where ``fork`` does not exist.
-    """
-    if not hasattr(os, "fork"):  # pragma: no cover - not on Linux
-        return [target(*args) for args in calls]
-    share = _memory_share(len(calls))
-    base = _rss_bytes()
-    children: dict[Any, tuple[int, int]] = {}  # receiving end -> (index, pid)
-    results: dict[int, T] = {}
-    try:
-        for index, args in enumerate(calls):
-            pid, receive = _fork(target, args)
-            children[receive] = (index, pid)
-        while len(results) < len(calls):
-            waiting = [conn for conn, (index, _) in children.items() if index not in results]
-            for ready in mp_connection.wait(waiting, timeout=_WATCH_SECONDS):
-                conn = cast(mp_connection.Connection, ready)
-                try:
-                    status, value = conn.recv()
-                except EOFError:
-                    raise FileCorrupt("The PDF could not be read: its reader process died.") from None
-                if status == "error":
-                    raise cast(DocpipeError, value)
-                results[children[conn][0]] = cast(T, value)
-            for index, pid in children.values():
-                if index not in results and base and _rss_bytes(pid) - base > share:
-                    raise ArchiveUnsafe(f"Reading the PDF needs more than {share // MIB} MB of memory.")
-            if len(results) < len(calls) and time.monotonic() > deadline:
-                raise ArchiveUnsafe("Reading the PDF takes too long; it is not read.")
-    finally:
-        for conn, (_, pid) in children.items():
-            conn.close()
-            _reap(pid)
-    return [results[i] for i in range(len(calls))]
-
-
-def _reap(pid: int) -> None:
-    """End a child (done, or still reading) and collect its exit status."""
-    try:
-        if os.waitpid(pid, os.WNOHANG) == (0, 0):
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-    except (ChildProcessError, ProcessLookupError):
-        pass
 
 
 def _rebudget(page: Page, budget: _Budget) -> Page:
