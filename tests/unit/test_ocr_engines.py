@@ -450,6 +450,34 @@ def test_a_page_holding_an_image_bomb_is_refused_before_it_is_rendered() -> None
     assert time.monotonic() - started < 3
 
 
+def test_a_page_whose_soft_mask_outgrows_the_memory_share_is_unsafe_and_spares_this_process(monkeypatch) -> None:
+    import time
+
+    from docpipe.errors import ArchiveUnsafe
+    from docpipe.sandbox import rss_bytes
+    from tests.fixtures.poison import pdf_soft_mask_bomb
+
+    # given a 20000 x 20000 soft mask (400 MB decoded, 400 KB in the file) and children allowed 200 MB
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", raising=False)
+    monkeypatch.setattr("docpipe.sandbox.READ_MEMORY_MB", 200)
+    before = rss_bytes()
+
+    started = time.monotonic()
+    with pytest.raises(ArchiveUnsafe, match="Rendering page 1 of the PDF needs more than 200 MB"):
+        list(render_pdf_pages(pdf_soft_mask_bomb(side=20_000), [1]))
+
+    assert time.monotonic() - started < 10
+    assert rss_bytes() - before < 100 * 2**20  # the mask was decoded in the child, not here
+
+
+def test_a_page_that_renders_too_long_is_stopped_at_its_deadline() -> None:
+    from docpipe.errors import ArchiveUnsafe
+    from tests.fixtures.poison import pdf_soft_mask_bomb
+
+    with pytest.raises(ArchiveUnsafe, match="Rendering page 1 of the PDF takes too long"):
+        list(render_pdf_pages(pdf_soft_mask_bomb(side=20_000), [1], seconds=0.05))
+
+
 def test_models_are_found_where_a_target_install_leaves_them(tmp_path, monkeypatch) -> None:
     """``sam build`` installs TesseractLayer with ``pip --target``: the models stay beside the packages."""
     import sys

@@ -6,23 +6,31 @@ image's ``info["dpi"]`` carries the resolution actually used. Pages and the docu
 soon as they are done with. A PDF that cannot be opened or a page that cannot be rendered raises
 ``file.corrupt`` (``pdf.encrypted`` for a password-protected PDF); a page holding an image of more
 than :data:`MAX_IMAGE_PIXELS` raises ``image.too_many_pixels`` before PDFium decodes it.
+
+Each page is rendered in a forked process with a memory share and :data:`RENDER_SECONDS`
+(:mod:`docpipe.sandbox`): what a page costs to render is not in its dictionary (a 1.5 MB soft mask
+decodes to 1.6 GB; PDFium's public API does not tell a soft mask's size), so a page that outgrows
+either raises ``archive.unsafe`` and this process, with its OCR engine, survives.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 from PIL import Image
 
+from docpipe import sandbox
 from docpipe.errors import FileCorrupt, ImageTooManyPixels, PdfEncrypted
 
 MAX_PIXELS = 40_000_000  # a letter page at 300 dpi is 8.4 MP; A0 at 300 dpi would be 140 MP
 # PDFium decodes a page's images whole to render it, whatever the page size: an image of more pixels
 # than an uploaded image may have (the ingest limit) is refused before the page is rendered.
 MAX_IMAGE_PIXELS = 100_000_000
+RENDER_SECONDS = 30.0  # one page (a letter page renders at 300 dpi in well under a second)
 
 
 def page_scale(width: float, height: float, dpi: float, max_pixels: int = MAX_PIXELS) -> float:
@@ -55,20 +63,32 @@ def render_pdf_pages(
     grayscale: bool = True,
     max_pixels: int = MAX_PIXELS,
     max_image_pixels: int = MAX_IMAGE_PIXELS,
+    seconds: float = RENDER_SECONDS,
 ) -> Iterator[tuple[int, Image.Image]]:
     """Yield ``(number, image)`` for each requested 1-based page, in the order given.
 
     Images are ``L`` when ``grayscale`` (else ``RGB``). A page number outside the document raises
     ``file.corrupt``, as does a page PDFium fails to load or render; a page holding an image of more
-    than ``max_image_pixels`` raises ``image.too_many_pixels`` before it is rendered.
+    than ``max_image_pixels`` raises ``image.too_many_pixels`` before it is rendered; a page that needs
+    more than its memory share or ``seconds`` raises ``archive.unsafe``.
     """
+    for number in pages:
+        args = (data, number, dpi, grayscale, max_pixels, max_image_pixels)
+        deadline = time.monotonic() + seconds
+        (image,) = sandbox.run(_render_page, [args], deadline, what=f"Rendering page {number} of the PDF")
+        yield number, image
+
+
+def _render_page(
+    data: bytes, number: int, dpi: int, grayscale: bool, max_pixels: int, max_image_pixels: int
+) -> Image.Image:
+    """One page, in a process of its own (see :func:`render_pdf_pages`)."""
     pdf = _open(data)
     try:
         count = len(pdf)
-        for number in pages:
-            if not 1 <= number <= count:
-                raise FileCorrupt(f"Page {number} is not in the PDF (it has {count} pages).")
-            yield number, _render(pdf, number, dpi, grayscale, max_pixels, max_image_pixels)
+        if not 1 <= number <= count:
+            raise FileCorrupt(f"Page {number} is not in the PDF (it has {count} pages).")
+        return _render(pdf, number, dpi, grayscale, max_pixels, max_image_pixels)
     finally:
         pdf.close()
 
