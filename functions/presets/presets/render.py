@@ -213,14 +213,14 @@ def _makespan(steps: list[_Step]) -> float:
     _rank(steps)
     pending = list(steps)
     done: set[int] = set()
-    running: list[tuple[float, int, _Step]] = []  # (finish time, tie-break, step)
+    running: list[tuple[float, _Step]] = []  # (finish time, step), in the order they started
     now = 0.0
     while pending or running:
         for step in _ready(pending, done)[: THREADS - len(running)]:
             pending.remove(step)
-            running.append((now + step.cost, len(running), step))
-        running.sort(key=lambda r: r[:2])
-        now, _, step = running.pop(0)
+            running.append((now + step.cost, step))
+        running.sort(key=lambda r: r[0])  # stable: of two ending together, the first started ends first
+        now, step = running.pop(0)
         done.add(id(step))
     return now
 
