@@ -1,16 +1,18 @@
 """Render image presets: pure, bytes (or a file) in, encoded images and facts out.
 
-One decode per image. A JPEG is decoded at the smallest DCT scale (``draft``) that still covers the
-largest preset; the decoded image is converted to sRGB and 8-bit RGB/RGBA once, then the presets are
-made largest first, each resized (BICUBIC, ``reducing_gap``) from the decoded image or from an image
-made for a larger preset when that is 2x to 4x its size, in the stored orientation; each output is
-turned upright (EXIF orientation) as it is encoded. Resizes and encodes run as steps on two threads,
-the longest chain of work first; a large resize is split in stripes when the estimated schedule says
-that finishes sooner than running the big resizes side by side. Outputs never upscale, keep the aspect ratio, are
-bounded in both dimensions, carry no EXIF/GPS/XMP metadata, and keep alpha only where the format can
-(WebP); JPEG outputs come from the image flattened on white. Animated GIF/WebP inputs give an
-animated WebP thumbnail and preview (at most :data:`MAX_FRAMES` frames); the AI presets take the
-first frame. Quality is checked in the tests against a full-resolution LANCZOS resize (PSNR).
+One decode per image. A JPEG is decoded by libjpeg-turbo at the smallest of its DCT scales (M/8,
+through simplejpeg; Pillow's ``draft``, 1/2^n only, for CMYK) that still covers the largest preset; the
+decoded image is converted to sRGB and 8-bit RGB/RGBA once, then the presets are made largest first,
+each resized (BICUBIC, ``reducing_gap``) from the decoded image or from an image made for a larger
+preset when that is 2x to 4x its size, in the stored orientation; each output is turned upright (EXIF
+orientation) as it is encoded. Resizes and encodes run as steps on two threads, the longest chain of
+work first; a large resize is split in stripes when the estimated schedule says that finishes sooner
+than running the big resizes side by side. Outputs never upscale, keep the aspect ratio, are bounded in
+both dimensions, carry no EXIF/GPS/XMP metadata, and keep alpha only where the format can (WebP); JPEG
+outputs come from the image flattened on white. Animated GIF/WebP inputs give an animated WebP
+thumbnail and preview (at most :data:`MAX_FRAMES` frames, encoded in runs side by side, then joined);
+the AI presets take the first frame. Quality is checked in the tests against a full-resolution LANCZOS
+resize (PSNR).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import IO, Any
 
-from PIL import Image, ImageCms, ImageOps, ImageSequence, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageCms, ImageOps, ImageSequence, UnidentifiedImageError
 
 from docpipe.errors import FileCorrupt, ImageTooManyPixels
 from docpipe.filetypes import MAX_JPEG_SCANS, jpeg_scans
@@ -35,6 +37,11 @@ try:  # HEIC/HEIF (iPhone photos); the function's requirements install it.
     HEIF = True
 except ImportError:  # pragma: no cover - without the plugin HEIC fails as corrupt
     HEIF = False
+
+try:  # libjpeg-turbo's scaled decoding (every M/8 DCT scale); the function's requirements install it.
+    import simplejpeg
+except ImportError:  # pragma: no cover - without it Pillow decodes JPEGs (its draft scales only by 1/2^n)
+    simplejpeg = None
 
 DEFAULT_MAX_PIXELS = 100_000_000
 MAX_FRAMES = 50
@@ -129,8 +136,8 @@ def render(
                 for steps, finishes in plans:
                     for preset in presets:
                         if preset.animated:
-                            finishes.append(_animation_step(decoded, durations, loop, preset))
-                            steps.append(finishes[-1])
+                            steps += _animation_steps(decoded, durations, loop, preset)
+                            finishes.append(steps[-1])
             steps, finishes = min(plans, key=lambda plan: _makespan(plan[0]))
             _run_steps(steps)
             results = [f.result for f in finishes]
@@ -295,12 +302,14 @@ def _still_plans(image: Image.Image, presets: list[Preset]) -> list[_Plan]:
     for p in presets:
         w, h = fit(*upright, p.max_width, p.max_height)
         sizes[p.name] = (h, w) if swap else (w, h)
+    scaled = None
     if image.format == "JPEG":
-        # Decode at the smallest DCT scale (1/2, 1/4, 1/8) that still covers the largest preset.
         need = max(sizes.values(), key=lambda s: s[0] * s[1])
-        if min(stored_w / need[0], stored_h / need[1]) >= 2:
+        scaled = _decode_jpeg(image, need) if SCALED_DECODE else None
+        # Otherwise Pillow decodes, at the smallest of its DCT scales (1/2, 1/4, 1/8) that covers the largest preset.
+        if scaled is None and min(stored_w / need[0], stored_h / need[1]) >= 2:
             image.draft(image.mode if image.mode in ("RGB", "L", "CMYK") else None, need)
-    decoded = _normalize(image)
+    decoded = _normalize(scaled or image)
     return [_plan(decoded, presets, sizes, orientation, striped) for striped in (True, False)]
 
 
@@ -342,6 +351,34 @@ def _finisher(preset: Preset, orientation: int) -> Callable[[Image.Image], Rende
     return finish
 
 
+SCALED_DECODE = True
+
+
+def _decode_jpeg(image: Image.Image, need: tuple[int, int]) -> Image.Image | None:
+    """A YCbCr, RGB or grayscale JPEG decoded by libjpeg-turbo at the smallest of its DCT scales (M/8,
+    M = 1..8) that covers ``need``, straight into the pixel memory of the returned image. None for Pillow
+    to decode: other JPEGs (CMYK, YCCK), no simplejpeg, or a JPEG libjpeg-turbo warns about (simplejpeg
+    stops at warnings such as extraneous bytes before a marker, which Pillow decodes through; Pillow
+    still refuses a truncated file)."""
+    file = getattr(image, "fp", None)  # the open JPEG file (Pillow's ImageFile)
+    if simplejpeg is None or file is None or image.mode not in ("RGB", "L"):
+        return None
+    file.seek(0)
+    data = file.getbuffer() if isinstance(file, io.BytesIO) else file.read()
+    mode = "RGBX" if image.mode == "RGB" else "L"
+    try:
+        pixels = simplejpeg.decode_jpeg(data, mode if mode == "RGBX" else "GRAY", min_width=need[0], min_height=need[1])
+    except ValueError:
+        return None
+    finally:
+        if isinstance(data, memoryview):
+            data.release()
+    height, width = pixels.shape[:2]
+    decoded = Image.frombuffer(mode, (width, height), pixels, "raw", mode, 0, 1)
+    decoded.info = dict(image.info)
+    return decoded
+
+
 def _normalize(image: Image.Image) -> Image.Image:
     """Decode once into an 8-bit sRGB image, RGB or RGBA when the input has transparency (not yet oriented)."""
     image.load()  # decode here, once, before threads share the image
@@ -356,7 +393,7 @@ def _normalize(image: Image.Image) -> Image.Image:
     if icc:
         try:
             source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            working = oriented if oriented.mode in ("RGB", "RGBA", "CMYK", "L") else oriented.convert(target)
+            working = oriented if oriented.mode in ("RGB", "RGBX", "RGBA", "CMYK", "L") else oriented.convert(target)
             converted = ImageCms.profileToProfile(
                 working, source, _SRGB, outputMode=target if working.mode != "CMYK" else "RGB"
             )
@@ -364,12 +401,14 @@ def _normalize(image: Image.Image) -> Image.Image:
                 oriented = converted
         except (ImageCms.PyCMSError, OSError, ValueError):
             pass  # a broken profile: keep the pixels as they are
+    if oriented.mode == "RGBX" and target == "RGB":
+        return oriented  # RGB with its padding byte named: the same pixel memory (as decoded JPEGs come)
     return oriented if oriented.mode == target else oriented.convert(target)
 
 
 def _flatten(image: Image.Image) -> Image.Image:
     if image.mode != "RGBA":
-        return image.convert("RGB") if image.mode != "RGB" else image
+        return image.convert("RGB") if image.mode not in ("RGB", "RGBX") else image
     white = Image.new("RGB", image.size, (255, 255, 255))
     white.paste(image, mask=image.getchannel("A"))
     return white
@@ -410,11 +449,97 @@ def _frames(image: Image.Image, max_pixels: int) -> tuple[list[Image.Image], lis
     return frames, durations
 
 
-def _animation_step(frames: list[Image.Image], durations: list[int], loop: int, preset: Preset) -> _Step:
-    """One animated preset as one step (libwebp encodes an animation frame after frame, on one thread)."""
+def _animation_steps(frames: list[Image.Image], durations: list[int], loop: int, preset: Preset) -> list[_Step]:
+    """One animated preset as steps. libwebp encodes an animation frame after frame on one thread, so the
+    frames are cut in :data:`THREADS` runs at the frames that change most of the picture (:func:`_cuts`),
+    each run is encoded as an animation of its own, side by side, and a last step joins them
+    (:func:`_join_animations`); with no such frame, or too few frames, one step encodes the whole."""
     size = fit(*frames[0].size, preset.max_width, preset.max_height)
-    cost = len(frames) * (size[0] * size[1] * _NS_PER_PIXEL["WEBP"] / 1e6 + _resize_cost(frames[0].size, size))
-    return _Step(lambda: _encode_animated(frames, durations, loop, preset), cost)
+    per_frame = size[0] * size[1] * _NS_PER_PIXEL["WEBP"] / 1e6 + _resize_cost(frames[0].size, size)
+    edges = [0, *_cuts(frames), len(frames)]
+    parts = [
+        _Step(lambda a=a, b=b: _encode_animated(frames[a:b], durations[a:b], loop, preset), (b - a) * per_frame)
+        for a, b in itertools.pairwise(edges)
+    ]
+    if len(parts) == 1:
+        return parts
+
+    def join(*encoded: Rendered) -> Rendered:
+        data = _join_animations([r.data for r in encoded])
+        if data is None:  # a run's first frame does not cover the picture: encode the whole, once
+            return _encode_animated(frames, durations, loop, preset)
+        return Rendered(preset.name, data, size[0], size[1], "WEBP", animated=True)
+
+    return [*parts, _Step(join, 0.1, tuple(parts))]
+
+
+# A run of an animation starts at a frame that changes at least this share of the picture from the one
+# before: libwebp would encode most of such a frame anyway, so starting over there (a key frame) costs
+# little. Measured on animations that change a small moving part of the picture, cutting elsewhere adds
+# up to a key frame's bytes per cut.
+CUT_MIN_CHANGE = 0.5
+
+
+def _cuts(frames: list[Image.Image]) -> list[int]:
+    """Where to cut an animation into :data:`THREADS` runs of at least 2 frames (Pillow writes one frame
+    as a still image): at the frame nearest each even share of the frames that changes at least
+    :data:`CUT_MIN_CHANGE` of the picture, within half a run of it; none where no frame does."""
+    cuts: list[int] = []
+    if len(frames) < 2 * THREADS:
+        return cuts
+    area = frames[0].size[0] * frames[0].size[1]
+    for n in range(1, THREADS):
+        ideal = len(frames) * n / THREADS
+        low = (cuts[-1] if cuts else 0) + 2
+        near = [k for k in range(low, len(frames) - 1) if abs(k - ideal) <= len(frames) / (2 * THREADS)]
+        for k in sorted(near, key=lambda k: abs(k - ideal)):
+            box = ImageChops.difference(frames[k], frames[k - 1]).getbbox(alpha_only=False)
+            if box and (box[2] - box[0]) * (box[3] - box[1]) >= CUT_MIN_CHANGE * area:
+                cuts.append(k)
+                break
+    return cuts
+
+
+def _riff_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """The chunks of a WebP file (RIFF): (four-character code, payload)."""
+    chunks = []
+    at = 12
+    while at + 8 <= len(data):
+        size = int.from_bytes(data[at + 4 : at + 8], "little")
+        chunks.append((data[at : at + 4], data[at + 8 : at + 8 + size]))
+        at += 8 + size + (size & 1)
+    return chunks
+
+
+def _join_animations(parts: list[bytes]) -> bytes | None:
+    """Animated WebPs of the same canvas played one after the other, as one animated WebP: the first's
+    header chunks (VP8X with the parts' alpha flag, ANIM), then every part's frames (ANMF). A part
+    starts on a blank canvas, so its first frame is joined without blending and only when it covers the
+    whole canvas (libwebp crops a first frame to its visible pixels); otherwise None."""
+    chunks = [_riff_chunks(part) for part in parts]
+    head = [(code, bytearray(payload)) for code, payload in chunks[0] if code != b"ANMF"]
+    vp8x = next(payload for code, payload in head if code == b"VP8X")
+    canvas = vp8x[4:10]  # width - 1 and height - 1, 24 bits each
+    frames: list[bytearray] = []
+    for i, part in enumerate(chunks):
+        anmf = [bytearray(payload) for code, payload in part if code == b"ANMF"]
+        if not anmf:
+            return None
+        if i:
+            first = anmf[0]
+            if first[0:6] != bytes(6) or first[6:12] != canvas:
+                return None
+            first[15] |= 0b10  # do not blend: the frame replaces the canvas, as it did on a blank one
+            vp8x[0] |= next(payload for code, payload in part if code == b"VP8X")[0] & 0x10  # alpha
+        frames += anmf
+    body = b"".join(
+        code + len(payload).to_bytes(4, "little") + payload + b"\0" * (len(payload) & 1)
+        for code, payload in [
+            *((code, bytes(payload)) for code, payload in head),
+            *((b"ANMF", bytes(f)) for f in frames),
+        ]
+    )
+    return b"RIFF" + (4 + len(body)).to_bytes(4, "little") + b"WEBP" + body
 
 
 def _encode_animated(frames: list[Image.Image], durations: list[int], loop: int, preset: Preset) -> Rendered:
