@@ -10,9 +10,11 @@ or the sum of its event sources' ``MaximumConcurrency``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -113,6 +115,44 @@ def _rss_mb(pid: int) -> float:
         return 0.0
 
 
+def _descendants(pid: int) -> list[int]:
+    """The processes ``pid`` started, and theirs (Linux: ``/proc/<pid>/task/<tid>/children``)."""
+    found: list[int] = []
+    queue = [pid]
+    while queue:
+        parent = queue.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as fh:
+                    children = [int(child) for child in fh.read().split()]
+            except (OSError, ValueError):
+                continue
+            found += children
+            queue += children
+    return found
+
+
+def _private_mb(pid: int) -> float:
+    """Memory only this process holds (``Private_*`` of ``/proc/<pid>/smaps_rollup``), not the pages it
+    still shares with the process it was forked from."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            return sum(int(line.split()[1]) for line in fh if line.startswith("Private_")) / 1024
+    except (OSError, IndexError, ValueError):
+        return _rss_mb(pid)
+
+
+def _memory_mb(pid: int) -> float:
+    """The memory of a worker's environment, as Lambda counts it for the whole sandbox: the worker's
+    resident set, plus what each process it started (a PDF reader forked by docpipe.sandbox) holds of
+    its own; pages a child still shares with the worker after ``fork`` count once."""
+    return _rss_mb(pid) + sum(_private_mb(child) for child in _descendants(pid))
+
+
 # Libraries that read no environment at import time. A module missing here is simply not preloaded.
 _PRELOAD = [
     "boto3",
@@ -183,7 +223,7 @@ class Worker:
                 return True
             if not self.process.is_alive():
                 return True  # recv() will raise EOFError
-            rss = _rss_mb(self.process.pid or 0)
+            rss = _memory_mb(self.process.pid or 0)
             self.peak_rss_mb = max(self.peak_rss_mb, rss)
             if rss > self.spec.memory_mb:
                 return False
@@ -205,7 +245,7 @@ class Worker:
         except (BrokenPipeError, OSError):
             return self._kill("crashed", "the worker is gone")
         if not self._wait(deadline):
-            if _rss_mb(self.process.pid or 0) > self.spec.memory_mb or self.peak_rss_mb > self.spec.memory_mb:
+            if _memory_mb(self.process.pid or 0) > self.spec.memory_mb or self.peak_rss_mb > self.spec.memory_mb:
                 return self._kill("out_of_memory", f"the invocation exceeded MemorySize {self.spec.memory_mb} MB")
             return self._kill("timeout", f"the invocation exceeded Timeout {self.spec.timeout} s")
         try:
@@ -226,8 +266,13 @@ class Worker:
         return Invocation(status, error={"errorType": status, "errorMessage": message})
 
     def kill(self) -> None:
+        """End the worker and every process it started, as Lambda ends a whole execution environment."""
         if self.process.is_alive():
+            children = _descendants(self.process.pid or 0)
             self.process.kill()
+            for child in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signal.SIGKILL)
         self.process.join(timeout=5)
         self.conn.close()
 

@@ -10,6 +10,7 @@ import pytest
 
 from docpipe_local.runtime import FairSemaphore, FunctionRuntime
 from docpipe_local.template import FunctionSpec
+from tests.fixtures.processes import running
 
 HANDLERS = """
 import os, time
@@ -60,6 +61,20 @@ def hog(event, context):
         block[::4096] = b"x" * len(block[::4096])
     time.sleep(5)
     return len(blocks)
+
+def forkhog(event, context):
+    # a process the handler started (as docpipe.sandbox forks a PDF reader) grows while the handler waits
+    child = os.fork()
+    if child == 0:
+        with open(event["pid_file"], "w") as out:
+            out.write(str(os.getpid()))
+        blocks = [bytearray(16 * 1024 * 1024) for _ in range(25)]
+        for block in blocks:
+            block[::4096] = b"x" * len(block[::4096])
+        time.sleep(30)
+        os._exit(0)
+    os.waitpid(child, 0)
+    return "done"
 """
 
 
@@ -218,6 +233,26 @@ def test_growing_past_memory_size_is_out_of_memory(code, tmp_path) -> None:
         fn.stop()
     assert invocation.status == "out_of_memory"
     assert "256" in invocation.error["errorMessage"]
+
+
+def test_a_child_process_growing_past_memory_size_is_out_of_memory_and_ends_with_the_worker(code, tmp_path) -> None:
+    pid_file = tmp_path / "child.pid"
+    fn = runtime(code, "fakefn.handler.forkhog", tmp_path, timeout=20, memory_mb=256)
+    try:
+        started = time.monotonic()
+        invocation = fn.invoke({"pid_file": str(pid_file)})
+    finally:
+        fn.stop()
+
+    # Lambda counts the whole environment's memory: the child's 400 MB are the invocation's
+    assert invocation.status == "out_of_memory"
+    assert time.monotonic() - started < 15  # not left to run into the timeout
+    # and the child does not outlive its worker
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while running(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running(child)
 
 
 def test_the_same_work_fits_in_a_larger_memory_size(code, tmp_path) -> None:

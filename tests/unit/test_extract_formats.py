@@ -16,6 +16,7 @@ from pypdf import PdfReader, PdfWriter
 from docpipe.errors import ArchiveUnsafe, FileCorrupt, PdfEncrypted, UnsupportedType
 from extract.formats import check_ooxml, extract, pdf_page_count
 from tests.fixtures.documents import pdf_from_objects
+from tests.fixtures.processes import running
 
 PAGE_LINES = [
     ["Invoice 2041 for the design of a pipeline.", "Payment is due within thirty days."],
@@ -637,6 +638,50 @@ def test_a_reader_process_that_dies_makes_the_pdf_corrupt_and_spares_this_one() 
         sandbox.run(os._exit, [(3,)], deadline=float("inf"))
 
     assert sandbox.run(pow, [(2, 10), (3, 2)], deadline=float("inf")) == [1024, 9]
+
+
+SLEEPER = """
+import os, sys, time
+from docpipe import sandbox
+
+def sleeper(path):
+    with open(path, "w") as out:
+        out.write(str(os.getpid()))
+    time.sleep(60)
+
+sandbox.run(sleeper, [(sys.argv[1],)], deadline=float("inf"))
+"""
+
+
+def test_a_reader_process_dies_with_the_process_that_forked_it(tmp_path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    if not os.path.exists("/proc/self/stat"):
+        pytest.skip("needs Linux")
+    # given a process whose sandboxed reader sleeps for a minute
+    pid_file = tmp_path / "child.pid"
+    parent = subprocess.Popen([sys.executable, "-c", SLEEPER, str(pid_file)])
+    try:
+        deadline = time.monotonic() + 20
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child = int(pid_file.read_text())
+        assert running(child)
+    finally:
+        # when that process is killed (as the local stack kills a worker past its timeout or memory)
+        parent.kill()
+        parent.wait()
+
+    # then the reader ends with it instead of reading on
+    deadline = time.monotonic() + 5
+    while running(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    orphaned = running(child)
+    if orphaned:
+        os.kill(child, 9)
+    assert not orphaned
 
 
 def test_a_page_count_whose_last_page_is_missing_is_refused_before_any_split(text_pdf) -> None:

@@ -218,12 +218,31 @@ def test_a_photo_of_a_document_is_ocrd_as_the_ocr_task(aws, settings) -> None:
     assert job_state(settings, job_id) == "ready"
 
 
-def test_a_pdf_is_given_what_the_invocation_has_left_less_the_time_to_store_the_result(
-    lambda_context, monkeypatch
-) -> None:
-    from extract import handler
-    from extract.formats import PDF_SECONDS
+def test_a_pdf_stopped_by_the_invocations_time_is_retried_not_failed(aws, settings) -> None:
+    # given the slow PDF, and an invocation with 1 second left to read (its own limit being 90 s)
+    import time
+    import zlib
 
-    assert handler._pdf_seconds(lambda_context) == 30 - handler.RESULT_SECONDS  # the context has 30 s left
-    monkeypatch.setattr(lambda_context, "get_remaining_time_in_millis", lambda: 900_000)
-    assert handler._pdf_seconds(lambda_context) == PDF_SECONDS
+    from docpipe.errors import Transient
+    from tests.unit.test_extract_formats import _one_page_pdf
+
+    drawing = _one_page_pdf(zlib.compress(b"0 0 1 1 re f\n" * 2_000_000, 9), "/Filter /FlateDecode")
+    digest, job_id = stored(settings, drawing)
+
+    # when it is read, then the message is handed back to be read again in a new invocation
+    with pytest.raises(Transient, match="too little time left"):
+        extract_service(settings).run(digest, until=time.monotonic() + 1.0)
+    assert job_state(settings, job_id) != "failed"
+    assert (FilesRepository(settings.files_table).get(digest) or {}).get("extractState") != "failed"
+    # and an invocation already out of time hands it back at once
+    with pytest.raises(Transient):
+        extract_service(settings).run(digest, until=time.monotonic() - 5)
+
+
+def test_a_pdf_is_read_until_the_invocation_has_only_the_time_to_store_the_result_left(lambda_context) -> None:
+    import time
+
+    from extract import handler
+
+    # the context has 30 s left
+    assert abs(handler._reading_until(lambda_context) - (time.monotonic() + 30 - handler.RESULT_SECONDS)) < 1

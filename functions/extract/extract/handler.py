@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -13,7 +14,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from docpipe.config import Settings
 from docpipe.observability import logger, metrics, tracer
 from docpipe.worker import TaskRunner, task_message
-from extract.formats import PDF_SECONDS
 from extract.service import TASK, ExtractService
 
 settings = Settings.from_env()
@@ -46,15 +46,16 @@ def handle_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
         TASK,
         page_range is None,
         lambda: service().run(
-            message["hash"], message.get("lane") or "normal", page_range, _pdf_seconds(lambda_context)
+            message["hash"], message.get("lane") or "normal", page_range, until=_reading_until(lambda_context)
         ),
     )
 
 
-def _pdf_seconds(lambda_context: LambdaContext) -> float:
-    """What a PDF may take: :data:`PDF_SECONDS`, or less when the invocation has less left (keeping
-    :data:`RESULT_SECONDS` to store the result or the failure)."""
-    return min(PDF_SECONDS, lambda_context.get_remaining_time_in_millis() / 1000 - RESULT_SECONDS)
+def _reading_until(lambda_context: LambdaContext) -> float:
+    """When (``time.monotonic()``) reading must stop: :data:`RESULT_SECONDS` before the invocation ends,
+    to store the result or the failure. A PDF is given :data:`~extract.formats.PDF_SECONDS` or this,
+    whichever comes first; stopped by this one, it is retried rather than failed."""
+    return time.monotonic() + lambda_context.get_remaining_time_in_millis() / 1000 - RESULT_SECONDS
 
 
 @logger.inject_lambda_context(clear_state=True)

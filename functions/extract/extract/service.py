@@ -22,7 +22,7 @@ from docpipe.adapters.dynamo import FilesRepository, JobsRepository
 from docpipe.adapters.s3 import ObjectStore
 from docpipe.adapters.sqs import TaskQueues
 from docpipe.config import Settings
-from docpipe.errors import DocpipeError
+from docpipe.errors import DocpipeError, TooSlow, Transient
 from docpipe.observability import MetricUnit, logger, metrics
 from docpipe.storage import original_key
 from extract.formats import PDF_SECONDS, extract, pdf_page_count
@@ -54,14 +54,23 @@ class ExtractService:
         )
 
     def run(
-        self, digest: str, lane: str = "normal", page_range: list[int] | None = None, seconds: float = PDF_SECONDS
+        self,
+        digest: str,
+        lane: str = "normal",
+        page_range: list[int] | None = None,
+        seconds: float = PDF_SECONDS,
+        until: float | None = None,
     ) -> str:
         """Extract a document (or one page range of it). Returns the task's state afterwards.
 
         ``seconds``: how long reading a PDF may take in all (counting its pages, then reading them) before
-        it is refused as ``archive.unsafe``; the handler passes what its invocation has left for it.
+        it is refused as ``archive.unsafe``. ``until`` (``time.monotonic()``): when the invocation must
+        stop reading, to keep time to store the result; a PDF stopped by that sooner limit is not the
+        file's fault, and raises :class:`Transient` for the message to be read again in a new invocation.
         """
         deadline = time.monotonic() + seconds
+        cut_short = until is not None and until < deadline
+        deadline = min(deadline, until) if until is not None else deadline
         logger.append_keys(hash=digest, task=TASK)
         file = self.files.get(digest)
         if file is None or file.get("status") != "stored":
@@ -77,7 +86,7 @@ class ExtractService:
         try:
             with self.store.download(self.settings.store_bucket, original_key(digest)) as original:
                 if page_range is not None:
-                    return self._range(digest, lane, original, page_range, deadline)
+                    return self._range(digest, lane, original, page_range, deadline, cut_short)
                 kind = str(file.get("type"))
                 if kind == "pdf":
                     count = pdf_page_count(original, timeout=deadline - time.monotonic())
@@ -87,6 +96,7 @@ class ExtractService:
                 left = deadline - time.monotonic()
                 doc = extract(original, kind, max_chars=self.settings.max_text_chars, timeout=left).to_dict()
         except DocpipeError as exc:
+            _retry_if_cut_short(exc, cut_short)
             if exc.retryable:
                 raise
             return self._fail(digest, exc)
@@ -105,13 +115,16 @@ class ExtractService:
         logger.info("document split into page ranges", extra={"pages": count, "ranges": len(ranges)})
         return "running"
 
-    def _range(self, digest: str, lane: str, original: IO[bytes], page_range: list[int], deadline: float) -> str:
+    def _range(
+        self, digest: str, lane: str, original: IO[bytes], page_range: list[int], deadline: float, cut_short: bool
+    ) -> str:
         first, last = int(page_range[0]), int(page_range[1])
         left = deadline - time.monotonic()
         try:
             read = extract(original, "pdf", max_chars=self.settings.max_text_chars, pages=(first, last), timeout=left)
             piece = read.to_dict()
         except DocpipeError as exc:
+            _retry_if_cut_short(exc, cut_short)
             if exc.retryable:
                 raise
             piece = {
@@ -177,3 +190,11 @@ class ExtractService:
 
     def _settle(self, digest: str) -> None:
         results.settle(digest, self.files, self.jobs, self.settings, int(self.clock()))
+
+
+def _retry_if_cut_short(exc: DocpipeError, cut_short: bool) -> None:
+    """A PDF stopped by the invocation's time rather than its own limit is read again, not failed."""
+    if isinstance(exc, TooSlow) and cut_short:
+        raise Transient(
+            "The invocation had too little time left to read the PDF; it is read again in a new one."
+        ) from exc

@@ -94,6 +94,11 @@ class ArchiveUnsafe(DocpipeError):
     )
 
 
+class TooSlow(ArchiveUnsafe):
+    """Reading a file passed its time limit: ``archive.unsafe`` (a file built to take forever), unless the
+    limit was cut short by the invocation's own time; then its caller retries it (:class:`Transient`)."""
+
+
 class OcrUnavailable(DocpipeError):
     """The OCR engine cannot be reached or is not installed; worth retrying."""
 

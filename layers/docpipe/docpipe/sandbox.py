@@ -11,11 +11,15 @@ retried into the dead-letter queue.
 
 ``os.fork`` with a ``multiprocessing.Pipe`` only: Lambda has no ``/dev/shm`` for ``Pool`` or ``Queue``,
 and ``multiprocessing.Process`` refuses to start from a daemonic process (a worker of the local stack).
-A child inherits its arguments; only its result crosses the pipe (pickled).
+A child inherits its arguments; only its result crosses the pipe (pickled). On Linux a child is killed
+by the kernel when the process that forked it dies (``PR_SET_PDEATHSIG``): a function killed for its
+timeout or memory leaves no PDF reader running behind it (on Lambda the environment goes with it; on
+the local stack, the worker alone would be killed).
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import multiprocessing.connection as mp_connection
 import os
@@ -24,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from docpipe.errors import ArchiveUnsafe, DocpipeError, FileCorrupt
+from docpipe.errors import ArchiveUnsafe, DocpipeError, FileCorrupt, TooSlow
 
 T = TypeVar("T")
 MIB = 1024 * 1024
@@ -61,8 +65,9 @@ def run(
     """``target(*args)`` for each ``args`` of ``calls``, each in a forked process, all at once; results in order.
 
     Raises what a child raised (a :class:`DocpipeError`; any other exception as :class:`FileCorrupt`),
-    :class:`ArchiveUnsafe` when a child outgrows its memory share or the deadline (``time.monotonic()``)
-    passes, :class:`FileCorrupt` when a child dies. ``what`` starts those messages ("Reading the PDF").
+    :class:`ArchiveUnsafe` when a child outgrows its memory share, :class:`TooSlow` (an ArchiveUnsafe)
+    when the deadline (``time.monotonic()``) passes, :class:`FileCorrupt` when a child dies. ``what``
+    starts those messages ("Reading the PDF").
     Runs in this process where ``fork`` does not exist.
     """
     if not hasattr(os, "fork"):  # pragma: no cover - not on Linux
@@ -90,7 +95,7 @@ def run(
                 if index not in results and base and rss_bytes(pid) - base > share:
                     raise ArchiveUnsafe(f"{what} needs more than {share // MIB} MB of memory.")
             if len(results) < len(calls) and time.monotonic() > deadline:
-                raise ArchiveUnsafe(f"{what} takes too long; it is stopped.")
+                raise TooSlow(f"{what} takes too long; it is stopped.")
     finally:
         for conn, (_, pid) in children.items():
             conn.close()
@@ -111,10 +116,12 @@ def _child_main(conn: Any, target: Callable[..., Any], args: tuple[Any, ...], wh
 def _fork(target: Callable[..., Any], args: tuple[Any, ...], what: str) -> tuple[int, Any]:
     """A child running ``target(*args)`` that sends its outcome over a pipe; ``(pid, receiving end)``."""
     receive, send = multiprocessing.Pipe(duplex=False)
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child, measured by its results
         status = 0
         try:
+            _die_with(parent)
             receive.close()
             _child_main(send, target, args, what)
         except BaseException:
@@ -123,6 +130,19 @@ def _fork(target: Callable[..., Any], args: tuple[Any, ...], what: str) -> tuple
             os._exit(status)  # no atexit handlers, no flushing of the parent's buffers
     send.close()
     return pid, receive
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this process when ``parent`` (its forker) dies; exit now if it already has."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux: the parent's finally reaps it
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def _reap(pid: int) -> None:
