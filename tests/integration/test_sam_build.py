@@ -42,5 +42,12 @@ def test_sam_build_packs_the_layer_and_the_functions(tmp_path) -> None:
     assert (layer / "aws_lambda_powertools").is_dir()
     assert glob.glob(str(layer / "pydantic_core" / "*aarch64*.so")), "arm64 wheels for the arm64 functions"
     assert (build / "IngestFunction" / "ingest" / "handler.py").is_file()
+    presets = build / "PresetsFunction"
+    assert glob.glob(str(presets / "simplejpeg" / "*aarch64*.so")), "the JPEG decoder's arm64 wheel"
+    # what Lambda unpacks for the largest function stays well under its 250 MB limit
+    unpacked = sum(
+        f.stat().st_size for root in (presets, build / "DocpipeLayer") for f in root.rglob("*") if f.is_file()
+    )
+    assert unpacked < 200 * 1024 * 1024
     assert (build / "ApiFunction" / "api" / "handler.py").is_file()
     assert not (build / "IngestFunction" / "tests").exists()
