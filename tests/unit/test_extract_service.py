@@ -237,6 +237,9 @@ def test_a_pdf_stopped_by_the_invocations_time_is_retried_not_failed(aws, settin
     # and an invocation already out of time hands it back at once
     with pytest.raises(Transient):
         extract_service(settings).run(digest, until=time.monotonic() - 5)
+    # as does one reading a page range of a long PDF (not recorded as that range's failure)
+    with pytest.raises(Transient):
+        extract_service(settings).run(digest, page_range=[1, 1], until=time.monotonic() + 1.0)
 
 
 def test_a_pdf_is_read_until_the_invocation_has_only_the_time_to_store_the_result_left(lambda_context) -> None:
