@@ -470,6 +470,7 @@ def test_runs_are_not_joined_when_a_run_starts_on_a_partly_transparent_frame(mon
 
     # libwebp crops the second run's first frame to its box: joined, the first run's last frame would show
     assert module._join_animations(parts) is None
+    assert module._join_animations([encode(frames[0], "WEBP"), parts[1]]) is None  # a still image is no run
     # so the animation is encoded whole: every frame keeps its transparent margin
     assert module._cuts(frames) == [4]
     steps = module._animation_steps(frames, [80] * 8, 0, preset)

@@ -305,7 +305,7 @@ def _still_plans(image: Image.Image, presets: list[Preset]) -> list[_Plan]:
     scaled = None
     if image.format == "JPEG":
         need = max(sizes.values(), key=lambda s: s[0] * s[1])
-        scaled = _decode_jpeg(image, need) if SCALED_DECODE else None
+        scaled = _decode_jpeg(image, need)
         # Otherwise Pillow decodes, at the smallest of its DCT scales (1/2, 1/4, 1/8) that covers the largest preset.
         if scaled is None and min(stored_w / need[0], stored_h / need[1]) >= 2:
             image.draft(image.mode if image.mode in ("RGB", "L", "CMYK") else None, need)
@@ -349,9 +349,6 @@ def _finisher(preset: Preset, orientation: int) -> Callable[[Image.Image], Rende
         return _encode_still(image, preset)
 
     return finish
-
-
-SCALED_DECODE = True
 
 
 def _decode_jpeg(image: Image.Image, need: tuple[int, int]) -> Image.Image | None:
@@ -518,7 +515,9 @@ def _join_animations(parts: list[bytes]) -> bytes | None:
     whole canvas (libwebp crops a first frame to its visible pixels); otherwise None."""
     chunks = [_riff_chunks(part) for part in parts]
     head = [(code, bytearray(payload)) for code, payload in chunks[0] if code != b"ANMF"]
-    vp8x = next(payload for code, payload in head if code == b"VP8X")
+    vp8x = next((payload for code, payload in head if code == b"VP8X"), None)
+    if vp8x is None or any(not any(code == b"VP8X" for code, _ in part) for part in chunks):
+        return None  # not animations (Pillow writes one frame as a still image)
     canvas = vp8x[4:10]  # width - 1 and height - 1, 24 bits each
     frames: list[bytearray] = []
     for i, part in enumerate(chunks):
