@@ -196,13 +196,13 @@ class Worker:
         child.close()
         self.ready = False
         self.init_error: dict[str, Any] | None = None
-        self.peak_rss_mb = 0.0
+        self.peak_memory_mb = 0.0
 
     def _await_ready(self, deadline: float) -> Invocation | None:
         if self.ready:
             return None
         if not self._wait(deadline):
-            if self.peak_rss_mb > self.spec.memory_mb:
+            if self.peak_memory_mb > self.spec.memory_mb:
                 return self._kill("out_of_memory", f"initialization exceeded MemorySize {self.spec.memory_mb} MB")
             return self._kill("timeout", "the function did not finish initializing before its timeout")
         try:
@@ -223,9 +223,9 @@ class Worker:
                 return True
             if not self.process.is_alive():
                 return True  # recv() will raise EOFError
-            rss = _memory_mb(self.process.pid or 0)
-            self.peak_rss_mb = max(self.peak_rss_mb, rss)
-            if rss > self.spec.memory_mb:
+            memory = _memory_mb(self.process.pid or 0)
+            self.peak_memory_mb = max(self.peak_memory_mb, memory)
+            if memory > self.spec.memory_mb:
                 return False
         return False
 
@@ -245,7 +245,7 @@ class Worker:
         except (BrokenPipeError, OSError):
             return self._kill("crashed", "the worker is gone")
         if not self._wait(deadline):
-            if _memory_mb(self.process.pid or 0) > self.spec.memory_mb or self.peak_rss_mb > self.spec.memory_mb:
+            if _memory_mb(self.process.pid or 0) > self.spec.memory_mb or self.peak_memory_mb > self.spec.memory_mb:
                 return self._kill("out_of_memory", f"the invocation exceeded MemorySize {self.spec.memory_mb} MB")
             return self._kill("timeout", f"the invocation exceeded Timeout {self.spec.timeout} s")
         try:
