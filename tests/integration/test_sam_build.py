@@ -42,12 +42,14 @@ def test_sam_build_packs_the_layer_and_the_functions(tmp_path) -> None:
     assert (layer / "aws_lambda_powertools").is_dir()
     assert glob.glob(str(layer / "pydantic_core" / "*aarch64*.so")), "arm64 wheels for the arm64 functions"
     assert (build / "IngestFunction" / "ingest" / "handler.py").is_file()
-    presets = build / "PresetsFunction"
-    assert glob.glob(str(presets / "simplejpeg" / "*aarch64*.so")), "the JPEG decoder's arm64 wheel"
+    presets, x86_layer = build / "PresetsFunction", build / "DocpipeLayerX86" / "python"
+    # the presets function runs on x86_64 (its SIMD resizer's wheels), with the layer built for it
+    assert glob.glob(str(presets / "cykooz_resizer" / "*x86_64*.so")), "the SIMD resizer's x86_64 wheel"
+    assert glob.glob(str(presets / "simplejpeg" / "*x86_64*.so")), "the JPEG decoder's x86_64 wheel"
+    assert glob.glob(str(x86_layer / "pydantic_core" / "*x86_64*.so")), "x86_64 wheels in its layer"
+    assert (x86_layer / "docpipe" / "adapters" / "s3.py").is_file()
     # what Lambda unpacks for the largest function stays well under its 250 MB limit
-    unpacked = sum(
-        f.stat().st_size for root in (presets, build / "DocpipeLayer") for f in root.rglob("*") if f.is_file()
-    )
+    unpacked = sum(f.stat().st_size for root in (presets, x86_layer) for f in root.rglob("*") if f.is_file())
     assert unpacked < 200 * 1024 * 1024
     assert (build / "ApiFunction" / "api" / "handler.py").is_file()
     assert not (build / "IngestFunction" / "tests").exists()

@@ -321,12 +321,27 @@ def test_a_functions_own_variable_overrides_a_global_of_the_same_name(tmp_path: 
     assert template.function("Fn").environment(template) == {"A": "global", "B": "own"}
 
 
-def test_globals_give_timeout_memory_and_layer_unless_the_function_sets_them(template: Template) -> None:
+def test_globals_give_timeout_and_memory_unless_the_function_sets_them(template: Template) -> None:
     api, ingest = template.function("ApiFunction"), template.function("IngestFunction")
     assert (api.timeout, api.memory_mb) == (10, 256)
     assert (ingest.timeout, ingest.memory_mb) == (60, 512)
     assert api.layers == ingest.layers == [ROOT / "layers/docpipe/"]
     assert (api.code_uri, api.handler) == (ROOT / "functions/api/", "api.handler.lambda_handler")
+
+
+def test_every_function_has_the_shared_layer_built_for_its_architecture(template: Template) -> None:
+    # the layer is named per function (SAM appends a function's layers to Globals'), and the presets
+    # function runs on x86_64 (its SIMD resizer's wheels) with the layer's x86_64 build
+    default = template.doc["Globals"]["Function"]["Architectures"]
+    for logical in template.functions():
+        props = template.resources[logical]["Properties"]
+        arch = props.get("Architectures", default)
+        layers = [template._chosen(ref)["Ref"] for ref in template._chosen(props["Layers"])]
+        shared = [name for name in layers if name.startswith("DocpipeLayer")]
+        assert len(shared) == 1, logical
+        assert template.resources[shared[0]]["Metadata"]["BuildArchitecture"] == arch[0], logical
+        assert template.function(logical).layers[0] == ROOT / "layers/docpipe/"
+    assert template.resources["PresetsFunction"]["Properties"]["Architectures"] == ["x86_64"]
 
 
 def test_functions_are_named_after_the_stack(template: Template) -> None:
