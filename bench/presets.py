@@ -1,6 +1,6 @@
 """The four presets with docpipe's renderer and with sharp (libvips), on the same inputs, in one run.
 
-    python bench/presets.py [--runs 5] [--rounds 3] [--pyvips]
+    python bench/presets.py [--runs 5] [--rounds 3] [--pyvips] [--pillow-resize]
 
 Corpus (generated, deterministic): a 24 MP JPEG, a 12 MP JPEG with EXIF orientation 6, a 2000 x 1500
 RGBA PNG, an animated GIF. sharp is installed into ``bench/.sharp`` on first use (``npm install
@@ -11,7 +11,8 @@ the engines taking turns (this machine's speed drifts by 10-20% within a minute)
 the input already in memory, with the CPU time (all threads) of that render. Prints per-input time,
 CPU time, peak RSS and the ratio ours/sharp (target: ≤ 0.8 on every input).
 
-``--pyvips`` adds a reference: libvips itself (sharp's engine) called from Python through pyvips,
+``--pillow-resize`` adds our renderer with Pillow resizing instead of the SIMD resizer (what runs
+where cykooz.resizer has no wheel, as on Linux arm64). ``--pyvips`` adds a reference: libvips itself (sharp's engine) called from Python through pyvips,
 installed into ``bench/.pyvips`` (a venv with ``pyvips`` and the ``pyvips-binary`` wheel), decoding
 each image once into memory and making the four presets from it on four threads. It shows what the
 same engine as sharp gives when driven from Python, next to what Pillow gives.
@@ -36,7 +37,10 @@ PYVIPS_DIR = ROOT / "bench" / ".pyvips"
 OURS = """
 import json, resource, sys, time
 sys.path[:0] = [sys.argv[3] + "/layers/docpipe", sys.argv[3] + "/functions/presets"]
+import presets.render as module
 from presets.render import render
+if sys.argv[4] == "pillow":
+    module.Resizer = None
 data = open(sys.argv[1], "rb").read()
 best, cpu = float("inf"), 0.0
 for _ in range(int(sys.argv[2])):
@@ -46,7 +50,8 @@ for _ in range(int(sys.argv[2])):
         best, cpu = time.perf_counter() - started, time.process_time() - used
 print(json.dumps({"best_ms": best * 1000, "cpu_ms": cpu * 1000,
                   "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  "sizes": [[r.width, r.height] for r in results]}))
+                  "sizes": [[r.width, r.height] for r in results],
+                  "resizer": "cykooz.resizer (SIMD)" if module.Resizer else "Pillow"}))
 """
 
 # libvips through pyvips: one decode into memory (upright), the four presets from it on four threads;
@@ -160,6 +165,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="renders per process (the best counts)")
     parser.add_argument("--rounds", type=int, default=3, help="processes per engine and input, taking turns")
     parser.add_argument("--pyvips", action="store_true", help="add libvips through pyvips as a reference")
+    parser.add_argument("--pillow-resize", action="store_true", help="add our renderer with Pillow's resizes")
     args = parser.parse_args()
     ensure_sharp()
     vips = ensure_pyvips() if args.pyvips else None
@@ -173,8 +179,10 @@ def main() -> None:
             outdir.mkdir()
             engines: dict[str, list[str]] = {
                 "sharp": ["node", str(script), str(path), str(outdir), str(args.runs)],
-                "ours": [sys.executable, "-c", OURS, str(path), str(args.runs), str(ROOT)],
+                "ours": [sys.executable, "-c", OURS, str(path), str(args.runs), str(ROOT), "auto"],
             }
+            if args.pillow_resize:
+                engines["pillow"] = [sys.executable, "-c", OURS, str(path), str(args.runs), str(ROOT), "pillow"]
             if vips:
                 engines["pyvips"] = [str(vips), "-c", PYVIPS, str(path), str(args.runs)]
             runs: dict[str, list[dict]] = {name: [] for name in engines}
@@ -189,17 +197,19 @@ def main() -> None:
         f"four presets, best of {args.runs} renders x {args.rounds} processes per engine, engines taking turns,"
         " same inputs, same run; CPU = all threads of the best render"
     )
-    names = ["ours", "sharp"] + (["pyvips"] if vips else [])
+    names = ["ours", "sharp"] + (["pillow"] if args.pillow_resize else []) + (["pyvips"] if vips else [])
+    extras = names[2:]
     header = "".join(f"{n + ' s':>10}{'CPU s':>7}{'MiB':>6}" for n in names)
-    print(f"{'input':28}{header}{'ours/sharp':>12}" + (f"{'pyvips/sharp':>14}" if vips else ""))
+    print(f"{'input':28}{header}{'ours/sharp':>12}" + "".join(f"{n + '/sharp':>14}" for n in extras))
     for label, measured in rows:
         cells = "".join(
             f"{measured[n]['best_ms'] / 1000:10.3f}{measured[n]['cpu_ms'] / 1000:7.3f}{measured[n]['max_rss_kb'] / 1024:6.0f}"
             for n in names
         )
         ratio = measured["ours"]["best_ms"] / measured["sharp"]["best_ms"]
-        extra = f"{measured['pyvips']['best_ms'] / measured['sharp']['best_ms']:14.2f}" if vips else ""
+        extra = "".join(f"{measured[n]['best_ms'] / measured['sharp']['best_ms']:14.2f}" for n in extras)
         print(f"{label:28}{cells}{ratio:12.2f}{extra}  {'ok' if ratio <= 0.8 else 'above target 0.8'}")
+    print("ours resizes with:", rows[0][1]["ours"]["resizer"])
     print("sizes (ours):", {label: measured["ours"]["sizes"] for label, measured in rows})
 
 
