@@ -3,11 +3,11 @@
 One decode per image. A JPEG is decoded by libjpeg-turbo at the smallest of its DCT scales (M/8,
 through simplejpeg; Pillow's ``draft``, 1/2^n only, for CMYK) that still covers the largest preset; the
 decoded image is converted to sRGB and 8-bit RGB/RGBA once, then the presets are made largest first,
-each resized (bicubic; SIMD convolutions, or Pillow where they do not install) from the decoded image
-or from an image made for a larger preset when that is 2x to 4x its size, in the stored orientation; each output is turned upright (EXIF
-orientation) as it is encoded. Resizes and encodes run as steps on two threads, the longest chain of
-work first; a large resize is split in stripes when the estimated schedule says that finishes sooner
-than running the big resizes side by side. Outputs never upscale, keep the aspect ratio, are bounded in
+each resized (Lanczos3 on SIMD convolutions; Pillow's BICUBIC where those do not install) from the
+decoded image or from an image made for a larger preset when that is 2x to 4x its size, in the stored
+orientation; each output is turned upright (EXIF orientation) as it is encoded. Resizes and encodes
+run as steps on two threads, the longest chain of work first; a large resize is split in stripes when
+the estimated schedule says that finishes sooner than running the big resizes side by side. Outputs never upscale, keep the aspect ratio, are bounded in
 both dimensions, carry no EXIF/GPS/XMP metadata, and keep alpha only where the format can (WebP); JPEG
 outputs come from the image flattened on white. Animated GIF/WebP inputs give an animated WebP
 thumbnail and preview (at most :data:`MAX_FRAMES` frames, encoded in runs side by side, then joined);
@@ -45,7 +45,7 @@ except ImportError:  # pragma: no cover - without it Pillow decodes JPEGs (its d
 
 try:  # SIMD convolution resizes (fast_image_resize); wheels for x86_64 Linux (the function's), macOS, Windows.
     from cykooz_resizer import CropBox, FilterType, ResizeAlg, ResizeOptions, Resizer
-except ImportError:  # pragma: no cover - elsewhere (arm64 Linux) Pillow resizes, 5-8x slower, same filter
+except ImportError:  # pragma: no cover - elsewhere (arm64 Linux) Pillow resizes: BICUBIC, 5-6x slower
     Resizer = None
 
 DEFAULT_MAX_PIXELS = 100_000_000
