@@ -471,7 +471,7 @@ def test_an_animation_is_encoded_in_runs_side_by_side_and_joined_frame_for_frame
 
     # every frame of the test animation changes its colour: cut in the middle
     assert module._cuts(frames) == [6]
-    steps = module._animation_steps(frames, durations, 0, preview)
+    steps = module._animation_steps(frames, durations, 0, preview, module._cuts(frames))
     assert len(steps) == 3  # two runs and their join
     module._run_steps(steps)
     joined = steps[-1].result
@@ -500,7 +500,7 @@ def test_an_animation_that_changes_a_small_part_of_the_picture_is_not_cut(monkey
 
     # a cut would start over with a key frame: more bytes than the small changes it replaces
     assert module._cuts(frames) == []
-    assert len(module._animation_steps(frames, [80] * 12, 0, BY_NAME["preview"])) == 1
+    assert len(module._animation_steps(frames, [80] * 12, 0, BY_NAME["preview"], module._cuts(frames))) == 1
 
 
 def test_runs_are_not_joined_when_a_run_starts_on_a_partly_transparent_frame(monkeypatch) -> None:
@@ -520,7 +520,7 @@ def test_runs_are_not_joined_when_a_run_starts_on_a_partly_transparent_frame(mon
     assert module._join_animations([encode(frames[0], "WEBP"), parts[1]]) is None  # a still image is no run
     # so the animation is encoded whole: every frame keeps its transparent margin
     assert module._cuts(frames) == [4]
-    steps = module._animation_steps(frames, [80] * 8, 0, preset)
+    steps = module._animation_steps(frames, [80] * 8, 0, preset, module._cuts(frames))
     module._run_steps(steps)
     decoded = frames_of(steps[-1].result.data)
     assert len(decoded) == 8

@@ -7,12 +7,12 @@ each resized (Lanczos3 on SIMD convolutions; Pillow's BICUBIC where those do not
 decoded image or from an image made for a larger preset when that is 2x to 4x its size, in the stored
 orientation; each output is turned upright (EXIF orientation) as it is encoded. Resizes and encodes
 run as steps on two threads, the longest chain of work first; a large resize is split in stripes when
-the estimated schedule says that finishes sooner than running the big resizes side by side. Outputs never upscale, keep the aspect ratio, are bounded in
-both dimensions, carry no EXIF/GPS/XMP metadata, and keep alpha only where the format can (WebP); JPEG
-outputs come from the image flattened on white. Animated GIF/WebP inputs give an animated WebP
-thumbnail and preview (at most :data:`MAX_FRAMES` frames, encoded in runs side by side, then joined);
-the AI presets take the first frame. Quality is checked in the tests against a full-resolution LANCZOS
-resize (PSNR).
+the estimated schedule says that finishes sooner than running the big resizes side by side. Outputs
+never upscale, keep the aspect ratio, are bounded in both dimensions, carry no EXIF/GPS/XMP metadata,
+and keep alpha only where the format can (WebP); JPEG outputs come from the image flattened on white.
+Animated GIF/WebP inputs give an animated WebP thumbnail and preview (at most :data:`MAX_FRAMES`
+frames, encoded in runs side by side, then joined); the AI presets take the first frame. Quality is
+checked in the tests against a full-resolution LANCZOS resize (PSNR).
 """
 
 from __future__ import annotations
@@ -161,10 +161,11 @@ def render(
                 decoded, durations = _frames(image, max_pixels)
                 loop = int(image.info.get("loop", 0))
                 plans = _still_plans(decoded[0], stills)
+                cuts = _cuts(decoded)  # the same frames for every animated preset, in either plan
                 for steps, finishes in plans:
                     for preset in presets:
                         if preset.animated:
-                            steps += _animation_steps(decoded, durations, loop, preset)
+                            steps += _animation_steps(decoded, durations, loop, preset, cuts)
                             finishes.append(steps[-1])
             steps, finishes = min(plans, key=lambda plan: _makespan(plan[0]))
             _run_steps(steps)
@@ -491,14 +492,16 @@ def _frames(image: Image.Image, max_pixels: int) -> tuple[list[Image.Image], lis
     return frames, durations
 
 
-def _animation_steps(frames: list[Image.Image], durations: list[int], loop: int, preset: Preset) -> list[_Step]:
+def _animation_steps(
+    frames: list[Image.Image], durations: list[int], loop: int, preset: Preset, cuts: list[int]
+) -> list[_Step]:
     """One animated preset as steps. libwebp encodes an animation frame after frame on one thread, so the
-    frames are cut in :data:`THREADS` runs at the frames that change most of the picture (:func:`_cuts`),
-    each run is encoded as an animation of its own, side by side, and a last step joins them
+    frames are cut in :data:`THREADS` runs at ``cuts``, the frames that change most of the picture
+    (:func:`_cuts`), each run is encoded as an animation of its own, side by side, and a last step joins them
     (:func:`_join_animations`); with no such frame, or too few frames, one step encodes the whole."""
     size = fit(*frames[0].size, preset.max_width, preset.max_height)
     per_frame = size[0] * size[1] * _NS_PER_PIXEL["WEBP"] / 1e6 + _resize_cost(frames[0].size, size)
-    edges = [0, *_cuts(frames), len(frames)]
+    edges = [0, *cuts, len(frames)]
     parts = [
         _Step(lambda a=a, b=b: _encode_animated(frames[a:b], durations[a:b], loop, preset), (b - a) * per_frame)
         for a, b in itertools.pairwise(edges)
