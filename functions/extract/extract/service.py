@@ -13,6 +13,7 @@ Idempotent: a redelivered message finds the state done, or rewrites the same pie
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import IO, Any
@@ -59,7 +60,7 @@ class ExtractService:
         lane: str = "normal",
         page_range: list[int] | None = None,
         seconds: float = PDF_SECONDS,
-        until: float | None = None,
+        until: float = math.inf,
     ) -> str:
         """Extract a document (or one page range of it). Returns the task's state afterwards.
 
@@ -68,9 +69,9 @@ class ExtractService:
         stop reading, to keep time to store the result; a PDF stopped by that sooner limit is not the
         file's fault, and raises :class:`Transient` for the message to be read again in a new invocation.
         """
-        deadline = time.monotonic() + seconds
-        cut_short = until is not None and until < deadline
-        deadline = min(deadline, until) if until is not None else deadline
+        own = time.monotonic() + seconds
+        cut_short = until < own
+        deadline = min(own, until)
         logger.append_keys(hash=digest, task=TASK)
         file = self.files.get(digest)
         if file is None or file.get("status") != "stored":
