@@ -12,7 +12,9 @@ the input already in memory, with the CPU time (all threads) of that render. Pri
 CPU time, peak RSS and the ratio ours/sharp (target: ≤ 0.8 on every input).
 
 ``--pillow-resize`` adds our renderer with Pillow resizing instead of the SIMD resizer (what runs
-where cykooz.resizer has no wheel, as on Linux arm64). ``--pyvips`` adds a reference: libvips itself (sharp's engine) called from Python through pyvips,
+where cykooz.resizer has no wheel, as on Linux arm64).
+
+``--pyvips`` adds a reference: libvips itself (sharp's engine) called from Python through pyvips,
 installed into ``bench/.pyvips`` (a venv with ``pyvips`` and the ``pyvips-binary`` wheel), decoding
 each image once into memory and making the four presets from it on four threads. It shows what the
 same engine as sharp gives when driven from Python, next to what Pillow gives.
@@ -46,8 +48,9 @@ best, cpu = float("inf"), 0.0
 for _ in range(int(sys.argv[2])):
     started, used = time.perf_counter(), time.process_time()
     results = render(data)
-    if time.perf_counter() - started < best:
-        best, cpu = time.perf_counter() - started, time.process_time() - used
+    elapsed = time.perf_counter() - started
+    if elapsed < best:
+        best, cpu = elapsed, time.process_time() - used
 print(json.dumps({"best_ms": best * 1000, "cpu_ms": cpu * 1000,
                   "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                   "sizes": [[r.width, r.height] for r in results],
@@ -85,8 +88,9 @@ best, cpu = float("inf"), 0.0
 for _ in range(int(sys.argv[2])):
     started, used = time.perf_counter(), time.process_time()
     sizes = once()
-    if time.perf_counter() - started < best:
-        best, cpu = time.perf_counter() - started, time.process_time() - used
+    elapsed = time.perf_counter() - started
+    if elapsed < best:
+        best, cpu = elapsed, time.process_time() - used
 print(json.dumps({"best_ms": best * 1000, "cpu_ms": cpu * 1000,
                   "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "sizes": sizes}))
 """
