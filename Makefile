@@ -37,7 +37,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy layers/docpipe/docpipe functions/ingest/ingest functions/api/api functions/presets/presets functions/extract/extract functions/ocr/ocr
+	$(BIN)/mypy layers/docpipe/docpipe functions/ingest/ingest functions/api/api functions/presets/presets functions/extract/extract functions/ocr/ocr functions/sweeper/sweeper
 
 validate: $(SAM)
 	$(SAM) validate --lint

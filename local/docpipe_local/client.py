@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import mimetypes
 import time
 from collections.abc import Callable
@@ -73,6 +74,13 @@ class DocpipeClient:
     def cancel(self, job_id: str) -> dict[str, Any]:
         return dict(self._call("DELETE", f"/jobs/{job_id}").json())
 
+    def purge(self, job_id: str) -> dict[str, Any]:
+        """Remove a job for good (and its bytes, when no other job of anyone references them)."""
+        return dict(self._call("DELETE", f"/jobs/{job_id}", params={"purge": "true"}).json())
+
+    def usage(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/usage").json())
+
     def retry(self, job_id: str) -> dict[str, Any]:
         return dict(self._call("POST", f"/jobs/{job_id}/retry").json())
 
@@ -104,7 +112,14 @@ class DocpipeClient:
         size = path.stat().st_size
         content_type = mimetypes.guess_type(path.name)[0]
         created = self.create_upload(path.name, size, content_type, priority, ocr)
-        post_file(created["upload"], path, progress)
+        try:
+            post_file(created["upload"], path, progress)
+        except (UploadError, requests.RequestException):
+            # The storage refused the file or the connection broke: the job would wait for an upload that
+            # never comes, so end it now rather than leave it to the sweeper (best effort).
+            with contextlib.suppress(ApiError, requests.RequestException):
+                self.cancel(created["jobId"])
+            raise
         return created
 
     def wait(

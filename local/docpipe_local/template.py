@@ -278,7 +278,7 @@ class Template:
             layer_logical = layer.get("Ref") if isinstance(layer, dict) else None
             if layer_logical and layer_logical in self.resources:
                 layers.append(self.root / self.resources[layer_logical]["Properties"]["ContentUri"])
-        sqs, http = [], []
+        sqs, http, schedules = [], [], []
         for event_name, event in (props.get("Events") or {}).items():
             eprops = event.get("Properties", {})
             if event["Type"] == "SQS":
@@ -297,6 +297,9 @@ class Template:
                         enabled=_truthy(self.resolve(eprops.get("Enabled", True))),
                     )
                 )
+            elif event["Type"] in ("Schedule", "ScheduleV2"):
+                expression = str(self.resolve(eprops.get("Schedule") or eprops.get("ScheduleExpression")))
+                schedules.append(ScheduleSource(event_name, expression, rate_seconds(expression)))
             elif event["Type"] == "HttpApi":
                 auth = eprops.get("Auth", {}).get("Authorizer")
                 http.append(
@@ -315,6 +318,7 @@ class Template:
             reserved_concurrency=None if reserved is NO_VALUE else int(reserved),
             sqs_sources=sqs,
             http_routes=http,
+            schedules=schedules,
         )
 
 
@@ -326,6 +330,25 @@ class SqsSource:
     max_concurrency: int
     report_failures: bool
     enabled: bool = True
+
+
+_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+
+
+def rate_seconds(expression: str) -> int:
+    """The period of an EventBridge ``rate(...)`` expression; the local stack runs no ``cron(...)``."""
+    match = _RATE.match(expression.strip())
+    if match is None:
+        raise TemplateError(f"the local stack runs rate(...) schedules only, not {expression!r}")
+    unit = match.group(2).rstrip("s")
+    return int(match.group(1)) * {"minute": 60, "hour": 3600, "day": 86400}[unit]
+
+
+@dataclass(frozen=True)
+class ScheduleSource:
+    name: str
+    expression: str
+    every_seconds: int
 
 
 @dataclass(frozen=True)
@@ -348,6 +371,7 @@ class FunctionSpec:
     reserved_concurrency: int | None
     sqs_sources: list[SqsSource]
     http_routes: list[HttpRoute]
+    schedules: list[ScheduleSource] = field(default_factory=list)
 
     def environment(self, template: Template) -> dict[str, str]:
         return {k: str(v) for k, v in template.resolve(self.env_template).items()}

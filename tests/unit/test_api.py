@@ -53,7 +53,7 @@ def test_post_uploads_returns_a_presigned_post_bound_to_one_key(call) -> None:
     body = upload(call, "../holiday photo.JPG", 5000, contentType="image/jpeg")
 
     fields = body["upload"]["fields"]
-    assert fields["key"] == f"uploads/alice/{body['jobId']}/holiday_photo.JPG"
+    assert fields["key"] == f"uploads/high/alice/{body['jobId']}/holiday_photo.JPG"
     assert fields["Content-Type"] == "image/jpeg"
     policy = json.loads(__import__("base64").b64decode(fields["policy"]))
     assert ["content-length-range", 1, 5000] in policy["conditions"]

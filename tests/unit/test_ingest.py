@@ -41,7 +41,7 @@ def new_upload(
     aws: dict[str, Any], settings: Settings, data: bytes, name: str, owner: str = "alice", **job: Any
 ) -> tuple[str, str]:
     job_id = new_job_id()
-    key = upload_key(owner, job_id, name)
+    key = upload_key(job.get("lane") or "normal", owner, job_id, name)
     JobsRepository(settings.jobs_table).create(
         {
             "jobId": job_id,
@@ -190,7 +190,7 @@ def test_a_file_larger_than_declared_fails(aws, settings, service) -> None:
 
 def test_an_upload_without_a_job_gets_one(aws, settings, service) -> None:
     job_id = new_job_id()
-    key = upload_key("carol", job_id, "orphan.txt")
+    key = upload_key("normal", "carol", job_id, "orphan.txt")
     aws["s3"].put_object(Bucket=settings.uploads_bucket, Key=key, Body=b"no job for me")
 
     assert service.ingest(settings.uploads_bucket, key).result == "stored"
@@ -290,7 +290,7 @@ def sqs_event(*bodies: str) -> dict[str, Any]:
                 "messageAttributes": {},
                 "md5OfBody": "",
                 "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:IngestQueue",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:IngestNormalQueue",
                 "awsRegion": "us-east-1",
             }
             for i, body in enumerate(bodies)
@@ -332,8 +332,8 @@ def test_a_record_left_without_time_is_handed_back_at_once(aws, lambda_context, 
     from docpipe_local.pollers import sqs_event
     from ingest import handler
 
-    url = aws["template"].attributes["IngestQueue"]["QueueUrl"]
-    arn = aws["template"].attributes["IngestQueue"]["Arn"]
+    url = aws["template"].attributes["IngestNormalQueue"]["QueueUrl"]
+    arn = aws["template"].attributes["IngestNormalQueue"]["Arn"]
     aws["sqs"].send_message(QueueUrl=url, MessageBody=json.dumps({"Records": []}))
     received = aws["sqs"].receive_message(QueueUrl=url, VisibilityTimeout=300, AttributeNames=["All"])["Messages"]
     monkeypatch.setattr(lambda_context, "get_remaining_time_in_millis", lambda: handler.RECORD_BUDGET_MS - 1)

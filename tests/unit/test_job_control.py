@@ -12,7 +12,7 @@ import pytest
 from docpipe import jobs
 from docpipe.adapters.dynamo import FilesRepository, JobsRepository, owner_hash
 from docpipe.adapters.sqs import TaskQueues
-from docpipe.config import Settings
+from docpipe.config import LANES, Settings
 from docpipe.errors import OcrUnavailable, TaskBusy
 from docpipe.worker import Message, TaskRunner, backoff_seconds
 from docpipe_local.pollers import sqs_event
@@ -200,7 +200,7 @@ def test_queues_lists_every_lane_with_its_counts(aws, call) -> None:  # noqa: F8
 
     rows = {(r["concern"], r["lane"]): r for r in body["queues"]}
     assert status == 200 and headers["Cache-Control"] == "no-store"
-    assert set(rows) == {("ingest", "-")} | {
+    assert set(rows) == {("ingest", lane) for lane in LANES} | {
         (t, lane) for t in ("presets", "extract", "ocr") for lane in ("high", "normal", "low")
     }
     assert (rows["presets", "low"]["depth"], rows["presets", "low"]["dlqDepth"]) == (2, 0)

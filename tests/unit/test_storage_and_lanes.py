@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from urllib.parse import quote_plus, unquote_plus
+
 import pytest
 
 from docpipe.lanes import lane_for
@@ -25,13 +27,27 @@ def test_names_lose_paths_and_control_characters(name: str, shown: str, safe: st
     assert safe_name(name) == safe
 
 
-def test_upload_key_round_trips_through_an_s3_event_encoding() -> None:
-    key = upload_key("alice", "1b4e28ba-2fa1-11d2-883f-0016d3cca427", "a b.txt")
-    encoded = key.replace("/", "%2F")
-    assert parse_upload_key(encoded) == ("alice", "1b4e28ba-2fa1-11d2-883f-0016d3cca427")
+JOB = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
 
 
-@pytest.mark.parametrize("key", ["uploads/alice/x", "other/alice/job/name", "uploads//job/name", "uploads/a/b/c/d"])
+@pytest.mark.parametrize("owner", ["alice", "a+b", "user%41", "zoë"])
+def test_upload_key_round_trips_through_one_s3_event_decoding(owner: str) -> None:
+    key = upload_key("high", owner, JOB, "a b.txt")
+    encoded = quote_plus(key, safe="")  # how S3 notifications carry keys
+    assert parse_upload_key(unquote_plus(encoded)) == ("high", owner, JOB)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "uploads/high/alice/x",
+        "other/high/alice/job/name",
+        "uploads/high//job/name",
+        "uploads/fast/a/b/c",
+        f"uploads/alice/{JOB}/old-layout.txt",
+        "uploads/high/a/b/c/d",
+    ],
+)
 def test_keys_outside_the_upload_layout_are_not_parsed(key: str) -> None:
     assert parse_upload_key(key) is None
 

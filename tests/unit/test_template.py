@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from docpipe.config import LIMIT_VARIABLES
 from docpipe_local.template import HttpRoute, SqsSource, Template, TemplateError
 from tests.conftest import ROOT
 
@@ -18,6 +19,7 @@ GLOBAL_VARIABLES = {
     "STORE_BUCKET",
     "JOBS_TABLE",
     "FILES_TABLE",
+    "USAGE_TABLE",
     "MAX_UPLOAD_BYTES",
     "JOB_TTL_DAYS",
     "PRESETS_QUEUE_HIGH",
@@ -66,7 +68,7 @@ def small(tmp_path: Path, text: str = SMALL, **kwargs) -> Template:
 
 def test_ref_to_a_parameter_gives_its_default_as_a_string(template: Template) -> None:
     assert template.resolve({"Ref": "LogLevel"}) == "INFO"
-    assert template.resolve({"Ref": "IngestConcurrency"}) == "10"  # Number parameters are strings, as in CFN
+    assert template.resolve({"Ref": "ApiConcurrency"}) == "50"  # Number parameters are strings, as in CFN
 
 
 def test_parameter_overrides_replace_the_defaults() -> None:
@@ -110,7 +112,7 @@ def test_pseudo_parameters_describe_the_local_stack(template: Template) -> None:
 def test_pseudo_parameters_follow_the_stack_identity() -> None:
     template = Template.load(ROOT / "template.yaml", stack_name="other", region="eu-west-1", account_id="999")
     assert template.physical_name("UploadsBucket") == "other-uploads-999-eu-west-1"
-    assert template.resolve({"Fn::GetAtt": ["IngestQueue", "Arn"]}) == "arn:aws:sqs:eu-west-1:999:other-IngestQueue"
+    assert template.resolve({"Fn::GetAtt": ["IngestHighQueue", "Arn"]}) == "arn:aws:sqs:eu-west-1:999:other-IngestHighQueue"
 
 
 # ------------------------------------------------------------------ names and attributes of resources
@@ -245,11 +247,11 @@ def test_novalue_drops_a_list_entry(template: Template) -> None:
 
 
 def test_an_if_to_novalue_drops_the_property_only_when_its_condition_is_false() -> None:
-    value = {"Reserved": {"Fn::If": ["ReserveConcurrency", {"Ref": "IngestConcurrency"}, {"Ref": "AWS::NoValue"}]}}
+    value = {"Reserved": {"Fn::If": ["ReserveConcurrency", {"Ref": "ApiConcurrency"}, {"Ref": "AWS::NoValue"}]}}
     off = Template.load(ROOT / "template.yaml")
     on = Template.load(ROOT / "template.yaml", parameters={"UseReservedConcurrency": "true"})
     assert off.resolve(value) == {}
-    assert on.resolve(value) == {"Reserved": "10"}
+    assert on.resolve(value) == {"Reserved": "50"}
 
 
 # ------------------------------------------------------------------ reserved concurrency (Fn::If on a condition)
@@ -259,22 +261,22 @@ def test_ingest_has_no_reserved_concurrency_by_default(template: Template) -> No
     assert template.function("IngestFunction").reserved_concurrency is None
 
 
-def test_ingest_reserves_its_concurrency_when_asked() -> None:
+def test_ingest_reserves_the_sum_of_its_lanes_when_asked() -> None:
     template = Template.load(ROOT / "template.yaml", parameters={"UseReservedConcurrency": "true"})
-    assert template.function("IngestFunction").reserved_concurrency == 10
-
-
-def test_reserved_ingest_concurrency_follows_the_ingest_concurrency_parameter() -> None:
-    template = Template.load(
-        ROOT / "template.yaml", parameters={"UseReservedConcurrency": "true", "IngestConcurrency": "25"}
-    )
     spec = template.function("IngestFunction")
-    assert (spec.reserved_concurrency, spec.sqs_sources[0].max_concurrency) == (25, 25)
+    assert spec.reserved_concurrency == sum(source.max_concurrency for source in spec.sqs_sources) == 11
+
+
+def test_reserved_api_concurrency_follows_its_parameter() -> None:
+    template = Template.load(
+        ROOT / "template.yaml", parameters={"UseReservedConcurrency": "true", "ApiConcurrency": "25"}
+    )
+    assert template.function("ApiFunction").reserved_concurrency == 25
 
 
 def test_functions_without_the_property_never_reserve() -> None:
     template = Template.load(ROOT / "template.yaml", parameters={"UseReservedConcurrency": "true"})
-    assert template.function("ApiFunction").reserved_concurrency is None
+    assert template.function("SweeperFunction").reserved_concurrency is None
 
 
 # ------------------------------------------------------------------ Globals
@@ -282,9 +284,12 @@ def test_functions_without_the_property_never_reserve() -> None:
 
 def test_api_function_merges_its_own_variables_with_the_globals(template: Template) -> None:
     env = template.function("ApiFunction").environment(template)
-    assert set(env) == GLOBAL_VARIABLES | {"UPLOAD_URL_TTL_SECONDS", "DOWNLOAD_URL_TTL_SECONDS", "INGEST_QUEUE"}
+    limits = set(LIMIT_VARIABLES.values())
+    ingest = {"INGEST_QUEUE_HIGH", "INGEST_QUEUE_NORMAL", "INGEST_QUEUE_LOW"}
+    own = {"UPLOAD_URL_TTL_SECONDS", "UPLOAD_GRACE_SECONDS", "DOWNLOAD_URL_TTL_SECONDS"}
+    assert set(env) == GLOBAL_VARIABLES | own | ingest | limits
     assert env["UPLOAD_URL_TTL_SECONDS"] == "900"
-    assert env["INGEST_QUEUE"] == "https://sqs.us-east-1.amazonaws.com/123456789012/docpipe-local-IngestQueue"
+    assert env["INGEST_QUEUE_LOW"] == "https://sqs.us-east-1.amazonaws.com/123456789012/docpipe-local-IngestLowQueue"
     assert env["STORE_BUCKET"] == "docpipe-local-store-123456789012-us-east-1"
     assert env["JOBS_TABLE"] == "docpipe-local-JobsTable"
     assert env["PRESETS_QUEUE_LOW"] == "https://sqs.us-east-1.amazonaws.com/123456789012/docpipe-local-PresetsLowQueue"
@@ -352,23 +357,24 @@ def test_functions_are_named_after_the_stack(template: Template) -> None:
         "ExtractFunction",
         "OcrFunction",
         "ApiFunction",
+        "SweeperFunction",
     }
 
 
 # ------------------------------------------------------------------ events
 
 
-def test_ingest_reads_its_queue_in_batches_of_ten_reporting_failures(template: Template) -> None:
+def test_ingest_reads_one_queue_per_lane_reporting_failures(template: Template) -> None:
     assert template.function("IngestFunction").sqs_sources == [
-        SqsSource(
-            name="Uploads",
-            queue="IngestQueue",
-            batch_size=10,
-            max_concurrency=10,
-            report_failures=True,
-            enabled=True,
-        )
+        SqsSource(name="High", queue="IngestHighQueue", batch_size=10, max_concurrency=6, report_failures=True),
+        SqsSource(name="Normal", queue="IngestNormalQueue", batch_size=10, max_concurrency=3, report_failures=True),
+        SqsSource(name="Low", queue="IngestLowQueue", batch_size=1, max_concurrency=2, report_failures=True),
     ]
+
+
+def test_the_sweeper_runs_on_a_schedule(template: Template) -> None:
+    (schedule,) = template.function("SweeperFunction").schedules
+    assert (schedule.expression, schedule.every_seconds) == ("rate(5 minutes)", 300)
 
 
 def test_the_api_has_an_open_health_route_and_an_authorized_proxy(template: Template) -> None:

@@ -39,15 +39,45 @@ def test_every_source_reports_partial_batch_failures(template: Template) -> None
     assert all(source.report_failures for _, source in sources(template))
 
 
-@pytest.mark.parametrize("ingest_concurrency", ["2", "10", "40"])
-def test_reserved_concurrency_covers_the_sources_when_it_is_on(ingest_concurrency: str) -> None:
-    parameters = {"UseReservedConcurrency": "true", "IngestConcurrency": ingest_concurrency}
-    template = Template.load(ROOT / "template.yaml", parameters=parameters)
+def test_reserved_concurrency_covers_the_sources_when_it_is_on() -> None:
+    template = Template.load(ROOT / "template.yaml", parameters={"UseReservedConcurrency": "true"})
     consumers = {spec.logical: spec for spec, _ in sources(template)}
     assert set(consumers) == {"IngestFunction", "PresetsFunction", "ExtractFunction", "OcrFunction"}
     for name, spec in consumers.items():
         assert spec.reserved_concurrency is not None, name
         assert spec.reserved_concurrency >= sum(s.max_concurrency for s in spec.sqs_sources), name
+        for source in spec.sqs_sources:  # each lane alone within the function's reservation
+            assert source.max_concurrency <= spec.reserved_concurrency, (name, source.name)
+
+
+def test_every_lane_of_ingest_and_the_tasks_has_its_own_queue_weighted_high_first(template: Template) -> None:
+    for logical in ("IngestFunction", "PresetsFunction", "ExtractFunction", "OcrFunction"):
+        lanes = {s.name: s.max_concurrency for s in template.function(logical).sqs_sources}
+        assert set(lanes) == {"High", "Normal", "Low"}, logical
+        assert lanes["High"] >= lanes["Normal"] >= lanes["Low"], logical
+
+
+def test_quota_parameters_have_a_min_value_and_zero_means_unlimited(template: Template) -> None:
+    from docpipe.quotas import LIMIT_NAMES
+
+    parameters = template.doc["Parameters"]
+    for name in LIMIT_NAMES:
+        assert parameters[name]["Type"] == "Number" and parameters[name]["MinValue"] == 0, name
+        assert int(parameters[name]["Default"]) > 0, name
+    for name in ("ApiThrottlingBurstLimit", "ApiThrottlingRateLimit", "ApiConcurrency"):
+        assert parameters[name]["MinValue"] >= 1, name
+
+
+def test_the_api_is_throttled_and_sees_every_limit(template: Template) -> None:
+    from docpipe.config import LIMIT_VARIABLES
+
+    routes = template.resources["HttpApi"]["Properties"]["DefaultRouteSettings"]
+    assert routes == {
+        "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
+        "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
+    }
+    env = template.function("ApiFunction").env_template
+    assert {env[variable]["Ref"] for variable in LIMIT_VARIABLES.values()} == set(LIMIT_VARIABLES)
 
 
 def test_no_function_reserves_concurrency_when_it_is_off(template: Template) -> None:
@@ -59,12 +89,18 @@ def test_the_high_lane_gets_the_largest_share(template: Template) -> None:
     assert presets["High"] > presets["Normal"] > presets["Low"] >= 2
 
 
-def test_uploads_notify_the_ingest_queue_and_stale_uploads_expire(template: Template) -> None:
+def test_each_lanes_uploads_notify_its_ingest_queue_and_stale_uploads_expire(template: Template) -> None:
     props = template.resources["UploadsBucket"]["Properties"]
-    (notification,) = props["NotificationConfiguration"]["QueueConfigurations"]
-    assert notification["Event"] == "s3:ObjectCreated:*"
-    assert notification["Queue"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
-    assert notification["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "uploads/"}]
+    routes = {
+        n["Filter"]["S3Key"]["Rules"][0]["Value"]: n["Queue"]["Fn::GetAtt"][0]
+        for n in props["NotificationConfiguration"]["QueueConfigurations"]
+        if n["Event"] == "s3:ObjectCreated:*"
+    }
+    assert routes == {
+        "uploads/high/": "IngestHighQueue",
+        "uploads/normal/": "IngestNormalQueue",
+        "uploads/low/": "IngestLowQueue",
+    }
     (rule,) = props["LifecycleConfiguration"]["Rules"]
     assert rule["Prefix"] == "uploads/"
 
@@ -84,6 +120,7 @@ def test_jobs_table_indexes_and_ttl(template: Template) -> None:
         "byOwner": [("owner", "HASH"), ("createdAt", "RANGE")],
         "byOwnerHash": [("ownerHash", "HASH")],
         "byHash": [("hash", "HASH")],
+        "byUploadDeadline": [("awaiting", "HASH"), ("uploadDeadline", "RANGE")],
     }
     declared = {a["AttributeName"] for a in props["AttributeDefinitions"]}
     assert {name for keys in indexes.values() for name, _ in keys} <= declared
@@ -158,7 +195,7 @@ def test_each_function_names_its_own_service_in_the_docpipe_namespace(template: 
 
 def test_the_work_queues_are_the_event_sources(template: Template) -> None:
     assert work_queues(template) == {source.queue for _, source in sources(template)}
-    assert len(work_queues(template)) == 10 and len(dead_letter_queues(template)) == 10
+    assert len(work_queues(template)) == 12 and len(dead_letter_queues(template)) == 12
 
 
 def test_every_work_queue_alarms_on_its_depth_over_100(template: Template) -> None:
@@ -235,7 +272,7 @@ def test_the_failure_rate_alarms_minimum_count_follows_its_parameter() -> None:
 
 def test_alarms_treat_missing_data_as_fine_and_are_named_after_the_stack() -> None:
     found = alarms(Template.load(ROOT / "template.yaml", stack_name="prod-docs"))
-    assert len(found) == 2 * 10 + 10 + len(WORKERS) + len(SERVICES)
+    assert len(found) == 2 * 12 + 12 + len(WORKERS) + len(SERVICES)
     assert all(a["TreatMissingData"] == "notBreaching" for a in found.values())
     names = [a["AlarmName"] for a in found.values()]
     assert all(n.startswith("prod-docs-") for n in names) and len(set(names)) == len(names)

@@ -22,13 +22,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import docpipe
 from api.uploads import UploadRequest, prepare
-from docpipe import control
+from docpipe import control, quotas
 from docpipe import jobs as job_states
 from docpipe.adapters.cloudwatch import QueueAges
 from docpipe.adapters.dynamo import FilesRepository, JobsRepository
 from docpipe.adapters.s3 import ObjectStore
 from docpipe.adapters.sqs import QueueStats, TaskQueues
-from docpipe.config import LANES, Settings
+from docpipe.adapters.usage import UsageRepository
+from docpipe.config import LANES, ConfigError, Settings
 from docpipe.errors import BadRequest, DocpipeError, NotFound, Unauthorized, http_status
 from docpipe.jobs import TERMINAL, public_view
 from docpipe.observability import MetricUnit, logger, metrics, tracer
@@ -47,7 +48,14 @@ JSON = "application/json"
 
 @functools.cache
 def adapters() -> tuple[ObjectStore, JobsRepository, FilesRepository]:
-    return ObjectStore(), JobsRepository(settings.jobs_table), FilesRepository(settings.files_table)
+    return ObjectStore(), JobsRepository.for_settings(settings), FilesRepository(settings.files_table)
+
+
+@functools.cache
+def usage() -> UsageRepository:
+    if not settings.usage_table:
+        raise ConfigError("environment variable USAGE_TABLE is not set (see template.yaml)")
+    return UsageRepository(settings.usage_table)
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
@@ -82,9 +90,20 @@ def _own_file(digest: str, owner: str) -> tuple[dict[str, Any], dict[str, Any]]:
 @app.post("/uploads")
 def create_upload(request: UploadRequest) -> Response[str]:
     owner = current_user()
-    prepared = prepare(request, owner, settings.max_upload_bytes, settings.upload_url_ttl_seconds)
+    prepared = prepare(
+        request, owner, settings.max_upload_bytes, settings.upload_url_ttl_seconds, settings.upload_grace_seconds
+    )
+    lane = quotas.admit(usage(), owner, request.size, str(prepared.job["lane"]), settings.limits)
+    if lane != prepared.job["lane"]:
+        prepared = prepared.on_lane(lane)
+        metrics.add_metric(name="UploadsMovedOffHighLane", unit=MetricUnit.Count, value=1)
     store, jobs_repo, _ = adapters()
-    jobs_repo.create(prepared.job)
+    try:
+        jobs_repo.create(prepared.job)
+    except DocpipeError:
+        usage().add(owner, quotas.OPEN, -1)
+        quotas.release_upload(usage(), owner, request.size)
+        raise
     post = store.presign_post(
         settings.uploads_bucket,
         prepared.key,
@@ -125,12 +144,27 @@ def get_job(job_id: str) -> Response[str]:
 
 
 @app.delete("/jobs/<job_id>")
-def cancel_job(job_id: str) -> Response[str]:
-    """Cancel a job that has not ended: 200 with the job, 409 ``job.finished`` when it has."""
+def cancel_job(job_id: str, purge: Annotated[bool, Query()] = False) -> Response[str]:
+    """Cancel a job that has not ended: 200 with the job, 409 ``job.finished`` when it has.
+
+    ``?purge=true`` removes the job for good, whatever its state (an open one is cancelled first):
+    200 ``{jobId, purged: true}``, and the job answers 404 from then on. The stored bytes, presets and
+    text go with the last job that references them.
+    """
     job = _own_job(job_id, current_user())
-    _, jobs_repo, files_repo = adapters()
+    store, jobs_repo, files_repo = adapters()
+    if purge:
+        control.purge(job, jobs_repo, files_repo, store, settings.store_bucket, _ttl_at())
+        return _json(200, {"jobId": job_id, "purged": True})
     cancelled = control.cancel(job, jobs_repo, files_repo, _ttl_at())
     return _json(200, public_view(cancelled))
+
+
+@app.get("/usage")
+def get_usage() -> Response[str]:
+    """The caller's limits: each one's value (``null``: unlimited), what is used of it, and when it resets."""
+    owner = current_user()
+    return _json(200, {"limits": quotas.report(usage(), owner, settings.limits)}, {"Cache-Control": "no-store"})
 
 
 @app.post("/jobs/<job_id>/retry")
@@ -138,7 +172,8 @@ def retry_job(job_id: str) -> Response[str]:
     """Run a failed or cancelled job's unfinished tasks again: 202 with the job and the tasks queued."""
     job = _own_job(job_id, current_user())
     _, jobs_repo, files_repo = adapters()
-    retried, queued = control.retry(job, jobs_repo, files_repo, TaskQueues(settings.task_queues), _ttl_at())
+    limits = quotas.limits_for(usage(), job["owner"], settings.limits)
+    retried, queued = control.retry(job, jobs_repo, files_repo, TaskQueues(settings.task_queues), _ttl_at(), limits)
     file = files_repo.get(retried["hash"]) if retried.get("hash") else None
     return _json(202, {**public_view(retried, file), "requeued": queued})
 
@@ -153,7 +188,7 @@ def queues() -> Response[str]:
     """Each lane's depth, in-flight and delayed counts, its DLQ's depth and the age of its oldest message."""
     current_user()
     stats, ages = queue_readers()
-    lanes = [("ingest", "-", settings.ingest_queue)] if settings.ingest_queue else []
+    lanes = [("ingest", lane, url) for lane, url in settings.ingest_queues.items()]
     lanes += [(task, lane, urls[lane]) for task, urls in settings.task_queues.items() for lane in LANES]
     rows = [{"concern": concern, "lane": lane, **stats.stats(url)} for concern, lane, url in lanes if url]
     oldest = ages.oldest_seconds([row["queue"] for row in rows])
@@ -262,7 +297,9 @@ def _regenerate(record: dict[str, Any], variant: str) -> Response[str]:
     if not running and adapters()[2].request_regeneration(
         digest, "presets", int(time.time()), REGENERATE_EVERY_SECONDS
     ):
-        TaskQueues(settings.task_queues).send("presets", "high", {"hash": digest, "presets": [variant]})
+        TaskQueues(settings.task_queues).send(
+            "presets", "high", {"hash": digest, "presets": [variant]}, tenant=current_user()
+        )
         metrics.add_metric(name="PresetsRegenerated", unit=MetricUnit.Count, value=1)
     return _json(
         202,
@@ -297,7 +334,9 @@ def health() -> Response[str]:
 
 @app.exception_handler(DocpipeError)
 def docpipe_error(error: DocpipeError) -> Response[str]:
-    return _json(http_status(error), error.to_dict())
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+    body = {**error.to_dict(), **({"retryAfter": error.retry_after} if error.retry_after else {})}
+    return _json(http_status(error), body, headers)
 
 
 @app.exception_handler(RequestValidationError)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -35,8 +35,15 @@ class PreparedUpload:
     key: str
     content_type: str
 
+    def on_lane(self, lane: str) -> PreparedUpload:
+        """The same upload on another lane (admission moved it): its key names the lane."""
+        key = upload_key(lane, str(self.job["owner"]), str(self.job["jobId"]), str(self.job["name"]))
+        return replace(self, job={**self.job, "lane": lane, "uploadKey": key}, key=key)
 
-def prepare(request: UploadRequest, owner: str, max_bytes: int, url_ttl_seconds: int) -> PreparedUpload:
+
+def prepare(
+    request: UploadRequest, owner: str, max_bytes: int, url_ttl_seconds: int, grace_seconds: int = 900
+) -> PreparedUpload:
     """Check a request and describe its job; raises 400/413/415-class errors. The client's type is a hint only."""
     name = display_name(request.name)
     if not name:
@@ -54,7 +61,8 @@ def prepare(request: UploadRequest, owner: str, max_bytes: int, url_ttl_seconds:
         raise UnsupportedType(f"Files of type {declared} are not accepted.")
     content_type = named.mime if named else declared if declared not in GENERIC_MIMES else "application/octet-stream"
     job_id = jobs.new_job_id()
-    key = upload_key(owner, job_id, name)
+    lane = lane_for(request.size, request.priority)
+    key = upload_key(lane, owner, job_id, name)
     now = jobs.now_iso()
     job: dict[str, object] = {
         "jobId": job_id,
@@ -65,10 +73,13 @@ def prepare(request: UploadRequest, owner: str, max_bytes: int, url_ttl_seconds:
         "declaredType": declared or None,
         "priority": request.priority,
         "ocr": request.ocr or request.purpose == "document",
-        "lane": lane_for(request.size, request.priority),
+        "lane": lane,
         "state": jobs.JobState.UPLOADING.value,
         "createdAt": now,
         "updatedAt": now,
+        # In the sweeper's index until the job leaves ``uploading``: past the deadline it is ended.
+        "awaiting": "upload",
+        "uploadDeadline": jobs.expires_in(url_ttl_seconds + grace_seconds),
         "expiresAt": jobs.expires_in(url_ttl_seconds + jobs.UNCLAIMED_JOB_SECONDS),
     }
     return PreparedUpload(job=job, key=key, content_type=content_type)

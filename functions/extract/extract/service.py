@@ -49,7 +49,7 @@ class ExtractService:
         return cls(
             settings,
             ObjectStore(),
-            JobsRepository(settings.jobs_table),
+            JobsRepository.for_settings(settings),
             FilesRepository(settings.files_table),
             TaskQueues(settings.task_queues),
         )

@@ -19,13 +19,15 @@ class Scanned:
     head: bytes
 
 
-def check_size(size: int, max_bytes: int, declared: int | None = None) -> None:
+def check_size(size: int, max_bytes: int, declared: int | None = None, lane_ceiling: int | None = None) -> None:
     if size == 0:
         raise FileEmpty()
     if size > max_bytes:
         raise FileTooLarge(f"The file is {size} bytes; the limit is {max_bytes} bytes.")
     if declared is not None and size > declared:
         raise FileTooLarge(f"The file is {size} bytes, larger than the {declared} bytes declared for it.")
+    if lane_ceiling is not None and size > lane_ceiling:
+        raise FileTooLarge(f"The file is {size} bytes, more than its lane takes ({lane_ceiling} bytes).")
 
 
 def scan(

@@ -20,6 +20,7 @@ from docpipe import aws
 from docpipe.adapters.dynamo import FilesRepository, JobsRepository
 from docpipe.adapters.s3 import ObjectStore
 from docpipe.adapters.sqs import TaskQueues
+from docpipe.adapters.usage import UsageRepository
 from docpipe.config import Settings
 from docpipe.errors import Transient
 from docpipe.observability import logger, metrics, tracer
@@ -35,14 +36,17 @@ def service() -> IngestService:
     return IngestService(
         settings,
         ObjectStore(),
-        JobsRepository(settings.jobs_table),
+        JobsRepository.for_settings(settings),
         FilesRepository(settings.files_table),
         tasks=TaskQueues(settings.task_queues),
+        usage=UsageRepository(settings.usage_table) if settings.usage_table else None,
     )
 
 
 def s3_objects(body: str) -> Iterator[tuple[str, str]]:
-    """``(bucket, key)`` for each object-created record of an S3 notification; test events yield nothing."""
+    """``(bucket, key)`` for each object-created record of an S3 notification; test events yield nothing.
+
+    S3 URL-encodes keys in its events (a space as ``+``); the key is decoded here, once, and never again."""
     try:
         message = json.loads(body)
     except json.JSONDecodeError:

@@ -1,13 +1,21 @@
 """Ingest one raw upload: hash it, check it, store it once per content, and settle its job.
 
-Every object that arrives under ``uploads/{owner}/{jobId}/{name}`` ends as a job that is ``ready``
-(or ``queued`` once processing stages exist) or ``failed`` with a stable code. The raw upload is
+Every object that arrives under ``uploads/{lane}/{owner}/{jobId}/{name}`` ends as a job that is
+``queued`` (then ``ready``) or ``failed`` with a stable code. The lane in the key is the one the API
+chose for the job; its size is checked against that lane (and the declared size) before any hashing,
+so a client that declared a small file and sent a big one never reaches a high-lane worker. The raw upload is
 deleted only after its bytes are stored (or matched); a failed upload is kept for inspection and
 left to the bucket's lifecycle rule, so nothing a user sent is lost to a bug in this code.
 
 Races are settled by conditional writes: the job moves out of ``uploading`` once (a duplicated or
 redelivered event finds it moved and stops), and the first writer of a hash claims it in FilesTable
-with a lease before copying, so concurrent uploads of the same bytes store them once.
+with a lease before copying, so concurrent uploads of the same bytes store them once. Every job that
+gets the bytes adds a reference to the file while it is ``stored`` (one conditional update); bytes
+that a purge is deleting are waited for and stored again (see :class:`FilesRepository`).
+
+The owner's usage is settled once the job has left ``uploading``: the reservation of its declared
+size becomes the stored size (or nothing, when the owner already had those bytes); a refused upload
+gives it back (:mod:`docpipe.quotas`).
 """
 
 from __future__ import annotations
@@ -17,10 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from docpipe import jobs
+from docpipe import jobs, lanes, quotas, references
 from docpipe.adapters.dynamo import FilesRepository, JobsRepository, owner_hash
 from docpipe.adapters.s3 import ObjectInfo, ObjectNotFound, ObjectStore
 from docpipe.adapters.sqs import TaskQueues
+from docpipe.adapters.usage import UsageRepository
 from docpipe.config import Settings
 from docpipe.errors import DocpipeError, Transient, UploadMissing
 from docpipe.filetypes import FileType
@@ -59,6 +68,7 @@ class IngestService:
         tasks: TaskQueues | None = None,
         store_wait_seconds: float = STORE_WAIT_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
+        usage: UsageRepository | None = None,
     ) -> None:
         self.store_wait_seconds = store_wait_seconds
         self.sleep = sleep
@@ -68,18 +78,23 @@ class IngestService:
         self.files = files_repo
         self.clock = clock
         self.tasks = tasks or TaskQueues(settings.task_queues)
+        self.usage = usage
 
     def ingest(self, bucket: str, key: str) -> Outcome:
+        """Ingest the object ``key`` (decoded once from the event) of ``bucket``."""
+        if bucket != self.settings.uploads_bucket:
+            logger.warning("event names another bucket than the uploads bucket; ignored", extra={"bucket": bucket})
+            return Outcome("skipped", reason="not the uploads bucket")
         parsed = parse_upload_key(key)
         if parsed is None:
             logger.warning("object outside the upload layout; left to the lifecycle rule", extra={"key": key})
             return Outcome("skipped", reason="not an upload key")
-        owner, job_id = parsed
+        lane, owner, job_id = parsed
         logger.append_keys(job_id=job_id)
-        job = self.jobs.get(job_id) or self._adopt(owner, job_id, key)
-        if job["owner"] != owner:
-            logger.warning("upload key names another owner than its job", extra={"key": key})
-            return Outcome("skipped", job_id, reason="owner mismatch")
+        job = self.jobs.get(job_id) or self._adopt(lane, owner, job_id, key)
+        if job["owner"] != owner or (job.get("uploadKey") and job["uploadKey"] != key):
+            logger.warning("upload key is not the one issued for its job", extra={"key": key})
+            return Outcome("skipped", job_id, reason="key mismatch")
         if job["state"] != JobState.UPLOADING:
             return Outcome("skipped", job_id, reason=f"job already {job['state']}")
         try:
@@ -93,7 +108,8 @@ class IngestService:
 
     def _ingest(self, bucket: str, key: str, job: dict[str, Any]) -> Outcome:
         info = self.store.head(bucket, key)
-        content.check_size(info.size, self.settings.max_upload_bytes, job.get("declaredSize"))
+        lane = job.get("lane") or "normal"
+        content.check_size(info.size, self.settings.max_upload_bytes, job.get("declaredSize"), lanes.ceiling(lane))
         detected: list[FileType] = []
 
         def on_head(head: bytes) -> None:
@@ -111,7 +127,7 @@ class IngestService:
 
         deduplicated = self._store_once(bucket, key, info, scanned.sha256, facts)
         plan = jobs.plan_for(file_type.mime, file_type.family, ocr=bool(job.get("ocr")))
-        self._dispatch(scanned.sha256, plan, job.get("lane") or "normal", job["jobId"])
+        self._dispatch(scanned.sha256, plan, lane, job)
         state, error = jobs.settle(plan, self.files.get(scanned.sha256) or {})
         done = self.jobs.transition(
             job["jobId"],
@@ -127,8 +143,13 @@ class IngestService:
                 **({"expiresAt": self._job_ttl()} if state in jobs.TERMINAL else {}),
             },
         )
-        if done is None:
+        if done is None:  # cancelled while it was being ingested: the reference this job took goes again
+            references.release(self.files, self.store, self.settings.store_bucket, scanned.sha256, self.clock)
             return Outcome("skipped", job["jobId"], scanned.sha256, reason="job moved on concurrently")
+        if self.usage is not None:
+            quotas.settle_upload(
+                self.usage, job["owner"], scanned.sha256, int(job.get("declaredSize") or 0), scanned.size
+            )
         if state not in jobs.TERMINAL:  # a task may have ended between dispatch and this transition
             settle_jobs(self.jobs, self.files, scanned.sha256, self._job_ttl(), [job["jobId"]])
         self.store.delete(bucket, key)
@@ -141,7 +162,7 @@ class IngestService:
         )
         return Outcome("deduplicated" if deduplicated else "stored", job["jobId"], scanned.sha256)
 
-    def _dispatch(self, digest: str, plan: list[str], lane: str, job_id: str) -> None:
+    def _dispatch(self, digest: str, plan: list[str], lane: str, job: dict[str, Any]) -> None:
         """Queue each task of the plan on its lane, once per content: a task that has a state already
         (queued, running, done or failed for the same bytes) is not queued again.
 
@@ -149,50 +170,51 @@ class IngestService:
         another job of these bytes never marks work this job needs as ``cancelled``; a task that was
         cancelled is queued again."""
         for task in plan:
-            self.files.add_member(digest, f"{task}Waiting", job_id)
+            self.files.add_member(digest, f"{task}Waiting", job["jobId"])
             if self.files.request_task(digest, task) is not None:
                 continue
             try:
-                self.tasks.send(task, lane, {"hash": digest})
+                self.tasks.send(task, lane, {"hash": digest}, tenant=job["owner"])
             except DocpipeError:
                 self.files.update(digest, {f"{task}State": None})  # let the retry queue it again
                 raise
             logger.info("task queued", extra={"task": task, "lane": lane})
 
     def _store_once(self, bucket: str, key: str, info: ObjectInfo, digest: str, facts: dict[str, Any]) -> bool:
-        """Store the bytes under ``files/{hash}/original`` unless they are already there. True when they were."""
-        existing = self.files.get(digest)
-        if existing and existing.get("status") == "stored":
-            return True
-        lease = int(self.clock()) + STORE_LEASE_SECONDS
-        claim = {"status": "storing", "leaseUntil": lease, "firstSeenAt": jobs.now_iso(), **facts}
-        if existing is None:
-            claimed = self.files.claim({"hash": digest, **claim})
-        else:
-            claimed = existing["leaseUntil"] < self.clock() and self.files.take_over(
-                digest, existing["leaseUntil"], {"leaseUntil": lease}
-            )
-        if not claimed:
-            return self._await_other_writer(bucket, key, info, digest, facts)
+        """Store the bytes under ``files/{hash}/original`` unless they are there already, and take a
+        reference to them. True when they were there (a dedupe hit).
+
+        Another writer's copy in progress, or a purge deleting the same bytes, is waited for (seconds,
+        not the queue's visibility timeout of minutes); a writer or deleter whose lease ran out is taken
+        over; past :attr:`store_wait_seconds` the message is handed back to SQS to try again.
+        """
+        waited, pause = 0.0, 0.1
+        while True:
+            existing = self.files.get(digest)
+            lease = int(self.clock()) + STORE_LEASE_SECONDS
+            claim = {"hash": digest, "status": "storing", "leaseUntil": lease, "firstSeenAt": jobs.now_iso(), **facts}
+            if existing is None:
+                if self.files.claim(claim):
+                    return self._copy(bucket, key, info, digest, facts)
+            elif existing.get("status") == "stored":
+                if self.files.add_ref(digest):
+                    return True
+            elif existing.get("leaseUntil", 0) < self.clock() and self.files.take_over(
+                digest, existing["status"], existing["leaseUntil"], claim
+            ):  # its writer or deleter died
+                return self._copy(bucket, key, info, digest, facts)
+            if waited >= self.store_wait_seconds:
+                raise Transient("Another upload (or a purge) of the same bytes is in progress; retrying.")
+            self.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 1.0)
+
+    def _copy(self, bucket: str, key: str, info: ObjectInfo, digest: str, facts: dict[str, Any]) -> bool:
         self.store.copy_pinned(bucket, key, info.etag, self.settings.store_bucket, original_key(digest))
         self.files.mark_stored(digest, {**facts, "storedAt": jobs.now_iso()})
         return False
 
-    def _await_other_writer(self, bucket: str, key: str, info: ObjectInfo, digest: str, facts: dict[str, Any]) -> bool:
-        """Another writer holds the claim: wait for its copy, take over if its lease runs out, else retry later."""
-        waited, pause = 0.0, 0.1
-        while waited < self.store_wait_seconds:
-            self.sleep(pause)
-            waited += pause
-            pause = min(pause * 2, 1.0)
-            current = self.files.get(digest) or {}
-            if current.get("status") == "stored":
-                return True
-            if current.get("leaseUntil", 0) < self.clock():
-                return self._store_once(bucket, key, info, digest, facts)
-        raise Transient("Another upload of the same bytes is being stored; retrying.")
-
-    def _adopt(self, owner: str, job_id: str, key: str) -> dict[str, Any]:
+    def _adopt(self, lane: str, owner: str, job_id: str, key: str) -> dict[str, Any]:
         """A job for an object that arrived without one (its record expired, or it was put directly)."""
         name = display_name(key.rsplit("/", 1)[-1])
         job = {
@@ -201,7 +223,7 @@ class IngestService:
             "name": name,
             "state": JobState.UPLOADING.value,
             "createdAt": jobs.now_iso(),
-            "lane": "normal",
+            "lane": lane,
         }
         if self.jobs.create_if_absent(job):
             logger.info("adopted an upload that had no job")
@@ -226,6 +248,8 @@ class IngestService:
         )
         if moved is None:
             return Outcome("skipped", job["jobId"], reason="job moved on concurrently")
+        if self.usage is not None:
+            quotas.release_upload(self.usage, job["owner"], int(job.get("declaredSize") or 0))
         metrics.add_metric(name="IngestFailures", unit=MetricUnit.Count, value=1)
         logger.info("upload refused", extra={"code": error.code, "error_message": error.message})
         return Outcome("failed", job["jobId"], reason=error.code)

@@ -53,7 +53,11 @@ class OcrService:
     @classmethod
     def for_settings(cls, settings: Settings, engine: Callable[[], OcrEngine]) -> OcrService:
         return cls(
-            settings, ObjectStore(), JobsRepository(settings.jobs_table), FilesRepository(settings.files_table), engine
+            settings,
+            ObjectStore(),
+            JobsRepository.for_settings(settings),
+            FilesRepository(settings.files_table),
+            engine,
         )
 
     def run(self, digest: str, pages: list[int] | None = None, for_task: str | None = None) -> str:

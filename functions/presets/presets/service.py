@@ -36,7 +36,9 @@ class PresetsService:
 
     @classmethod
     def for_settings(cls, settings: Settings) -> PresetsService:
-        return cls(settings, ObjectStore(), JobsRepository(settings.jobs_table), FilesRepository(settings.files_table))
+        return cls(
+            settings, ObjectStore(), JobsRepository.for_settings(settings), FilesRepository(settings.files_table)
+        )
 
     def run(self, digest: str, only: list[str] | None = None) -> str:
         """Render all presets (or ``only`` those, to regenerate them). Returns the task's state."""

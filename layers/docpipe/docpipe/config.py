@@ -10,6 +10,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 LANES = ("high", "normal", "low")
+# Per-user limits (docpipe.quotas.LIMIT_NAMES) and the variables that carry the stack's defaults; 0 is unlimited.
+LIMIT_VARIABLES = {
+    "UploadsPerMinute": "UPLOADS_PER_MINUTE",
+    "UploadBytesPerDay": "UPLOAD_BYTES_PER_DAY",
+    "StoredBytesPerUser": "STORED_BYTES_PER_USER",
+    "OpenJobsPerUser": "OPEN_JOBS_PER_USER",
+    "HighLaneBytesPerMinute": "HIGH_LANE_BYTES_PER_MINUTE",
+    "RetriesPerJob": "RETRIES_PER_JOB",
+}
 TASKS = ("presets", "extract", "ocr")  # the processing stages whose lanes are configured as {TASK}_QUEUE_{LANE}
 
 MIB = 1024 * 1024
@@ -44,6 +53,10 @@ class Settings:
     files_table: str
     max_upload_bytes: int = 100 * MIB
     upload_url_ttl_seconds: int = 900
+    # A job still ``uploading`` this long after its upload URL expired, with no object under its key, is
+    # ended as ``upload.expired`` by the sweeper (an upload that started just before the expiry may still
+    # be arriving, and its S3 event may wait in a busy ingest queue).
+    upload_grace_seconds: int = 900
     download_url_ttl_seconds: int = 300
     job_ttl_days: int = 30
     hash_chunk_bytes: int = 4 * MIB
@@ -53,7 +66,10 @@ class Settings:
     ocr_pages_per_task: int = 8  # scanned pages OCR'd per invocation (Tesseract: about 2 s a page)
     # lane -> queue URL of each processing task
     task_queues: dict[str, dict[str, str]] = field(default_factory=dict)
-    ingest_queue: str | None = None
+    # lane -> queue URL of the ingest queues (GET /queues)
+    ingest_queues: dict[str, str] = field(default_factory=dict)
+    usage_table: str | None = None
+    limits: dict[str, int] = field(default_factory=dict)  # by LIMIT_VARIABLES' names; absent is unlimited
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -65,6 +81,7 @@ class Settings:
             files_table=_require(env, "FILES_TABLE"),
             max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", 100 * MIB),
             upload_url_ttl_seconds=_int(env, "UPLOAD_URL_TTL_SECONDS", 900),
+            upload_grace_seconds=_int(env, "UPLOAD_GRACE_SECONDS", 900),
             download_url_ttl_seconds=_int(env, "DOWNLOAD_URL_TTL_SECONDS", 300),
             job_ttl_days=_int(env, "JOB_TTL_DAYS", 30),
             hash_chunk_bytes=_int(env, "HASH_CHUNK_BYTES", 4 * MIB),
@@ -72,7 +89,11 @@ class Settings:
             max_text_chars=_int(env, "MAX_TEXT_CHARS", 5_000_000),
             extract_range_pages=max(1, _int(env, "EXTRACT_RANGE_PAGES", 200)),
             ocr_pages_per_task=max(1, _int(env, "OCR_PAGES_PER_TASK", 8)),
-            ingest_queue=env.get("INGEST_QUEUE") or None,
+            ingest_queues={
+                lane: env[f"INGEST_QUEUE_{lane.upper()}"] for lane in LANES if env.get(f"INGEST_QUEUE_{lane.upper()}")
+            },
+            usage_table=env.get("USAGE_TABLE") or None,
+            limits={name: _int(env, variable, 0) for name, variable in LIMIT_VARIABLES.items() if env.get(variable)},
             task_queues={
                 task: {lane: env[f"{task.upper()}_QUEUE_{lane.upper()}"] for lane in LANES}
                 for task in TASKS

@@ -10,17 +10,25 @@ only as far as no other job depends on them.
   lane, every task of its plan that is not done and not on its way: failed, skipped (cancelled),
   never queued, or dead-lettered (a final attempt that was killed). The dead-letter queue keeps its
   copy of a message for operators (the DLQ alarm says so); redriving it later is harmless, since a
-  task that is done only settles its jobs.
+  task that is done only settles its jobs. A job is retried at most ``RetriesPerJob`` times, and a
+  retried job counts as open again against ``OpenJobsPerUser``.
+- **Purge** removes a job for good (cancelling it first if it is open): ``GET /jobs/{id}`` answers 404
+  afterwards. Its reference to the stored bytes goes; the original, presets and text are deleted with
+  the last reference (:mod:`docpipe.references`), and they leave the owner's stored bytes with the
+  owner's last job of them.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Mapping
 from typing import Any
 
-from docpipe import jobs
+from docpipe import jobs, quotas, references
 from docpipe.adapters.dynamo import FilesRepository, JobsRepository
+from docpipe.adapters.s3 import ObjectStore
 from docpipe.adapters.sqs import TaskQueues
-from docpipe.errors import Conflict
+from docpipe.errors import Conflict, NotFound, QuotaExceeded
 from docpipe.jobs import JobState
 from docpipe.observability import MetricUnit, logger, metrics
 from docpipe.settlement import settle_jobs
@@ -41,6 +49,8 @@ def cancel(job: dict[str, Any], jobs_repo: JobsRepository, files_repo: FilesRepo
     if moved is None:
         current = jobs_repo.get(job["jobId"]) or job
         raise Conflict(f"The job is already {current['state']}.", code="job.finished")
+    if not moved.get("hash") and jobs_repo.usage is not None:  # cancelled before it was stored
+        quotas.release_upload(jobs_repo.usage, moved["owner"], int(moved.get("declaredSize") or 0))
     skipped = []
     if job.get("hash"):
         for task in job.get("plan") or []:
@@ -53,7 +63,12 @@ def cancel(job: dict[str, Any], jobs_repo: JobsRepository, files_repo: FilesRepo
 
 
 def retry(
-    job: dict[str, Any], jobs_repo: JobsRepository, files_repo: FilesRepository, queues: TaskQueues, ttl_at: int
+    job: dict[str, Any],
+    jobs_repo: JobsRepository,
+    files_repo: FilesRepository,
+    queues: TaskQueues,
+    ttl_at: int,
+    limits: Mapping[str, int] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """Run a failed or cancelled job's unfinished tasks again; the job afterwards and the tasks queued."""
     if job["state"] not in RETRYABLE:
@@ -65,12 +80,25 @@ def retry(
         raise Conflict(
             f"The upload itself was not stored ({refused}); upload the file again.", code="job.not_retryable"
         )
+    limits = limits or {}
+    usage = jobs_repo.usage
+    if not jobs_repo.count_retry(job["jobId"], int(limits.get("RetriesPerJob", 0))):
+        raise QuotaExceeded(f"The limit RetriesPerJob ({limits.get('RetriesPerJob')} retries) is reached for this job.")
+    if usage is not None and not usage.take(job["owner"], quotas.OPEN, 1, int(limits.get("OpenJobsPerUser", 0))):
+        jobs_repo.count_retry(job["jobId"], 0, -1)
+        raise QuotaExceeded(
+            f"The limit OpenJobsPerUser ({limits.get('OpenJobsPerUser')} jobs) is reached.",
+            retry_after=quotas.OPEN_JOBS_RETRY_AFTER,
+        )
     moved = jobs_repo.transition(
         job["jobId"],
         RETRYABLE,
         {"state": JobState.QUEUED, "error": None, "expiresAt": None, "updatedAt": jobs.now_iso()},
     )
     if moved is None:
+        jobs_repo.count_retry(job["jobId"], 0, -1)
+        if usage is not None:
+            usage.add(job["owner"], quotas.OPEN, -1)
         current = jobs_repo.get(job["jobId"]) or job
         raise Conflict(f"The job is {current['state']} now; nothing to retry.", code="job.not_retryable")
     digest, lane = job["hash"], job.get("lane") or "normal"
@@ -83,9 +111,35 @@ def retry(
         if state == "done" or state in jobs.OPEN_TASK_STATES:
             continue  # finished, or on its way: a message is queued or a run is alive
         if files_repo.requeue_task(digest, task, seen, PARTIAL_STATE.get(task, ())):
-            queues.send(task, lane, {"hash": digest})
+            queues.send(task, lane, {"hash": digest}, tenant=job["owner"])
             queued.append(task)
     settle_jobs(jobs_repo, files_repo, digest, ttl_at, [job["jobId"]])
     metrics.add_metric(name="JobsRetried", unit=MetricUnit.Count, value=1)
     logger.info("job retried", extra={"job_id": job["jobId"], "queued_tasks": queued})
     return jobs_repo.get(job["jobId"]) or moved, queued
+
+
+def purge(
+    job: dict[str, Any],
+    jobs_repo: JobsRepository,
+    files_repo: FilesRepository,
+    store: ObjectStore,
+    store_bucket: str,
+    ttl_at: int,
+) -> bool:
+    """Remove a job for good; True when its bytes went with it (no other job referenced them)."""
+    if job["state"] in OPEN:
+        with contextlib.suppress(Conflict):  # it ended meanwhile: purge it as it is
+            cancel(job, jobs_repo, files_repo, ttl_at)
+    gone = jobs_repo.delete(job["jobId"])
+    if gone is None:
+        raise NotFound("No such job.", code="job.not_found")
+    deleted = False
+    digest = gone.get("hash")
+    if digest:
+        deleted = references.release(files_repo, store, store_bucket, digest)
+        if jobs_repo.usage is not None:
+            quotas.release_reference(jobs_repo.usage, gone["owner"], digest, int(gone.get("size") or 0))
+    metrics.add_metric(name="JobsPurged", unit=MetricUnit.Count, value=1)
+    logger.info("job purged", extra={"job_id": gone["jobId"], "bytes_deleted": deleted})
+    return deleted

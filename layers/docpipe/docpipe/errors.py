@@ -13,11 +13,15 @@ class DocpipeError(Exception):
     code = "internal"
     message = "Internal error."
     retryable = False
+    # Seconds after which the same request may succeed (an HTTP ``Retry-After``), when waiting helps.
+    retry_after: int | None = None
 
-    def __init__(self, message: str | None = None, *, code: str | None = None) -> None:
+    def __init__(self, message: str | None = None, *, code: str | None = None, retry_after: int | None = None) -> None:
         self.message = message or type(self).message
         if code:
             self.code = code
+        if retry_after is not None:
+            self.retry_after = retry_after
         super().__init__(self.message)
 
     def to_dict(self) -> dict[str, str]:
@@ -74,6 +78,11 @@ class UploadMissing(DocpipeError):
     message = "The uploaded object is gone before it could be ingested."
 
 
+class UploadExpired(DocpipeError):
+    code = "upload.expired"
+    message = "The upload never arrived: its link expired before a file was stored with it. Upload the file again."
+
+
 class Transient(DocpipeError):
     """A fault worth retrying: a race still settling, a throttled or unreachable dependency."""
 
@@ -119,6 +128,21 @@ class Conflict(DocpipeError):
     message = "The job is not in a state that allows this."
 
 
+class QuotaExceeded(DocpipeError):
+    """A per-user limit is reached; ``retry_after`` is set when waiting frees room (a window resets, jobs end)."""
+
+    code = "quota.exceeded"
+    message = "A usage limit is reached."
+
+
+class QuotaUnavailable(Transient):
+    """The quota store cannot be read or written: the request is refused (503), never admitted unchecked."""
+
+    code = "quota.unavailable"
+    message = "Usage limits cannot be checked right now; try again shortly."
+    retry_after = 5
+
+
 HTTP_STATUS: dict[type[DocpipeError], int] = {
     BadRequest: 400,
     Unauthorized: 401,
@@ -129,6 +153,7 @@ HTTP_STATUS: dict[type[DocpipeError], int] = {
     TypeMismatch: 415,
     Transient: 503,
     Conflict: 409,
+    QuotaExceeded: 429,
 }
 
 

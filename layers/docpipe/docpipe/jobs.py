@@ -23,7 +23,8 @@ class JobState(StrEnum):
 
 
 TERMINAL = frozenset({JobState.READY, JobState.FAILED, JobState.CANCELLED})
-# How long a job that never receives its upload is kept, past the upload URL's expiry.
+# How long a job that never receives its upload is kept, past the upload URL's expiry (the sweeper
+# ends it as ``upload.expired`` long before: ``Settings.upload_grace_seconds`` after the URL expired).
 UNCLAIMED_JOB_SECONDS = 24 * 3600
 
 

@@ -19,3 +19,10 @@ def lane_for(size: int, requested: str | None = None) -> str:
     if LANES.index(requested) > LANES.index(by_size):  # asking for a slower lane is always allowed
         return requested
     return requested if size <= NORMAL_MAX_BYTES else by_size
+
+
+def ceiling(lane: str) -> int | None:
+    """The most bytes an upload on ``lane`` can have (``None``: just the upload limit). Ingest checks the
+    stored size against it as well as against the declared size, since not every emulator enforces the
+    presigned POST's ``content-length-range``."""
+    return None if lane == "low" else NORMAL_MAX_BYTES

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from urllib.parse import unquote_plus
+from typing import NamedTuple
+
+from docpipe.lanes import LANES
 
 UPLOAD_PREFIX = "uploads/"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -34,16 +36,40 @@ def safe_name(name: str) -> str:
     return f"{stem[: MAX_NAME_CHARS - len(ext) - 1]}.{ext}" if ext else stem[:MAX_NAME_CHARS]
 
 
-def upload_key(owner: str, job_id: str, name: str) -> str:
-    return f"{UPLOAD_PREFIX}{owner}/{job_id}/{safe_name(name)}"
+class UploadKey(NamedTuple):
+    lane: str
+    owner: str
+    job_id: str
 
 
-def parse_upload_key(key: str) -> tuple[str, str] | None:
-    """``(owner, job_id)`` from a raw upload key (URL-decoded first, as S3 events encode keys), else ``None``."""
-    parts = unquote_plus(key).split("/")
-    if len(parts) != 4 or parts[0] + "/" != UPLOAD_PREFIX or not all(parts[1:]):
+def upload_key(lane: str, owner: str, job_id: str, name: str) -> str:
+    """``uploads/{lane}/{owner}/{jobId}/{safe-name}``: the lane first, so that S3 notification prefix
+    filters send each lane's uploads to its own ingest queue."""
+    return f"{UPLOAD_PREFIX}{lane}/{owner}/{job_id}/{safe_name(name)}"
+
+
+def upload_prefix(lane: str) -> str:
+    return f"{UPLOAD_PREFIX}{lane}/"
+
+
+def parse_upload_key(key: str) -> UploadKey | None:
+    """The lane, owner and job id of a raw upload key, else ``None``.
+
+    ``key`` is the object's real key: an S3 event's URL-encoded key is decoded once, by whoever reads
+    the event, never here again (a user id with ``+`` or ``%`` would change on a second decode).
+    Keys of the first layout (``uploads/{owner}/{jobId}/{name}``, without a lane) are not upload keys
+    any more: no notification filter sends them to ingest, and they are left to the lifecycle rule.
+    """
+    parts = key.split("/")
+    if len(parts) != 5 or parts[0] + "/" != UPLOAD_PREFIX or parts[1] not in LANES or not all(parts[2:]):
         return None
-    return parts[1], parts[2]
+    return UploadKey(parts[1], parts[2], parts[3])
+
+
+def stored_prefixes(digest: str) -> tuple[str, ...]:
+    """Every key prefix under which the store bucket keeps something made from these bytes: the original,
+    the presets, and the text (``text/{hash}.json`` and the pieces under ``text/{hash}/``)."""
+    return (f"files/{digest}/", f"derived/{digest}/", f"text/{digest}")
 
 
 def original_key(digest: str) -> str:

@@ -33,6 +33,7 @@ from typing import Any
 
 from docpipe import aws
 from docpipe.adapters.dynamo import FilesRepository, JobsRepository
+from docpipe.adapters.sqs import tenant_scope
 from docpipe.config import Settings
 from docpipe.errors import DocpipeError, TaskBusy
 from docpipe.observability import MetricUnit, logger, metrics
@@ -121,14 +122,16 @@ class TaskRunner:
 
     @classmethod
     def for_settings(cls, settings: Settings) -> TaskRunner:
-        return cls(settings, FilesRepository(settings.files_table), JobsRepository(settings.jobs_table))
+        return cls(settings, FilesRepository(settings.files_table), JobsRepository.for_settings(settings))
 
     def handle(
         self, record: Any, context: Any, message: dict[str, Any], task: str, opening: bool, run: Callable[[], str]
     ) -> str:
         """A handler's record: run ``message``'s work for ``task`` within the invocation's time limit."""
         deadline = time.time() + context.get_remaining_time_in_millis() / 1000
-        state = self.process(Message.of(record, message["hash"], task, opening), run, deadline)
+        group = (record.raw_event.get("attributes") or {}).get("MessageGroupId")
+        with tenant_scope(group):  # what this task queues belongs to the same tenant
+            state = self.process(Message.of(record, message["hash"], task, opening), run, deadline)
         logger.info("task ended", extra={"state": state, "lane": message.get("lane")})
         return state
 

@@ -140,8 +140,27 @@ class _Table:
             raise _fault(exc, "describe_table") from exc
 
 
+_TERMINAL = ("ready", "failed", "cancelled")
+
+
 class JobsRepository(_Table):
-    """JobsTable: pk ``jobId``; GSI ``byOwner`` (owner, createdAt); sparse GSI ``byOwnerHash`` (ownerHash)."""
+    """JobsTable: pk ``jobId``; GSI ``byOwner`` (owner, createdAt); sparse GSIs ``byOwnerHash`` (ownerHash),
+    ``byHash`` (hash) and ``byUploadDeadline`` (awaiting, uploadDeadline: jobs still waiting for their upload).
+
+    Given ``usage``, a job that ends (moves from an open state to ``ready``, ``failed`` or ``cancelled``)
+    leaves its owner's count of open jobs here, whichever path ended it, so the count cannot drift
+    from the transitions themselves.
+    """
+
+    def __init__(self, name: str, client: Any | None = None, usage: Any | None = None) -> None:
+        super().__init__(name, client)
+        self.usage = usage
+
+    @classmethod
+    def for_settings(cls, settings: Any) -> JobsRepository:
+        from docpipe.adapters.usage import UsageRepository
+
+        return cls(settings.jobs_table, usage=UsageRepository(settings.usage_table) if settings.usage_table else None)
 
     def create(self, job: dict[str, Any]) -> None:
         if not self._put_new(_with_history(job), "jobId"):
@@ -164,6 +183,8 @@ class JobsRepository(_Table):
         condition = f"attribute_exists(jobId) AND #state IN ({', '.join(values)})"
         names = {"#state": "state"}
         set_also = ""
+        if "state" in fields and str(fields["state"]) != "uploading":
+            fields = {**fields, "awaiting": None, "uploadDeadline": None}  # out of the sweeper's index
         if "state" in fields:
             condition += " AND #state <> :new"
             names["#hist"] = "history"
@@ -171,7 +192,61 @@ class JobsRepository(_Table):
             values[":entry"] = [{"state": str(fields["state"]), "at": fields.get("updatedAt") or _now_iso()}]
             values[":none"] = []
             set_also = "#hist = list_append(if_not_exists(#hist, :none), :entry)"
-        return self._update({"jobId": job_id}, fields, condition, values, names, set_also=set_also)
+        moved = self._update({"jobId": job_id}, fields, condition, values, names, set_also=set_also)
+        ended = str(fields.get("state")) in _TERMINAL and not any(str(s) in _TERMINAL for s in from_states)
+        if moved is not None and ended and self.usage is not None:
+            self.usage.add(moved["owner"], "open", -1)
+        return moved
+
+    def extend_upload_deadline(self, job_id: str, until: int) -> None:
+        """A job whose object has arrived but not been ingested yet waits longer before the sweeper ends it."""
+        self._update(
+            {"jobId": job_id},
+            {"uploadDeadline": until},
+            "#state = :uploading",
+            {":uploading": "uploading"},
+            {"#state": "state"},
+        )
+
+    def count_retry(self, job_id: str, limit: int, amount: int = 1) -> bool:
+        """Count a retry of the job against ``limit`` (0: unlimited); False when the job has used them all.
+        ``amount=-1`` gives one back (a retry that did not happen after all)."""
+        condition = "attribute_exists(jobId)"
+        values: dict[str, Any] = {":n": amount}
+        if limit and amount > 0:
+            condition += " AND (attribute_not_exists(#r) OR #r < :limit)"
+            values[":limit"] = limit
+        return self._update({"jobId": job_id}, {}, condition, values, {"#r": "retries"}, add="#r :n") is not None
+
+    def delete(self, job_id: str) -> dict[str, Any] | None:
+        """Remove a job for good; the job as it was, or ``None`` when it was gone already (one purge wins)."""
+        try:
+            r = self.client.delete_item(
+                TableName=self.name,
+                Key=_dump({"jobId": job_id}),
+                ConditionExpression="attribute_exists(jobId)",
+                ReturnValues="ALL_OLD",
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return None
+            raise _fault(exc, "delete_item") from exc
+        return _load(r["Attributes"])
+
+    def past_upload_deadline(self, now: int, limit: int = 100) -> list[str]:
+        """Ids of jobs still waiting for their upload whose deadline has passed (oldest first)."""
+        try:
+            r = self.client.query(
+                TableName=self.name,
+                IndexName="byUploadDeadline",
+                KeyConditionExpression="#a = :a AND #d < :now",
+                ExpressionAttributeNames={"#a": "awaiting", "#d": "uploadDeadline"},
+                ExpressionAttributeValues={":a": {"S": "upload"}, ":now": {"N": str(now)}},
+                Limit=limit,
+            )
+        except ClientError as exc:
+            raise _fault(exc, "query") from exc
+        return [item["jobId"]["S"] for item in r.get("Items", [])]
 
     def list_for_owner(self, owner: str, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
         kwargs: dict[str, Any] = {
@@ -257,30 +332,99 @@ def _decode_cursor(cursor: str) -> dict[str, Any]:
 
 
 class FilesRepository(_Table):
-    """FilesTable: pk ``hash``. ``status`` is ``storing`` (claimed by one writer, with a lease) or ``stored``."""
+    """FilesTable: pk ``hash``. ``status`` is ``storing`` (claimed by one writer, with a lease), ``stored``,
+    or ``deleting`` (its last reference went; a purge is removing the bytes, with a lease).
+
+    ``refs`` counts the jobs that reference the bytes: every ingested job adds one while the file is
+    ``stored`` (the same update checks it), every purged job takes one, and only the purge that takes
+    the count to 0 may move the file to ``deleting``. A new upload of the same bytes that finds the file
+    ``deleting`` waits for the item to go (or its lease to pass) and stores the bytes again, so a job
+    never points at bytes being deleted. Files stored before references were counted (no
+    ``refsCounted``) are never deleted by a purge.
+    """
 
     def get(self, digest: str) -> dict[str, Any] | None:
         return self._get({"hash": digest})
 
     def claim(self, item: dict[str, Any]) -> bool:
         """Become the one writer that stores these bytes. ``False`` when another writer got there first."""
-        return self._put_new(item, "hash")
+        return self._put_new({**item, "refs": 0, "refsCounted": True}, "hash")
 
-    def take_over(self, digest: str, expired_lease: int, fields: dict[str, Any]) -> bool:
-        """Claim a file whose previous writer's lease ran out (it crashed mid-copy)."""
+    def take_over(self, digest: str, status: str, expired_lease: int, item: dict[str, Any]) -> bool:
+        """Replace a file whose writer or deleter let its lease run out (it crashed) with a new claim."""
+        try:
+            self.client.put_item(
+                TableName=self.name,
+                Item=_dump({**item, "hash": digest, "refs": 0, "refsCounted": True}),
+                ConditionExpression="#status = :status AND leaseUntil = :lease",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":status": {"S": status}, ":lease": {"N": str(expired_lease)}},
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise _fault(exc, "put_item") from exc
+        return True
+
+    def mark_stored(self, digest: str, fields: dict[str, Any]) -> None:
+        """The writer's copy is done: the file is ``stored``, referenced by the writer's job."""
+        self._update(
+            {"hash": digest},
+            {**fields, "status": "stored", "leaseUntil": None},
+            values={":one": 1},
+            extra_names={"#r": "refs"},
+            add="#r :one",
+        )
+
+    def add_ref(self, digest: str) -> bool:
+        """One more job references the stored bytes; ``False`` when they are not ``stored`` (being deleted)."""
         return (
             self._update(
                 {"hash": digest},
-                fields,
-                "#status = :storing AND leaseUntil = :lease",
-                {":storing": "storing", ":lease": expired_lease},
-                {"#status": "status"},
+                {},
+                "#status = :stored",
+                {":stored": "stored", ":one": 1},
+                {"#status": "status", "#r": "refs"},
+                add="#r :one",
             )
             is not None
         )
 
-    def mark_stored(self, digest: str, fields: dict[str, Any]) -> None:
-        self._update({"hash": digest}, {**fields, "status": "stored", "leaseUntil": None})
+    def drop_ref(self, digest: str) -> int | None:
+        """One job fewer references the bytes; the count left, or ``None`` when the file is not recorded."""
+        item = self._update(
+            {"hash": digest}, {}, "attribute_exists(#k)", {":less": -1}, {"#k": "hash", "#r": "refs"}, add="#r :less"
+        )
+        return None if item is None else int(item.get("refs", 0))
+
+    def begin_delete(self, digest: str, lease_until: int) -> bool:
+        """Take a stored file nobody references to ``deleting``; ``False`` when a reference came back first."""
+        return (
+            self._update(
+                {"hash": digest},
+                {"status": "deleting", "leaseUntil": lease_until},
+                "#status = :stored AND #r <= :zero AND refsCounted = :yes",
+                {":stored": "stored", ":zero": 0, ":yes": True},
+                {"#status": "status", "#r": "refs"},
+            )
+            is not None
+        )
+
+    def finish_delete(self, digest: str, lease_until: int) -> bool:
+        """Remove the record of deleted bytes (only the deleter that still holds its lease)."""
+        try:
+            self.client.delete_item(
+                TableName=self.name,
+                Key=_dump({"hash": digest}),
+                ConditionExpression="#status = :deleting AND leaseUntil = :lease",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":deleting": {"S": "deleting"}, ":lease": {"N": str(lease_until)}},
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise _fault(exc, "delete_item") from exc
+        return True
 
     def request_task(self, digest: str, task: str) -> str | None:
         """Mark a task ``queued`` unless it has a state already (``cancelled`` counts as none). Returns

@@ -142,6 +142,19 @@ class ObjectStore:
         except ClientError as exc:
             raise _translate(exc, key) from exc
 
+    def delete_prefix(self, bucket: str, prefix: str) -> int:
+        """Delete every object whose key starts with ``prefix``; how many there were."""
+        deleted = 0
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if keys:
+                    self.client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+                    deleted += len(keys)
+        except ClientError as exc:
+            raise _translate(exc, prefix) from exc
+        return deleted
+
     def presign_post(self, bucket: str, key: str, content_type: str, max_bytes: int, expires_in: int) -> dict[str, Any]:
         """A form upload bound to one key, one content type and at most ``max_bytes``."""
         return dict(

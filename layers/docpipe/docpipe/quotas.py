@@ -1,0 +1,165 @@
+"""Per-user quotas and rate limits: what is checked when a user asks to upload, and how usage is shown.
+
+Every limit is a template parameter (``0`` means unlimited), and a user's own override, an item in
+UsageTable, raises or lowers it (``docpipe quota set USER NAME VALUE`` locally). Admission happens at
+``POST /uploads``, before any work: each count is taken with one conditional ``ADD`` (see
+:mod:`docpipe.adapters.usage`), and what was taken is given back when a later limit refuses the same
+request. A store that cannot be reached refuses the request (503 ``quota.unavailable``): nothing is
+admitted unchecked.
+
+- ``UploadsPerMinute``: uploads asked for in the current minute (a fixed window of the clock's minutes).
+- ``UploadBytesPerDay``: declared bytes of the uploads asked for today (UTC).
+- ``StoredBytesPerUser``: the distinct originals the user's jobs reference, plus the declared size of
+  uploads not ingested yet; ingest settles a reservation at the stored size (or at nothing, when the
+  user already had those bytes), a refused or cancelled upload releases it, a purge frees the bytes.
+- ``OpenJobsPerUser``: jobs not yet ``ready``, ``failed`` or ``cancelled`` (uploading ones included).
+- ``HighLaneBytesPerMinute``: declared bytes put on the high lane this minute; past it an upload goes to
+  the normal lane instead of being refused.
+- ``RetriesPerJob``: ``POST /jobs/{id}/retry`` calls on one job (counted on the job).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from docpipe.adapters.usage import UsageRepository
+from docpipe.errors import QuotaExceeded
+
+LIMIT_NAMES = (
+    "UploadsPerMinute",
+    "UploadBytesPerDay",
+    "StoredBytesPerUser",
+    "OpenJobsPerUser",
+    "HighLaneBytesPerMinute",
+    "RetriesPerJob",
+)
+OPEN, STORED = "open", "stored"
+# How long a full OpenJobsPerUser asks a client to wait: jobs end in seconds to minutes.
+OPEN_JOBS_RETRY_AFTER = 10
+_WINDOW_TTL_SECONDS = 2 * 86400  # window items linger a little past their window, then DynamoDB's TTL removes them
+
+
+@dataclass(frozen=True)
+class Window:
+    item: str
+    resets_at: int  # epoch seconds; 0 for a count that never resets
+
+    def retry_after(self, now: float) -> int | None:
+        return max(1, int(self.resets_at - now) + 1) if self.resets_at else None
+
+
+def _minute(prefix: str, now: float) -> Window:
+    minute = int(now // 60)
+    return Window(f"{prefix}#m#{minute}", (minute + 1) * 60)
+
+
+def _day(now: float) -> Window:
+    day = datetime.fromtimestamp(now, UTC).date()
+    midnight = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+    return Window(f"bytes#d#{day:%Y%m%d}", int(midnight.timestamp()))
+
+
+def windows(now: float) -> dict[str, Window]:
+    """The item each counted limit uses at ``now``, and when it resets."""
+    return {
+        "UploadsPerMinute": _minute("uploads", now),
+        "UploadBytesPerDay": _day(now),
+        "StoredBytesPerUser": Window(STORED, 0),
+        "OpenJobsPerUser": Window(OPEN, 0),
+        "HighLaneBytesPerMinute": _minute("high", now),
+    }
+
+
+def limits_for(usage: UsageRepository, owner: str, defaults: Mapping[str, int]) -> dict[str, int]:
+    """The stack's limits with the user's overrides applied."""
+    overrides = usage.overrides(owner)
+    return {name: int(overrides.get(name, defaults.get(name, 0))) for name in LIMIT_NAMES}
+
+
+def _describe(name: str, limit: int) -> str:
+    unit = "bytes" if "Bytes" in name else "uploads" if name == "UploadsPerMinute" else "jobs"
+    return f"{name} ({limit} {unit})"
+
+
+def admit(
+    usage: UsageRepository,
+    owner: str,
+    size: int,
+    lane: str,
+    defaults: Mapping[str, int],
+    now: float | None = None,
+) -> str:
+    """Count one upload of ``size`` declared bytes against ``owner``'s limits; the lane it goes to.
+
+    Raises :class:`QuotaExceeded` naming the first limit it would pass (with ``retry_after`` when a
+    window's reset or ending jobs will make room), having given back whatever it had counted.
+    """
+    now = time.time() if now is None else now
+    limits = limits_for(usage, owner, defaults)
+    taken: list[tuple[str, int]] = []
+    for name, amount in (
+        ("UploadsPerMinute", 1),
+        ("OpenJobsPerUser", 1),
+        ("UploadBytesPerDay", size),
+        ("StoredBytesPerUser", size),
+    ):
+        window = windows(now)[name]
+        expires = window.resets_at + _WINDOW_TTL_SECONDS if window.resets_at else None
+        if usage.take(owner, window.item, amount, limits[name], expires):
+            taken.append((window.item, amount))
+            continue
+        for item, back in taken:
+            usage.add(owner, item, -back)
+        retry_after = OPEN_JOBS_RETRY_AFTER if name == "OpenJobsPerUser" else window.retry_after(now)
+        message = f"The limit {_describe(name, limits[name])} is reached."
+        if name == "StoredBytesPerUser":
+            message += " Delete files you no longer need (DELETE /jobs/{id}?purge=true) to make room."
+        raise QuotaExceeded(message, retry_after=retry_after)
+    if lane == "high":
+        window = windows(now)["HighLaneBytesPerMinute"]
+        if not usage.take(
+            owner, window.item, size, limits["HighLaneBytesPerMinute"], window.resets_at + _WINDOW_TTL_SECONDS
+        ):
+            return "normal"
+    return lane
+
+
+def release_upload(usage: UsageRepository, owner: str, declared: int) -> None:
+    """An upload that will never be stored (refused, cancelled, expired): its reservation goes."""
+    usage.add(owner, STORED, -declared)
+
+
+def settle_upload(usage: UsageRepository, owner: str, digest: str, declared: int, size: int) -> None:
+    """An upload stored as ``digest``: its reservation becomes the stored size, or nothing when the
+    user's jobs already referenced those bytes."""
+    first = usage.add_ref(owner, digest)
+    usage.add(owner, STORED, (size if first else 0) - declared)
+
+
+def release_reference(usage: UsageRepository, owner: str, digest: str, size: int) -> None:
+    """A purged job's reference: the bytes leave the user's storage with the last one."""
+    if usage.drop_ref(owner, digest):
+        usage.add(owner, STORED, -size)
+
+
+def report(usage: UsageRepository, owner: str, defaults: Mapping[str, int], now: float | None = None) -> list[dict]:
+    """``GET /usage``: each limit, what is used of it, and when it resets."""
+    now = time.time() if now is None else now
+    limits = limits_for(usage, owner, defaults)
+    current = windows(now)
+    used = usage.used(owner, [w.item for w in current.values()])
+    rows = []
+    for name in LIMIT_NAMES:
+        row: dict[str, object] = {"name": name, "limit": limits[name] or None}
+        window = current.get(name)
+        if window is None:
+            row["scope"] = "per job"
+        else:
+            row["used"] = max(0, used[window.item])
+            if window.resets_at:
+                row["resetsAt"] = datetime.fromtimestamp(window.resets_at, UTC).isoformat().replace("+00:00", "Z")
+        rows.append(row)
+    return rows
