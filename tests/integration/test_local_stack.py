@@ -102,7 +102,7 @@ def test_a_jpeg_named_pdf_fails_and_its_upload_is_kept(stack, alice, tmp_path) -
 
     assert (job["state"], job["error"]["code"]) == ("failed", "file.type_mismatch")
     uploads = stack.client("s3").list_objects_v2(
-        Bucket=stack.template.physical_name("UploadsBucket"), Prefix=f"uploads/alice/{job['jobId']}/"
+        Bucket=stack.template.physical_name("UploadsBucket"), Prefix=f"uploads/{job['lane']}/alice/{job['jobId']}/"
     )
     assert uploads["KeyCount"] == 1
 
@@ -119,8 +119,8 @@ def test_an_upload_larger_than_declared_fails(alice, tmp_path) -> None:
 def test_a_duplicated_s3_event_changes_nothing(stack, alice, tmp_path) -> None:
     job = process(alice, write(tmp_path, "once.txt", b"exactly once " + bytes(str(tmp_path), "utf-8")))
     sqs = stack.client("sqs")
-    queue = stack.template.attributes["IngestQueue"]["QueueUrl"]
-    key = f"uploads/alice/{job['jobId']}/once.txt"
+    queue = stack.template.attributes["IngestHighQueue"]["QueueUrl"]
+    key = f"uploads/high/alice/{job['jobId']}/once.txt"
     body = {
         "Records": [
             {

@@ -60,7 +60,7 @@ def test_fixture_replays(stack: LocalStack, fixture: Path) -> None:
     jobs = JobsRepository(stack.template.physical_name("JobsTable"), client=stack.client("dynamodb"))
     outcomes = {}
     for _, key in s3_objects(json.loads(fixture.read_text())):
-        _, job_id = parse_upload_key(key)
+        _, _, job_id = parse_upload_key(key)
         job = settled(jobs, job_id)
         outcomes[key.rsplit("/", 1)[-1]] = (job["state"], (job.get("error") or {}).get("code"))
     assert outcomes == expected

@@ -124,7 +124,7 @@ def test_triplicated_s3_events_and_task_messages_make_one_artifact_and_one_trans
     created = carol.create_upload(path.name, path.stat().st_size, "image/jpeg")
     post_file(created["upload"], path)
     sqs = faults.client("sqs")
-    ingest = faults.template.attributes["IngestQueue"]["QueueUrl"]
+    ingest = faults.template.attributes[f"Ingest{created['lane'].title()}Queue"]["QueueUrl"]
     key = created["upload"]["fields"]["key"]
     for _ in range(3):  # S3 delivers at least once: the real event plus three copies, racing
         sqs.send_message(QueueUrl=ingest, MessageBody=s3_event(faults, key))

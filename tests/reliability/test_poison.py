@@ -186,7 +186,7 @@ def test_a_failed_upload_is_never_lost(stack: LocalStack, outcomes, case: Case) 
         assert original == outcome.path.read_bytes()
     else:  # refused at ingest: the raw upload is kept where it arrived
         bucket = stack.template.physical_name("UploadsBucket")
-        listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"uploads/{outcome.owner}/{job['jobId']}/")
+        listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"uploads/{job['lane']}/{outcome.owner}/{job['jobId']}/")
         assert [o["Size"] for o in listing.get("Contents", [])] == [size], job
         if size <= 10 * 1024 * 1024:
             key = listing["Contents"][0]["Key"]

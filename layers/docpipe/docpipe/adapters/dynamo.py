@@ -12,7 +12,8 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from docpipe import aws
-from docpipe.errors import BadRequest, Transient
+from docpipe.errors import BadRequest, DocpipeError, Transient
+from docpipe.observability import logger
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
@@ -195,7 +196,10 @@ class JobsRepository(_Table):
         moved = self._update({"jobId": job_id}, fields, condition, values, names, set_also=set_also)
         ended = str(fields.get("state")) in _TERMINAL and not any(str(s) in _TERMINAL for s in from_states)
         if moved is not None and ended and self.usage is not None:
-            self.usage.add(moved["owner"], "open", -1)
+            try:
+                self.usage.add(moved["owner"], "open", -1)
+            except DocpipeError:  # the job has ended either way; a missed release only holds a place too long
+                logger.warning("could not release an open job's place", extra={"job_id": job_id}, exc_info=True)
         return moved
 
     def extend_upload_deadline(self, job_id: str, until: int) -> None:

@@ -90,8 +90,13 @@ class UsageRepository(_Table):
         return {item: found.get(item, 0) for item in items}
 
     def overrides(self, owner: str) -> dict[str, int]:
-        item = self._get({"owner": owner, "item": LIMITS_ITEM}) if owner else None
-        return {k: int(v) for k, v in (item or {}).items() if k not in ("owner", "item")}
+        try:
+            r = self.client.get_item(
+                TableName=self.name, Key=_dump({"owner": owner, "item": LIMITS_ITEM}), ConsistentRead=True
+            )
+        except ClientError as exc:
+            raise _unavailable(exc, "get_item") from exc
+        return {k: int(v) for k, v in _load(r.get("Item", {})).items() if k not in ("owner", "item")}
 
     def set_override(self, owner: str, name: str, value: int | None) -> dict[str, int]:
         """Raise or lower one limit for one user (``None`` goes back to the stack's default)."""

@@ -1,0 +1,177 @@
+"""Per-user quotas over moto: each limit refuses the request that crosses it, counts stay exact under
+concurrency, and storage comes back with a purge."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from docpipe import quotas
+from docpipe.adapters.dynamo import FilesRepository, JobsRepository
+from docpipe.adapters.s3 import ObjectStore
+from docpipe.adapters.usage import UsageRepository
+from docpipe.config import Settings
+from docpipe.errors import QuotaExceeded
+from ingest.service import IngestService
+from tests.unit.test_api import call, upload  # noqa: F401 - the API fixture
+
+pytestmark = pytest.mark.usefixtures("aws")
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@pytest.fixture
+def usage(settings: Settings) -> UsageRepository:
+    return UsageRepository(settings.usage_table or "")
+
+
+def ask(call, size: int = 1000, user: str = "alice", name: str = "notes.txt") -> tuple[int, Any, dict]:  # noqa: F811
+    return call("POST", "/uploads", {"name": name, "size": size, "contentType": "text/plain"}, user=user)
+
+
+def test_uploads_per_minute_refuses_the_request_past_the_limit_until_the_minute_ends(call, usage) -> None:  # noqa: F811
+    usage.set_override("alice", "UploadsPerMinute", 3)
+
+    statuses = [ask(call)[0] for _ in range(3)]
+    status, body, headers = ask(call)
+
+    assert statuses == [201, 201, 201]
+    assert (status, body["code"]) == (429, "quota.exceeded")
+    assert "UploadsPerMinute (3 uploads)" in body["message"]
+    assert 1 <= int(headers["Retry-After"]) <= 61 and body["retryAfter"] == int(headers["Retry-After"])
+    assert ask(call, user="bob")[0] == 201  # another user's limit is their own
+
+
+def test_upload_bytes_per_day_counts_declared_bytes(call, usage) -> None:  # noqa: F811
+    usage.set_override("alice", "UploadBytesPerDay", 1500)
+
+    first = ask(call, 1000)[0]
+    status, body, headers = ask(call, 600)
+
+    assert first == 201
+    assert (status, body["code"]) == (429, "quota.exceeded") and "UploadBytesPerDay" in body["message"]
+    assert 1 <= int(headers["Retry-After"]) <= 86401
+    assert ask(call, 500)[0] == 201  # what fits still fits
+
+
+def test_open_jobs_per_user_frees_a_place_when_a_job_ends(call, usage) -> None:  # noqa: F811
+    usage.set_override("alice", "OpenJobsPerUser", 2)
+    jobs = [ask(call)[1]["jobId"] for _ in range(2)]
+
+    status, body, headers = ask(call)
+    assert (status, body["code"], headers["Retry-After"]) == (429, "quota.exceeded", "10")
+
+    assert call("DELETE", f"/jobs/{jobs[0]}")[0] == 200  # cancelled: no longer open
+    assert ask(call)[0] == 201
+
+
+def test_stored_bytes_count_uploads_in_flight_and_refuse_without_retry_after(call, usage) -> None:  # noqa: F811
+    usage.set_override("alice", "StoredBytesPerUser", 1500)
+    assert ask(call, 1000)[0] == 201
+
+    status, body, headers = ask(call, 600)
+
+    assert (status, body["code"]) == (429, "quota.exceeded") and "StoredBytesPerUser" in body["message"]
+    assert "purge=true" in body["message"]
+    assert "Retry-After" not in headers  # waiting does not free storage; deleting does
+
+
+def test_the_high_lane_past_its_bytes_per_minute_moves_uploads_to_normal(call, usage) -> None:  # noqa: F811
+    usage.set_override("alice", "HighLaneBytesPerMinute", 100_000)
+
+    first = ask(call, 60_000)[1]
+    second = ask(call, 60_000)[1]
+
+    assert (first["lane"], second["lane"]) == ("high", "normal")
+    assert second["upload"]["fields"]["key"].startswith(f"uploads/normal/alice/{second['jobId']}/")
+
+
+def test_retries_per_job_are_counted_on_the_job(call, usage, settings) -> None:  # noqa: F811
+    usage.set_override("alice", "RetriesPerJob", 1)
+    job_id = ask(call)[1]["jobId"]
+    JobsRepository(settings.jobs_table).transition(job_id, ("uploading",), {"state": "failed", "hash": "0" * 64})
+
+    first = call("POST", f"/jobs/{job_id}/retry")[0]
+    JobsRepository(settings.jobs_table).transition(job_id, ("queued", "processing", "ready"), {"state": "failed"})
+    status, body, _ = call("POST", f"/jobs/{job_id}/retry")
+
+    assert first == 202
+    assert (status, body["code"]) == (429, "quota.exceeded") and "RetriesPerJob" in body["message"]
+
+
+def test_usage_shows_each_limit_what_is_used_and_when_it_resets(call, usage) -> None:  # noqa: F811
+    usage.set_override("alice", "OpenJobsPerUser", 0)  # unlimited for alice
+    ask(call, 1000)
+    ask(call, 500)
+
+    status, body, headers = call("GET", "/usage")
+
+    rows = {row["name"]: row for row in body["limits"]}
+    assert status == 200 and headers["Cache-Control"] == "no-store"
+    assert set(rows) == set(quotas.LIMIT_NAMES)
+    assert (rows["UploadsPerMinute"]["used"], rows["UploadsPerMinute"]["limit"]) == (2, 120)
+    assert rows["UploadBytesPerDay"]["used"] == rows["StoredBytesPerUser"]["used"] == 1500
+    assert (rows["OpenJobsPerUser"]["used"], rows["OpenJobsPerUser"]["limit"]) == (2, None)
+    assert rows["UploadsPerMinute"]["resetsAt"].endswith("Z") and "resetsAt" not in rows["StoredBytesPerUser"]
+    assert rows["RetriesPerJob"]["scope"] == "per job"
+
+
+def test_twenty_concurrent_requests_admit_exactly_up_to_the_limit(usage) -> None:
+    usage.set_override("carol", "OpenJobsPerUser", 7)
+    defaults = {"UploadsPerMinute": 0, "OpenJobsPerUser": 100}
+
+    def one(_: int) -> bool:
+        try:
+            quotas.admit(usage, "carol", 100, "high", defaults, now=time.time())
+        except QuotaExceeded:
+            return False
+        return True
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        admitted = sum(pool.map(one, range(20)))
+
+    now = quotas.windows(time.time())
+    used = usage.used("carol", [quotas.OPEN, now["UploadsPerMinute"].item, quotas.STORED])
+    assert admitted == 7
+    assert used == {quotas.OPEN: 7, now["UploadsPerMinute"].item: 7, quotas.STORED: 700}  # refusals gave back
+
+
+def test_the_quota_store_being_unreachable_refuses_with_503(call, monkeypatch) -> None:  # noqa: F811
+    from api import handler
+
+    monkeypatch.setattr(handler.usage(), "name", "no-such-table")
+
+    status, body, headers = ask(call)
+
+    assert (status, body["code"], headers["Retry-After"]) == (503, "quota.unavailable", "5")
+
+
+def test_storage_is_settled_at_ingest_and_freed_by_a_purge(aws, call, usage, settings) -> None:  # noqa: F811
+    data = b"stored bytes " * 50
+    created = ask(call, len(data) + 100, name="notes.txt")[1]  # declared more than it is
+    key = created["upload"]["fields"]["key"]
+    aws["s3"].put_object(Bucket=settings.uploads_bucket, Key=key, Body=data)
+    service = IngestService(
+        settings,
+        ObjectStore(),
+        JobsRepository.for_settings(settings),
+        FilesRepository(settings.files_table),
+        usage=usage,
+    )
+    assert service.ingest(settings.uploads_bucket, key).result == "stored"
+    assert usage.used("alice", [quotas.STORED])[quotas.STORED] == len(data)  # the reservation became the size
+
+    status, body, _ = call("DELETE", f"/jobs/{created['jobId']}", query="purge=true")
+
+    digest = hashlib.sha256(data).hexdigest()
+    assert (status, body) == (200, {"jobId": created["jobId"], "purged": True})
+    assert usage.used("alice", [quotas.STORED, quotas.OPEN]) == {quotas.STORED: 0, quotas.OPEN: 0}
+    assert FilesRepository(settings.files_table).get(digest) is None
+    assert call("GET", f"/jobs/{created['jobId']}")[0] == 404
