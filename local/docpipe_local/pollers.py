@@ -2,7 +2,10 @@
 
 Each mapping runs ``MaximumConcurrency`` poller threads (capped by the function's own concurrency).
 A poller takes a function slot before it receives, so messages never wait out their visibility
-timeout behind a throttle. After the invocation: success deletes the batch; with
+timeout behind a throttle. The local stack gives the pollers of a queue one
+:class:`~docpipe_local.fairness.FairDispatcher`, which delivers quiet tenants' messages before a
+noisy tenant's backlog as an SQS fair queue does; a poller without one receives from SQS directly,
+first in, first out. After the invocation: success deletes the batch; with
 ``ReportBatchItemFailures`` only the listed messages stay (an unknown or empty identifier fails the
 whole batch, as on Lambda); an error, timeout or crash deletes nothing and the messages come back
 after the queue's visibility timeout, to reach the DLQ after ``maxReceiveCount`` receives.
@@ -14,10 +17,12 @@ import base64
 import hashlib
 import logging
 import threading
+import time
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from docpipe_local.fairness import FairDispatcher
 from docpipe_local.queue_metrics import QueueAges
 from docpipe_local.runtime import FunctionRuntime, Invocation
 from docpipe_local.template import SqsSource
@@ -89,13 +94,16 @@ class SqsPoller(threading.Thread):
         index: int = 0,
         ages: QueueAges | None = None,
         nice: int = 0,
+        dispatcher: FairDispatcher | None = None,
     ) -> None:
+        """With a ``dispatcher``, messages come from it (which reports their ages itself), else from SQS."""
         super().__init__(name=f"{runtime.spec.logical}-{source.name}-{index}", daemon=True)
         self.runtime, self.sqs, self.source = runtime, sqs, source
         self.queue_url, self.queue_arn, self.region = queue_url, queue_arn, region
         self.stop_event = stop
         self.ages = ages
         self.nice = nice
+        self.dispatcher = dispatcher
 
     def run(self) -> None:
         while not self.stop_event.is_set():
@@ -115,18 +123,33 @@ class SqsPoller(threading.Thread):
 
     def poll_once(self) -> int:
         """Receive one batch and run it (the caller holds a function slot). Returns how many messages ran."""
-        messages = self.sqs.receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=min(self.source.batch_size, 10),
-            WaitTimeSeconds=POLL_WAIT_SECONDS,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
+        batch_size = min(self.source.batch_size, 10)
+        if self.dispatcher is not None:
+            messages = self.dispatcher.take(batch_size, POLL_WAIT_SECONDS)
+        else:
+            messages = self.sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=batch_size,
+                WaitTimeSeconds=POLL_WAIT_SECONDS,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            if messages and self.ages is not None:
+                self.ages.received(self.queue_url, messages)
         if not messages:
             return 0
-        if self.ages is not None:
-            self.ages.received(self.queue_url, messages)
-        invocation = self.runtime.invoke_acquired(sqs_event(messages, self.queue_arn, self.region), self.nice)
+        seconds = 0.0
+        try:
+            started = time.monotonic()
+            invocation = self.runtime.invoke_acquired(sqs_event(messages, self.queue_arn, self.region), self.nice)
+            seconds = time.monotonic() - started
+            self._settle(messages, invocation)
+        finally:
+            if self.dispatcher is not None:
+                self.dispatcher.done(messages, seconds)
+        return len(messages)
+
+    def _settle(self, messages: list[dict[str, Any]], invocation: Invocation) -> None:
         keep = failed_ids(messages, invocation, self.source.report_failures)
         if not invocation.ok:
             log.warning(
@@ -141,4 +164,3 @@ class SqsPoller(threading.Thread):
                 QueueUrl=self.queue_url,
                 Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(done[i : i + 10])],
             )
-        return len(messages)

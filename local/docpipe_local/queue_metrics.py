@@ -4,8 +4,10 @@ On AWS, SQS publishes each queue's oldest-message age to CloudWatch every minute
 reads it from there. The emulator publishes nothing, so the local stack does, every few seconds, to
 the emulator's CloudWatch. SQS does not tell a consumer which message is oldest without receiving it
 (which would count towards its ``maxReceiveCount``), so the age is bounded from what is known: every
-message still waiting was sent after the newest one a poller has received, and after the last time
-the queue was seen empty; with SQS's roughly first-in-first-out order the bound is close.
+message still waiting in SQS was sent after the newest one received from it, and after the last time
+the queue was seen empty; with SQS's roughly first-in-first-out order the bound is close. Messages a
+fair dispatcher (:mod:`docpipe_local.fairness`) has received but not yet handed to a poller are
+waiting too, though SQS counts them in flight: their oldest ``SentTimestamp`` is known exactly.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -21,11 +24,21 @@ log = logging.getLogger("docpipe.local")
 
 
 class QueueAges:
-    """What the pollers have seen, per queue URL: the newest ``SentTimestamp`` received."""
+    """What the pollers have seen, per queue URL: the newest ``SentTimestamp`` received from SQS, and
+    the oldest of the messages received but still waiting in a local buffer."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.newest_received: dict[str, float] = {}
+        self._held: dict[str, Callable[[], float | None]] = {}
+
+    def hold(self, queue_url: str, oldest_sent: Callable[[], float | None]) -> None:
+        """A buffer of ``queue_url``'s messages: ``oldest_sent()`` is its oldest ``SentTimestamp`` (s), None when empty."""
+        self._held[queue_url] = oldest_sent
+
+    def oldest_held(self, queue_url: str) -> float | None:
+        held = self._held.get(queue_url)
+        return held() if held else None
 
     def received(self, queue_url: str, messages: list[dict[str, Any]]) -> None:
         sent = [int(m.get("Attributes", {}).get("SentTimestamp", 0)) / 1000 for m in messages]
@@ -50,11 +63,14 @@ class QueueAgePublisher(threading.Thread):
         self.last_empty: dict[str, float] = {}
 
     def age_of(self, url: str, waiting: int, now: float) -> float:
+        """``waiting``: the messages SQS counts as waiting, without those in a local buffer."""
+        held = self.ages.oldest_held(url)
+        age = max(0.0, now - held) if held else 0.0
         if waiting == 0:
             self.last_empty[url] = now
-            return 0.0
+            return age
         since = max(self.last_empty.get(url, 0.0), self.ages.newest_received.get(url, 0.0))
-        return max(0.0, now - since) if since else 0.0
+        return max(age, now - since) if since else age
 
     def publish_once(self) -> None:
         now = time.time()

@@ -7,7 +7,8 @@
    services to an embedded moto next to that endpoint (LocalStack's S3 and SQS with moto's
    DynamoDB, say), through boto3's ``AWS_ENDPOINT_URL_<SERVICE>`` variables;
 2. the buckets (CORS, lifecycle, S3→SQS notifications), queues (redrive) and tables of ``template.yaml``;
-3. a warm worker pool per function and a poller per SQS event source;
+3. a warm worker pool per function, pollers per SQS event source, and a fair dispatcher per polled
+   queue (quiet tenants' messages before a noisy tenant's backlog, as on an SQS fair queue);
 4. the gateway serving the HTTP API function and Lambda's Invoke API.
 
 State lives in the emulator's memory: stopping the stack forgets it.
@@ -30,6 +31,7 @@ import boto3
 import requests
 from botocore.config import Config
 
+from docpipe_local.fairness import FairDispatcher
 from docpipe_local.gateway import Gateway
 from docpipe_local.pollers import SqsPoller
 from docpipe_local.provision import provision
@@ -123,6 +125,7 @@ class LocalStack:
         region: str = "us-east-1",
         stack_name: str = "docpipe-local",
         overrides: dict[str, dict[str, Any]] | None = None,
+        schedule_every: dict[str, float] | None = None,
     ) -> None:
         """``overrides`` sets resource properties for this run, by logical id, over the template's:
         ``{"OcrHighQueue": {"VisibilityTimeout": 10}}`` lets a test that kills a worker see its message
@@ -139,11 +142,15 @@ class LocalStack:
         self.moto: MotoServer | None = None
         self.runtimes: dict[str, FunctionRuntime] = {}
         self.pollers: list[SqsPoller] = []
+        self.dispatchers: dict[str, FairDispatcher] = {}  # by queue URL
         self.gateway: Gateway | None = None
         self._stop = threading.Event()
         self.template: Template | None = None
         self.endpoints: dict[str, str] = {}
         self.overrides = overrides or {}
+        # Seconds between runs of a scheduled function, by logical id, over its template's rate(...):
+        # a test of the sweeper need not wait five minutes.
+        self.schedule_every = schedule_every or {}
         self.queue_ages = QueueAges()
 
     # ------------------------------------------------------------------ lifecycle
@@ -204,6 +211,7 @@ class LocalStack:
             self.template.doc["Resources"][logical].setdefault("Properties", {}).update(properties)
         provision(self.template, {s: self.client(s) for s in ("s3", "sqs", "dynamodb")})
         self._start_functions()
+        self._start_schedules()
         self.gateway = Gateway(self._api_runtime(), self.runtimes, self.tokens, port=self.api_port)
         self.gateway.start()
         log.info("local stack up in %.1f s: api %s, emulator %s", time.time() - started, self.api_url, self.endpoint)
@@ -247,6 +255,11 @@ class LocalStack:
                 if not source.enabled:
                     continue
                 queue = self.template.attributes[source.queue]
+                dispatcher = self.dispatchers.get(queue["QueueUrl"])
+                if dispatcher is None:
+                    dispatcher = FairDispatcher(sqs, queue["QueueUrl"], self._stop, self.queue_ages)
+                    dispatcher.start()
+                    self.dispatchers[queue["QueueUrl"]] = dispatcher
                 for index in range(min(source.max_concurrency, concurrency)):
                     poller = SqsPoller(
                         runtime,
@@ -259,6 +272,7 @@ class LocalStack:
                         index,
                         self.queue_ages,
                         LANE_NICE.get(source.name.lower(), 0),
+                        dispatcher,
                     )
                     poller.start()
                     self.pollers.append(poller)
@@ -268,6 +282,38 @@ class LocalStack:
         }
         QueueAgePublisher(sqs, self.client("cloudwatch"), queues, self.queue_ages, self._stop).start()
 
+    def _start_schedules(self) -> None:
+        """EventBridge schedules: each scheduled function is invoked every period, as its rule would."""
+        assert self.template is not None
+        for logical, runtime in self.runtimes.items():
+            for schedule in runtime.spec.schedules:
+                every = self.schedule_every.get(logical, schedule.every_seconds)
+                thread = threading.Thread(
+                    target=self._run_schedule,
+                    args=(runtime, schedule.name, every),
+                    name=f"{logical}-{schedule.name}",
+                    daemon=True,
+                )
+                thread.start()
+
+    def _run_schedule(self, runtime: FunctionRuntime, rule: str, every: float) -> None:
+        account = self.template.account_id if self.template else ""
+        while not self._stop.wait(every):
+            event = {
+                "version": "0",
+                "id": secrets.token_hex(16),
+                "detail-type": "Scheduled Event",
+                "source": "aws.events",
+                "account": account,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "region": self.region,
+                "resources": [f"arn:aws:events:{self.region}:{account}:rule/{rule}"],
+                "detail": {},
+            }
+            invocation = runtime.invoke(event)
+            if not invocation.ok and not self._stop.is_set():
+                log.warning("%s (schedule %s) failed: %s", runtime.spec.logical, rule, invocation.error)
+
     def _api_runtime(self) -> FunctionRuntime | None:
         return next((r for r in self.runtimes.values() if r.spec.http_routes), None)
 
@@ -275,12 +321,14 @@ class LocalStack:
         self._stop.set()
         if self.gateway:
             self.gateway.stop()
+        for dispatcher in self.dispatchers.values():  # while the emulator can still take their messages back
+            dispatcher.stop()
         if self.moto:  # first, so that pollers blocked in a long poll return at once
             self.moto.stop()
         for runtime in self.runtimes.values():
             runtime.stop()
-        for poller in self.pollers:
-            poller.join(timeout=5)
+        for thread in [*self.pollers, *self.dispatchers.values()]:
+            thread.join(timeout=5)
 
     def wait(self) -> None:
         """Block until :meth:`stop` is called (from a signal handler, say)."""

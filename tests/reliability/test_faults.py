@@ -212,5 +212,5 @@ def test_queues_show_every_lane_through_the_cli(faults, carol, capsys) -> None:
 
     rows = json.loads(capsys.readouterr().out)["queues"]
     assert code == 0
-    assert len(rows) == 10 and all(row["dlqDepth"] == 0 for row in rows)
+    assert len(rows) == 12 and all(row["dlqDepth"] == 0 for row in rows)
     assert all(row["oldestAgeSeconds"] is not None for row in rows)  # the stack publishes queue ages

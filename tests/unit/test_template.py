@@ -112,7 +112,10 @@ def test_pseudo_parameters_describe_the_local_stack(template: Template) -> None:
 def test_pseudo_parameters_follow_the_stack_identity() -> None:
     template = Template.load(ROOT / "template.yaml", stack_name="other", region="eu-west-1", account_id="999")
     assert template.physical_name("UploadsBucket") == "other-uploads-999-eu-west-1"
-    assert template.resolve({"Fn::GetAtt": ["IngestHighQueue", "Arn"]}) == "arn:aws:sqs:eu-west-1:999:other-IngestHighQueue"
+    assert (
+        template.resolve({"Fn::GetAtt": ["IngestHighQueue", "Arn"]})
+        == "arn:aws:sqs:eu-west-1:999:other-IngestHighQueue"
+    )
 
 
 # ------------------------------------------------------------------ names and attributes of resources

@@ -1,0 +1,132 @@
+"""Fair share on the local stack, over real HTTP: quotas, purge (and its race with a re-upload), the
+sweeper run by the stack's schedule, and a client whose upload S3 refuses."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from docpipe_local.client import ApiError, DocpipeClient, UploadError
+from docpipe_local.quotas import set_quota
+from docpipe_local.stack import LocalStack
+
+TOKENS = {"tok-erin": "erin", "tok-finn": "finn", "tok-gail": "gail"}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    with LocalStack(
+        state_dir=tmp_path_factory.mktemp("fair"),
+        tokens=dict(TOKENS),
+        parameters={"UploadUrlTtlSeconds": "2", "UploadGraceSeconds": "0"},
+        schedule_every={"SweeperFunction": 1.0},
+    ) as local:
+        yield local
+
+
+@pytest.fixture
+def erin(stack: LocalStack) -> DocpipeClient:
+    return DocpipeClient(stack.api_url, stack.token_for("erin"))
+
+
+@pytest.fixture
+def finn(stack: LocalStack) -> DocpipeClient:
+    return DocpipeClient(stack.api_url, stack.token_for("finn"))
+
+
+def write(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def process(client: DocpipeClient, path: Path) -> dict[str, Any]:
+    created = client.upload_file(path)
+    return client.wait(created["jobId"], timeout=60)
+
+
+def test_a_never_sent_upload_is_ended_by_the_stacks_sweeper(erin) -> None:
+    created = erin.create_upload("never.txt", 10, "text/plain")
+
+    job = erin.wait(created["jobId"], timeout=30)
+
+    assert (job["state"], job["error"]["code"]) == ("failed", "upload.expired")
+
+
+class RefusedUploads(DocpipeClient):
+    """A client whose uploads S3 refuses (the presigned POST names a bucket that does not exist)."""
+
+    def create_upload(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        created = super().create_upload(*args, **kwargs)
+        self.created = created
+        created["upload"]["url"] = created["upload"]["url"].rstrip("/") + "-refused"
+        return created
+
+
+def test_a_client_whose_upload_s3_refuses_cancels_its_job(stack, tmp_path) -> None:
+    client = RefusedUploads(stack.api_url, stack.token_for("erin"))
+
+    with pytest.raises(UploadError):
+        client.upload_file(write(tmp_path, "refused.txt", b"S3 will refuse this"))
+
+    assert client.job(client.created["jobId"])["state"] == "cancelled"
+
+
+def test_a_quota_refusal_is_a_429_with_retry_after_over_http(stack) -> None:
+    gail = DocpipeClient(stack.api_url, stack.token_for("gail"))
+    set_quota(stack, "gail", "UploadsPerMinute", 1)
+    gail.create_upload("one.txt", 5, "text/plain")
+    response = gail.session.post(
+        f"{stack.api_url}/uploads", json={"name": "two.txt", "size": 5, "contentType": "text/plain"}, timeout=10
+    )
+
+    assert response.status_code == 429 and response.json()["code"] == "quota.exceeded"
+    assert 1 <= int(response.headers["Retry-After"]) <= 61
+
+
+def test_purge_deletes_the_bytes_with_the_last_job_that_references_them(stack, erin, finn, tmp_path) -> None:
+    data = b"shared between erin and finn " + bytes(str(tmp_path), "utf-8")
+    mine = process(erin, write(tmp_path, "a.txt", data))
+    theirs = process(finn, write(tmp_path, "b.txt", data))
+    assert mine["state"] == theirs["state"] == "ready" and mine["hash"] == theirs["hash"]
+
+    erin.purge(mine["jobId"])
+
+    with pytest.raises(ApiError) as gone:
+        erin.job(mine["jobId"])
+    assert gone.value.status == 404
+    assert requests.get(finn.variant_url(theirs["hash"]), timeout=10).content == data
+
+    finn.purge(theirs["jobId"])
+
+    s3 = stack.client("s3")
+    listing = s3.list_objects_v2(Bucket=stack.template.physical_name("StoreBucket"), Prefix=f"files/{mine['hash']}/")
+    assert listing["KeyCount"] == 0
+    assert finn.usage()["limits"][2] == {"name": "StoredBytesPerUser", "limit": 53687091200, "used": 0}
+
+
+def test_a_purge_racing_a_reupload_leaves_that_job_ready_with_its_files(stack, erin, finn, tmp_path) -> None:
+    for round_ in range(3):
+        data = f"raced bytes, round {round_} ".encode() + bytes(str(tmp_path), "utf-8")
+        first = process(erin, write(tmp_path, f"first{round_}.txt", data))
+        assert first["state"] == "ready"
+        outcome: dict[str, Any] = {}
+        purger = threading.Thread(target=lambda: erin.purge(first["jobId"]))  # noqa: B023
+        uploader = threading.Thread(
+            target=lambda: outcome.update(job=process(finn, write(tmp_path, f"again{round_}.txt", data)))  # noqa: B023
+        )
+        purger.start()
+        uploader.start()
+        purger.join(60)
+        uploader.join(90)
+
+        job = outcome["job"]
+        assert job["state"] == "ready", job
+        original = requests.get(finn.variant_url(job["hash"]), timeout=10).content
+        assert hashlib.sha256(original).hexdigest() == job["hash"] == first["hash"]

@@ -1,0 +1,307 @@
+"""The local stack's pollers deliver a queue's messages as an SQS fair queue does: a quiet tenant's
+message before a noisy tenant's backlog, each tenant in order, every message once, and failures back
+after the queue's visibility timeout with one receive more. Against moto's server over HTTP."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+
+from docpipe_local import fairness
+from docpipe_local.fairness import FairDispatcher, TenantUsage, is_noisy
+from docpipe_local.pollers import SqsPoller
+from docpipe_local.queue_metrics import QueueAgePublisher, QueueAges
+from docpipe_local.runtime import FairSemaphore, Invocation
+from docpipe_local.stack import CREDENTIALS, MotoServer
+from docpipe_local.template import SqsSource
+
+
+@pytest.fixture(scope="module")
+def sqs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    server = MotoServer(tmp_path_factory.mktemp("moto") / "emulator.log")
+    try:
+        server.wait_ready()
+        yield boto3.client(
+            "sqs",
+            endpoint_url=server.url,
+            region_name="us-east-1",
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def short_receives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dispatcher's long poll bounds how long its stop takes: 1 s instead of 5 keeps the tests short."""
+    monkeypatch.setattr(fairness, "RECEIVE_WAIT_SECONDS", 1)
+
+
+def new_queue(sqs: Any, visibility: int = 30) -> str:
+    return sqs.create_queue(QueueName=f"q-{uuid.uuid4().hex[:8]}", Attributes={"VisibilityTimeout": str(visibility)})[
+        "QueueUrl"
+    ]
+
+
+def send(sqs: Any, url: str, bodies: list[dict[str, Any]], group: str | None = None) -> None:
+    for i in range(0, len(bodies), 10):
+        entries = [{"Id": str(n), "MessageBody": json.dumps(b)} for n, b in enumerate(bodies[i : i + 10])]
+        if group is not None:
+            entries = [{**e, "MessageGroupId": group} for e in entries]
+        sqs.send_message_batch(QueueUrl=url, Entries=entries)
+
+
+def depth(sqs: Any, url: str) -> tuple[int, int]:
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    return int(attributes[names[0]]), int(attributes[names[1]])
+
+
+def wait_until(check: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s")
+        time.sleep(0.02)
+
+
+@dataclass
+class Delivery:
+    body: dict[str, Any]
+    receive_count: int
+    at: float
+
+
+@dataclass
+class FakeSpec:
+    logical: str = "FakeFunction"
+
+
+class FakeRuntime:
+    """What a poller uses of a FunctionRuntime: slots, and an invocation that waits for ``gate``, records
+    what it was given, sleeps as a handler would, and succeeds unless ``fails`` says the delivery fails."""
+
+    def __init__(self, concurrency: int, seconds: float = 0.005, fails: Callable[[Delivery], bool] | None = None):
+        self.spec = FakeSpec()
+        self.seconds = seconds
+        self.fails = fails or (lambda delivery: False)
+        self.deliveries: list[Delivery] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self._slots = FairSemaphore(concurrency)
+        self._lock = threading.Lock()
+
+    def acquire(self, timeout: float | None = None) -> bool:
+        return self._slots.acquire(timeout)
+
+    def release(self) -> None:
+        self._slots.release()
+
+    def invoke_acquired(self, event: dict[str, Any], nice: int = 0) -> Invocation:
+        self.gate.wait()
+        batch = [
+            Delivery(json.loads(r["body"]), int(r["attributes"]["ApproximateReceiveCount"]), time.monotonic())
+            for r in event["Records"]
+        ]
+        with self._lock:
+            self.deliveries += batch
+        time.sleep(self.seconds)
+        if any(self.fails(d) for d in batch):
+            return Invocation("error", error={"errorMessage": "failed on purpose"})
+        return Invocation("ok", result=None)
+
+    def bodies(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [d.body for d in self.deliveries]
+
+
+@contextmanager
+def pollers(sqs: Any, url: str, runtime: FakeRuntime, count: int, batch_size: int) -> Iterator[FairDispatcher]:
+    stop = threading.Event()
+    dispatcher = FairDispatcher(sqs, url, stop)
+    dispatcher.start()
+    source = SqsSource("Work", "WorkQueue", batch_size, count, report_failures=False)
+    threads = [
+        SqsPoller(
+            runtime,
+            sqs,
+            source,
+            url,
+            "arn:aws:sqs:us-east-1:123456789012:q",
+            "us-east-1",
+            stop,
+            i,
+            dispatcher=dispatcher,
+        )
+        for i in range(count)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        yield dispatcher
+    finally:
+        dispatcher.stop()
+        for thread in [*threads, dispatcher]:
+            thread.join(timeout=10)
+
+
+def test_a_quiet_tenants_message_is_delivered_before_a_noisy_tenants_backlog(sqs) -> None:
+    # given: tenant "noisy" has 200 messages queued, all received by the dispatcher, and it is being served
+    url = new_queue(sqs)
+    send(sqs, url, [{"tenant": "noisy", "n": n} for n in range(200)], group="noisy")
+    runtime = FakeRuntime(concurrency=4)
+    runtime.gate.clear()
+    with pollers(sqs, url, runtime, count=4, batch_size=1):
+        wait_until(lambda: depth(sqs, url) == (0, 200), timeout=15)
+        runtime.gate.set()
+        wait_until(lambda: len(runtime.deliveries) >= 20, timeout=10)
+
+        # when: tenant "quiet" sends one message
+        before = len(runtime.deliveries)
+        send(sqs, url, [{"tenant": "quiet", "n": 0}], group="quiet")
+        wait_until(lambda: len(runtime.deliveries) == 201 and depth(sqs, url) == (0, 0), timeout=20)
+
+    # then: it is among the first few deliveries after it was sent, and every message ran once
+    bodies = runtime.bodies()
+    quiet = bodies.index({"tenant": "quiet", "n": 0})
+    assert quiet - before <= 8, f"the quiet message was delivery {quiet}, {quiet - before} after it was sent"
+    assert before < 200 - 20  # the noisy backlog was far from done
+    assert Counter(json.dumps(b, sort_keys=True) for b in bodies).most_common(1)[0][1] == 1
+    assert len(bodies) == 201
+    assert depth(sqs, url) == (0, 0)
+
+
+def test_one_tenants_messages_are_delivered_in_the_order_sent(sqs) -> None:
+    url = new_queue(sqs)
+    for n in range(30):
+        send(sqs, url, [{"tenant": "a", "n": n}], group="a")
+        send(sqs, url, [{"tenant": "b", "n": n}], group="b")
+    send(sqs, url, [{"tenant": "c", "n": n} for n in range(60)], group="c")
+    runtime = FakeRuntime(concurrency=1, seconds=0.002)
+
+    with pollers(sqs, url, runtime, count=1, batch_size=4):
+        wait_until(lambda: len(runtime.deliveries) == 120 and depth(sqs, url) == (0, 0), timeout=15)
+
+    bodies = runtime.bodies()
+    for tenant, sent in (("a", 30), ("b", 30), ("c", 60)):
+        assert [b["n"] for b in bodies if b["tenant"] == tenant] == list(range(sent))
+
+
+def test_messages_without_a_group_are_one_tenant_delivered_in_order(sqs) -> None:
+    url = new_queue(sqs)
+    send(sqs, url, [{"n": n} for n in range(25)])
+    runtime = FakeRuntime(concurrency=1, seconds=0.002)
+
+    with pollers(sqs, url, runtime, count=1, batch_size=3):
+        wait_until(lambda: len(runtime.deliveries) == 25 and depth(sqs, url) == (0, 0), timeout=10)
+
+    assert [b["n"] for b in runtime.bodies()] == list(range(25))
+
+
+def test_a_failed_message_comes_back_after_the_visibility_timeout_received_once_more(sqs) -> None:
+    # given: a queue with a 2 s visibility timeout and a handler that fails a message the first time
+    url = new_queue(sqs, visibility=2)
+    runtime = FakeRuntime(concurrency=2, fails=lambda d: d.body["kind"] == "bad" and d.receive_count == 1)
+    send(sqs, url, [{"kind": "bad"}, {"kind": "ok"}], group="t")
+
+    # when
+    with pollers(sqs, url, runtime, count=2, batch_size=1):
+        wait_until(lambda: len(runtime.deliveries) == 3 and depth(sqs, url) == (0, 0), timeout=10)
+
+    # then: two deliveries of the failed message, 2 s apart, counted 1 and 2 by SQS
+    bad = [d for d in runtime.deliveries if d.body["kind"] == "bad"]
+    ok = [d for d in runtime.deliveries if d.body["kind"] == "ok"]
+    assert [d.receive_count for d in bad] == [1, 2]
+    assert 2 <= bad[1].at - bad[0].at < 4
+    assert [d.receive_count for d in ok] == [1]
+
+
+def test_a_message_buffered_past_its_hold_is_still_received_once(sqs, monkeypatch) -> None:
+    monkeypatch.setattr(fairness, "HOLD_SECONDS", 3)  # extended with less than 1.5 s left, polls of 1 s
+    url = new_queue(sqs)
+    send(sqs, url, [{"n": n} for n in range(5)], group="t")
+    runtime = FakeRuntime(concurrency=1)
+
+    with pollers(sqs, url, runtime, count=0, batch_size=1) as dispatcher:
+        wait_until(lambda: dispatcher.buffered == 5, timeout=5)
+        time.sleep(3.5)  # past the hold: the dispatcher extended it, else SQS delivered them again
+        assert depth(sqs, url) == (0, 5)
+        taken = dispatcher.take(10, wait=1)
+        dispatcher.done(taken, 0.01)
+
+    assert [int(m["Attributes"]["ApproximateReceiveCount"]) for m in taken] == [1] * 5
+    assert [json.loads(m["Body"])["n"] for m in taken] == list(range(5))
+
+
+def test_stopping_makes_buffered_messages_visible_again(sqs) -> None:
+    url = new_queue(sqs)
+    send(sqs, url, [{"n": n} for n in range(5)])
+
+    with pollers(sqs, url, FakeRuntime(concurrency=1), count=0, batch_size=1) as dispatcher:
+        wait_until(lambda: dispatcher.buffered == 5, timeout=5)
+        assert depth(sqs, url) == (0, 5)  # locally, buffered messages show as in flight
+
+    assert depth(sqs, url) == (5, 0)
+
+
+def test_a_buffered_message_counts_towards_the_oldest_message_age(sqs) -> None:
+    url = new_queue(sqs)
+    ages = QueueAges()
+    dispatcher = FairDispatcher(sqs, url, threading.Event(), ages)
+    send(sqs, url, [{"n": 0}])
+    dispatcher.start()
+    try:
+        wait_until(lambda: dispatcher.buffered == 1, timeout=5)
+        publisher = QueueAgePublisher(sqs, None, {"q": url}, ages, threading.Event())
+        assert publisher.age_of(url, waiting=0, now=time.time() + 30) >= 30  # SQS counts it in flight
+    finally:
+        dispatcher.stop()
+        dispatcher.join(timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("in_flight", "total", "noisy"),
+    [(30, 100, True), (29, 29, False), (30, 300, False), (31, 300, True), (200, 200, True)],
+)
+def test_a_tenant_is_noisy_with_at_least_30_and_over_a_tenth_of_the_messages_in_flight(in_flight, total, noisy):
+    assert is_noisy(in_flight, total, 0.0, 0.0) is noisy
+
+
+@pytest.mark.parametrize(("seconds", "noisy"), [(7.0, True), (6.0, False), (0.5, False), (60.0, True)])
+def test_a_tenant_is_noisy_with_over_a_tenth_of_recent_processing_time(seconds, noisy):
+    assert is_noisy(1, 10, seconds, 60.0) is noisy
+
+
+def test_processing_time_counts_for_its_window_only() -> None:
+    usage = TenantUsage(window=60)
+    usage.started("noisy", 9)
+    usage.finished("noisy", 9, 54.0, now=100.0)
+    usage.started("quiet")
+    usage.finished("quiet", 1, 6.0, now=130.0)
+
+    assert usage.noisy("noisy", now=140.0) and not usage.noisy("quiet", now=140.0)
+    assert usage.recent("noisy", now=161.0) == 0.0  # forgotten after 60 s
+    assert usage.noisy("quiet", now=161.0)  # now all of the recent time
+
+
+def test_quiet_tenants_rank_first_then_noisy_ones_by_fewest_in_flight() -> None:
+    usage = TenantUsage()
+    usage.started("a", 40)
+    usage.started("b", 35)
+    usage.started("c", 2)
+    usage.finished("c", 1, 0.1, now=10.0)
+    usage.started("d")
+
+    ranks = usage.ranks(["a", "b", "c", "d"], now=10.0)
+    assert sorted(ranks, key=ranks.__getitem__) == ["d", "c", "b", "a"]
