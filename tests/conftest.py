@@ -42,7 +42,10 @@ def aws(template: Template) -> Iterator[dict[str, Any]]:
     from moto import mock_aws
 
     from docpipe import aws as docpipe_aws
+    from docpipe_local.emulator import serialize_dynamodb_writes
     from docpipe_local.provision import provision
+
+    serialize_dynamodb_writes()  # conditional writes atomic under threads, as on DynamoDB
 
     with mock_aws():
         docpipe_aws.reset()

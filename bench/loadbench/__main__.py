@@ -63,6 +63,13 @@ def main() -> None:
     parser.add_argument(
         "--tenant-every", type=float, default=1.0, help="seconds between B's (and C's) photos (default 1)"
     )
+    parser.add_argument(
+        "--tenant-quotas",
+        choices=("default", "lifted"),
+        default="default",
+        help="user A's quotas in the tenants phase: the stack's defaults, as deployed (default), or lifted "
+        "(0, unlimited) to measure the pipeline's fairness without admission control",
+    )
     parser.add_argument("--timeout", type=float, default=1800, help="per phase, seconds (default 1800)")
     parser.add_argument(
         "--poll",
@@ -187,7 +194,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
                 stack = None
             state = work / "stack-tenants"
             stack = Stack(state, tenants.TOKENS)
-            lifted = lift_quotas(stack.local, tenants.USERS["A"])
+            lifted = lift_quotas(stack.local, tenants.USERS["A"]) if args.tenant_quotas == "lifted" else ([], "")
             stack_up(stack, state, {})
             f = tenant_files
             print(
@@ -198,10 +205,12 @@ def run(args: argparse.Namespace, work: Path) -> None:
                 f"{describe(f.reference)})"
             )
             names, note = lifted
-            print(
-                f"  stack fresh, users {', '.join(tenants.USERS.values())}; A's quotas lifted (0, unlimited): "
-                f"{', '.join(names) or 'none'}" + (f"; note: {note}" if note else "") + "; B and C keep the defaults"
+            quotas_of_a = (
+                f"A's quotas lifted (0, unlimited): {', '.join(names) or 'none'}" + (f"; note: {note}" if note else "")
+                if args.tenant_quotas == "lifted"
+                else "A keeps the default quotas (admission limits A's burst, as deployed)"
             )
+            print(f"  stack fresh, users {', '.join(tenants.USERS.values())}; {quotas_of_a}; B and C keep the defaults")
             result = tenants.tenants(stack.local, f, args, stack.sampler)
             tenants.report_tenants(result, stack.recorder, stack.sampler, state / "logs", rows, summary)
         if stack is not None:

@@ -62,7 +62,7 @@ class Sampler(threading.Thread):
         self.urls = {n: stack.template.attributes[n]["QueueUrl"] for n in queues if n not in dead}
         self.dlqs = {n: stack.template.attributes[n]["QueueUrl"] for n in queues if n in dead}
         self.state_dir = stack.state_dir
-        self.moto_pid = stack.moto.process.pid if stack.moto else None
+        self.moto_pids = {m.process.pid for m in (stack.moto, stack.moto_dynamodb) if m is not None}
         self.every = every
         self.samples: list[Sample] = []
         self.stop_event = threading.Event()
@@ -84,7 +84,7 @@ class Sampler(threading.Thread):
         busy = (now[0] - before[0]) / max(1e-9, now[1] - before[1])
         rtts: list[float] = []
         depths = self.depths(self.urls, rtts)
-        cpu = cpu_by_group(self.state_dir, self.moto_pid)
+        cpu = cpu_by_group(self.state_dir, self.moto_pids)
         self.samples.append(Sample(time.time(), busy, depths, pct(rtts, 0.5), cpu))
         return now
 
@@ -133,9 +133,9 @@ def cpu_times() -> tuple[float, float]:
     return sum(values) - idle, sum(values)
 
 
-def cpu_by_group(state_dir: Path, moto_pid: int | None) -> dict[str, float]:
+def cpu_by_group(state_dir: Path, moto_pids: set[int]) -> dict[str, float]:
     """CPU seconds used so far by this process (the bench and the stack's gateway and pollers), the
-    emulator, and each function's workers (found by the log file their stdout goes to)."""
+    emulator (its processes), and each function's workers (found by the log file their stdout goes to)."""
     hz = os.sysconf("SC_CLK_TCK")
     out: dict[str, float] = {}
     logs = str(state_dir / "logs")
@@ -148,7 +148,7 @@ def cpu_by_group(state_dir: Path, moto_pid: int | None) -> dict[str, float]:
             seconds = (int(fields[11]) + int(fields[12])) / hz
             if int(pid) == os.getpid():
                 group = "bench + stack"
-            elif int(pid) == moto_pid:
+            elif int(pid) in moto_pids:
                 group = "emulator"
             else:
                 target = os.readlink(f"/proc/{pid}/fd/1")

@@ -2,7 +2,8 @@
 
 ``LocalStack(...).start()`` — or ``with LocalStack() as stack:`` — brings up, in a few seconds:
 
-1. moto's server in a child process on loopback, unless ``endpoint`` names another emulator
+1. moto's server in a child process on loopback (and a second one for DynamoDB, so the emulator has
+   two cores' worth of interpreter), unless ``endpoint`` names another emulator
    (LocalStack, or anything that speaks the AWS APIs). ``embedded_services`` sends just those
    services to an embedded moto next to that endpoint (LocalStack's S3 and SQS with moto's
    DynamoDB, say), through boto3's ``AWS_ENDPOINT_URL_<SERVICE>`` variables;
@@ -69,8 +70,10 @@ class MotoServer:
         env = {**os.environ, **CREDENTIALS}
         # moto's server with werkzeug's line per request turned off: under load the logging alone cost it
         # a tenth of its CPU, and its CPU is every AWS call's latency.
+        # DynamoDB's writes made atomic under moto's threads (docpipe_local.emulator).
         quiet = (
             "import logging, sys; logging.getLogger('werkzeug').setLevel(logging.WARNING); "
+            "from docpipe_local.emulator import serialize_dynamodb_writes; serialize_dynamodb_writes(); "
             "from moto.server import main; main(sys.argv[1:])"
         )
         self.process = subprocess.Popen(
@@ -140,6 +143,7 @@ class LocalStack:
         self.region = region
         self.stack_name = stack_name
         self.moto: MotoServer | None = None
+        self.moto_dynamodb: MotoServer | None = None
         self.runtimes: dict[str, FunctionRuntime] = {}
         self.pollers: list[SqsPoller] = []
         self.dispatchers: dict[str, FairDispatcher] = {}  # by queue URL
@@ -193,10 +197,19 @@ class LocalStack:
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
         if self.endpoint_arg is None or self.embedded_services:
             self.moto = MotoServer(self.state_dir / "logs" / "emulator.log")
+        if self.endpoint_arg is None:
+            # DynamoDB in an emulator process of its own: moto serves every request under one interpreter
+            # lock, so under load one process is one core for every AWS call. S3 and SQS stay together
+            # (S3's event notifications go to SQS inside the emulator).
+            self.moto_dynamodb = MotoServer(self.state_dir / "logs" / "emulator-dynamodb.log")
+            self.moto_dynamodb.wait_ready()
+        if self.moto:
             self.moto.wait_ready()
         self.endpoints = {"default": self.endpoint_arg or self.moto.url}  # type: ignore[union-attr]
         for service in self.embedded_services:
             self.endpoints[service] = self.moto.url  # type: ignore[union-attr]
+        if self.moto_dynamodb:
+            self.endpoints["dynamodb"] = self.moto_dynamodb.url
         account = self.client("sts").get_caller_identity()["Account"]
         self.template = Template.load(
             self.template_path,
@@ -325,6 +338,8 @@ class LocalStack:
             dispatcher.stop()
         if self.moto:  # first, so that pollers blocked in a long poll return at once
             self.moto.stop()
+        if self.moto_dynamodb:
+            self.moto_dynamodb.stop()
         for runtime in self.runtimes.values():
             runtime.stop()
         for thread in [*self.pollers, *self.dispatchers.values()]:

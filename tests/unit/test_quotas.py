@@ -36,17 +36,31 @@ def ask(call, size: int = 1000, user: str = "alice", name: str = "notes.txt") ->
     return call("POST", "/uploads", {"name": name, "size": size, "contentType": "text/plain"}, user=user)
 
 
-def test_uploads_per_minute_refuses_the_request_past_the_limit_until_the_minute_ends(call, usage) -> None:  # noqa: F811
-    usage.set_override("alice", "UploadsPerMinute", 3)
+def test_uploads_per_minute_are_spread_over_the_minute(call, usage) -> None:  # noqa: F811
+    usage.set_override("alice", "UploadsPerMinute", 12)  # 2 in any 10-second slot
 
-    statuses = [ask(call)[0] for _ in range(3)]
+    statuses = [ask(call)[0] for _ in range(2)]
     status, body, headers = ask(call)
 
-    assert statuses == [201, 201, 201]
+    assert statuses == [201, 201]
     assert (status, body["code"]) == (429, "quota.exceeded")
-    assert "UploadsPerMinute (3 uploads)" in body["message"]
-    assert 1 <= int(headers["Retry-After"]) <= 61 and body["retryAfter"] == int(headers["Retry-After"])
+    assert "UploadsPerMinute (12 uploads) allows a sixth of it in any 10 seconds" in body["message"]
+    assert 1 <= int(headers["Retry-After"]) <= 11 and body["retryAfter"] == int(headers["Retry-After"])
     assert ask(call, user="bob")[0] == 201  # another user's limit is their own
+
+
+def test_uploads_per_minute_refuses_past_the_minutes_limit_until_the_minute_ends(usage) -> None:
+    usage.set_override("alice", "UploadsPerMinute", 3)  # 1 in any 10-second slot, 3 in the minute
+    minute = 29_000_000 * 60
+    for slot in range(3):
+        assert quotas.admit(usage, "alice", 10, "high", {}, now=minute + 10 * slot) == "high"
+
+    with pytest.raises(QuotaExceeded) as refused:
+        quotas.admit(usage, "alice", 10, "high", {}, now=minute + 30)
+
+    assert "UploadsPerMinute (3 uploads) is reached" in refused.value.message
+    assert refused.value.retry_after == 31  # to the next minute
+    assert quotas.admit(usage, "alice", 10, "high", {}, now=minute + 60) == "high"
 
 
 def test_upload_bytes_per_day_counts_declared_bytes(call, usage) -> None:  # noqa: F811
@@ -125,7 +139,7 @@ def test_usage_shows_each_limit_what_is_used_and_when_it_resets(call, usage) -> 
 
 def test_twenty_concurrent_requests_admit_exactly_up_to_the_limit(usage) -> None:
     usage.set_override("carol", "OpenJobsPerUser", 7)
-    defaults = {"UploadsPerMinute": 0, "OpenJobsPerUser": 100}
+    defaults = {"UploadsPerMinute": 0, "OpenJobsPerUser": 100}  # 0: counted, never refused
 
     def one(_: int) -> bool:
         try:

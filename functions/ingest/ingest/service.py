@@ -90,7 +90,7 @@ class IngestService:
             logger.warning("object outside the upload layout; left to the lifecycle rule", extra={"key": key})
             return Outcome("skipped", reason="not an upload key")
         lane, owner, job_id = parsed
-        logger.append_keys(job_id=job_id)
+        logger.thread_safe_append_keys(job_id=job_id)
         job = self.jobs.get(job_id) or self._adopt(lane, owner, job_id, key)
         if job["owner"] != owner or (job.get("uploadKey") and job["uploadKey"] != key):
             logger.warning("upload key is not the one issued for its job", extra={"key": key})
@@ -123,7 +123,7 @@ class IngestService:
         facts: dict[str, Any] = {"size": scanned.size, "contentType": file_type.mime, "type": file_type.name}
         if file_type.family == "image" and file_type.name != "heic":
             facts["width"], facts["height"] = content.image_size(self.store.open_range(bucket, key, info))
-        logger.append_keys(hash=scanned.sha256)
+        logger.thread_safe_append_keys(hash=scanned.sha256)
 
         deduplicated = self._store_once(bucket, key, info, scanned.sha256, facts)
         plan = jobs.plan_for(file_type.mime, file_type.family, ocr=bool(job.get("ocr")))

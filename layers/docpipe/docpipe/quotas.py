@@ -4,10 +4,13 @@ Every limit is a template parameter (``0`` means unlimited), and a user's own ov
 UsageTable, raises or lowers it (``docpipe quota set USER NAME VALUE`` locally). Admission happens at
 ``POST /uploads``, before any work: each count is taken with one conditional ``ADD`` (see
 :mod:`docpipe.adapters.usage`), and what was taken is given back when a later limit refuses the same
-request. A store that cannot be reached refuses the request (503 ``quota.unavailable``): nothing is
+request. (One transaction for all of them would save round trips on AWS, but moto's
+``TransactWriteItems`` copies and restores whole tables, which loses concurrent writes: the local
+stack could not count exactly.) A store that cannot be reached refuses the request (503 ``quota.unavailable``): nothing is
 admitted unchecked.
 
-- ``UploadsPerMinute``: uploads asked for in the current minute (a fixed window of the clock's minutes).
+- ``UploadsPerMinute``: uploads asked for in the current minute (a fixed window of the clock's minutes),
+  and at most a sixth of it in any 10-second slot, so the minute's allowance is spread over the minute.
 - ``UploadBytesPerDay``: declared bytes of the uploads asked for today (UTC).
 - ``StoredBytesPerUser``: the distinct originals the user's jobs reference, plus the declared size of
   uploads not ingested yet; ingest settles a reservation at the stored size (or at nothing, when the
@@ -20,6 +23,7 @@ admitted unchecked.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,6 +41,10 @@ LIMIT_NAMES = (
     "RetriesPerJob",
 )
 OPEN, STORED = "open", "stored"
+# UploadsPerMinute is also spread over the minute: at most a sixth of it (rounded up) in any 10-second
+# slot, so a client that waits out a Retry-After does not come back with a whole minute at once.
+BURST_SECONDS = 10
+BURST_SLOTS = 60 // BURST_SECONDS
 # How long a full OpenJobsPerUser asks a client to wait: jobs end in seconds to minutes.
 OPEN_JOBS_RETRY_AFTER = 10
 _WINDOW_TTL_SECONDS = 2 * 86400  # window items linger a little past their window, then DynamoDB's TTL removes them
@@ -60,6 +68,12 @@ def _day(now: float) -> Window:
     day = datetime.fromtimestamp(now, UTC).date()
     midnight = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
     return Window(f"bytes#d#{day:%Y%m%d}", int(midnight.timestamp()))
+
+
+def _burst(now: float) -> Window:
+    """The 10-second slot that spreads a minute's uploads: at most 1/:data:`BURST_SLOTS` of the limit in it."""
+    slot = int(now // BURST_SECONDS)
+    return Window(f"uploads#s{BURST_SECONDS}#{slot}", (slot + 1) * BURST_SECONDS)
 
 
 def windows(now: float) -> dict[str, Window]:
@@ -99,22 +113,27 @@ def admit(
     """
     now = time.time() if now is None else now
     limits = limits_for(usage, owner, defaults)
+    current = windows(now)
+    burst = _burst(now)
+    checks = [
+        ("UploadsPerMinute", burst, 1, math.ceil(limits["UploadsPerMinute"] / BURST_SLOTS)),
+        ("UploadsPerMinute", current["UploadsPerMinute"], 1, limits["UploadsPerMinute"]),
+        ("OpenJobsPerUser", current["OpenJobsPerUser"], 1, limits["OpenJobsPerUser"]),
+        ("UploadBytesPerDay", current["UploadBytesPerDay"], size, limits["UploadBytesPerDay"]),
+        ("StoredBytesPerUser", current["StoredBytesPerUser"], size, limits["StoredBytesPerUser"]),
+    ]
     taken: list[tuple[str, int]] = []
-    for name, amount in (
-        ("UploadsPerMinute", 1),
-        ("OpenJobsPerUser", 1),
-        ("UploadBytesPerDay", size),
-        ("StoredBytesPerUser", size),
-    ):
-        window = windows(now)[name]
+    for name, window, amount, limit in checks:
         expires = window.resets_at + _WINDOW_TTL_SECONDS if window.resets_at else None
-        if usage.take(owner, window.item, amount, limits[name], expires):
+        if usage.take(owner, window.item, amount, limit, expires):
             taken.append((window.item, amount))
             continue
         for item, back in taken:
             usage.add(owner, item, -back)
         retry_after = OPEN_JOBS_RETRY_AFTER if name == "OpenJobsPerUser" else window.retry_after(now)
         message = f"The limit {_describe(name, limits[name])} is reached."
+        if window is burst:
+            message = f"The limit {_describe(name, limits[name])} allows a sixth of it in any 10 seconds."
         if name == "StoredBytesPerUser":
             message += " Delete files you no longer need (DELETE /jobs/{id}?purge=true) to make room."
         raise QuotaExceeded(message, retry_after=retry_after)
