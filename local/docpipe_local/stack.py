@@ -109,6 +109,9 @@ class MotoServer:
 # high lane's chat photo, so lower lanes run at lower priority. Sources with other names run at 0.
 LANE_NICE = {"high": 0, "normal": 5, "low": 10}
 
+# Worker processes of the local HTTP API function (unless the template reserves its concurrency).
+HTTP_WORKERS = 8
+
 # Template parameters the local stack sets unless told otherwise: OCR with Tesseract from pip, since
 # Textract needs an AWS account (moto's answers are empty).
 LOCAL_PARAMETERS = {"OcrEngine": "tesseract"}
@@ -253,8 +256,12 @@ class LocalStack:
         assert self.template is not None
         sqs = self.client("sqs")
         for logical, spec in self.template.functions().items():
-            by_sources = sum(min(s.max_concurrency, 10) for s in spec.sqs_sources) or 4
-            concurrency = spec.reserved_concurrency or by_sources
+            # Workers: the function's reserved concurrency, else its event sources' maxima; the HTTP API,
+            # which Lambda scales with its requests, gets HTTP_WORKERS (a burst of one user's requests
+            # must not queue everyone else's behind four workers); a scheduled function one.
+            by_sources = sum(min(s.max_concurrency, 10) for s in spec.sqs_sources)
+            default = by_sources or (HTTP_WORKERS if spec.http_routes else 1)
+            concurrency = spec.reserved_concurrency or default
             runtime = FunctionRuntime(
                 spec,
                 self._runtime_env(spec),
