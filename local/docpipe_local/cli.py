@@ -255,7 +255,8 @@ def _each_job(job_ids: list[str], operation: Any, describe: Any) -> tuple[list[s
             refused += 1
             out.print(f"[red]{job_id}[/red]: {exc.code}: {exc.message}", soft_wrap=True)
             continue
-        out.print(f"{job_id} ({job['name']}): {describe(job)}")
+        named = f" ({job['name']})" if "name" in job else ""
+        out.print(f"{job_id}{named}: {describe(job)}")
         done.append(job_id)
     return done, refused
 
@@ -290,15 +291,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     """Purge jobs for good; exit 1 when one could not be (it does not exist)."""
     with ExitStack() as stack:
         client, _ = _target(args, stack, allow_embedded=False)
-        refused = 0
-        for job_id in args.jobs:
-            try:
-                client.purge(job_id)
-            except ApiError as exc:
-                refused += 1
-                out.print(f"[red]{job_id}[/red]: {exc.code}: {exc.message}", soft_wrap=True)
-                continue
-            out.print(f"{job_id}: deleted")
+        _, refused = _each_job(args.jobs, client.purge, lambda job: "deleted")
     return 1 if refused else 0
 
 

@@ -4,9 +4,9 @@ sweeper run by the stack's schedule, and a client whose upload S3 refuses."""
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ import requests
 from docpipe_local.client import ApiError, DocpipeClient, UploadError
 from docpipe_local.quotas import set_quota
 from docpipe_local.stack import LocalStack
+from tests.integration.test_local_stack import process, write
 
 TOKENS = {"tok-erin": "erin", "tok-finn": "finn", "tok-gail": "gail"}
 
@@ -38,17 +39,6 @@ def erin(stack: LocalStack) -> DocpipeClient:
 @pytest.fixture
 def finn(stack: LocalStack) -> DocpipeClient:
     return DocpipeClient(stack.api_url, stack.token_for("finn"))
-
-
-def write(tmp_path: Path, name: str, data: bytes) -> Path:
-    path = tmp_path / name
-    path.write_bytes(data)
-    return path
-
-
-def process(client: DocpipeClient, path: Path) -> dict[str, Any]:
-    created = client.upload_file(path)
-    return client.wait(created["jobId"], timeout=60)
 
 
 def test_a_never_sent_upload_is_ended_by_the_stacks_sweeper(erin) -> None:
@@ -130,3 +120,18 @@ def test_a_purge_racing_a_reupload_leaves_that_job_ready_with_its_files(stack, e
         assert job["state"] == "ready", job
         original = requests.get(finn.variant_url(job["hash"]), timeout=10).content
         assert hashlib.sha256(original).hexdigest() == job["hash"] == first["hash"]
+
+
+def test_the_cli_shows_usage_and_deletes_jobs(stack, finn, tmp_path, capsys) -> None:
+    from docpipe_local.cli import main
+
+    job = process(finn, write(tmp_path, "cli.txt", b"deleted from the command line " + bytes(str(tmp_path), "utf-8")))
+    target = ["--api", stack.api_url, "--token", stack.token_for("finn")]
+
+    assert main(["usage", "--json", *target]) == 0
+    limits = {row["name"]: row for row in json.loads(capsys.readouterr().out)["limits"]}
+    assert limits["OpenJobsPerUser"]["limit"] == 1000 and limits["StoredBytesPerUser"]["used"] > 0
+
+    assert main(["delete", job["jobId"], *target]) == 0
+    assert f"{job['jobId']}: deleted" in capsys.readouterr().out
+    assert main(["delete", job["jobId"], *target]) == 1  # gone: the second delete finds nothing
