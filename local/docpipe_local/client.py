@@ -16,9 +16,9 @@ TERMINAL = ("ready", "failed", "cancelled")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(f"{status} {code}: {message}")
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
 
 
 class UploadError(Exception):
@@ -26,7 +26,9 @@ class UploadError(Exception):
 
 
 class DocpipeClient:
-    def __init__(self, api_url: str, token: str | None, timeout: float = 30) -> None:
+    def __init__(self, api_url: str, token: str | None, timeout: float = 30, max_wait: float = 300) -> None:
+        """``max_wait``: how long, in all, an upload request waits out 429s and their ``Retry-After``."""
+        self.max_wait = max_wait
         self.api_url = api_url.rstrip("/")
         self.session = requests.Session()
         if token:
@@ -42,8 +44,12 @@ class DocpipeClient:
                 body = response.json()
             except ValueError:
                 body = {}
+            retry_after = response.headers.get("Retry-After")
             raise ApiError(
-                response.status_code, body.get("code", "http.error"), body.get("message", response.text[:200])
+                response.status_code,
+                body.get("code", "http.error"),
+                body.get("message", response.text[:200]),
+                float(retry_after) if retry_after and retry_after.isdigit() else None,
             )
         return response
 
@@ -60,7 +66,15 @@ class DocpipeClient:
             body["priority"] = priority
         if ocr:
             body["ocr"] = True
-        return dict(self._call("POST", "/uploads", json=body).json())
+        waited = 0.0
+        while True:
+            try:
+                return dict(self._call("POST", "/uploads", json=body).json())
+            except ApiError as exc:  # a rate limit says when to come back: wait, as a good client does
+                if exc.status != 429 or exc.retry_after is None or waited + exc.retry_after > self.max_wait:
+                    raise
+                time.sleep(exc.retry_after)
+                waited += exc.retry_after
 
     def job(self, job_id: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/jobs/{job_id}").json())

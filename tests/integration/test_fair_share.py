@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +18,7 @@ from docpipe_local.quotas import set_quota
 from docpipe_local.stack import LocalStack
 from tests.integration.test_local_stack import process, write
 
-TOKENS = {"tok-erin": "erin", "tok-finn": "finn", "tok-gail": "gail"}
+TOKENS = {"tok-erin": "erin", "tok-finn": "finn", "tok-gail": "gail", "tok-hana": "hana"}
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +136,16 @@ def test_the_cli_shows_usage_and_deletes_jobs(stack, finn, tmp_path, capsys) -> 
     assert main(["delete", job["jobId"], *target]) == 0
     assert f"{job['jobId']}: deleted" in capsys.readouterr().out
     assert main(["delete", job["jobId"], *target]) == 1  # gone: the second delete finds nothing
+
+
+def test_the_client_waits_out_a_rate_limit_and_uploads(stack, tmp_path) -> None:
+    hana = DocpipeClient(stack.api_url, stack.token_for("hana"))
+    set_quota(stack, "hana", "UploadsPerMinute", 6)  # one in any 10 seconds
+    started = time.monotonic()
+
+    first = hana.upload_file(write(tmp_path, "first.txt", b"one"))
+    second = hana.upload_file(write(tmp_path, "second.txt", b"two"))  # a 429 first, then after its Retry-After
+
+    assert first["jobId"] != second["jobId"]
+    assert time.monotonic() - started <= 12
+    assert hana.wait(second["jobId"], timeout=30)["state"] == "ready"

@@ -9,10 +9,14 @@ import pytest
 
 from docpipe_local.stack import LocalStack
 
+# These suites upload far faster than a person; quotas have their own tests (test_quotas, test_fair_share).
+BUSY_TESTER = {"UploadsPerMinute": "600"}
 TOKENS = {"tok-alice": "alice", "tok-bob": "bob"}
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    with LocalStack(state_dir=tmp_path_factory.mktemp("reliability-stack"), tokens=dict(TOKENS)) as local:
+    with LocalStack(
+        state_dir=tmp_path_factory.mktemp("reliability-stack"), tokens=dict(TOKENS), parameters=BUSY_TESTER
+    ) as local:
         yield local
