@@ -138,7 +138,7 @@ def admit(
             message += " Delete files you no longer need (DELETE /jobs/{id}?purge=true) to make room."
         raise QuotaExceeded(message, retry_after=retry_after)
     if lane == "high":
-        window = windows(now)["HighLaneBytesPerMinute"]
+        window = current["HighLaneBytesPerMinute"]
         if not usage.take(
             owner, window.item, size, limits["HighLaneBytesPerMinute"], window.resets_at + _WINDOW_TTL_SECONDS
         ):
