@@ -287,68 +287,6 @@ def cmd_retry(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def cmd_delete(args: argparse.Namespace) -> int:
-    """Purge jobs for good; exit 1 when one could not be (it does not exist)."""
-    with ExitStack() as stack:
-        client, _ = _target(args, stack, allow_embedded=False)
-        _, refused = _each_job(args.jobs, client.purge, lambda job: "deleted")
-    return 1 if refused else 0
-
-
-def cmd_usage(args: argparse.Namespace) -> int:
-    with ExitStack() as stack:
-        client, _ = _target(args, stack, allow_embedded=False)
-        body = client.usage()
-    if args.json:
-        print(json.dumps(body, indent=2))
-        return 0
-    table = Table(title="your limits")
-    for column in ("limit", "used", "of", "resets"):
-        table.add_column(column, justify="left" if column == "limit" else "right")
-    for row in body["limits"]:
-        bytes_ = "Bytes" in row["name"]
-        shown = _human if bytes_ else str
-        table.add_row(
-            row["name"],
-            shown(row["used"]) if "used" in row else row.get("scope", "-"),
-            shown(row["limit"]) if row.get("limit") else "unlimited",
-            row.get("resetsAt", "-"),
-        )
-    out.print(table)
-    return 0
-
-
-def cmd_quota(args: argparse.Namespace) -> int:
-    """Set one user's override of one limit on the running local stack (``default`` removes it)."""
-    import boto3
-
-    from docpipe.quotas import LIMIT_NAMES
-    from docpipe_local.quotas import usage_repository
-    from docpipe_local.stack import CREDENTIALS
-
-    if args.name not in LIMIT_NAMES:
-        raise UsageError(f"unknown limit {args.name!r}; one of {', '.join(LIMIT_NAMES)}")
-    value = None if args.value == "default" else args.value
-    if value is not None and not (value.isdigit() and len(value) <= 18):
-        raise UsageError("VALUE is a whole number (0 for unlimited) or 'default'")
-    state = _read_state()
-    if not state or "usageTable" not in state or not _healthy(state["api"]):
-        raise UsageError("no stack is running: quotas are set on the stack `docpipe up` runs")
-    dynamodb = boto3.client(
-        "dynamodb",
-        endpoint_url=state["dynamodb"],
-        region_name=state["region"],
-        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=CREDENTIALS["AWS_SESSION_TOKEN"],
-    )
-    overrides = usage_repository(state["usageTable"], dynamodb).set_override(
-        args.user, args.name, None if value is None else int(value)
-    )
-    out.print(f"{args.user}: {json.dumps(overrides) if overrides else 'no overrides (the defaults hold)'}")
-    return 0
-
-
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -422,6 +360,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- entry point
 def parser() -> argparse.ArgumentParser:
+    from docpipe_local import account_commands
+
     p = argparse.ArgumentParser(prog="docpipe", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -468,23 +408,7 @@ def parser() -> argparse.ArgumentParser:
     target(retry)
     retry.set_defaults(func=cmd_retry)
 
-    delete = sub.add_parser("delete", help="delete jobs for good, and their files when nothing else uses them")
-    delete.add_argument("jobs", nargs="+", metavar="JOB_ID")
-    target(delete)
-    delete.set_defaults(func=cmd_delete)
-
-    usage = sub.add_parser("usage", help="your limits, what is used of them, and when they reset")
-    usage.add_argument("--json", action="store_true")
-    target(usage)
-    usage.set_defaults(func=cmd_usage)
-
-    quota = sub.add_parser("quota", help="per-user limits on the running local stack")
-    quota_sub = quota.add_subparsers(dest="quota_command", required=True)
-    quota_set = quota_sub.add_parser("set", help="raise or lower one limit for one user (0: unlimited)")
-    quota_set.add_argument("user", metavar="USER")
-    quota_set.add_argument("name", metavar="NAME", help="UploadsPerMinute, StoredBytesPerUser, ...")
-    quota_set.add_argument("value", metavar="VALUE", help="a whole number, 0 for unlimited, or 'default'")
-    quota_set.set_defaults(func=cmd_quota)
+    account_commands.add_parsers(sub, target)
 
     queues = sub.add_parser("queues", help="depth, in-flight, oldest message and DLQ depth of every lane")
     queues.add_argument("--json", action="store_true")

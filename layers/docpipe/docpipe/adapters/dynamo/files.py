@@ -1,0 +1,246 @@
+"""FilesTable: one item per content hash: storing, task states and artifacts, references."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from docpipe.adapters.dynamo.table import _dump, _fault, _is_condition_failure, _load, _Table
+from docpipe.errors import Transient
+
+
+class FilesRepository(_Table):
+    """FilesTable: pk ``hash``. ``status`` is ``storing`` (claimed by one writer, with a lease), ``stored``,
+    or ``deleting`` (its last reference went; a purge is removing the bytes, with a lease).
+
+    ``refs`` counts the jobs that reference the bytes: every ingested job adds one while the file is
+    ``stored`` (the same update checks it), every purged job takes one, and only the purge that takes
+    the count to 0 may move the file to ``deleting``. A new upload of the same bytes that finds the file
+    ``deleting`` waits for the item to go (or its lease to pass) and stores the bytes again, so a job
+    never points at bytes being deleted. Files stored before references were counted (no
+    ``refsCounted``) are never deleted by a purge.
+    """
+
+    def get(self, digest: str) -> dict[str, Any] | None:
+        return self._get({"hash": digest})
+
+    def claim(self, item: dict[str, Any]) -> bool:
+        """Become the one writer that stores these bytes. ``False`` when another writer got there first."""
+        return self._put_new({**item, "refs": 0, "refsCounted": True}, "hash")
+
+    def take_over(self, digest: str, status: str, expired_lease: int, item: dict[str, Any]) -> bool:
+        """Replace a file whose writer or deleter let its lease run out (it crashed) with a new claim."""
+        try:
+            self.client.put_item(
+                TableName=self.name,
+                Item=_dump({**item, "hash": digest, "refs": 0, "refsCounted": True}),
+                ConditionExpression="#status = :status AND leaseUntil = :lease",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":status": {"S": status}, ":lease": {"N": str(expired_lease)}},
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise _fault(exc, "put_item") from exc
+        return True
+
+    def mark_stored(self, digest: str, fields: dict[str, Any]) -> None:
+        """The writer's copy is done: the file is ``stored``, referenced by the writer's job."""
+        self._update(
+            {"hash": digest},
+            {**fields, "status": "stored", "leaseUntil": None},
+            values={":one": 1},
+            extra_names={"#r": "refs"},
+            add="#r :one",
+        )
+
+    def add_ref(self, digest: str) -> bool:
+        """One more job references the stored bytes; ``False`` when they are not ``stored`` (being deleted)."""
+        return (
+            self._update(
+                {"hash": digest},
+                {},
+                "#status = :stored",
+                {":stored": "stored", ":one": 1},
+                {"#status": "status", "#r": "refs"},
+                add="#r :one",
+            )
+            is not None
+        )
+
+    def drop_ref(self, digest: str) -> int | None:
+        """One job fewer references the bytes; the count left, or ``None`` when the file is not recorded."""
+        item = self._update(
+            {"hash": digest}, {}, "attribute_exists(#k)", {":less": -1}, {"#k": "hash", "#r": "refs"}, add="#r :less"
+        )
+        return None if item is None else int(item.get("refs", 0))
+
+    def begin_delete(self, digest: str, lease_until: int) -> bool:
+        """Take a stored file nobody references to ``deleting``; ``False`` when a reference came back first."""
+        return (
+            self._update(
+                {"hash": digest},
+                {"status": "deleting", "leaseUntil": lease_until},
+                "#status = :stored AND #r <= :zero AND refsCounted = :yes",
+                {":stored": "stored", ":zero": 0, ":yes": True},
+                {"#status": "status", "#r": "refs"},
+            )
+            is not None
+        )
+
+    def finish_delete(self, digest: str, lease_until: int) -> bool:
+        """Remove the record of deleted bytes (only the deleter that still holds its lease)."""
+        try:
+            self.client.delete_item(
+                TableName=self.name,
+                Key=_dump({"hash": digest}),
+                ConditionExpression="#status = :deleting AND leaseUntil = :lease",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":deleting": {"S": "deleting"}, ":lease": {"N": str(lease_until)}},
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise _fault(exc, "delete_item") from exc
+        return True
+
+    def request_task(self, digest: str, task: str) -> str | None:
+        """Mark a task ``queued`` unless it has a state already (``cancelled`` counts as none). Returns
+        ``None`` when this call queued it (the caller sends the message), else the state it has: the
+        same bytes are processed once."""
+        queued = self._update(
+            {"hash": digest},
+            {f"{task}State": "queued"},
+            "attribute_exists(#k) AND (attribute_not_exists(#s) OR #s = :cancelled)",
+            {":cancelled": "cancelled"},
+            {"#k": "hash", "#s": f"{task}State"},
+        )
+        if queued is not None:
+            return None
+        current = self.get(digest) or {}
+        return str(current.get(f"{task}State", "queued"))
+
+    def update(self, digest: str, fields: dict[str, Any]) -> dict[str, Any]:
+        item = self._update({"hash": digest}, fields, "attribute_exists(#k)", None, {"#k": "hash"})
+        if item is None:
+            raise Transient(f"file {digest} is not recorded")
+        return item
+
+    def add_member(self, digest: str, attribute: str, member: str) -> set[str]:
+        """Add ``member`` to a string set atomically; the set afterwards (a redelivered member counts once)."""
+        try:
+            r = self.client.update_item(
+                TableName=self.name,
+                Key=_dump({"hash": digest}),
+                UpdateExpression="ADD #a :m",
+                ConditionExpression="attribute_exists(#k)",
+                ExpressionAttributeNames={"#a": attribute, "#k": "hash"},
+                ExpressionAttributeValues={":m": {"SS": [member]}},
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                raise Transient(f"file {digest} is not recorded") from exc
+            raise _fault(exc, "update_item") from exc
+        return set(_load(r["Attributes"]).get(attribute) or set())
+
+    def remove_member(self, digest: str, attribute: str, member: str) -> None:
+        """Take ``member`` out of a string set (an emptied set disappears, as DynamoDB does)."""
+        try:
+            self.client.update_item(
+                TableName=self.name,
+                Key=_dump({"hash": digest}),
+                UpdateExpression="DELETE #a :m",
+                ConditionExpression="attribute_exists(#k)",
+                ExpressionAttributeNames={"#a": attribute, "#k": "hash"},
+                ExpressionAttributeValues={":m": {"SS": [member]}},
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise _fault(exc, "update_item") from exc
+
+    def claim_task(self, digest: str, task: str, holder: str, lease_until: int, now: int) -> dict[str, Any] | None:
+        """Become the one invocation running ``task`` for these bytes; the file record afterwards, or
+        ``None`` when the task is not waiting to run (done, failed, cancelled, handed on) or another
+        invocation holds it.
+
+        A task that is ``queued`` (or has no state) is taken; a ``running`` one only by the same message
+        redelivered (``holder`` is the SQS message id: its last run was killed) or once its holder's
+        lease, the end of that invocation's time limit, has passed. Each claim counts an attempt.
+        """
+        return self._update(
+            {"hash": digest},
+            {f"{task}State": "running", f"{task}Holder": holder, f"{task}LeaseUntil": lease_until},
+            "attribute_exists(#k) AND (attribute_not_exists(#s) OR #s = :queued"
+            " OR (#s = :running AND (#h = :holder OR #l < :now)))",
+            {":queued": "queued", ":running": "running", ":holder": holder, ":now": now, ":one": 1},
+            {
+                "#k": "hash",
+                "#s": f"{task}State",
+                "#h": f"{task}Holder",
+                "#l": f"{task}LeaseUntil",
+                "#n": f"{task}Attempts",
+            },
+            add="#n :one",
+        )
+
+    def release_task(self, digest: str, task: str, holder: str) -> None:
+        """Give a claimed task back (its run raised and the message will be retried)."""
+        self._update(
+            {"hash": digest},
+            {f"{task}State": "queued", f"{task}Holder": None, f"{task}LeaseUntil": None},
+            "#s = :running AND #h = :holder",
+            {":running": "running", ":holder": holder},
+            {"#s": f"{task}State", "#h": f"{task}Holder"},
+        )
+
+    def cancel_task(self, digest: str, task: str) -> bool:
+        """Mark a queued task ``cancelled`` when no job waits on it any more; workers then skip it."""
+        return (
+            self._update(
+                {"hash": digest},
+                {f"{task}State": "cancelled"},
+                "#s = :queued AND attribute_not_exists(#w)",
+                {":queued": "queued"},
+                {"#s": f"{task}State", "#w": f"{task}Waiting"},
+            )
+            is not None
+        )
+
+    def requeue_task(self, digest: str, task: str, seen: str | None, forget: tuple[str, ...] = ()) -> bool:
+        """Put a task that ended badly (failed, cancelled, or dead-lettered while ``running``) back to
+        ``queued``, if its state is still ``seen``; clears its error and the bookkeeping in ``forget``."""
+        fields: dict[str, Any] = {
+            f"{task}State": "queued",
+            f"{task}Error": None,
+            f"{task}Holder": None,
+            f"{task}LeaseUntil": None,
+            f"{task}FinalAttemptEnds": None,
+            **dict.fromkeys(forget),
+        }
+        if seen is None:
+            return (
+                self._update(
+                    {"hash": digest},
+                    fields,
+                    "attribute_exists(#k) AND attribute_not_exists(#s)",
+                    None,
+                    {"#k": "hash", "#s": f"{task}State"},
+                )
+                is not None
+            )
+        return self._update({"hash": digest}, fields, "#s = :seen", {":seen": seen}, {"#s": f"{task}State"}) is not None
+
+    def request_regeneration(self, digest: str, task: str, now: int, every_seconds: int) -> bool:
+        """Record a regeneration request unless one was made in the last ``every_seconds``. True when recorded."""
+        return (
+            self._update(
+                {"hash": digest},
+                {f"{task}RequestedAt": now},
+                "attribute_not_exists(#r) OR #r < :since",
+                {":since": now - every_seconds},
+                {"#r": f"{task}RequestedAt"},
+            )
+            is not None
+        )

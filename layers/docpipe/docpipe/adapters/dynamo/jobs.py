@@ -1,0 +1,207 @@
+"""JobsTable: one item per upload; its transitions are conditional writes."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from docpipe.adapters.dynamo.table import _dump, _fault, _is_condition_failure, _load, _Table
+from docpipe.errors import BadRequest, DocpipeError, Transient
+from docpipe.observability import logger
+
+_TERMINAL = ("ready", "failed", "cancelled")
+
+
+class JobsRepository(_Table):
+    """JobsTable: pk ``jobId``; GSI ``byOwner`` (owner, createdAt); sparse GSIs ``byOwnerHash`` (ownerHash),
+    ``byHash`` (hash) and ``byUploadDeadline`` (awaiting, uploadDeadline: jobs still waiting for their upload).
+
+    Given ``usage``, a job that ends (moves from an open state to ``ready``, ``failed`` or ``cancelled``)
+    leaves its owner's count of open jobs here, whichever path ended it, so the count cannot drift
+    from the transitions themselves.
+    """
+
+    def __init__(self, name: str, client: Any | None = None, usage: Any | None = None) -> None:
+        super().__init__(name, client)
+        self.usage = usage
+
+    @classmethod
+    def for_settings(cls, settings: Any) -> JobsRepository:
+        from docpipe.adapters.usage import UsageRepository
+
+        return cls(settings.jobs_table, usage=UsageRepository(settings.usage_table) if settings.usage_table else None)
+
+    def create(self, job: dict[str, Any]) -> None:
+        if not self._put_new(_with_history(job), "jobId"):
+            raise Transient("job id collision; try again")
+
+    def create_if_absent(self, job: dict[str, Any]) -> bool:
+        return self._put_new(_with_history(job), "jobId")
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        return self._get({"jobId": job_id})
+
+    def transition(self, job_id: str, from_states: tuple[str, ...], fields: dict[str, Any]) -> dict[str, Any] | None:
+        """Move a job out of one of ``from_states``, setting ``fields``; ``None`` if it was not in one of them.
+
+        This is what makes a redelivered or duplicated event produce one transition, not two. A change
+        of state is appended to the job's ``history`` (state and time): one entry per transition. A job
+        already in the new state is not moved (two settlers racing to the same state move it once).
+        """
+        values: dict[str, Any] = {f":s{i}": state for i, state in enumerate(from_states)}
+        condition = f"attribute_exists(jobId) AND #state IN ({', '.join(values)})"
+        names = {"#state": "state"}
+        set_also = ""
+        if "state" in fields and str(fields["state"]) != "uploading":
+            fields = {**fields, "awaiting": None, "uploadDeadline": None}  # out of the sweeper's index
+        if "state" in fields:
+            condition += " AND #state <> :new"
+            names["#hist"] = "history"
+            values[":new"] = str(fields["state"])
+            values[":entry"] = [{"state": str(fields["state"]), "at": fields.get("updatedAt") or _now_iso()}]
+            values[":none"] = []
+            set_also = "#hist = list_append(if_not_exists(#hist, :none), :entry)"
+        moved = self._update({"jobId": job_id}, fields, condition, values, names, set_also=set_also)
+        ended = str(fields.get("state")) in _TERMINAL and not any(str(s) in _TERMINAL for s in from_states)
+        if moved is not None and ended and self.usage is not None:
+            try:
+                self.usage.add(moved["owner"], "open", -1)
+            except DocpipeError:  # the job has ended either way; a missed release only holds a place too long
+                logger.warning("could not release an open job's place", extra={"job_id": job_id}, exc_info=True)
+        return moved
+
+    def extend_upload_deadline(self, job_id: str, until: int) -> None:
+        """A job whose object has arrived but not been ingested yet waits longer before the sweeper ends it."""
+        self._update(
+            {"jobId": job_id},
+            {"uploadDeadline": until},
+            "#state = :uploading",
+            {":uploading": "uploading"},
+            {"#state": "state"},
+        )
+
+    def count_retry(self, job_id: str, limit: int, amount: int = 1) -> bool:
+        """Count a retry of the job against ``limit`` (0: unlimited); False when the job has used them all.
+        ``amount=-1`` gives one back (a retry that did not happen after all)."""
+        condition = "attribute_exists(jobId)"
+        values: dict[str, Any] = {":n": amount}
+        if limit and amount > 0:
+            condition += " AND (attribute_not_exists(#r) OR #r < :limit)"
+            values[":limit"] = limit
+        return self._update({"jobId": job_id}, {}, condition, values, {"#r": "retries"}, add="#r :n") is not None
+
+    def delete(self, job_id: str) -> dict[str, Any] | None:
+        """Remove a job for good; the job as it was, or ``None`` when it was gone already (one purge wins)."""
+        try:
+            r = self.client.delete_item(
+                TableName=self.name,
+                Key=_dump({"jobId": job_id}),
+                ConditionExpression="attribute_exists(jobId)",
+                ReturnValues="ALL_OLD",
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return None
+            raise _fault(exc, "delete_item") from exc
+        return _load(r["Attributes"])
+
+    def past_upload_deadline(self, now: int, limit: int = 100) -> list[str]:
+        """Ids of jobs still waiting for their upload whose deadline has passed (oldest first)."""
+        try:
+            r = self.client.query(
+                TableName=self.name,
+                IndexName="byUploadDeadline",
+                KeyConditionExpression="#a = :a AND #d < :now",
+                ExpressionAttributeNames={"#a": "awaiting", "#d": "uploadDeadline"},
+                ExpressionAttributeValues={":a": {"S": "upload"}, ":now": {"N": str(now)}},
+                Limit=limit,
+            )
+        except ClientError as exc:
+            raise _fault(exc, "query") from exc
+        return [item["jobId"]["S"] for item in r.get("Items", [])]
+
+    def list_for_owner(self, owner: str, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        kwargs: dict[str, Any] = {
+            "TableName": self.name,
+            "IndexName": "byOwner",
+            "KeyConditionExpression": "#o = :o",
+            "ExpressionAttributeNames": {"#o": "owner"},
+            "ExpressionAttributeValues": {":o": {"S": owner}},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if cursor:
+            start = _decode_cursor(cursor)
+            if start.get("owner", {}).get("S") != owner:
+                raise BadRequest("The cursor does not belong to this listing.")
+            kwargs["ExclusiveStartKey"] = start
+        try:
+            r = self.client.query(**kwargs)
+        except ClientError as exc:
+            raise _fault(exc, "query") from exc
+        last = r.get("LastEvaluatedKey")
+        return [_load(i) for i in r.get("Items", [])], _encode_cursor(last) if last else None
+
+    def ids_for_hash(self, digest: str) -> list[str]:
+        """Every job (of every owner) whose upload had these bytes: the jobs a task's outcome settles."""
+        ids: list[str] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.name,
+            "IndexName": "byHash",
+            "KeyConditionExpression": "#h = :h",
+            "ExpressionAttributeNames": {"#h": "hash"},
+            "ExpressionAttributeValues": {":h": {"S": digest}},
+        }
+        while True:
+            try:
+                r = self.client.query(**kwargs)
+            except ClientError as exc:
+                raise _fault(exc, "query") from exc
+            ids += [item["jobId"]["S"] for item in r.get("Items", [])]
+            if "LastEvaluatedKey" not in r:
+                return ids
+            kwargs["ExclusiveStartKey"] = r["LastEvaluatedKey"]
+
+    def for_owner_and_hash(self, owner: str, digest: str) -> list[dict[str, Any]]:
+        try:
+            r = self.client.query(
+                TableName=self.name,
+                IndexName="byOwnerHash",
+                KeyConditionExpression="ownerHash = :k",
+                ExpressionAttributeValues={":k": {"S": owner_hash(owner, digest)}},
+            )
+        except ClientError as exc:
+            raise _fault(exc, "query") from exc
+        return sorted((_load(i) for i in r.get("Items", [])), key=lambda j: j["createdAt"], reverse=True)
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _with_history(job: dict[str, Any]) -> dict[str, Any]:
+    if "history" in job or "state" not in job:
+        return job
+    return {**job, "history": [{"state": str(job["state"]), "at": job.get("createdAt") or _now_iso()}]}
+
+
+def owner_hash(owner: str, digest: str) -> str:
+    return f"{owner}#{digest}"
+
+
+def _encode_cursor(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> dict[str, Any]:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, TypeError) as exc:
+        raise BadRequest("The cursor is not valid.") from exc
+    if not isinstance(value, dict):
+        raise BadRequest("The cursor is not valid.")
+    return value

@@ -1,0 +1,137 @@
+"""The shared part of the DynamoDB repositories: (de)serializing items, conditional updates, faults."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from docpipe import aws
+from docpipe.errors import Transient
+
+_ser = TypeSerializer()
+_de = TypeDeserializer()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, set, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _dump(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _ser.serialize(v) for k, v in item.items() if v is not None}
+
+
+def _load(item: dict[str, Any]) -> dict[str, Any]:
+    return _plain({k: _de.deserialize(v) for k, v in item.items()})
+
+
+def _is_condition_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _fault(exc: ClientError, what: str) -> Transient:
+    return Transient(f"DynamoDB failed on {what}: {exc.response.get('Error', {}).get('Code', exc)}")
+
+
+class _Table:
+    def __init__(self, name: str, client: Any | None = None) -> None:
+        self.name = name
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        return self._client or aws.client("dynamodb")
+
+    def _get(self, key: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            r = self.client.get_item(TableName=self.name, Key=_dump(key), ConsistentRead=True)
+        except ClientError as exc:
+            raise _fault(exc, "get_item") from exc
+        return _load(r["Item"]) if "Item" in r else None
+
+    def _put_new(self, item: dict[str, Any], key_attr: str) -> bool:
+        try:
+            self.client.put_item(
+                TableName=self.name,
+                Item=_dump(item),
+                ConditionExpression="attribute_not_exists(#k)",
+                ExpressionAttributeNames={"#k": key_attr},
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise _fault(exc, "put_item") from exc
+        return True
+
+    def _update(
+        self,
+        key: dict[str, Any],
+        fields: dict[str, Any],
+        condition: str | None = None,
+        values: dict[str, Any] | None = None,
+        extra_names: dict[str, str] | None = None,
+        *,
+        set_also: str = "",
+        add: str = "",
+    ) -> dict[str, Any] | None:
+        """Set ``fields`` (``None`` removes) if ``condition`` holds; the new item, or ``None`` when it did not.
+
+        ``set_also`` is one more ``SET`` clause and ``add`` an ``ADD`` clause, with their names and
+        values passed in ``extra_names`` and ``values``.
+        """
+        names: dict[str, str] = dict(extra_names or {})
+        vals: dict[str, Any] = {}
+        sets: list[str] = []
+        removes: list[str] = []
+        for i, (name, value) in enumerate(fields.items()):
+            names[f"#f{i}"] = name
+            if value is None:
+                removes.append(f"#f{i}")
+            else:
+                vals[f":f{i}"] = _ser.serialize(value)
+                sets.append(f"#f{i} = :f{i}")
+        for name, value in (values or {}).items():
+            vals[name] = _ser.serialize(value)
+        if set_also:
+            sets.append(set_also)
+        expression = " ".join(
+            part
+            for part in (
+                f"SET {', '.join(sets)}" if sets else "",
+                f"REMOVE {', '.join(removes)}" if removes else "",
+                f"ADD {add}" if add else "",
+            )
+            if part
+        )
+        kwargs: dict[str, Any] = {
+            "TableName": self.name,
+            "Key": _dump(key),
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": names,
+            "ReturnValues": "ALL_NEW",
+        }
+        if vals:
+            kwargs["ExpressionAttributeValues"] = vals
+        if condition:
+            kwargs["ConditionExpression"] = condition
+        try:
+            r = self.client.update_item(**kwargs)
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return None
+            raise _fault(exc, "update_item") from exc
+        return _load(r["Attributes"])
+
+    def ping(self) -> None:
+        try:
+            self.client.describe_table(TableName=self.name)
+        except ClientError as exc:
+            raise _fault(exc, "describe_table") from exc
