@@ -26,7 +26,7 @@ from typing import Any
 
 from requests import Response
 
-from docpipe_local.client import TERMINAL, ApiError, DocpipeClient, post_file
+from docpipe_local.client import TERMINAL, DocpipeClient, post_file
 
 from .corpus import Item
 from .stats import pct, sec
@@ -46,8 +46,8 @@ class Upload:
 
 
 class Clients:
-    """One DocpipeClient (one HTTP session) per thread. Each remembers the ``Retry-After`` of its last
-    429 answer (the client's errors carry no headers)."""
+    """One DocpipeClient (one HTTP session) per thread. The client itself waits out a 429's
+    ``Retry-After`` and asks again; each thread counts the 429 answers its session saw."""
 
     def __init__(self, api_url: str, token: str) -> None:
         self.api_url, self.token = api_url, token
@@ -62,19 +62,17 @@ class Clients:
 
     def remember(self, response: Response, *args: Any, **kwargs: Any) -> None:
         if response.status_code == 429:
-            self.local.retry_after = response.headers.get("Retry-After")
+            self.local.throttled = getattr(self.local, "throttled", 0) + 1
 
-    def retry_after(self) -> float:
-        """Seconds to wait after this thread's last 429: its ``Retry-After`` (1 s if none or not a number)."""
-        try:
-            return max(0.1, float(getattr(self.local, "retry_after", None) or 1.0))
-        except ValueError:
-            return 1.0
+    def take_throttled(self) -> int:
+        """The 429 answers this thread's session saw since the last call."""
+        seen, self.local.throttled = getattr(self.local, "throttled", 0), 0
+        return int(seen)
 
 
 class Uploader:
     """Create the job, register its id with the watchers (``ids``), POST the file to the presigned URL.
-    A 429 is retried after its ``Retry-After`` for up to ``patience`` seconds."""
+    A 429 is waited out by the client (its ``Retry-After``), for up to ``patience`` seconds in all."""
 
     def __init__(self, clients: Clients, ids: list[str], patience: float = 1800) -> None:
         self.clients, self.ids, self.patience = clients, ids, patience
@@ -93,15 +91,13 @@ class Uploader:
         return upload
 
     def create(self, upload: Upload) -> dict[str, Any]:
-        item, give_up = upload.item, upload.requested + self.patience
-        while True:
-            try:
-                return self.clients.get().create_upload(item.path.name, item.size, item.content_type)
-            except ApiError as exc:
-                if exc.status != 429 or time.time() > give_up:
-                    raise
-                upload.throttled += 1
-                time.sleep(self.clients.retry_after())
+        client = self.clients.get()
+        client.max_wait = self.patience
+        self.clients.take_throttled()
+        try:
+            return client.create_upload(upload.item.path.name, upload.item.size, upload.item.content_type)
+        finally:
+            upload.throttled += self.clients.take_throttled()
 
 
 def trickle(uploader: Uploader, uploads: list[Upload], every: float) -> float:
