@@ -36,7 +36,7 @@ from .harness import (
     throttled,
     wait_terminal,
 )
-from .probes import Recorder, Sampler, machine_line, stage_table
+from .probes import Recorder, Sampler, counts_cell, print_stages
 from .stats import pct, sec, table
 
 
@@ -99,13 +99,12 @@ def report_burst(out: Phase, recorder: Recorder, sampler: Sampler, rows: list[li
             )
     print(table(["time-to-ready, s", "n", "p50", "p95", "max", "server p50", "server p95"], lines))
     print("stages (wait: from the message being sent to its invocation starting; run: per invocation), s:")
-    print(stage_table(recorder.between(out.started, out.finished)))
-    print(machine_line(sampler, out.started, out.finished))
+    print_stages(recorder, sampler, out.started, out.finished)
     rows.append(
         [
             "burst",
             "submitted/ready/failed/cancelled/lost/refused",
-            "/".join(str(c[k]) for k in ("submitted", "ready", "failed", "cancelled", "lost", "upload errors")),
+            counts_cell(c, ("submitted", "ready", "failed", "cancelled", "lost", "upload errors")),
             "lost 0",
         ]
     )

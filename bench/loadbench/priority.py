@@ -34,7 +34,7 @@ from .harness import (
     wait_ingested,
     wait_terminal,
 )
-from .probes import Recorder, Sampler, log_times, machine_line, stage_table
+from .probes import Recorder, Sampler, counts_cell, log_times, print_stages
 from .stats import pct, sec, table
 
 
@@ -124,6 +124,17 @@ def priority(
 SEGMENTS = ["upload", "ingest wait", "ingest", "presets wait", "presets", "settle + poll", "total"]
 
 
+def segment_lines(parts: list[dict[str, float]], solo: list[dict[str, float]]) -> list[list[str]]:
+    """One row per segment: p50 and p95 alone, then p50, p95 and max loaded."""
+    lines = []
+    for s in [*SEGMENTS[:3], "batch", *SEGMENTS[3:]]:
+        values = [b[s] for b in parts if not math.isnan(b[s])]
+        base = [b[s] for b in solo if not math.isnan(b[s])]
+        stats = [pct(base, 0.5), pct(base, 0.95), pct(values, 0.5), pct(values, 0.95), max(values, default=math.nan)]
+        lines.append([s, *(sec(v) for v in stats)])
+    return lines
+
+
 def breakdown(phase: Phase, recorder: Recorder, logs: Path) -> list[dict[str, float]]:
     """Where each small photo's time went, from the client's clocks, the recorded invocations and the ingest log."""
     ingested = log_times(logs / "IngestFunction.log", "upload ingested", "job_id")
@@ -199,12 +210,7 @@ def report_priority(
                 print(f"  failed: {u.item.kind}: {(phase.obs.latest.get(u.job_id or '') or {}).get('error')}")
     parts = breakdown(small, recorder, logs)
     solo = breakdown(p.alone, recorder, logs) if p.alone else []
-    lines = []
-    for s in [*SEGMENTS[:3], "batch", *SEGMENTS[3:]]:
-        values = [b[s] for b in parts if not math.isnan(b[s])]
-        base = [b[s] for b in solo if not math.isnan(b[s])]
-        stats = [pct(base, 0.5), pct(base, 0.95), pct(values, 0.5), pct(values, 0.95), max(values, default=math.nan)]
-        lines.append([s, *(sec(v) for v in stats)])
+    lines = segment_lines(parts, solo)
     print(
         "where the small photos' time went, s, alone (baseline) and behind the large files (ingest wait: S3 event\n"
         "+ ingest queue; ingest: its invocation until 'upload ingested'; batch: messages in that invocation;\n"
@@ -218,13 +224,12 @@ def report_priority(
             table(["requested", *SEGMENTS], [[f"+{b['requested']:.1f}", *(sec(b[s]) for s in SEGMENTS)] for b in slow])
         )
     print("stages while the small photos ran, s:")
-    print(stage_table(recorder.between(p.small_start, p.last_small_ready)))
-    print(machine_line(sampler, p.small_start, p.last_small_ready))
+    print_stages(recorder, sampler, p.small_start, p.last_small_ready)
     rows.append(
         [
             "priority",
             "small submitted/ready/failed/lost/refused",
-            "/".join(str(c[k]) for k in ("submitted", "ready", "failed", "lost", "upload errors")),
+            counts_cell(c, ("submitted", "ready", "failed", "lost", "upload errors")),
             "lost 0",
         ]
     )

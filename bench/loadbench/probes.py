@@ -292,6 +292,17 @@ def stage_table(calls: list[Call]) -> str:
     return table(header, rows, left=2)
 
 
+def print_stages(recorder: Recorder, sampler: Sampler, start: float, end: float) -> None:
+    """The stage table of the invocations between ``start`` and ``end``, and who used the machine then."""
+    print(stage_table(recorder.between(start, end)))
+    print(machine_line(sampler, start, end))
+
+
+def counts_cell(counts: dict[str, int], keys: tuple[str, ...]) -> str:
+    """``counts``' values for ``keys``, joined by "/" (a results-table cell)."""
+    return "/".join(str(counts[k]) for k in keys)
+
+
 def machine_line(sampler: Sampler, start: float, end: float) -> str:
     cores = sampler.cores(start, end)
     window = sampler.between(start, end)

@@ -31,8 +31,8 @@ from docpipe_local.stack import LocalStack
 
 from .corpus import Item, split_mix, twin
 from .harness import Clients, Observations, Phase, Upload, Uploader, Watcher, count, throttled, trickle, wait_terminal
-from .priority import SEGMENTS, WARM_UP, breakdown
-from .probes import Recorder, Sampler, drain, machine_line, stage_table
+from .priority import WARM_UP, breakdown, segment_lines
+from .probes import Recorder, Sampler, counts_cell, drain, print_stages
 from .stats import pct, sec, table
 
 USERS = {"A": "tenant-a", "B": "tenant-b", "C": "tenant-c"}
@@ -294,17 +294,11 @@ def report_tenants(
     )
     parts = [b for p in t.during.values() for b in breakdown(p, recorder, logs)]
     solo = [b for p in t.alone.values() for b in breakdown(p, recorder, logs)]
-    lines = []
-    for s in [*SEGMENTS[:3], "batch", *SEGMENTS[3:]]:
-        values = [b[s] for b in parts if not math.isnan(b[s])]
-        base = [b[s] for b in solo if not math.isnan(b[s])]
-        stats = [pct(base, 0.5), pct(base, 0.95), pct(values, 0.5), pct(values, 0.95), max(values, default=math.nan)]
-        lines.append([s, *(sec(v) for v in stats)])
+    lines = segment_lines(parts, solo)
     print("where B's and C's photos' time went, s, alone (baseline) and during A's burst (as in the priority phase):")
     print(table(["segment", "alone p50", "p95", "during p50", "p95", "max"], lines))
     print("stages during A's burst, s:")
-    print(stage_table(recorder.between(a.started, a.finished)))
-    print(machine_line(sampler, a.started, a.finished))
+    print_stages(recorder, sampler, a.started, a.finished)
 
     # (met, phase row's measure, value, target): printed as PASS/FAIL lines and as rows of the results
     checks: list[tuple[bool, str, str, str]] = []
@@ -351,7 +345,7 @@ def report_tenants(
         [
             "tenants",
             "A submitted/ready/failed/cancelled/lost/refused",
-            "/".join(str(c[k]) for k in ("submitted", "ready", "failed", "cancelled", "lost", "upload errors")),
+            counts_cell(c, ("submitted", "ready", "failed", "cancelled", "lost", "upload errors")),
             "",
         ]
     )
