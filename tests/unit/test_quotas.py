@@ -177,7 +177,6 @@ def test_storage_is_settled_at_ingest_and_freed_by_a_purge(aws, call, usage, set
         ObjectStore(),
         JobsRepository.for_settings(settings),
         FilesRepository(settings.files_table),
-        usage=usage,
     )
     assert service.ingest(settings.uploads_bucket, key).result == "stored"
     assert usage.used("alice", [quotas.STORED])[quotas.STORED] == len(data)  # the reservation became the size

@@ -51,11 +51,12 @@ def adapters() -> tuple[ObjectStore, JobsRepository, FilesRepository]:
     return ObjectStore(), JobsRepository.for_settings(settings), FilesRepository(settings.files_table)
 
 
-@functools.cache
 def usage() -> UsageRepository:
-    if not settings.usage_table:
+    """The usage table (the jobs repository's, which also releases an ended job's place)."""
+    repository = adapters()[1].usage
+    if repository is None:
         raise ConfigError("environment variable USAGE_TABLE is not set (see template.yaml)")
-    return UsageRepository(settings.usage_table)
+    return repository
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:

@@ -24,7 +24,6 @@ from docpipe import aws
 from docpipe.adapters.dynamo import FilesRepository, JobsRepository
 from docpipe.adapters.s3 import ObjectStore
 from docpipe.adapters.sqs import TaskQueues
-from docpipe.adapters.usage import UsageRepository
 from docpipe.config import Settings
 from docpipe.errors import Transient
 from docpipe.observability import logger, metrics, tracer
@@ -43,7 +42,6 @@ def service() -> IngestService:
         JobsRepository.for_settings(settings),
         FilesRepository(settings.files_table),
         tasks=TaskQueues(settings.task_queues),
-        usage=UsageRepository(settings.usage_table) if settings.usage_table else None,
     )
 
 

@@ -29,7 +29,6 @@ from docpipe import jobs, lanes, quotas, references
 from docpipe.adapters.dynamo import FilesRepository, JobsRepository, owner_hash
 from docpipe.adapters.s3 import ObjectInfo, ObjectNotFound, ObjectStore
 from docpipe.adapters.sqs import TaskQueues
-from docpipe.adapters.usage import UsageRepository
 from docpipe.config import Settings
 from docpipe.errors import DocpipeError, Transient, UploadMissing
 from docpipe.filetypes import FileType
@@ -68,7 +67,6 @@ class IngestService:
         tasks: TaskQueues | None = None,
         store_wait_seconds: float = STORE_WAIT_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
-        usage: UsageRepository | None = None,
     ) -> None:
         self.store_wait_seconds = store_wait_seconds
         self.sleep = sleep
@@ -78,7 +76,6 @@ class IngestService:
         self.files = files_repo
         self.clock = clock
         self.tasks = tasks or TaskQueues(settings.task_queues)
-        self.usage = usage
 
     def ingest(self, bucket: str, key: str) -> Outcome:
         """Ingest the object ``key`` (decoded once from the event) of ``bucket``."""
@@ -146,9 +143,9 @@ class IngestService:
         if done is None:  # cancelled while it was being ingested: the reference this job took goes again
             references.release(self.files, self.store, self.settings.store_bucket, scanned.sha256, self.clock)
             return Outcome("skipped", job["jobId"], scanned.sha256, reason="job moved on concurrently")
-        if self.usage is not None:
+        if self.jobs.usage is not None:
             quotas.settle_upload(
-                self.usage, job["owner"], scanned.sha256, int(job.get("declaredSize") or 0), scanned.size
+                self.jobs.usage, job["owner"], scanned.sha256, int(job.get("declaredSize") or 0), scanned.size
             )
         if state not in jobs.TERMINAL:  # a task may have ended between dispatch and this transition
             settle_jobs(self.jobs, self.files, scanned.sha256, self._job_ttl(), [job["jobId"]])
@@ -248,8 +245,8 @@ class IngestService:
         )
         if moved is None:
             return Outcome("skipped", job["jobId"], reason="job moved on concurrently")
-        if self.usage is not None:
-            quotas.release_upload(self.usage, job["owner"], int(job.get("declaredSize") or 0))
+        if self.jobs.usage is not None:
+            quotas.release_upload(self.jobs.usage, job["owner"], int(job.get("declaredSize") or 0))
         metrics.add_metric(name="IngestFailures", unit=MetricUnit.Count, value=1)
         logger.info("upload refused", extra={"code": error.code, "error_message": error.message})
         return Outcome("failed", job["jobId"], reason=error.code)

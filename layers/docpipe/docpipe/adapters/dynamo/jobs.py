@@ -5,15 +5,18 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from docpipe.adapters.dynamo.table import _dump, _fault, _is_condition_failure, _load, _Table
 from docpipe.errors import BadRequest, DocpipeError, Transient
+from docpipe.jobs import TERMINAL
 from docpipe.observability import logger
 
-_TERMINAL = ("ready", "failed", "cancelled")
+if TYPE_CHECKING:
+    from docpipe.adapters.usage import UsageRepository
+    from docpipe.config import Settings
 
 
 class JobsRepository(_Table):
@@ -25,13 +28,13 @@ class JobsRepository(_Table):
     from the transitions themselves.
     """
 
-    def __init__(self, name: str, client: Any | None = None, usage: Any | None = None) -> None:
+    def __init__(self, name: str, client: Any | None = None, usage: UsageRepository | None = None) -> None:
         super().__init__(name, client)
         self.usage = usage
 
     @classmethod
-    def for_settings(cls, settings: Any) -> JobsRepository:
-        from docpipe.adapters.usage import UsageRepository
+    def for_settings(cls, settings: Settings) -> JobsRepository:
+        from docpipe.adapters.usage import UsageRepository  # it builds on this package: imported when used
 
         return cls(settings.jobs_table, usage=UsageRepository(settings.usage_table) if settings.usage_table else None)
 
@@ -66,7 +69,7 @@ class JobsRepository(_Table):
             values[":none"] = []
             set_also = "#hist = list_append(if_not_exists(#hist, :none), :entry)"
         moved = self._update({"jobId": job_id}, fields, condition, values, names, set_also=set_also)
-        ended = str(fields.get("state")) in _TERMINAL and not any(str(s) in _TERMINAL for s in from_states)
+        ended = str(fields.get("state")) in TERMINAL and not any(str(s) in TERMINAL for s in from_states)
         if moved is not None and ended and self.usage is not None:
             try:
                 self.usage.add(moved["owner"], "open", -1)
