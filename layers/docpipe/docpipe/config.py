@@ -45,6 +45,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"environment variable {name} must be an integer, got {raw!r}") from exc
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name) or choices[0]
+    if raw not in choices:
+        raise ConfigError(f"environment variable {name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     uploads_bucket: str
@@ -70,6 +77,10 @@ class Settings:
     ingest_queues: dict[str, str] = field(default_factory=dict)
     usage_table: str | None = None
     limits: dict[str, int] = field(default_factory=dict)  # by LIMIT_VARIABLES' names; absent is unlimited
+    # ``global``: the same bytes are stored and processed once for everyone; ``owner``: once per owner.
+    dedupe_scope: str = "global"
+    admin_group: str = "docpipe-admins"  # members are operators (GET /queues shows every lane's totals)
+    admin_group_claim: str = "cognito:groups"  # the JWT claim that lists the caller's groups
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -93,6 +104,9 @@ class Settings:
                 lane: env[f"INGEST_QUEUE_{lane.upper()}"] for lane in LANES if env.get(f"INGEST_QUEUE_{lane.upper()}")
             },
             usage_table=env.get("USAGE_TABLE") or None,
+            dedupe_scope=_choice(env, "DEDUPE_SCOPE", ("global", "owner")),
+            admin_group=env.get("ADMIN_GROUP") or "docpipe-admins",
+            admin_group_claim=env.get("ADMIN_GROUP_CLAIM") or "cognito:groups",
             limits={name: _int(env, variable, 0) for name, variable in LIMIT_VARIABLES.items() if env.get(variable)},
             task_queues={
                 task: {lane: env[f"{task.upper()}_QUEUE_{lane.upper()}"] for lane in LANES}
