@@ -49,6 +49,7 @@ def new_upload(
             "name": name,
             "state": "uploading",
             "createdAt": "2026-01-01T00:00:00Z",
+            "uploadKey": key,
             **job,
         }
     )
@@ -188,13 +189,28 @@ def test_a_file_larger_than_declared_fails(aws, settings, service) -> None:
     assert "declared" in job(settings, job_id)["error"]["message"]
 
 
-def test_an_upload_without_a_job_gets_one(aws, settings, service) -> None:
+def test_an_upload_no_job_was_issued_for_makes_no_job_and_keeps_the_object(aws, settings, service) -> None:
     job_id = new_job_id()
     key = upload_key("normal", "carol", job_id, "orphan.txt")
     aws["s3"].put_object(Bucket=settings.uploads_bucket, Key=key, Body=b"no job for me")
 
-    assert service.ingest(settings.uploads_bucket, key).result == "stored"
-    assert (job(settings, job_id)["owner"], job(settings, job_id)["state"]) == ("carol", "queued")
+    outcome = service.ingest(settings.uploads_bucket, key)
+
+    assert (outcome.result, outcome.reason) == ("skipped", "no such job")
+    assert JobsRepository(settings.jobs_table).get(job_id) is None
+    assert aws["s3"].head_object(Bucket=settings.uploads_bucket, Key=key)["ContentLength"] == 13
+    assert stored_keys(aws, settings) == []
+
+
+def test_a_key_other_than_the_one_issued_to_the_job_is_ignored(aws, settings, service) -> None:
+    job_id, _ = new_upload(aws, settings, b"the real one", "real.txt", owner="dave")
+    forged = upload_key("normal", "dave", job_id, "other.txt")
+    aws["s3"].put_object(Bucket=settings.uploads_bucket, Key=forged, Body=b"something else")
+
+    outcome = service.ingest(settings.uploads_bucket, forged)
+
+    assert (outcome.result, outcome.reason) == ("skipped", "key mismatch")
+    assert job(settings, job_id)["state"] == "uploading"
 
 
 def test_a_vanished_upload_fails_its_job(aws, settings, service) -> None:

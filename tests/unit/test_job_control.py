@@ -189,6 +189,9 @@ def test_an_upload_refused_at_ingest_cannot_be_retried(call, repos) -> None:  # 
 
 
 # ---------------------------------------------------------------- queues
+ADMIN = {"cognito:groups": ["docpipe-admins"]}  # the template's default AdminGroup and AdminGroupClaim
+
+
 def test_queues_lists_every_lane_with_its_counts(aws, call) -> None:  # noqa: F811
     low = aws["template"].attributes["PresetsLowQueue"]["QueueUrl"]
     for _ in range(2):
@@ -196,10 +199,10 @@ def test_queues_lists_every_lane_with_its_counts(aws, call) -> None:  # noqa: F8
     dlq = aws["template"].attributes["ExtractHighDLQ"]["QueueUrl"]
     aws["sqs"].send_message(QueueUrl=dlq, MessageBody="{}")
 
-    status, body, headers = call("GET", "/queues")
+    status, body, headers = call("GET", "/queues", claims=ADMIN)
 
     rows = {(r["concern"], r["lane"]): r for r in body["queues"]}
-    assert status == 200 and headers["Cache-Control"] == "no-store"
+    assert status == 200 and headers["Cache-Control"] == "no-store" and body["scope"] == "all"
     assert set(rows) == {("ingest", lane) for lane in LANES} | {
         (t, lane) for t in ("presets", "extract", "ocr") for lane in ("high", "normal", "low")
     }
@@ -223,11 +226,30 @@ def test_queue_ages_come_from_cloudwatch(aws, call) -> None:  # noqa: F811
         ],
     )
 
-    _, body, _ = call("GET", "/queues")
+    _, body, _ = call("GET", "/queues", claims={"cognito:groups": "[docpipe-admins]"})  # API Gateway's string form
 
     ages = {(r["concern"], r["lane"]): r["oldestAgeSeconds"] for r in body["queues"]}
     assert ages["ocr", "low"] == 42.0
     assert ages["ocr", "high"] is None
+
+
+def test_a_user_who_is_not_an_operator_sees_only_their_own_open_jobs_per_lane(aws, call) -> None:  # noqa: F811
+    low = aws["template"].attributes["PresetsLowQueue"]["QueueUrl"]
+    aws["sqs"].send_message(QueueUrl=low, MessageBody="{}")  # someone's traffic: not bob's to see
+    for name, size in (("a.jpg", 1000), ("b.jpg", 2000), ("big.pdf", 50 * 1024 * 1024)):
+        assert call("POST", "/uploads", {"name": name, "size": size}, user="bob")[0] == 201
+    ended = call("POST", "/uploads", {"name": "c.jpg", "size": 10}, user="bob")[1]["jobId"]
+    assert call("DELETE", f"/jobs/{ended}", user="bob")[0] == 200
+    call("POST", "/uploads", {"name": "x.jpg", "size": 10}, user="carol")
+
+    as_user = call("GET", "/queues", user="bob", claims={"cognito:groups": ["readers"]})[1]
+    as_other_group = call("GET", "/queues", user="bob", claims={"groups": ["docpipe-admins"]})[1]
+
+    assert as_user == as_other_group
+    assert as_user["scope"] == "own" and "queues" not in as_user
+    lanes = {row["lane"]: row for row in as_user["lanes"]}
+    assert lanes["high"] == {"lane": "high", "open": 2, "uploading": 2, "queued": 0, "processing": 0}
+    assert (lanes["normal"]["open"], lanes["low"]["open"]) == (0, 1)
 
 
 def test_queues_needs_a_user(call) -> None:  # noqa: F811

@@ -1,7 +1,10 @@
 """Ingest one raw upload: hash it, check it, store it once per content, and settle its job.
 
-Every object that arrives under ``uploads/{lane}/{owner}/{jobId}/{name}`` ends as a job that is
-``queued`` (then ``ready``) or ``failed`` with a stable code. The lane in the key is the one the API
+Every object that arrives under the key ``POST /uploads`` issued to a job
+(``uploads/{lane}/{owner}/{jobId}/{name}``) ends that job as ``queued`` (then ``ready``) or ``failed``
+with a stable code. Only the API creates jobs: an object under a key no job was issued (its job expired,
+or it was put directly), or from another bucket than the uploads bucket, is logged and left to the
+bucket's lifecycle rule. The lane in the key is the one the API
 chose for the job; its size is checked against that lane (and the declared size) before any hashing,
 so a client that declared a small file and sent a big one never reaches a high-lane worker. The raw upload is
 deleted only after its bytes are stored (or matched); a failed upload is kept for inspection and
@@ -35,7 +38,7 @@ from docpipe.filetypes import FileType
 from docpipe.jobs import JobState
 from docpipe.observability import MetricUnit, logger, metrics
 from docpipe.settlement import settle_jobs
-from docpipe.storage import display_name, original_key, parse_upload_key
+from docpipe.storage import content_key, original_key, parse_upload_key
 from ingest import content
 
 # How long a writer may hold a claim on a hash while it copies, before another may take over.
@@ -86,10 +89,13 @@ class IngestService:
         if parsed is None:
             logger.warning("object outside the upload layout; left to the lifecycle rule", extra={"key": key})
             return Outcome("skipped", reason="not an upload key")
-        lane, owner, job_id = parsed
+        _, owner, job_id = parsed
         logger.thread_safe_append_keys(job_id=job_id)
-        job = self.jobs.get(job_id) or self._adopt(lane, owner, job_id, key)
-        if job["owner"] != owner or (job.get("uploadKey") and job["uploadKey"] != key):
+        job = self.jobs.get(job_id)
+        if job is None:  # only POST /uploads creates jobs: a key nobody was issued is left to the lifecycle rule
+            logger.warning("upload without a job; left to the lifecycle rule", extra={"key": key})
+            return Outcome("skipped", job_id, reason="no such job")
+        if job["owner"] != owner or job.get("uploadKey") != key:
             logger.warning("upload key is not the one issued for its job", extra={"key": key})
             return Outcome("skipped", job_id, reason="key mismatch")
         if job["state"] != JobState.UPLOADING:
@@ -120,35 +126,45 @@ class IngestService:
         facts: dict[str, Any] = {"size": scanned.size, "contentType": file_type.mime, "type": file_type.name}
         if file_type.family == "image" and file_type.name != "heic":
             facts["width"], facts["height"] = content.image_size(self.store.open_range(bucket, key, info))
-        logger.thread_safe_append_keys(hash=scanned.sha256)
+        # Work and bytes are shared under the content key (DedupeScope); the job keeps its own facts,
+        # name and plan, and shows the SHA-256 itself.
+        digest = content_key(scanned.sha256, job["owner"], self.settings.dedupe_scope)
+        logger.thread_safe_append_keys(hash=digest)
 
-        deduplicated = self._store_once(bucket, key, info, scanned.sha256, facts)
+        deduplicated = self._store_once(bucket, key, info, digest, facts)
         plan = jobs.plan_for(file_type.mime, file_type.family, ocr=bool(job.get("ocr")))
-        self._dispatch(scanned.sha256, plan, lane, job)
-        state, error = jobs.settle(plan, self.files.get(scanned.sha256) or {})
+        self._dispatch(digest, plan, lane, job)
+        file = self.files.get(digest) or {}
+        state, error = jobs.settle(plan, file)
+        joined = {**job, "plan": plan, "attemptsFrom": jobs.attempts_base(file, plan)}
         done = self.jobs.transition(
             job["jobId"],
             (JobState.UPLOADING,),
             {
                 **facts,
-                "hash": scanned.sha256,
+                "hash": digest,
+                "sha256": scanned.sha256,
                 "ownerHash": owner_hash(job["owner"], scanned.sha256),
                 "plan": plan,
+                "attemptsFrom": joined["attemptsFrom"],
                 "state": state,
                 "error": error,
                 "updatedAt": jobs.now_iso(),
-                **({"expiresAt": self._job_ttl()} if state in jobs.TERMINAL else {}),
+                **(
+                    {"expiresAt": self._job_ttl(), "attempts": jobs.freeze_attempts(joined, file)}
+                    if state in jobs.TERMINAL
+                    else {}
+                ),
             },
+            jobs.history_steps(JobState.UPLOADING, state, planned=bool(plan)),
         )
         if done is None:  # cancelled while it was being ingested: the reference this job took goes again
-            references.release(self.files, self.store, self.settings.store_bucket, scanned.sha256, self.clock)
-            return Outcome("skipped", job["jobId"], scanned.sha256, reason="job moved on concurrently")
+            references.release(self.files, self.store, self.settings.store_bucket, digest, self.clock)
+            return Outcome("skipped", job["jobId"], digest, reason="job moved on concurrently")
         if self.jobs.usage is not None:
-            quotas.settle_upload(
-                self.jobs.usage, job["owner"], scanned.sha256, int(job.get("declaredSize") or 0), scanned.size
-            )
+            quotas.settle_upload(self.jobs.usage, job["owner"], digest, int(job.get("declaredSize") or 0), scanned.size)
         if state not in jobs.TERMINAL:  # a task may have ended between dispatch and this transition
-            settle_jobs(self.jobs, self.files, scanned.sha256, self._job_ttl(), [job["jobId"]])
+            settle_jobs(self.jobs, self.files, digest, self._job_ttl(), [job["jobId"]])
         self.store.delete(bucket, key)
         metrics.add_metric(name="UploadsIngested", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="BytesIngested", unit=MetricUnit.Bytes, value=scanned.size)
@@ -157,7 +173,7 @@ class IngestService:
         logger.info(
             "upload ingested", extra={"size": scanned.size, "type": file_type.name, "deduplicated": deduplicated}
         )
-        return Outcome("deduplicated" if deduplicated else "stored", job["jobId"], scanned.sha256)
+        return Outcome("deduplicated" if deduplicated else "stored", job["jobId"], digest)
 
     def _dispatch(self, digest: str, plan: list[str], lane: str, job: dict[str, Any]) -> None:
         """Queue each task of the plan on its lane, once per content: a task that has a state already
@@ -210,21 +226,6 @@ class IngestService:
         self.store.copy_pinned(bucket, key, info.etag, self.settings.store_bucket, original_key(digest))
         self.files.mark_stored(digest, {**facts, "storedAt": jobs.now_iso()})
         return False
-
-    def _adopt(self, lane: str, owner: str, job_id: str, key: str) -> dict[str, Any]:
-        """A job for an object that arrived without one (its record expired, or it was put directly)."""
-        name = display_name(key.rsplit("/", 1)[-1])
-        job = {
-            "jobId": job_id,
-            "owner": owner,
-            "name": name,
-            "state": JobState.UPLOADING.value,
-            "createdAt": jobs.now_iso(),
-            "lane": lane,
-        }
-        if self.jobs.create_if_absent(job):
-            logger.info("adopted an upload that had no job")
-        return self.jobs.get(job_id) or job
 
     def _upload_vanished(self, job: dict[str, Any]) -> Outcome:
         current = self.jobs.get(job["jobId"]) or job

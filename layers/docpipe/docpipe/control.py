@@ -43,9 +43,10 @@ PARTIAL_STATE = {
 
 def cancel(job: dict[str, Any], jobs_repo: JobsRepository, files_repo: FilesRepository, ttl_at: int) -> dict[str, Any]:
     """Cancel an open job; the job afterwards. :class:`Conflict` when it has ended already."""
-    moved = jobs_repo.transition(
-        job["jobId"], OPEN, {"state": JobState.CANCELLED, "updatedAt": jobs.now_iso(), "expiresAt": ttl_at}
-    )
+    fields: dict[str, Any] = {"state": JobState.CANCELLED, "updatedAt": jobs.now_iso(), "expiresAt": ttl_at}
+    if job.get("hash") and job.get("plan"):  # the attempts it counted stay its own (jobs.job_attempts)
+        fields["attempts"] = jobs.freeze_attempts(job, files_repo.get(job["hash"]) or {})
+    moved = jobs_repo.transition(job["jobId"], OPEN, fields)
     if moved is None:
         current = jobs_repo.get(job["jobId"]) or job
         raise Conflict(f"The job is already {current['state']}.", code="job.finished")
@@ -90,10 +91,20 @@ def retry(
             f"The limit OpenJobsPerUser ({limits.get('OpenJobsPerUser')} jobs) is reached.",
             retry_after=quotas.OPEN_JOBS_RETRY_AFTER,
         )
+    plan = list(job.get("plan") or [])
+    rejoined = jobs.attempts_base(files_repo.get(job["hash"]) or {}, plan, job.get("attempts"))
     moved = jobs_repo.transition(
         job["jobId"],
         RETRYABLE,
-        {"state": JobState.QUEUED, "error": None, "expiresAt": None, "updatedAt": jobs.now_iso()},
+        {
+            "state": JobState.QUEUED,
+            "error": None,
+            "expiresAt": None,
+            "updatedAt": jobs.now_iso(),
+            "openOwner": job["owner"],  # open again: back in byOwnerOpen
+            "attemptsFrom": rejoined,  # its own attempts go on from the count it ended with
+            "attempts": None,
+        },
     )
     if moved is None:
         jobs_repo.count_retry(job["jobId"], 0, -1)

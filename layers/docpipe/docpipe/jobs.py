@@ -23,6 +23,9 @@ class JobState(StrEnum):
 
 
 TERMINAL = frozenset({JobState.READY, JobState.FAILED, JobState.CANCELLED})
+# The path every job with work to do takes, whether its bytes were known or not (so a dedupe hit's
+# history has the same shape as a fresh upload's; see :func:`history_steps`).
+PATH = (JobState.UPLOADING, JobState.QUEUED, JobState.PROCESSING)
 # How long a job that never receives its upload is kept, past the upload URL's expiry (the sweeper
 # ends it as ``upload.expired`` long before: ``Settings.upload_grace_seconds`` after the URL expired).
 UNCLAIMED_JOB_SECONDS = 24 * 3600
@@ -39,6 +42,21 @@ def now_iso() -> str:
 def expires_in(seconds: int) -> int:
     """An epoch-seconds TTL value for DynamoDB."""
     return int(time.time()) + seconds
+
+
+def history_steps(previous: str, new: str, planned: bool = True) -> list[str]:
+    """The states a job with a plan passes on its way from ``previous`` to ``new`` without stopping.
+
+    Work is shared per content, so a job whose bytes were processed already moves from ``uploading``
+    straight to ``ready``; its history still shows ``queued`` and ``processing`` (at the same instant),
+    as a fresh upload's does. An upload refused before it had a plan (``planned`` false), a cancel and
+    a retry record only what happened.
+    """
+    if not planned or new not in (JobState.PROCESSING, JobState.READY, JobState.FAILED) or previous not in PATH:
+        return []
+    after = PATH.index(JobState(previous)) + 1
+    until = PATH.index(JobState(new)) if new == JobState.PROCESSING else len(PATH)
+    return [str(state) for state in PATH[after:until]]
 
 
 def plan_for(content_type: str, family: str, ocr: bool = False) -> list[str]:
@@ -118,8 +136,40 @@ def _visible_state(state: Any) -> str:
     return {"ocr": "running", "cancelled": "skipped"}.get(str(state), str(state))
 
 
+def attempts_base(file: dict[str, Any], plan: list[str], frozen: dict[str, Any] | None = None) -> dict[str, int]:
+    """What a job counts its attempts from, per task, as it joins (or rejoins, on retry) its bytes' work:
+    the attempts made before it joined are not its own (``frozen``: the ones it had counted already)."""
+    frozen = frozen or {}
+    return {task: int(file.get(f"{task}Attempts") or 0) - int(frozen.get(task) or 0) for task in plan}
+
+
+def job_attempts(job: dict[str, Any], file: dict[str, Any], task: str) -> int:
+    """How many times ``task`` ran for this job: per job, not per content, so another user's runs and
+    retries of the same bytes never show. A job that ended keeps the count it had then (``attempts``);
+    a task that ran or ended counts at least once, as it would have for a fresh upload."""
+    frozen = (job.get("attempts") or {}).get(task)
+    if frozen is not None and job.get("state") in TERMINAL:
+        return int(frozen)
+    counted = int(file.get(f"{task}Attempts") or 0) - int((job.get("attemptsFrom") or {}).get(task) or 0)
+    ran = file.get(f"{task}State") in ("running", "ocr", "done", "failed")
+    return max(1 if ran else 0, counted)
+
+
+def freeze_attempts(job: dict[str, Any], file: dict[str, Any]) -> dict[str, int]:
+    """The per-task counts a job keeps as it ends (see :func:`job_attempts`)."""
+    return {task: job_attempts({**job, "state": None}, file, task) for task in job.get("plan") or []}
+
+
+def public_hash(job: dict[str, Any]) -> str | None:
+    """The SHA-256 of the job's bytes, as its owner knows them; ``hash`` is the content key work is shared
+    under (the same digest with ``DedupeScope`` global, one scoped to the owner with ``owner``)."""
+    value = job.get("sha256") or job.get("hash")
+    return str(value) if value else None
+
+
 def task_views(job: dict[str, Any], file: dict[str, Any] | None) -> dict[str, Any]:
-    """Each planned task's state, error and outputs (``variants``: API paths and facts, never bucket keys)."""
+    """Each planned task's state, error and outputs (``variants``: API paths and facts, never bucket keys).
+    Only the job's own plan shows: another job's work on the same bytes (OCR it asked for) is not this one's."""
     views: dict[str, Any] = {}
     for task in job.get("plan") or []:
         record = file or {}
@@ -127,12 +177,13 @@ def task_views(job: dict[str, Any], file: dict[str, Any] | None) -> dict[str, An
         view: dict[str, Any] = {"state": _visible_state(state)}
         if error:
             view["error"] = error
-        if record.get(f"{task}Attempts"):
-            view["attempts"] = record[f"{task}Attempts"]
+        attempts = job_attempts(job, record, task)
+        if attempts:
+            view["attempts"] = attempts
         artifacts = record.get(f"{task}Artifacts") or {}
         if artifacts:
             view["variants"] = {
-                name: {"url": f"/files/{job['hash']}/{name}", **{k: v for k, v in facts.items() if k != "key"}}
+                name: {"url": f"/files/{public_hash(job)}/{name}", **{k: v for k, v in facts.items() if k != "key"}}
                 for name, facts in artifacts.items()
             }
         views[task] = view
@@ -152,7 +203,9 @@ def public_view(job: dict[str, Any], file: dict[str, Any] | None = None) -> dict
         "plan": list(job.get("plan") or []),
         "tasks": task_views(job, file) if job.get("hash") else {},
     }
-    for key in ("hash", "size", "type", "contentType", "width", "height", "error", "history"):
+    if public_hash(job):
+        view["hash"] = public_hash(job)
+    for key in ("size", "type", "contentType", "width", "height", "error", "history"):
         if job.get(key) is not None:
             view[key] = job[key]
     return view

@@ -3,6 +3,8 @@ every task worker when a task ends (all the jobs, of every owner, waiting on tho
 
 from __future__ import annotations
 
+from typing import Any
+
 from docpipe import jobs
 from docpipe.adapters.dynamo import FilesRepository, JobsRepository
 from docpipe.jobs import TERMINAL, JobState
@@ -17,17 +19,26 @@ def settle_jobs(
     file = files_repo.get(digest) or {}
     moved = 0
     for job_id in job_ids if job_ids is not None else jobs_repo.ids_for_hash(digest):
+        moved += _settle_one(jobs_repo, job_id, file, ttl_at)
+    return moved
+
+
+def _settle_one(jobs_repo: JobsRepository, job_id: str, file: dict[str, Any], ttl_at: int) -> int:
+    """Move one job to the state its file implies. The move is conditional on the state it was read in
+    (its history records the states between); when another settler moved it first, read it again."""
+    for _ in range(3):
         job = jobs_repo.get(job_id)
         if job is None or job["state"] not in OPEN:
-            continue
+            return 0
         state, error = jobs.settle(list(job.get("plan") or []), file)
         if state == job["state"]:
-            continue
+            return 0
         fields: dict[str, object] = {"state": state, "updatedAt": jobs.now_iso()}
         if error:
             fields["error"] = error
         if state in TERMINAL:
             fields["expiresAt"] = ttl_at
-        if jobs_repo.transition(job_id, OPEN, fields) is not None:
-            moved += 1
-    return moved
+            fields["attempts"] = jobs.freeze_attempts(job, file)
+        if jobs_repo.transition(job_id, (job["state"],), fields, jobs.history_steps(job["state"], state)) is not None:
+            return 1
+    return 0
