@@ -1,5 +1,6 @@
-"""Fair share on the local stack, over real HTTP: quotas, purge (and its race with a re-upload), the
-sweeper run by the stack's schedule, and a client whose upload S3 refuses."""
+"""Fair share on the local stack, over real HTTP: quotas, purge (and its race with a re-upload), and the
+CLI's usage and delete. (Abandoned uploads, ended by the sweeper or by their client, are in
+tests/security/test_abandoned.py.)"""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from docpipe_local.client import ApiError, DocpipeClient, UploadError
+from docpipe_local.client import ApiError, DocpipeClient
 from docpipe_local.quotas import set_quota
 from docpipe_local.stack import LocalStack
 from tests.integration.test_local_stack import process, write
@@ -26,8 +27,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     with LocalStack(
         state_dir=tmp_path_factory.mktemp("fair"),
         tokens=dict(TOKENS),
-        parameters={"UploadUrlTtlSeconds": "2", "UploadGraceSeconds": "0"},
-        schedule_every={"SweeperFunction": 1.0},
     ) as local:
         yield local
 
@@ -40,33 +39,6 @@ def erin(stack: LocalStack) -> DocpipeClient:
 @pytest.fixture
 def finn(stack: LocalStack) -> DocpipeClient:
     return DocpipeClient(stack.api_url, stack.token_for("finn"))
-
-
-def test_a_never_sent_upload_is_ended_by_the_stacks_sweeper(erin) -> None:
-    created = erin.create_upload("never.txt", 10, "text/plain")
-
-    job = erin.wait(created["jobId"], timeout=30)
-
-    assert (job["state"], job["error"]["code"]) == ("failed", "upload.expired")
-
-
-class RefusedUploads(DocpipeClient):
-    """A client whose uploads S3 refuses (the presigned POST names a bucket that does not exist)."""
-
-    def create_upload(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        created = super().create_upload(*args, **kwargs)
-        self.created = created
-        created["upload"]["url"] = created["upload"]["url"].rstrip("/") + "-refused"
-        return created
-
-
-def test_a_client_whose_upload_s3_refuses_cancels_its_job(stack, tmp_path) -> None:
-    client = RefusedUploads(stack.api_url, stack.token_for("erin"))
-
-    with pytest.raises(UploadError):
-        client.upload_file(write(tmp_path, "refused.txt", b"S3 will refuse this"))
-
-    assert client.job(client.created["jobId"])["state"] == "cancelled"
 
 
 def test_a_quota_refusal_is_a_429_with_retry_after_over_http(stack) -> None:
