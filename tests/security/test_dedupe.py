@@ -74,6 +74,11 @@ def test_a_known_file_has_a_fresh_uploads_history_facts_and_task_views(alice, bo
     assert shape(known) == shape(control)
     assert (known["type"], known["contentType"]) == ("text", "text/plain")  # bob's name, not alice's csv
 
+    alice_text = requests.get(alice.variant_url(fresh["hash"], "text"), timeout=10).json()
+    bob_text = requests.get(bob.variant_url(known["hash"], "text"), timeout=10).json()
+    # bob's notes.txt is read as plain text, as a fresh notes.txt would be, not as alice's CSV
+    assert (alice_text["kind"], bob_text["kind"]) == ("csv", "text")
+    assert "delimiter" not in bob_text.get("metadata", {})
     meta = bob.file(known["hash"])
     assert (meta["type"], meta["contentType"], meta["variants"]) == ("text", "text/plain", ["original", "text"])
     original = requests.get(bob.variant_url(known["hash"]), timeout=10)

@@ -361,3 +361,35 @@ def test_a_record_left_without_time_is_handed_back_at_once(aws, lambda_context, 
 
     again = aws["sqs"].receive_message(QueueUrl=url)["Messages"]
     assert again[0]["MessageId"] == received[0]["MessageId"]
+
+
+def test_text_bytes_read_differently_by_name_share_no_work(aws, settings, service) -> None:
+    data = b"city,population\nLyon,522000\n"
+    as_csv, csv_key = new_upload(aws, settings, data, "data.csv", owner="alice")
+    as_text, text_key = new_upload(aws, settings, data, "notes.txt", owner="bob")
+    again, again_key = new_upload(aws, settings, data, "copy.txt", owner="carol")
+
+    outcomes = [service.ingest(settings.uploads_bucket, key) for key in (csv_key, text_key, again_key)]
+
+    sha256 = hashlib.sha256(data).hexdigest()
+    assert [o.result for o in outcomes] == ["stored", "stored", "deduplicated"]
+    assert job(settings, as_text)["hash"] == job(settings, again)["hash"] == sha256  # plain text: the bytes' own
+    assert job(settings, as_csv)["hash"] != sha256 and job(settings, as_csv)["sha256"] == sha256
+    assert job(settings, as_csv)["type"] == "csv" and job(settings, as_text)["type"] == "text"
+
+
+def test_with_owner_scope_each_owner_has_their_own_content_key(aws, settings) -> None:
+    scoped = IngestService(
+        dataclasses.replace(settings, dedupe_scope="owner"),
+        ObjectStore(),
+        JobsRepository(settings.jobs_table),
+        FilesRepository(settings.files_table),
+    )
+    data = image_bytes("PNG", (64, 48), seed=3)
+    keys = [new_upload(aws, settings, data, "p.png", owner=owner)[1] for owner in ("alice", "alice", "bob")]
+
+    outcomes = [scoped.ingest(settings.uploads_bucket, key) for key in keys]
+
+    assert [o.result for o in outcomes] == ["stored", "deduplicated", "stored"]
+    assert outcomes[0].hash == outcomes[1].hash != outcomes[2].hash
+    assert hashlib.sha256(data).hexdigest() not in {o.hash for o in outcomes}

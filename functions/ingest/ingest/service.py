@@ -128,7 +128,9 @@ class IngestService:
             facts["width"], facts["height"] = content.image_size(self.store.open_range(bucket, key, info))
         # Work and bytes are shared under the content key (DedupeScope); the job keeps its own facts,
         # name and plan, and shows the SHA-256 itself.
-        digest = content_key(scanned.sha256, job["owner"], self.settings.dedupe_scope)
+        # a text file is read as its name says (CSV, JSON, Markdown); plain text is the bytes' own reading
+        reading = file_type.name if file_type.family == "text" and file_type.name != "text" else None
+        digest = content_key(scanned.sha256, job["owner"], self.settings.dedupe_scope, reading)
         logger.thread_safe_append_keys(hash=digest)
 
         deduplicated = self._store_once(bucket, key, info, digest, facts)
