@@ -5,11 +5,13 @@ BIN    := $(VENV)/bin
 TOOLS  := .tools
 SAM    := $(TOOLS)/sam/bin/sam
 SAM_CLI_VERSION := 1.170.0
+CHECKOV := $(TOOLS)/checkov/bin/checkov
+CHECKOV_VERSION := 3.3.30
 # `sam build` for a python3.12 runtime needs a python3.12 on PATH: take one from pyenv when it is there.
 PY312  := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin) $(dir $(shell command -v python3.12 2>/dev/null)))
 export SAM_CLI_TELEMETRY = 0
 
-.PHONY: install demo up test lint typecheck validate unit integration build browser clean
+.PHONY: install demo up test lint typecheck validate checkov unit integration build browser clean
 
 $(BIN)/docpipe: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +23,11 @@ $(SAM):
 	$(PYTHON) -m venv $(TOOLS)/sam
 	$(TOOLS)/sam/bin/python -m pip install --quiet "aws-sam-cli==$(SAM_CLI_VERSION)"
 
+# checkov has its own venv: its pins would fight the project's and SAM's.
+$(CHECKOV):
+	$(PYTHON) -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/python -m pip install --quiet "checkov==$(CHECKOV_VERSION)"
+
 install: $(BIN)/docpipe ## install docpipe, the local stack and the dev tools into .venv
 
 demo: install ## process the bundled samples end to end on an embedded local stack
@@ -29,7 +36,7 @@ demo: install ## process the bundled samples end to end on an embedded local sta
 up: install ## run the local stack until Ctrl-C
 	$(BIN)/docpipe up
 
-test: install $(SAM) browser lint validate typecheck ## everything CI runs: lint, template checks, types, all tests
+test: install $(SAM) browser lint validate checkov typecheck ## everything CI runs: lint, template checks, types, all tests
 	$(BIN)/python -m pytest
 
 lint: install
@@ -41,6 +48,9 @@ typecheck: install
 
 validate: $(SAM)
 	$(SAM) validate --lint
+
+checkov: $(CHECKOV) ## security checks of template.yaml; skipped checks and their reasons are in .checkov.yaml
+	$(CHECKOV) --config-file .checkov.yaml
 
 unit: install
 	$(BIN)/python -m pytest tests/unit

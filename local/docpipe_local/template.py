@@ -2,7 +2,10 @@
 
 Understands the short-form tags, resolves ``Ref``/``Fn::GetAtt``/``Fn::Sub``/``Fn::Join``/``Fn::If``
 /``Fn::Select``/``Fn::Split`` against parameters, conditions, pseudo parameters and the physical names
-the local stack gives each resource, and merges SAM ``Globals`` into each function.
+the local stack gives each resource, and merges SAM ``Globals`` into each function. ``Rules`` are read
+and can be checked (:meth:`Template.rule_failures`) with the rule functions that compare parameter values
+(``Fn::Contains``, ``Fn::EachMemberIn``, ``Fn::EachMemberEquals``). Resource types the local stack does
+not run (log groups, alarms, the HTTP API's own settings) are parsed and left alone.
 """
 
 from __future__ import annotations
@@ -32,6 +35,14 @@ _TAGS = {
     "GetAZs": "Fn::GetAZs",
     "ImportValue": "Fn::ImportValue",
     "Condition": "Condition",
+    "Cidr": "Fn::Cidr",
+    # the functions of a template's Rules
+    "Contains": "Fn::Contains",
+    "EachMemberEquals": "Fn::EachMemberEquals",
+    "EachMemberIn": "Fn::EachMemberIn",
+    "RefAll": "Fn::RefAll",
+    "ValueOf": "Fn::ValueOf",
+    "ValueOfAll": "Fn::ValueOfAll",
 }
 
 
@@ -143,6 +154,18 @@ class Template:
     def condition(self, name: str) -> bool:
         return bool(self.resolve(self.doc.get("Conditions", {})[name]))
 
+    def rule_failures(self) -> list[str]:
+        """The ``AssertDescription`` of each assertion of the template's ``Rules`` that these parameters
+        fail, as CloudFormation would refuse them before creating anything; empty when all hold."""
+        failures = []
+        for name, rule in (self.doc.get("Rules") or {}).items():
+            if "RuleCondition" in rule and not self.resolve(rule["RuleCondition"]):
+                continue
+            for assertion in rule.get("Assertions", []):
+                if not self.resolve(assertion["Assert"]):
+                    failures.append(str(assertion.get("AssertDescription") or f"rule {name} failed"))
+        return failures
+
     # ------------------------------------------------------------ intrinsic functions
     def ref(self, name: str) -> Any:
         pseudo = {
@@ -230,6 +253,15 @@ class Template:
             if key == "Fn::Split":
                 sep, text = self.resolve(arg)
                 return str(text).split(sep)
+            if key == "Fn::Contains":
+                items, wanted = self.resolve(arg)
+                return _scalar(wanted) in [_scalar(i) for i in items]
+            if key == "Fn::EachMemberIn":
+                items, allowed = self.resolve(arg)
+                return all(_scalar(i) in [_scalar(a) for a in allowed] for i in items)
+            if key == "Fn::EachMemberEquals":
+                items, wanted = self.resolve(arg)
+                return all(_scalar(i) == _scalar(wanted) for i in items)
             if key.startswith("Fn::"):
                 raise TemplateError(f"{key} is not supported by the local stack")
         return {k: r for k, r in ((k, self.resolve(v)) for k, v in value.items()) if r is not NO_VALUE}

@@ -121,6 +121,7 @@ def test_jobs_table_indexes_and_ttl(template: Template) -> None:
         "byOwnerHash": [("ownerHash", "HASH")],
         "byHash": [("hash", "HASH")],
         "byUploadDeadline": [("awaiting", "HASH"), ("uploadDeadline", "RANGE")],
+        "byOwnerOpen": [("openOwner", "HASH"), ("createdAt", "RANGE")],
     }
     declared = {a["AttributeName"] for a in props["AttributeDefinitions"]}
     assert {name for keys in indexes.values() for name, _ in keys} <= declared
@@ -332,3 +333,259 @@ def test_an_output_links_to_the_dashboard(template: Template) -> None:
         "https://console.aws.amazon.com/cloudwatch/home?region=us-east-1"
         f"#dashboards/dashboard/{template.resolve({'Ref': logical})}"
     )
+
+
+# ------------------------------------------------------------------ least privilege, access logs, origins (issue 15)
+
+FUNCTIONS = ("IngestFunction", "SweeperFunction", "PresetsFunction", "ExtractFunction", "OcrFunction", "ApiFunction")
+# Actions that take no resource-level permissions: the only ones a statement may grant on Resource "*".
+RESOURCELESS = {
+    "cloudwatch:GetMetricData",  # GET /queues: the age of each queue's oldest message
+    "textract:DetectDocumentText",
+    "textract:StartDocumentTextDetection",
+    "textract:GetDocumentTextDetection",
+}
+LANES = ("High", "Normal", "Low")
+
+
+def statements(template: Template, function: str) -> list[dict]:
+    """Every statement of a function's Policies, resolved as CloudFormation would (conditions chosen)."""
+    found = []
+    for policy in template.resolve(template.resources[function]["Properties"].get("Policies", [])):
+        assert isinstance(policy, dict) and set(policy) == {"Statement"}, (function, policy)
+        found += policy["Statement"]
+    return found
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def grants(template: Template, function: str) -> dict[str, set[str]]:
+    """{resource: actions} of a function, resources named by logical id: ``JobsTable``,
+    ``JobsTable/index/byHash``, ``StoreBucket/files/*``, ``OcrLowQueue``; ``*`` for no resource."""
+    arns = {
+        template.get_att(logical, "Arn"): logical
+        for logical in template.of_type("AWS::S3::Bucket", "AWS::DynamoDB::Table", "AWS::SQS::Queue")
+    }
+
+    def name(resource: str) -> str:
+        if resource == "*":
+            return resource
+        (arn,) = [arn for arn in arns if resource == arn or resource.startswith(f"{arn}/")]
+        return arns[arn] + resource.removeprefix(arn)
+
+    out: dict[str, set[str]] = {}
+    for statement in statements(template, function):
+        assert statement["Effect"] == "Allow", (function, statement)
+        for resource in as_list(statement["Resource"]):
+            out.setdefault(name(resource), set()).update(as_list(statement["Action"]))
+    return out
+
+
+def queues(*concerns: str, dlq: bool = False) -> list[str]:
+    return [f"{c}{lane}{kind}" for c in concerns for lane in LANES for kind in ("Queue", "DLQ")[: 2 if dlq else 1]]
+
+
+def each(resources: list[str], *actions: str) -> dict[str, set[str]]:
+    return {resource: set(actions) for resource in resources}
+
+
+def merged(*grant_maps: dict[str, set[str]]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for grant_map in grant_maps:
+        for resource, actions in grant_map.items():
+            out.setdefault(resource, set()).update(actions)
+    return out
+
+
+STORED = ("files", "derived", "text")  # docpipe.storage.stored_prefixes: what a purge deletes
+WORKER_TABLES = {
+    "FilesTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
+    "JobsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
+    "JobsTable/index/byHash": {"dynamodb:Query"},  # settle every job waiting on a hash
+    "UsageTable": {"dynamodb:UpdateItem"},  # a job that ends gives its open place back
+}
+# What each function's code calls (handlers, services, and the layer code they use), on what.
+LEAST_PRIVILEGE: dict[str, dict[str, set[str]]] = {
+    "IngestFunction": {
+        "UploadsBucket": {"s3:ListBucket"},
+        "UploadsBucket/uploads/*": {"s3:GetObject", "s3:DeleteObject"},
+        "StoreBucket": {"s3:ListBucket"},
+        "StoreBucket/files/*": {"s3:PutObject", "s3:DeleteObject"},
+        "StoreBucket/derived/*": {"s3:DeleteObject"},
+        "StoreBucket/text/*": {"s3:DeleteObject"},
+        "JobsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},  # only the API creates jobs
+        "FilesTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
+        "UsageTable": {"dynamodb:UpdateItem"},
+        **each(queues("Presets", "Extract", "Ocr"), "sqs:SendMessage"),
+        **each(queues("Ingest"), "sqs:ChangeMessageVisibility"),
+    },
+    "SweeperFunction": {
+        "JobsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
+        "JobsTable/index/byUploadDeadline": {"dynamodb:Query"},
+        "UsageTable": {"dynamodb:UpdateItem"},
+        "UploadsBucket": {"s3:ListBucket"},
+        "UploadsBucket/uploads/*": {"s3:GetObject"},
+    },
+    "PresetsFunction": {
+        "StoreBucket": {"s3:ListBucket"},
+        "StoreBucket/files/*": {"s3:GetObject"},
+        "StoreBucket/derived/*": {"s3:PutObject"},
+        **WORKER_TABLES,
+        **each(queues("Presets"), "sqs:ChangeMessageVisibility"),
+    },
+    "ExtractFunction": {
+        "StoreBucket": {"s3:ListBucket"},
+        "StoreBucket/files/*": {"s3:GetObject"},
+        "StoreBucket/text/*": {"s3:GetObject", "s3:PutObject"},
+        **WORKER_TABLES,
+        **each(queues("Extract"), "sqs:SendMessage", "sqs:ChangeMessageVisibility"),
+        **each(queues("Ocr"), "sqs:SendMessage"),
+    },
+    "OcrFunction": {
+        "StoreBucket": {"s3:ListBucket"},
+        "StoreBucket/files/*": {"s3:GetObject"},
+        "StoreBucket/text/*": {"s3:GetObject", "s3:PutObject"},
+        **WORKER_TABLES,
+        **each(queues("Ocr"), "sqs:ChangeMessageVisibility"),
+        "*": RESOURCELESS - {"cloudwatch:GetMetricData"},  # Textract, the default OcrEngine
+    },
+    "ApiFunction": {
+        "UploadsBucket": {"s3:ListBucket"},
+        "UploadsBucket/uploads/*": {"s3:PutObject"},  # the presigned POST
+        "StoreBucket": {"s3:ListBucket"},
+        **each([f"StoreBucket/{prefix}/*" for prefix in STORED], "s3:GetObject", "s3:DeleteObject"),
+        "JobsTable": {
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:DescribeTable",
+        },
+        **each([f"JobsTable/index/{i}" for i in ("byOwner", "byOwnerHash", "byOwnerOpen")], "dynamodb:Query"),
+        "FilesTable": {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:DescribeTable"},
+        "UsageTable": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
+        **merged(
+            each(queues("Presets", "Extract", "Ocr"), "sqs:SendMessage"),  # regenerated presets, retries
+            each(queues("Ingest", "Presets", "Extract", "Ocr", dlq=True), "sqs:GetQueueAttributes"),  # GET /queues
+        ),
+        "*": {"cloudwatch:GetMetricData"},
+    },
+}
+
+
+def test_every_function_is_granted_exactly_what_its_code_calls(template: Template) -> None:
+    assert set(template.of_type("AWS::Serverless::Function")) == set(FUNCTIONS) == set(LEAST_PRIVILEGE)
+    for function in FUNCTIONS:
+        assert grants(template, function) == LEAST_PRIVILEGE[function], function
+
+
+def test_textract_is_granted_only_when_it_is_the_ocr_engine() -> None:
+    tesseract = Template.load(ROOT / "template.yaml", parameters={"OcrEngine": "tesseract"})
+    assert "*" not in grants(tesseract, "OcrFunction")
+
+
+def test_no_function_uses_a_crud_or_full_access_policy(template: Template) -> None:
+    text = (ROOT / "template.yaml").read_text()
+    assert not re.search(r"\w+(CrudPolicy|FullAccess)\b", text)
+    for function in FUNCTIONS:
+        props = template.resources[function]["Properties"]
+        assert "Role" not in props and "ManagedPolicyArns" not in json.dumps(props), function
+        for policy in template.resolve(props.get("Policies", [])):  # statements only, no SAM policy templates
+            assert set(policy) == {"Statement"}, (function, policy)
+
+
+def test_only_actions_without_resource_level_permissions_are_granted_on_every_resource(template: Template) -> None:
+    for function in FUNCTIONS:
+        for statement in statements(template, function):
+            if "*" in as_list(statement["Resource"]):
+                assert set(as_list(statement["Action"])) <= RESOURCELESS, (function, statement)
+
+
+def test_no_arn_is_a_wildcard_over_names(template: Template) -> None:
+    assert "${AWS::StackName}-*" not in (ROOT / "template.yaml").read_text()
+    for function in FUNCTIONS:
+        for statement in statements(template, function):
+            for resource in as_list(statement["Resource"]):
+                if resource == "*":
+                    continue
+                arn, _, path = resource.partition("/")
+                assert "*" not in arn, (function, resource)
+                if path.endswith("*"):  # S3 objects under one prefix of one bucket
+                    assert arn.startswith("arn:aws:s3:::") and re.fullmatch(r"[a-z]+/\*", path), (function, resource)
+
+
+def test_the_granted_prefixes_are_where_the_code_keeps_objects() -> None:
+    from docpipe import storage, text_results
+
+    digest = "a" * 64
+    written = {
+        storage.original_key(digest),
+        storage.derived_key(digest, "thumbnail", "webp"),
+        storage.text_key(digest),
+        text_results.piece_key(digest, "ocr", 1),
+        text_results.partial_key(digest),
+    }
+    assert {key.split("/")[0] for key in written} == set(STORED)
+    assert {prefix.split("/")[0] for prefix in storage.stored_prefixes(digest)} == set(STORED)
+    assert storage.upload_key("high", "u", "j", "a.pdf").startswith("uploads/")
+
+
+def test_every_index_the_code_queries_is_declared_and_granted(template: Template) -> None:
+    code = "\n".join(p.read_text() for p in (ROOT / "layers/docpipe/docpipe").rglob("*.py"))
+    queried = set(re.findall(r"IndexName[\"']?\s*[:=]\s*[\"'](\w+)[\"']", code))
+    declared = {i["IndexName"] for i in template.resources["JobsTable"]["Properties"]["GlobalSecondaryIndexes"]}
+    granted = {r.split("/")[-1] for f in FUNCTIONS for r in grants(template, f) if "/index/" in r}
+    assert queried and queried <= declared
+    assert queried <= granted <= declared
+
+
+def test_every_queue_is_encrypted_at_rest(template: Template) -> None:
+    # checkov's CKV_AWS_27 counts only KMS keys (skipped in .checkov.yaml): this holds SSE-SQS instead.
+    for logical, queue in template.of_type("AWS::SQS::Queue").items():
+        assert queue["Properties"].get("SqsManagedSseEnabled") is True, logical
+
+
+def test_the_http_api_logs_every_request_as_json_to_a_log_group_with_retention(template: Template) -> None:
+    settings = template.resources["HttpApi"]["Properties"]["AccessLogSettings"]
+    (group, attribute) = settings["DestinationArn"]["Fn::GetAtt"]
+    log_group = template.resources[group]
+    assert (log_group["Type"], attribute) == ("AWS::Logs::LogGroup", "Arn")
+    assert int(template.resolve(log_group["Properties"]["RetentionInDays"])) == 30
+    fields = json.loads(template.resolve(settings["Format"]))
+    assert fields == {
+        "requestId": "$context.requestId",
+        "ip": "$context.identity.sourceIp",
+        "requestTime": "$context.requestTime",
+        "httpMethod": "$context.httpMethod",
+        "routeKey": "$context.routeKey",
+        "status": "$context.status",
+        "protocol": "$context.protocol",
+        "responseLength": "$context.responseLength",
+        "integrationError": "$context.integrationErrorMessage",
+        "sub": "$context.authorizer.claims.sub",  # the JWT authorizer's caller
+    }
+
+
+@pytest.mark.parametrize("stage", ["dev", "staging", "prod"])
+def test_a_deployment_cannot_keep_the_local_origins(stage: str) -> None:
+    parameters = Template.load(ROOT / "template.yaml").doc["Parameters"]
+    assert "Default" not in parameters["Stage"]  # a deployment says what it is
+    assert stage in parameters["Stage"]["AllowedValues"]
+    refused = Template.load(ROOT / "template.yaml", parameters={"Stage": stage})
+    mixed = Template.load(
+        ROOT / "template.yaml", parameters={"Stage": stage, "AllowedOrigins": "http://localhost:8780"}
+    )
+    named = Template.load(
+        ROOT / "template.yaml",
+        parameters={"Stage": stage, "AllowedOrigins": "https://docs.example.com,http://localhost:8780"},
+    )
+    assert refused.rule_failures() and mixed.rule_failures()
+    assert named.rule_failures() == []
+
+
+def test_the_local_stack_keeps_its_default_origins() -> None:
+    local = Template.load(ROOT / "template.yaml", parameters={"Stage": "local"})
+    assert local.rule_failures() == []
+    assert local.resolve({"Ref": "AllowedOrigins"}) == ["http://localhost:8780", "http://127.0.0.1:8780"]
