@@ -39,7 +39,7 @@ PYVIPS_DIR = ROOT / "bench" / ".pyvips"
 OURS = """
 import json, resource, sys, time
 sys.path[:0] = [sys.argv[3] + "/layers/docpipe", sys.argv[3] + "/functions/presets"]
-import presets.render as module
+import presets.schedule as module  # the resizer the presets use
 from presets.render import render
 if sys.argv[4] == "pillow":
     module.Resizer = None

@@ -281,7 +281,7 @@ def on_white(image: Image.Image) -> Image.Image:
 @pytest.fixture(params=["simd", "pillow"])
 def resizer(request, monkeypatch) -> str:
     """Each resizer the renderer has: the SIMD one (where its wheel installs) and Pillow's."""
-    from presets import render as module
+    from presets import schedule as module
 
     if request.param == "simd" and module.Resizer is None:
         pytest.skip("cykooz.resizer is not installed here: Pillow resizes")
@@ -325,14 +325,14 @@ def test_the_api_knows_the_same_preset_names_as_the_renderer() -> None:
 
 
 def test_a_resize_in_stripes_matches_one_resize_up_to_rounding(resizer) -> None:
-    from presets.render import _resize_steps, _run_steps, _Step, resize
+    from presets.schedule import Step, resize, resize_steps, run_steps
 
     image = detailed((1800, 1400))
-    base = _Step(lambda: image, 0.0, result=image, done=True)
-    steps = _resize_steps(base, image.size, (1200, 933))
+    base = Step(lambda: image, 0.0, result=image, done=True)
+    steps = resize_steps(base, image.size, (1200, 933))
     assert len(steps) > 1  # stripes and a join
 
-    _run_steps(steps)
+    run_steps(steps)
 
     single = resize(image, (1200, 933))
     assert steps[-1].result.size == single.size
@@ -341,7 +341,7 @@ def test_a_resize_in_stripes_matches_one_resize_up_to_rounding(resizer) -> None:
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA"])
 def test_the_simd_resize_is_pillows_lanczos_up_to_rounding(mode) -> None:
-    from presets import render as module
+    from presets import schedule as module
 
     if module.Resizer is None:
         pytest.skip("cykooz.resizer is not installed here: Pillow resizes")
@@ -357,13 +357,13 @@ def test_the_simd_resize_is_pillows_lanczos_up_to_rounding(mode) -> None:
 
 
 def test_a_jpeg_decoded_into_an_rgb_image_has_the_pixels_pillow_decodes() -> None:
-    from presets import render as module
+    from presets import decode as module
 
     if module.simplejpeg is None:
         pytest.skip("simplejpeg is not installed: Pillow decodes JPEGs")
     data = encode(detailed((640, 480)), "JPEG", quality=90)
     with Image.open(io.BytesIO(data)) as image:
-        decoded = module._decode_jpeg(image, image.size)
+        decoded = module.decode_jpeg(image, image.size)
     with Image.open(io.BytesIO(data)) as image:
         assert decoded.mode == "RGB"
         assert decoded.tobytes() == image.convert("RGB").tobytes()
@@ -371,35 +371,36 @@ def test_a_jpeg_decoded_into_an_rgb_image_has_the_pixels_pillow_decodes() -> Non
 
 
 def test_steps_run_after_the_steps_they_need_and_failures_reach_the_caller() -> None:
-    from presets.render import _run_steps, _Step
+    from presets.schedule import Step, run_steps
 
-    first = _Step(lambda: 2, 1.0)
-    second = _Step(lambda: 3, 5.0)
-    product = _Step(lambda a, b: a * b, 1.0, (first, second))
-    _run_steps([first, second, product])
+    first = Step(lambda: 2, 1.0)
+    second = Step(lambda: 3, 5.0)
+    product = Step(lambda a, b: a * b, 1.0, (first, second))
+    run_steps([first, second, product])
     assert product.result == 6
 
     def broken() -> None:
         raise OSError("broken encoder")
 
     with pytest.raises(OSError, match="broken encoder"):
-        _run_steps([_Step(broken, 1.0), _Step(lambda: 1, 1.0)])
+        run_steps([Step(broken, 1.0), Step(lambda: 1, 1.0)])
 
 
 def test_the_estimated_makespan_follows_the_schedule_of_the_step_runner() -> None:
-    from presets.render import THREADS, _makespan, _Step
+    from presets.schedule import THREADS, Step, makespan
 
-    long = _Step(lambda: None, 10.0)
-    short = _Step(lambda: None, 4.0)
-    after_long = _Step(lambda _: None, 5.0, (long,))
-    after_short = _Step(lambda _: None, 3.0, (short,))
+    long = Step(lambda: None, 10.0)
+    short = Step(lambda: None, 4.0)
+    after_long = Step(lambda _: None, 5.0, (long,))
+    after_short = Step(lambda _: None, 3.0, (short,))
     # two threads: [long 0-10, after_long 10-15] and [short 0-4, after_short 4-7]
-    assert _makespan([long, short, after_long, after_short]) == (15.0 if THREADS == 2 else 22.0)
+    assert makespan([long, short, after_long, after_short]) == (15.0 if THREADS == 2 else 22.0)
 
 
 def test_a_lone_big_resize_is_planned_in_stripes_and_two_big_resizes_side_by_side(monkeypatch) -> None:
-    from presets import render as module
-    from presets.render import THREADS, Preset, _makespan, _still_plans
+    from presets import schedule as module
+    from presets.render import Preset, still_plans
+    from presets.schedule import THREADS, makespan
 
     # Pillow's resizes (the SIMD resizer's are 5-8x cheaper, too cheap to pay for a join)
     monkeypatch.setattr(module, "Resizer", None)
@@ -409,16 +410,16 @@ def test_a_lone_big_resize_is_planned_in_stripes_and_two_big_resizes_side_by_sid
     one = Preset("one", 2400, 2400, "JPEG", 85, animated=False)
     two = Preset("two", 2200, 2200, "JPEG", 85, animated=False)
 
-    striped, whole = _still_plans(image, [one])
+    striped, whole = still_plans(image, [one])
     assert len(striped[0]) > len(whole[0])  # stripes and their join
-    assert _makespan(striped[0]) < _makespan(whole[0])
+    assert makespan(striped[0]) < makespan(whole[0])
 
-    striped, whole = _still_plans(image, [one, two])
-    assert _makespan(whole[0]) < _makespan(striped[0])  # no joins to pay for
+    striped, whole = still_plans(image, [one, two])
+    assert makespan(whole[0]) < makespan(striped[0])  # no joins to pay for
 
 
 def test_a_jpeg_is_decoded_at_the_smallest_dct_scale_that_covers_the_largest_preset(tmp_path) -> None:
-    from presets import render as module
+    from presets import decode as module
 
     if module.simplejpeg is None:
         pytest.skip("simplejpeg is not installed: Pillow decodes at 1/2^n scales")
@@ -431,16 +432,16 @@ def test_a_jpeg_is_decoded_at_the_smallest_dct_scale_that_covers_the_largest_pre
 
     # ai-vision of the turned photo is 2731 x 2048 stored: 6/8 covers it, Pillow's 1/2 would not
     with Image.open(io.BytesIO(rotated)) as image:
-        decoded = module._decode_jpeg(image, (2731, 2048))
+        decoded = module.decode_jpeg(image, (2731, 2048))
         assert (decoded.mode, decoded.size) == ("RGB", (3000, 2250))  # libjpeg-turbo's RGBX rows, not copied
     (tmp_path / "wide.jpg").write_bytes(wide)
     with open(tmp_path / "wide.jpg", "rb") as file, Image.open(file) as image:  # 2048 x 1365: 3/8
-        assert module._decode_jpeg(image, (2048, 1365)).size == (2250, 1500)
+        assert module.decode_jpeg(image, (2048, 1365)).size == (2250, 1500)
     with Image.open(io.BytesIO(gray)) as image:
-        decoded = module._decode_jpeg(image, (2000, 1500))
+        decoded = module.decode_jpeg(image, (2000, 1500))
         assert (decoded.mode, decoded.size) == ("L", (2000, 1500))
     with Image.open(io.BytesIO(cmyk)) as image:  # Pillow decodes CMYK (and YCCK) JPEGs
-        assert module._decode_jpeg(image, (200, 150)) is None
+        assert module.decode_jpeg(image, (200, 150)) is None
 
     # and the presets made from the scaled decode are the upright sizes, with the photo's colours
     results = by_name(render(rotated))
@@ -461,21 +462,22 @@ def frames_of(data: bytes) -> list[tuple[Image.Image, int]]:
 
 
 def test_an_animation_is_encoded_in_runs_side_by_side_and_joined_frame_for_frame(monkeypatch) -> None:
-    from presets import render as module
+    from presets import animate as module
+    from presets import schedule
 
-    monkeypatch.setattr(module, "THREADS", 2)
+    monkeypatch.setattr(schedule, "THREADS", 2)
     source = Image.open(io.BytesIO(animated_gif(12)))
     frames = [frame.convert("RGBA") for frame in ImageSequence.Iterator(source)]
     durations = [40 + 10 * i for i in range(12)]
     preview = BY_NAME["preview"]
 
     # every frame of the test animation changes its colour: cut in the middle
-    assert module._cuts(frames) == [6]
-    steps = module._animation_steps(frames, durations, 0, preview, module._cuts(frames))
+    assert module.cuts(frames) == [6]
+    steps = module.animation_steps(frames, durations, 0, preview, module.cuts(frames))
     assert len(steps) == 3  # two runs and their join
-    module._run_steps(steps)
+    schedule.run_steps(steps)
     joined = steps[-1].result
-    whole = module._encode_animated(frames, durations, 0, preview)
+    whole = module.encode_animated(frames, durations, 0, preview)
 
     assert (joined.width, joined.height, joined.animated) == (480, 360, True)
     assert Image.open(io.BytesIO(joined.data)).info["loop"] == 0
@@ -488,9 +490,10 @@ def test_an_animation_is_encoded_in_runs_side_by_side_and_joined_frame_for_frame
 
 
 def test_an_animation_that_changes_a_small_part_of_the_picture_is_not_cut(monkeypatch) -> None:
-    from presets import render as module
+    from presets import animate as module
+    from presets import schedule
 
-    monkeypatch.setattr(module, "THREADS", 2)
+    monkeypatch.setattr(schedule, "THREADS", 2)
     background = photo((480, 360))
     frames = []
     for i in range(12):
@@ -499,29 +502,30 @@ def test_an_animation_that_changes_a_small_part_of_the_picture_is_not_cut(monkey
         frames.append(frame.convert("RGBA"))
 
     # a cut would start over with a key frame: more bytes than the small changes it replaces
-    assert module._cuts(frames) == []
-    assert len(module._animation_steps(frames, [80] * 12, 0, BY_NAME["preview"], module._cuts(frames))) == 1
+    assert module.cuts(frames) == []
+    assert len(module.animation_steps(frames, [80] * 12, 0, BY_NAME["preview"], module.cuts(frames))) == 1
 
 
 def test_runs_are_not_joined_when_a_run_starts_on_a_partly_transparent_frame(monkeypatch) -> None:
-    from presets import render as module
+    from presets import animate as module
+    from presets import schedule
 
-    monkeypatch.setattr(module, "THREADS", 2)
+    monkeypatch.setattr(schedule, "THREADS", 2)
     frames = []
     for i in range(8):  # a coloured box inside a transparent margin, a new colour each frame
         frame = Image.new("RGBA", (240, 180), (0, 0, 0, 0))
         ImageDraw.Draw(frame).rectangle((20, 15, 220, 165), fill=(30 * i, 200, 255 - 30 * i, 255))
         frames.append(frame)
     preset = BY_NAME["preview"]
-    parts = [module._encode_animated(frames[a:b], [80] * (b - a), 0, preset).data for a, b in ((0, 4), (4, 8))]
+    parts = [module.encode_animated(frames[a:b], [80] * (b - a), 0, preset).data for a, b in ((0, 4), (4, 8))]
 
     # libwebp crops the second run's first frame to its box: joined, the first run's last frame would show
-    assert module._join_animations(parts) is None
-    assert module._join_animations([encode(frames[0], "WEBP"), parts[1]]) is None  # a still image is no run
+    assert module.join_animations(parts) is None
+    assert module.join_animations([encode(frames[0], "WEBP"), parts[1]]) is None  # a still image is no run
     # so the animation is encoded whole: every frame keeps its transparent margin
-    assert module._cuts(frames) == [4]
-    steps = module._animation_steps(frames, [80] * 8, 0, preset, module._cuts(frames))
-    module._run_steps(steps)
+    assert module.cuts(frames) == [4]
+    steps = module.animation_steps(frames, [80] * 8, 0, preset, module.cuts(frames))
+    schedule.run_steps(steps)
     decoded = frames_of(steps[-1].result.data)
     assert len(decoded) == 8
     for (frame, _), original in zip(decoded, frames, strict=True):
