@@ -1,16 +1,17 @@
 """PDF text through PDFium (pypdfium2), read in forked processes (:mod:`docpipe.sandbox`).
 
-PDFium is fast and keeps reading order. A page with fewer than :data:`OCR_MIN_CHARS` visible
-characters is a scan when it carries an image, or when it has no text at all but does have content
-(vector-outlined text, a drawing): it is marked ``needs_ocr`` for the OCR lanes. A page with no
-content at all is blank and is not sent to OCR; a short text page without images (“The End”) keeps
-its text. PDFium opens a PDF whose user password is empty by itself; its password and
-security-handler errors become :class:`PdfEncrypted`, every other failure :class:`FileCorrupt`.
-PDFium already survives page trees with loops (the missing pages fail to load); absurd page counts,
-and counts whose last page is missing, are refused outright. A PDF that inflates or parses into more
-than a reader process's memory share or time (a stream bomb, millions of drawing operators) is
-refused as :class:`ArchiveUnsafe`, and one that crashes PDFium as :class:`FileCorrupt`, without harm
-to the function.
+PDFium is fast and keeps reading order. A page's text is its text layer, then the values of the
+form fields on it (:mod:`~extract.formats.pdf_forms`). A page with fewer than :data:`OCR_MIN_CHARS`
+visible characters in its text layer is a scan when it carries an image, or when it has no text at
+all but does have content (vector-outlined text, a drawing): it is marked ``needs_ocr`` for the OCR
+lanes. A page with no content at all is blank and is not sent to OCR; a short text page without
+images (“The End”) keeps its text. PDFium opens a PDF whose user password is empty by itself; its
+password and security-handler errors become :class:`PdfEncrypted`, every other failure
+:class:`FileCorrupt`. PDFium already survives page trees with loops (the missing pages fail to
+load); absurd page counts, and counts whose last page is missing, are refused outright. A PDF that
+inflates or parses into more than a reader process's memory share or time (a stream bomb, millions
+of drawing operators) is refused as :class:`ArchiveUnsafe`, and one that crashes PDFium as
+:class:`FileCorrupt`, without harm to the function.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import pypdfium2.raw as pdfium_c
 from docpipe import sandbox
 from docpipe.errors import FileCorrupt, PdfEncrypted
 from extract.formats.common import Budget, Source, as_stream, named, pages_within, tidy
+from extract.formats.pdf_forms import field_values, form_of
 from extract.model import Extraction, Page
 
 OCR_MIN_CHARS = 16
@@ -113,7 +115,8 @@ def _pdf_part(data: bytes, span: range, max_chars: int) -> tuple[list[Page], boo
     budget = Budget(max_chars)
     document = _open_pdf(data)
     try:
-        found = pages_within(budget, span, lambda _, number: _pdf_page(document, number, budget))
+        form = form_of(document)  # before any page is loaded
+        found = pages_within(budget, span, lambda _, number: _pdf_page(document, form, number, budget))
     finally:
         document.close()
     return found, budget.cut
@@ -154,19 +157,24 @@ def _rebudget(page: Page, budget: Budget) -> Page:
     return page
 
 
-def _pdf_page(document: Any, number: int, budget: Budget) -> Page:
+def _pdf_page(document: Any, form: Any | None, number: int, budget: Budget) -> Page:
+    """One page's text layer, then its form fields' values (:mod:`~extract.formats.pdf_forms`).
+
+    Whether the page is a scan is decided on its text layer alone.
+    """
     try:
         page = document[number - 1]
     except pdfium.PdfiumError as exc:
         raise FileCorrupt(f"Page {number} of the PDF cannot be read.") from exc
     try:
-        text = tidy(page.get_textpage().get_text_range())
-        visible = len("".join(text.split()))
+        layer = tidy(page.get_textpage().get_text_range())
+        visible = len("".join(layer.split()))
+        text = "\n".join(part for part in (layer, *(field_values(form, page) if form else ())) if part)
         if visible >= OCR_MIN_CHARS:
             return Page(number=number, text=budget.take(text))
         if _has_images(page) or (visible == 0 and _has_content(page)):
             return Page(number=number, text="", method="none", needs_ocr=True)
-        if visible == 0:
+        if not text:
             return Page(number=number, text="", method="none")
         return Page(number=number, text=budget.take(text))
     except pdfium.PdfiumError as exc:
