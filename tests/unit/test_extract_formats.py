@@ -256,9 +256,9 @@ def test_in_a_mixed_pdf_only_the_image_pages_need_ocr() -> None:
     assert [(p.number, p.method, p.needs_ocr) for p in result.pages] == [
         (1, "text-layer", False),
         (2, "none", True),
-        (3, "none", True),
+        (3, "text-layer", True),  # a scan under a short text layer keeps it for OCR to add to
     ]
-    assert [p.text for p in result.pages] == [PAGE_TEXTS[0], "", ""]
+    assert [p.text for p in result.pages] == [PAGE_TEXTS[0], "", "Scan 3 of 3"]
     assert result.pages_needing_ocr() == [2, 3]
 
 

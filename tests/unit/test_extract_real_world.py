@@ -9,8 +9,14 @@ import subprocess
 
 import pytest
 
+from docpipe.config import Settings
+from docpipe.text_results import with_ocr
 from extract.formats import extract
-from tests.fixtures.real_world import FORM_HIDDEN, FORM_VALUES, filled_form
+from extract.service import ExtractService
+from ocr.engines import OcrPage, PdfSource, TesseractEngine
+from ocr.service import OcrService
+from tests.fixtures.real_world import FORM_HIDDEN, FORM_VALUES, filled_form, short_text_over_image
+from tests.unit.test_extract_service import drain, job_state, stored, text_doc
 
 # ------------------------------------------------------------------------------------ PDF forms
 
@@ -58,3 +64,73 @@ def test_form_values_come_in_the_order_pdftotext_prints_them(form, tmp_path) -> 
         ours = result.pages[number - 1].text.split("\n")[-len(_value_lines(values)) :]
         theirs = iter(line.strip() for line in printed.splitlines())
         assert all(any(line.endswith(value) for line in theirs) for value in ours), (ours, printed)
+
+
+# ------------------------------------------------------------------- a scan under a short text layer
+
+
+def test_a_short_text_layer_over_an_image_is_kept_and_the_page_still_goes_to_ocr() -> None:
+    (page,) = extract(short_text_over_image("Test"), "pdf").pages
+
+    assert (page.text, page.method, page.needs_ocr) == ("Test", "text-layer", True)
+
+
+@pytest.mark.parametrize(
+    ("reading", "text", "method"),
+    [
+        pytest.param("est", "Test", "text-layer", id="a-shorter-reading-is-dropped"),
+        pytest.param("", "Test", "text-layer", id="an-empty-reading-is-dropped"),
+        pytest.param("TEST.\nSigned and stamped", "TEST.\nSigned and stamped", "ocr", id="a-reading-of-every-word"),
+        pytest.param(
+            "Signed and stamped", "Test\nSigned and stamped", "text-layer+ocr", id="a-longer-reading-is-added"
+        ),
+    ],
+)
+def test_ocr_adds_to_a_short_text_layer_but_never_replaces_it_with_less(reading, text, method) -> None:
+    page = {"number": 1, "text": "Test", "method": "text-layer", "chars": 4, "needs_ocr": True}
+    read = {"number": 1, "text": reading, "method": "ocr", "chars": len(reading), "confidence": 61.0}
+
+    merged = with_ocr(page, read)
+
+    assert (merged["text"], merged["method"], merged["chars"]) == (text, method, len(text))
+
+
+def test_a_page_ocr_cannot_read_keeps_its_text_layer_and_the_error() -> None:
+    page = {"number": 2, "text": "Test", "method": "text-layer", "chars": 4, "needs_ocr": True}
+    error = {"code": "page.too_large", "message": "too large"}
+
+    merged = with_ocr(page, {"number": 2, "text": "", "method": "failed", "chars": 0, "error": error})
+
+    assert (merged["text"], merged["method"], merged["error"]) == ("Test", "text-layer", error)
+    assert with_ocr({"number": 2, "text": ""}, {"number": 2, "text": "", "method": "failed"})["method"] == "failed"
+
+
+class ReadsLess:
+    """An OCR engine that reads "est" where the text layer says "Test" (what Tesseract did on the real file)."""
+
+    name = "reads-less"
+
+    def image(self, data: bytes) -> OcrPage:
+        return OcrPage(number=1, text="est", confidence=40.0)
+
+    def pdf_pages(self, source: PdfSource, pages: list[int]) -> list[OcrPage]:
+        return [OcrPage(number=n, text="est", confidence=40.0) for n in pages]
+
+
+@pytest.mark.usefixtures("aws")
+@pytest.mark.parametrize("engine", [ReadsLess(), TesseractEngine()], ids=["reads-less", "tesseract"])
+def test_the_stored_text_of_a_short_text_layer_over_an_image_keeps_every_character(aws, engine) -> None:
+    # given a page whose text layer is "Test" over a picture, extracted and handed to OCR
+    settings = Settings.from_env()
+    digest, job_id = stored(settings, short_text_over_image("Test"))
+    assert ExtractService.for_settings(settings).run(digest) == "ocr"
+    (chunk,) = drain(aws, settings, "ocr")
+
+    # when OCR reads less than the text layer (or nothing) of it
+    assert OcrService.for_settings(settings, lambda: engine).run(digest, chunk["pages"], "extract") == "done"
+
+    # then the stored page is still the text layer's "Test"
+    (page,) = text_doc(aws, settings, digest)["pages"]
+    assert (page["text"], page["method"], page["chars"]) == ("Test", "text-layer", 4)
+    assert "needs_ocr" not in page
+    assert job_state(settings, job_id) == "ready"

@@ -2,7 +2,10 @@
 
 A *page* is a PDF page, a DOCX document body (one page: Word files have no fixed pages), a sheet of
 a workbook, a slide of a presentation, or the whole of a text file. Pages a text layer could not
-give (scans) say ``method: "ocr"`` once OCR has filled them; until then ``needs_ocr`` is true.
+give (scans) say ``method: "ocr"`` once OCR has filled them; until then ``needs_ocr`` is true. A scan
+under a short text layer keeps that text: OCR adds to it (``text-layer+ocr``), replaces it only
+with a reading that holds all its words (``ocr``), or is dropped when it read less
+(``text-layer``): see :func:`docpipe.text_results.with_ocr`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ FORMAT_VERSION = 1
 class Page:
     number: int  # 1-based
     text: str
-    method: str = "text-layer"  # text-layer | ocr | none
+    method: str = "text-layer"  # text-layer | ocr | text-layer+ocr | none (| failed, for pages no reader could read)
     label: str | None = None  # sheet or slide title, when the format has one
     rows: list[list[str]] | None = None  # tables kept as rows (CSV, sheets)
     needs_ocr: bool = False

@@ -8,7 +8,9 @@ the last chunk to finish merges them into the extract task's result — or ``{"t
 ``ocr.unavailable`` (engine missing or unreachable) is retryable: the message comes back, and after
 three receives lands in the lane's DLQ. Unreadable input fails its task with ``file.corrupt``; pages
 OCR refuses (``image.too_many_pixels``, ``file.corrupt``) are marked ``failed`` in the result, with
-their error, and the document's task fails with that error only when no page of it could be read.
+their error, and the document's task fails with that error only when no page of it could be read. A
+scanned page that came with some text (a short text layer, form values) keeps it whatever OCR reads
+(:func:`docpipe.text_results.with_ocr`).
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ class OcrService:
         doc = results.get_json(self.store, self.settings, results.partial_key(digest))
         for first in sorted(int(f) for f in done):
             piece = results.get_json(self.store, self.settings, results.piece_key(digest, "ocr", first))
-            doc = results.merge_pages(doc, piece["pages"])
+            doc = results.merge_ocr_pages(doc, piece["pages"])  # a page's own text is kept
         for page in doc["pages"]:
             page.pop("needs_ocr", None)
         failed = [p for p in doc["pages"] if p.get("method") == "failed"]

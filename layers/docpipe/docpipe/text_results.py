@@ -11,6 +11,8 @@ published as the task's ``text`` artifact, which the job view shows with an exce
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from typing import Any
 
 from docpipe.adapters.dynamo import FilesRepository, JobsRepository
@@ -21,6 +23,7 @@ from docpipe.storage import text_key
 
 EXCERPT_CHARS = 280
 CACHE_CONTROL = "private, max-age=31536000, immutable"
+_WORD = re.compile(r"\w+")
 
 
 def piece_key(digest: str, kind: str, first_page: int) -> str:
@@ -71,6 +74,43 @@ def merge_pages(doc: dict[str, Any], pages: list[dict[str, Any]]) -> dict[str, A
     for page in pages:
         by_number[int(page["number"])] = page
     return {**doc, "pages": [by_number[n] for n in sorted(by_number)]}
+
+
+def merge_ocr_pages(doc: dict[str, Any], pages: list[dict[str, Any]]) -> dict[str, Any]:
+    """``doc`` with what OCR read of some of its pages, each page merged with its text by :func:`with_ocr`."""
+    by_number = {int(p["number"]): p for p in doc.get("pages", [])}
+    return merge_pages(doc, [with_ocr(by_number.get(int(page["number"]), {}), page) for page in pages])
+
+
+def with_ocr(page: dict[str, Any], read: dict[str, Any]) -> dict[str, Any]:
+    """A scanned page with what OCR ``read`` of it: its own text (a short text layer, form values) is never lost.
+
+    A page without text takes the reading as it is. Otherwise the reading replaces the text only if it
+    holds every word of it (``ocr``); a reading of no more characters than the text is dropped
+    (``text-layer``: a text layer of "Test" over an image is not traded for OCR's "est"); a longer one
+    follows the text (``text-layer+ocr``). A page OCR could not read keeps its text and the error.
+    """
+    text = str(page.get("text") or "")
+    if not text:
+        return read
+    found = str(read.get("text") or "")
+    kept = {**page, "method": "text-layer"}
+    if read.get("method") == "failed":
+        return {**kept, "error": read["error"]} if read.get("error") else kept
+    words = Counter(_words(text))
+    if words and not words - Counter(_words(found)):
+        return read
+    if len(found) <= len(text):
+        return kept
+    both = f"{text}\n{found}"
+    merged = {**page, "text": both, "method": "text-layer+ocr", "chars": len(both)}
+    if read.get("confidence") is not None:
+        merged["confidence"] = read["confidence"]
+    return merged
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.casefold())
 
 
 def finish(

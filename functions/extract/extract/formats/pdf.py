@@ -4,8 +4,9 @@ PDFium is fast and keeps reading order. A page's text is its text layer, then th
 form fields on it (:mod:`~extract.formats.pdf_forms`). A page with fewer than :data:`OCR_MIN_CHARS`
 visible characters in its text layer is a scan when it carries an image, or when it has no text at
 all but does have content (vector-outlined text, a drawing): it is marked ``needs_ocr`` for the OCR
-lanes. A page with no content at all is blank and is not sent to OCR; a short text page without
-images (“The End”) keeps its text. PDFium opens a PDF whose user password is empty by itself; its
+lanes and keeps what text it has, which OCR may add to but never replace with less
+(:func:`docpipe.text_results.with_ocr`). A page with no content at all is blank and is not sent to
+OCR; a short text page without images (“The End”) keeps its text. PDFium opens a PDF whose user password is empty by itself; its
 password and security-handler errors become :class:`PdfEncrypted`, every other failure
 :class:`FileCorrupt`. PDFium already survives page trees with loops (the missing pages fail to
 load); absurd page counts, and counts whose last page is missing, are refused outright. A PDF that
@@ -172,11 +173,9 @@ def _pdf_page(document: Any, form: Any | None, number: int, budget: Budget) -> P
         text = "\n".join(part for part in (layer, *(field_values(form, page) if form else ())) if part)
         if visible >= OCR_MIN_CHARS:
             return Page(number=number, text=budget.take(text))
-        if _has_images(page) or (visible == 0 and _has_content(page)):
-            return Page(number=number, text="", method="none", needs_ocr=True)
-        if not text:
-            return Page(number=number, text="", method="none")
-        return Page(number=number, text=budget.take(text))
+        scanned = _has_images(page) or (visible == 0 and _has_content(page))
+        kept = budget.take(text)
+        return Page(number=number, text=kept, method="text-layer" if kept else "none", needs_ocr=scanned)
     except pdfium.PdfiumError as exc:
         raise FileCorrupt(f"The text of page {number} of the PDF cannot be read.") from exc
     finally:
