@@ -5,7 +5,7 @@ import codecs
 import pytest
 
 from docpipe.errors import TypeMismatch
-from docpipe.filetypes import BY_NAME, MAX_JPEG_SCANS, jpeg_scans, resolve, sniff
+from docpipe.filetypes import BY_NAME, MAX_JPEG_SCANS, gif_canvases, jpeg_scans, resolve, sniff
 
 
 @pytest.mark.parametrize(
@@ -100,3 +100,35 @@ def test_a_thumbnail_in_exif_or_a_cut_file_does_not_confuse_the_count() -> None:
     assert file.tell() == 7  # the position is given back
     assert jpeg_scans(plain[: len(plain) // 2]) == 1
     assert jpeg_scans(b"\xff\xd8") == 0
+
+
+def test_gif_canvases_are_the_canvases_pillow_grows_frame_by_frame() -> None:
+    import io
+    import struct
+
+    from PIL import Image
+
+    # given a GIF whose frames grow the canvas, with a comment, a local colour table and stray bytes
+    out = io.BytesIO()
+    Image.new("P", (40, 30), 1).save(out, "GIF")
+    data = out.getvalue()[:-1] + b"\x21\xfe\x05hello\x00"  # a comment extension
+    for left, top, width, height in [(30, 10, 20, 10), (0, 50, 8, 8), (5, 5, 5, 5)]:
+        pixels = Image.new("P", (width, height), 2)
+        frame = io.BytesIO()
+        pixels.save(frame, "GIF")
+        descriptor = b"\x2c" + struct.pack("<HHHH", 0, 0, width, height)
+        lzw = frame.getvalue().split(descriptor, 1)[1][1:-1]  # after the flags: code size and sub-blocks
+        table = bytes(range(12))  # a local colour table of 4 entries
+        data += b"\x00\x00" + b"\x2c" + struct.pack("<HHHHB", left, top, width, height, 0x81) + table + lzw
+    data += b"\x3b"
+
+    # then the walk finds each frame's canvas as Pillow holds it after seeking there
+    canvases = gif_canvases(data, frames=10)
+    with Image.open(io.BytesIO(data)) as image:
+        sizes = []
+        for index in range(image.n_frames):
+            image.seek(index)
+            sizes.append(image.size)
+    assert canvases == sizes == [(40, 30), (50, 30), (50, 58), (50, 58)]
+    assert gif_canvases(data, frames=2) == sizes[:2]
+    assert gif_canvases(b"\x89PNG\r\n\x1a\n", frames=2) == []

@@ -38,10 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
+from docpipe import images
 from docpipe.errors import FileCorrupt, FileTooLarge, ImageTooManyPixels, OcrUnavailable
-from docpipe.filetypes import MAX_JPEG_SCANS, jpeg_scans
 from ocr.render import MAX_IMAGE_PIXELS, render_pdf_pages  # the ingest limit, for images too
 
 try:  # HEIC/HEIF photos, as the presets function reads them; without the plugin they fail as corrupt.
@@ -101,25 +101,11 @@ def engine_from_env(environ: Mapping[str, str] = os.environ) -> OcrEngine:
 
 
 def open_image(data: bytes) -> Image.Image:
-    """An image opened lazily; ``file.corrupt`` if Pillow cannot identify it or it is a JPEG of more scans
-    than :data:`~docpipe.filetypes.MAX_JPEG_SCANS` (a CPU bomb), ``image.too_many_pixels`` for a bomb.
-
-    Pillow's own bomb check is off, as in the presets stage: ours runs before any decoding, with
-    docpipe's limit in its message (Pillow's refuses only at twice its own default, 179 MP).
-    """
-    Image.MAX_IMAGE_PIXELS = None
-    try:
-        image = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise FileCorrupt(f"The image cannot be decoded: {exc}") from exc
-    width, height = image.size
-    if width * height > MAX_IMAGE_PIXELS:
-        image.close()
-        raise ImageTooManyPixels(f"The image is {width} x {height} pixels; the limit is {MAX_IMAGE_PIXELS} pixels.")
-    if image.format == "JPEG" and jpeg_scans(data) > MAX_JPEG_SCANS:
-        image.close()
-        raise FileCorrupt(f"The JPEG has more than {MAX_JPEG_SCANS} scans; it is not decoded.")
-    return image
+    """An image opened lazily on its first frame (:func:`docpipe.images.open_image`): ``file.corrupt`` if it
+    is not one of the formats docpipe accepts or cannot be read, or is a JPEG of more scans than
+    :data:`~docpipe.filetypes.MAX_JPEG_SCANS` (a CPU bomb); ``image.too_many_pixels`` for a bomb, before
+    anything is decoded, with docpipe's limit in its message."""
+    return images.open_image(io.BytesIO(data), MAX_IMAGE_PIXELS)
 
 
 def prepare_image(image: Image.Image, max_side: int = MAX_SIDE) -> Image.Image:

@@ -1,18 +1,21 @@
 """Decoding an image once for its presets: at the scale the largest preset needs, into 8-bit sRGB.
 
-A JPEG is decoded by libjpeg-turbo at the smallest of its DCT scales (M/8, through simplejpeg; Pillow's
-``draft``, 1/2^n only, for CMYK) that still covers the largest preset; the decoded image is converted to
-sRGB and 8-bit RGB/RGBA once. An animation's frames are decoded as RGBA, within a frame and a pixel
-budget.
+An image is opened by :func:`docpipe.images.open_image`: the formats docpipe accepts only, every
+frame's pixels checked before it is decoded (a GIF's canvas at each of the first :data:`MAX_FRAMES`
+frames before it is even opened). A JPEG is decoded by libjpeg-turbo at the smallest of its DCT scales
+(M/8, through simplejpeg; Pillow's ``draft``, 1/2^n only, for CMYK) that still covers the largest
+preset; the decoded image is converted to sRGB and 8-bit RGB/RGBA once. An animation's frames are
+decoded as RGBA, at most :data:`MAX_FRAMES` of them and at most the pixel budget in all.
 """
 
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import IO, Any
 
-from PIL import Image, ImageCms, ImageOps, ImageSequence
+from PIL import Image, ImageCms, ImageFile, ImageOps
 
+from docpipe import images
 from presets.encode import TRANSPOSE
 
 try:  # HEIC/HEIF (iPhone photos); the function's requirements install it.
@@ -30,6 +33,11 @@ except ImportError:  # pragma: no cover - without it Pillow decodes JPEGs (its d
 
 MAX_FRAMES = 50
 _SRGB = ImageCms.createProfile("sRGB")
+
+
+def open_image(file: IO[bytes], max_pixels: int) -> ImageFile.ImageFile:
+    """The image, opened on its first frame, within the pixel budget (:func:`docpipe.images.open_image`)."""
+    return images.open_image(file, max_pixels, frames=MAX_FRAMES)
 
 
 def orientation_of(image: Image.Image) -> int:
@@ -104,14 +112,20 @@ def normalize(image: Image.Image) -> Image.Image:
 
 
 def animation_frames(image: Image.Image, max_pixels: int) -> tuple[list[Image.Image], list[int]]:
-    """At most MAX_FRAMES frames (and at most ``max_pixels`` decoded pixels in all), as RGBA, with durations."""
+    """An animation's frames as RGBA, with their durations: at most :data:`MAX_FRAMES`, and at most
+    ``max_pixels`` decoded pixels in all. Each frame's size is checked as it is sought, before it is
+    decoded (:func:`docpipe.images.seek`), and the animation ends before a frame that would pass the
+    budget: nothing is converted before it is counted."""
     frames: list[Image.Image] = []
     durations: list[int] = []
     budget = max_pixels
-    for frame in ImageSequence.Iterator(image):
-        if len(frames) >= MAX_FRAMES or budget <= 0:
+    for index in range(MAX_FRAMES):
+        if not images.seek(image, index, max_pixels):
             break
-        budget -= frame.size[0] * frame.size[1]
-        frames.append(frame.convert("RGBA"))
-        durations.append(int(frame.info.get("duration", 100)) or 100)
+        pixels = image.size[0] * image.size[1]
+        if pixels > budget:
+            break
+        budget -= pixels
+        frames.append(image.convert("RGBA"))
+        durations.append(int(image.info.get("duration", 100)) or 100)
     return frames, durations

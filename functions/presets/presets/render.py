@@ -15,10 +15,10 @@ from __future__ import annotations
 import io
 from typing import IO
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from docpipe import images
 from docpipe.errors import FileCorrupt, ImageTooManyPixels
-from docpipe.filetypes import MAX_JPEG_SCANS, jpeg_scans
 from presets import animate, decode, schedule
 from presets.decode import MAX_FRAMES
 from presets.encode import Preset, Rendered, describe, fit
@@ -41,18 +41,14 @@ BY_NAME = {p.name: p for p in PRESETS}
 def render(
     source: bytes | IO[bytes], presets: tuple[Preset, ...] = PRESETS, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> list[Rendered]:
-    """Every preset of an image, largest first. Raises ``image.too_many_pixels`` before decoding a bomb,
-    ``file.corrupt`` for broken images and for JPEGs of more scans than :data:`MAX_JPEG_SCANS` (a CPU bomb)."""
+    """Every preset of an image, largest first. Raises ``image.too_many_pixels`` before decoding a frame of
+    more than ``max_pixels`` pixels (the first frame, a later frame of an animation, a GIF frame that
+    grows the canvas), ``file.corrupt`` for broken images, images of formats docpipe does not accept,
+    and JPEGs of more scans than :data:`~docpipe.filetypes.MAX_JPEG_SCANS` (a CPU bomb)."""
     file = io.BytesIO(source) if isinstance(source, bytes) else source
-    Image.MAX_IMAGE_PIXELS = None  # our own check below runs first, with our limit and our error
     try:
-        with Image.open(file) as image:
-            width, height = image.size
+        with decode.open_image(file, max_pixels) as image:
             frames = getattr(image, "n_frames", 1)
-            if width * height > max_pixels:
-                raise ImageTooManyPixels(f"The image is {width} x {height} pixels; the limit is {max_pixels} pixels.")
-            if image.format == "JPEG" and jpeg_scans(file) > MAX_JPEG_SCANS:
-                raise FileCorrupt(f"The JPEG has more than {MAX_JPEG_SCANS} scans; it is not decoded.")
             animated = frames > 1 and image.format in ("GIF", "WEBP")
             stills = [p for p in presets if not (animated and p.animated)]
             if not animated:
@@ -72,7 +68,7 @@ def render(
             results = [f.result for f in finishes]
     except (ImageTooManyPixels, FileCorrupt):
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+    except images.DECODE_ERRORS as exc:
         raise FileCorrupt(f"The image cannot be decoded: {exc}") from exc
     order = {p.name: i for i, p in enumerate(presets)}
     return sorted(results, key=lambda r: order[r.preset])
@@ -101,7 +97,7 @@ def still_plans(image: Image.Image, presets: list[Preset]) -> list[schedule.Plan
         w, h = fit(*upright, p.max_width, p.max_height)
         sizes[p.name] = (h, w) if swap else (w, h)
     scaled = None
-    if image.format == "JPEG":
+    if image.format in images.JPEG_FORMATS:
         need = max(sizes.values(), key=lambda s: s[0] * s[1])
         scaled = decode.decode_jpeg(image, need)
         # Otherwise Pillow decodes, at the smallest of its DCT scales (1/2, 1/4, 1/8) that covers the largest preset.

@@ -12,6 +12,7 @@ import codecs
 import io
 import posixpath
 import re
+import struct
 from dataclasses import dataclass
 from typing import IO
 
@@ -247,3 +248,56 @@ def _to_next_jpeg_marker(file: IO[bytes]) -> bool:
             return False
         file.seek(here + len(chunk) - 1)  # a 0xFF at the very end is looked at again with its next byte
         size = min(size * 2, largest)
+
+
+def gif_canvases(source: bytes | IO[bytes], frames: int) -> list[tuple[int, int]]:
+    """The canvas Pillow holds at each of a GIF's first ``frames`` frames, read from the descriptors alone.
+
+    Pillow's GIF canvas starts as the logical screen and grows to every frame's extents (left + width,
+    top + height) as it seeks to the frame, and it allocates the frame's disposal area there too: both
+    happen before any pixel of the frame is decoded, so a few hundred bytes can ask for gigapixels.
+    Blocks are walked as Pillow walks them (extensions and image data skipped by their sub-block
+    lengths, stray bytes one at a time). A file that ends early, or is not a GIF, has the canvases seen
+    so far. Reads a seekable file without holding it; its position is restored.
+    """
+    file = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+    start = file.tell()
+    canvases: list[tuple[int, int]] = []
+    try:
+        file.seek(0)
+        screen = file.read(13)
+        if len(screen) < 13 or screen[:6] not in (b"GIF87a", b"GIF89a"):
+            return canvases
+        width, height = struct.unpack_from("<HH", screen, 6)
+        if screen[10] & 0x80:  # the global colour table
+            file.seek(3 << ((screen[10] & 7) + 1), io.SEEK_CUR)
+        while len(canvases) < frames:
+            kind = file.read(1)
+            if kind in (b"", b";"):  # the end of the file, or the trailer
+                break
+            if kind == b"!":  # an extension: its label, then sub-blocks
+                file.seek(1, io.SEEK_CUR)
+                _skip_gif_sub_blocks(file)
+            elif kind == b",":  # an image descriptor
+                descriptor = file.read(9)
+                if len(descriptor) < 9:
+                    break
+                left, top, frame_width, frame_height = struct.unpack_from("<HHHH", descriptor)
+                width, height = max(width, left + frame_width), max(height, top + frame_height)
+                canvases.append((width, height))
+                if descriptor[8] & 0x80:  # a local colour table
+                    file.seek(3 << ((descriptor[8] & 7) + 1), io.SEEK_CUR)
+                file.seek(1, io.SEEK_CUR)  # the LZW minimum code size
+                _skip_gif_sub_blocks(file)
+        return canvases
+    finally:
+        file.seek(start)
+
+
+def _skip_gif_sub_blocks(file: IO[bytes]) -> None:
+    """Move past a run of GIF sub-blocks (a length byte, then that many bytes) and its empty terminator."""
+    while True:
+        length = file.read(1)
+        if not length or not length[0]:
+            return
+        file.seek(length[0], io.SEEK_CUR)

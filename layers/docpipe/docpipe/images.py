@@ -1,0 +1,76 @@
+"""Opening uploaded images for decoding, the same way in every function that decodes them (presets, OCR).
+
+- Only the formats docpipe accepts are opened (:data:`FORMATS`): bytes that one of Pillow's other
+  plugins would read (ICO, PSD, …) are ``file.corrupt``, never decoded by code no upload should reach.
+- The pixel budget is checked before anything is decoded, for every frame and page that will be:
+  the first as the image is opened, each other one as it is sought (:func:`seek`; a TIFF page, an MPO
+  or HEIF image, has a size of its own), and for a GIF before Pillow even opens it: Pillow grows a
+  GIF's canvas to a frame's extents, and fills the frame's disposal area, as it seeks to the frame,
+  so each frame's canvas is read from the descriptors first (:func:`docpipe.filetypes.gif_canvases`).
+  Pillow's own bomb check stays off: ours runs first, with docpipe's limit and its error.
+- A JPEG of more scans than :data:`~docpipe.filetypes.MAX_JPEG_SCANS` (a CPU bomb) is ``file.corrupt``.
+"""
+
+from __future__ import annotations
+
+from typing import IO
+
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from docpipe.errors import FileCorrupt, ImageTooManyPixels
+from docpipe.filetypes import MAX_JPEG_SCANS, gif_canvases, jpeg_scans
+
+# Pillow's names of the formats docpipe accepts (docpipe.filetypes.TYPES); a JPEG with a multi-picture
+# index opens as MPO. HEIF is there when pillow-heif has registered it.
+FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "HEIF")
+JPEG_FORMATS = frozenset({"JPEG", "MPO"})
+# Errors Pillow raises for bytes it cannot read (a truncated file is an OSError).
+DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
+
+
+def open_image(file: IO[bytes], max_pixels: int, frames: int = 1) -> ImageFile.ImageFile:
+    """The image in ``file`` (seekable), opened lazily on its first frame, whose pixels are checked.
+
+    ``frames``: how many frames the caller may seek to (a GIF's are checked before it is opened).
+    Raises ``image.too_many_pixels`` when the first frame, or a GIF's canvas at any of those frames,
+    has more than ``max_pixels`` pixels; ``file.corrupt`` when Pillow cannot open the bytes as one of
+    :data:`FORMATS`, or for a JPEG of too many scans.
+    """
+    Image.MAX_IMAGE_PIXELS = None  # our checks run first, with our limit and our error
+    for number, (width, height) in enumerate(gif_canvases(file, max(1, frames)), 1):
+        if width * height > max_pixels:
+            raise ImageTooManyPixels(
+                f"Frame {number} of the GIF grows its canvas to {width} x {height} pixels; "
+                f"the limit is {max_pixels} pixels."
+            )
+    formats = tuple(f for f in FORMATS if f != "HEIF" or f in Image.OPEN)
+    try:
+        image = Image.open(file, formats=formats)
+    except DECODE_ERRORS as exc:
+        raise FileCorrupt(f"The image cannot be decoded: {exc}") from exc
+    try:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ImageTooManyPixels(f"The image is {width} x {height} pixels; the limit is {max_pixels} pixels.")
+        if image.format in JPEG_FORMATS and jpeg_scans(file) > MAX_JPEG_SCANS:
+            raise FileCorrupt(f"The JPEG has more than {MAX_JPEG_SCANS} scans; it is not decoded.")
+    except BaseException:
+        image.close()
+        raise
+    return image
+
+
+def seek(image: Image.Image, index: int, max_pixels: int) -> bool:
+    """Move to frame (page) ``index``, 0-based; False past the last one. Raises ``image.too_many_pixels``
+    when that frame has more than ``max_pixels`` pixels: Pillow has read its header, not its pixels."""
+    try:
+        image.seek(index)
+    except EOFError:
+        return False
+    width, height = image.size
+    if width * height > max_pixels:
+        what = "Page" if image.format == "TIFF" else "Frame"
+        raise ImageTooManyPixels(
+            f"{what} {index + 1} of the image is {width} x {height} pixels; the limit is {max_pixels} pixels."
+        )
+    return True

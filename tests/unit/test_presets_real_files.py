@@ -1,0 +1,112 @@
+"""The preset renderer on the kinds of images real files turned out to be: animations whose later frames
+outgrow the first, TIFF orientations, BigTIFF, 32-bit grayscale, multi-page TIFFs. Every file is built here."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from docpipe.errors import ImageTooManyPixels
+from presets.render import render
+from tests.fixtures.poison import gif_growing_canvas
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def encode(image: Image.Image, fmt: str, **params) -> bytes:
+    out = io.BytesIO()
+    image.save(out, fmt, **params)
+    return out.getvalue()
+
+
+def by_name(results) -> dict:
+    return {r.preset: r for r in results}
+
+
+def opened(rendered) -> Image.Image:
+    return Image.open(io.BytesIO(rendered.data))
+
+
+# --- every frame within the pixel budget before it is decoded ----------------------------------------
+
+# In a process of its own, with 3 GB of address space: a renderer that allocated the grown canvas
+# would fail here with a MemoryError instead of taking the test machine's memory.
+_RENDER_IN_A_CHILD = """
+import json, resource, sys, time
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+sys.path[:0] = [sys.argv[1] + "/layers/docpipe", sys.argv[1] + "/functions/presets"]
+from presets.render import render
+data = sys.stdin.buffer.read()
+started = time.perf_counter()
+try:
+    render(data)
+    outcome = "rendered"
+except Exception as exc:
+    outcome = getattr(exc, "code", type(exc).__name__)
+print(json.dumps({"outcome": outcome, "seconds": time.perf_counter() - started,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def test_a_gif_whose_later_frame_grows_the_canvas_is_refused_at_once_without_memory() -> None:
+    # given a 217-byte GIF whose second frame's extents grow the canvas to 65635 x 65635
+    data = gif_growing_canvas()
+    assert len(data) < 300
+
+    # when it is rendered in a process of its own
+    run = subprocess.run(
+        [sys.executable, "-c", _RENDER_IN_A_CHILD, str(ROOT)], input=data, capture_output=True, timeout=120
+    )
+
+    # then it is image.too_many_pixels, in well under a second, and no canvas was ever allocated
+    assert run.returncode == 0, run.stderr.decode()
+    measured = json.loads(run.stdout)
+    assert measured["outcome"] == "image.too_many_pixels", measured
+    assert measured["seconds"] < 0.5, measured
+    assert measured["peak_mb"] < 300, measured  # the interpreter and its imports; the canvas is 4.3 GB
+
+
+def test_the_refusal_names_the_frame_and_the_canvas_it_would_grow_to() -> None:
+    # (a small canvas and budget: were the check missing, this process would allocate 4 MP, not 4.3 GP)
+    with pytest.raises(ImageTooManyPixels, match="Frame 2 of the GIF grows its canvas to 2000 x 2000 pixels"):
+        render(gif_growing_canvas(side=1_900), max_pixels=1_000_000)
+
+
+def animation(frames: int, size: tuple[int, int] = (200, 100)) -> bytes:
+    images = []
+    for i in range(frames):
+        frame = Image.new("RGB", size, ((i * 53) % 256, 90, 200))
+        ImageDraw.Draw(frame).rectangle((i * 10, 20, i * 10 + 30, 60), fill=(255, 255, 0))
+        images.append(frame)
+    return encode(images[0], "GIF", save_all=True, append_images=images[1:], duration=60, loop=0)
+
+
+def test_an_animation_ends_before_the_frame_that_would_pass_the_budget_not_after_it() -> None:
+    # given 10 frames of 200 x 100 and a budget of 3.5 frames' pixels
+    results = by_name(render(animation(10), max_pixels=70_000))
+
+    # then the animated presets keep the 3 frames that fit: the 4th is not decoded
+    assert opened(results["thumbnail"]).n_frames == 3
+    assert opened(results["preview"]).n_frames == 3
+
+
+def test_a_gif_frame_past_the_budget_is_refused_even_when_the_canvas_grows_little_by_little() -> None:
+    # given 6 frames, each one 400 px further right and down than the last: the canvas ends at 2100 x 2100
+    out = io.BytesIO()
+    Image.new("P", (100, 100), 0).save(out, "GIF")
+    data = out.getvalue()[:-1]
+    for step in range(1, 6):
+        data += b"\x21\xf9\x04\x00\x0a\x00\x00\x00" + b"\x2c"
+        data += (step * 400).to_bytes(2, "little") * 2 + (100).to_bytes(2, "little") * 2 + b"\x00"
+        data += b"\x02\x02\x44\x01\x00"
+    data += b"\x3b"
+
+    # then a budget of 4 MP stops it at the frame whose canvas passes it (the 6th: 2100 x 2100)
+    with pytest.raises(ImageTooManyPixels, match="Frame 6 of the GIF grows its canvas to 2100 x 2100"):
+        render(data, max_pixels=4_000_000)
