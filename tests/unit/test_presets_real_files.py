@@ -110,3 +110,38 @@ def test_a_gif_frame_past_the_budget_is_refused_even_when_the_canvas_grows_littl
     # then a budget of 4 MP stops it at the frame whose canvas passes it (the 6th: 2100 x 2100)
     with pytest.raises(ImageTooManyPixels, match="Frame 6 of the GIF grows its canvas to 2100 x 2100"):
         render(data, max_pixels=4_000_000)
+
+
+# --- TIFF orientation, applied once -------------------------------------------------------------------
+
+# What to do to an upright picture to store it with each orientation (the inverse of what a viewer does).
+_STORED_AS = {
+    1: None,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_tiffs_orientation_is_applied_once(orientation: int) -> None:
+    # given a 600 x 300 picture, blue with a red top-left quarter as displayed, stored in a TIFF turned
+    # the other way and carrying the Orientation tag (274) that turns it back
+    upright = Image.new("RGB", (600, 300), (0, 0, 255))
+    upright.paste((255, 0, 0), (0, 0, 300, 150))
+    turn = _STORED_AS[orientation]
+    stored = upright if turn is None else upright.transpose(turn)
+    data = encode(stored, "TIFF", tiffinfo={274: orientation})
+
+    preview = opened(by_name(render(data))["preview"])
+
+    # then the preview shows it upright: landscape, red at the top left, blue elsewhere
+    assert preview.size == (600, 300)
+    red, blue = preview.getpixel((20, 20)), preview.getpixel((580, 280))
+    assert red[0] > 200 and red[2] < 50, red
+    assert blue[2] > 200 and blue[0] < 50, blue
+    assert preview.getpixel((580, 20))[2] > 200 and preview.getpixel((20, 280))[2] > 200

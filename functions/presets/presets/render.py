@@ -82,11 +82,16 @@ def still_plans(image: Image.Image, presets: list[Preset]) -> list[schedule.Plan
     join) or each resize on one thread (two big resizes side by side need no join).
 
     Resizes run in the image's stored orientation; each output is turned upright (EXIF) as it is encoded,
-    so rotating never sits between two resizes.
+    so rotating never sits between two resizes. The orientation is applied once: Pillow turns a TIFF
+    upright itself as it decodes it (and drops its Orientation tag), so an image other than a JPEG is
+    decoded first and the orientation still to apply is read from the decoded image; a JPEG's is read
+    before (its decode scale depends on the output sizes), and Pillow leaves JPEGs as stored.
     """
     if not presets:
         return [([], [])]
     image.seek(0)
+    if image.format not in images.JPEG_FORMATS:
+        image.load()
     orientation = decode.orientation_of(image)
     swap = orientation in (5, 6, 7, 8)
     stored_w, stored_h = image.size
