@@ -88,3 +88,28 @@ def test_image_size_reads_only_the_header() -> None:
 def test_image_size_of_garbage_after_a_jpeg_magic_is_corrupt() -> None:
     with pytest.raises(FileCorrupt):
         content.image_size(io.BytesIO(b"\xff\xd8\xff" + bytes(100)))
+
+
+def test_a_bigtiff_is_a_tiff_and_its_size_is_read() -> None:
+    from PIL import Image
+
+    from tests.fixtures.poison import bigtiff
+
+    data = bigtiff(Image.new("RGB", (320, 240), (10, 20, 30)))
+
+    assert classify(data, "scan.tif") == "tiff"
+    assert content.image_size(io.BytesIO(data)) == (320, 240)
+
+
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")  # Pillow's, on the cut directory
+def test_a_file_whose_magic_names_an_accepted_image_but_cannot_be_read_is_corrupt() -> None:
+    from tests.fixtures.poison import bigtiff_broken, bmp_bad_header
+
+    # a BigTIFF cut in its first directory: a TIFF by its magic, whose header then cannot be read
+    broken = bigtiff_broken()
+    assert classify(broken, "scan.tif") == "tiff"
+    with pytest.raises(FileCorrupt):
+        content.image_size(io.BytesIO(broken))
+    # a BMP whose info header has a size no BMP variant has: corrupt from its first bytes, not an unknown type
+    with pytest.raises(FileCorrupt, match="BMP"):
+        classify(bmp_bad_header(), "picture.bmp")

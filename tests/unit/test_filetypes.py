@@ -16,6 +16,9 @@ from docpipe.filetypes import BY_NAME, MAX_JPEG_SCANS, gif_canvases, jpeg_scans,
         (b"GIF89a\x01\x00", "gif"),
         (b"RIFF\x24\x00\x00\x00WEBPVP8 ", "webp"),
         (b"II*\x00\x08\x00\x00\x00", "tiff"),
+        (b"II+\x00\x08\x00\x00\x00\x10\x00\x00\x00\x00\x00\x00\x00", "tiff"),  # BigTIFF
+        (b"BM" + bytes(12) + b"(\x00\x00\x00" + bytes(30), "bmp"),
+        (b"BMW and Audi, a price list\n", "text"),
         (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00", "heic"),
         (b"%PDF-1.7\n", "pdf"),
         (b"plain words, nothing more\n", "text"),
@@ -38,6 +41,17 @@ def test_sniff_recognizes_types_by_their_bytes(head: bytes, expected: str) -> No
 )
 def test_sniff_refuses_what_docpipe_never_accepts(head: bytes, what: str) -> None:
     assert what in (sniff(head).refused or "")
+
+
+def test_a_big_endian_bigtiff_is_refused_as_a_variant_the_decoder_cannot_read() -> None:
+    assert "big-endian BigTIFF" in (sniff(b"MM\x00+\x00\x08\x00\x00" + bytes(8)).refused or "")
+
+
+def test_a_bmp_magic_before_an_unknown_header_size_is_corrupt_not_unknown() -> None:
+    found = sniff(b"BM" + bytes(12) + b"\x10\x00\x00\x00" + bytes(30))
+
+    assert (found.type, found.refused) == (None, None)
+    assert "BMP" in (found.corrupt or "")
 
 
 def test_zip_is_a_container_to_look_into() -> None:

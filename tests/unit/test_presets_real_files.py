@@ -145,3 +145,28 @@ def test_a_tiffs_orientation_is_applied_once(orientation: int) -> None:
     assert red[0] > 200 and red[2] < 50, red
     assert blue[2] > 200 and blue[0] < 50, blue
     assert preview.getpixel((580, 20))[2] > 200 and preview.getpixel((20, 280))[2] > 200
+
+
+# --- BigTIFF ------------------------------------------------------------------------------------------
+
+
+def test_a_bigtiff_renders_like_a_tiff() -> None:
+    from tests.fixtures.poison import bigtiff
+
+    picture = Image.new("RGB", (1200, 900), (0, 0, 255))
+    picture.paste((255, 0, 0), (0, 0, 600, 450))
+
+    results = by_name(render(bigtiff(picture)))
+
+    preview = opened(results["preview"])
+    assert preview.size == (800, 600)
+    assert preview.getpixel((20, 20))[0] > 200 and preview.getpixel((780, 580))[2] > 200
+
+
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")  # Pillow's, on the cut directory
+def test_a_broken_bigtiff_is_corrupt() -> None:
+    from docpipe.errors import FileCorrupt
+    from tests.fixtures.poison import bigtiff_broken
+
+    with pytest.raises(FileCorrupt):
+        render(bigtiff_broken())

@@ -69,6 +69,8 @@ def classify(head: bytes, name: str, open_file: Callable[[], BinaryIO]) -> FileT
     found = sniff(head)
     if found.refused:
         raise UnsupportedType(f"The file is {found.refused}, which docpipe does not accept.")
+    if found.corrupt:
+        raise FileCorrupt(f"The file is {found.corrupt}.")
     if found.container == "zip":
         detected = _ooxml_type(open_file())
     else:

@@ -3,7 +3,9 @@
 A type is decided by magic bytes, never by the name or the client's content type. The name then has
 to agree with the bytes: an image under another image extension is accepted (renamed photos are
 common and harmless), but bytes of one family under a name of another (a JPEG named ``.pdf``, an HTML
-page named ``.png``) are refused as ``file.type_mismatch``.
+page named ``.png``) are refused as ``file.type_mismatch``. Bytes whose magic names a format docpipe
+accepts but whose header is not one of its readable variants (a BMP with an unknown header size) are
+``file.corrupt``, not an unknown type.
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ _REFUSED_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"Rar!\x1a\x07", "a RAR archive"),
     (b"\xca\xfe\xba\xbe", "a Mach-O or Java class file"),
 )
+# A BMP's info header is one of these sizes (OS/2 1.x and 2.x, Windows 3 to 5, Adobe's two variants).
+_BMP_HEADER_SIZES = frozenset({12, 40, 52, 56, 64, 108, 124})
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
 OOXML_PARTS = {"word/document.xml": "docx", "xl/workbook.xml": "xlsx", "ppt/presentation.xml": "pptx"}
 
@@ -85,11 +89,13 @@ def extension(name: str) -> str:
 
 @dataclass(frozen=True)
 class Sniffed:
-    """What the first bytes say: a concrete type, a container to look into (``zip``), or a refusal."""
+    """What the first bytes say: a concrete type, a container to look into (``zip``), a refusal, or a
+    file whose magic names an accepted format that cannot be read (``corrupt``)."""
 
     type: FileType | None = None
     container: str | None = None
     refused: str | None = None
+    corrupt: str | None = None
 
 
 def sniff(head: bytes) -> Sniffed:
@@ -102,23 +108,16 @@ def sniff(head: bytes) -> Sniffed:
         return Sniffed(BY_NAME["gif"])
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return Sniffed(BY_NAME["webp"])
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00"):  # TIFF, and BigTIFF (64-bit offsets) little-endian
         return Sniffed(BY_NAME["tiff"])
-    if (
-        head[:2] == b"BM"
-        and len(head) >= 26
-        and head[14:18]
-        in (
-            b"\x0c\x00\x00\x00",
-            b"(\x00\x00\x00",
-            b"|\x00\x00\x00",
-            b"l\x00\x00\x00",
-            b"8\x00\x00\x00",
-            b"@\x00\x00\x00",
-            b"4\x00\x00\x00",
-        )
-    ):
-        return Sniffed(BY_NAME["bmp"])
+    if head[:4] == b"MM\x00+":
+        # Pillow tells BigTIFF from TIFF by the third byte, which is the version's only in little-endian files.
+        return Sniffed(refused="a big-endian BigTIFF image (docpipe's decoder reads little-endian BigTIFF only)")
+    if head[:2] == b"BM":
+        if len(head) >= 26 and struct.unpack_from("<I", head, 14)[0] in _BMP_HEADER_SIZES:
+            return Sniffed(BY_NAME["bmp"])
+        if _decode_head(head) is None:  # not text that happens to start with "BM"
+            return Sniffed(corrupt="a BMP image whose header is not one docpipe can read")
     if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
         return Sniffed(BY_NAME["heic"])
     if head.startswith(b"%PDF-"):
