@@ -21,6 +21,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import docpipe
+from api import requests
 from api.uploads import UploadRequest, prepare
 from docpipe import control, quotas
 from docpipe import jobs as job_states
@@ -364,4 +365,9 @@ def unexpected(error: Exception) -> Response[str]:
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(name="ApiRequests", unit=MetricUnit.Count, value=1)
-    return app.resolve(event, context)
+    try:
+        event = requests.checked(event)  # a body the event handler could choke on is refused here, on every route
+    except DocpipeError as error:
+        logger.info("request refused", extra={"code": error.code})
+        return requests.with_security_headers(requests.proxy_result(docpipe_error(error)))
+    return requests.with_security_headers(app.resolve(event, context))

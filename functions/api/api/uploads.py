@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from docpipe import jobs
 from docpipe.errors import BadRequest, FileEmpty, FileTooLarge, UnsupportedType
@@ -15,6 +15,11 @@ from docpipe.storage import display_name, upload_key
 
 
 class UploadRequest(BaseModel):
+    """Strict: JSON types as they are, never coerced (``true`` is not a size, ``1`` is not ``ocr``,
+    ``"5"`` is not a number)."""
+
+    model_config = ConfigDict(strict=True)
+
     name: str = Field(min_length=1, max_length=1024, description="The file's name as the user knows it.")
     size: int = Field(ge=0, description="The file's size in bytes; the upload may not exceed it.")
     contentType: str | None = Field(default=None, max_length=255, description="The client's idea of the type.")

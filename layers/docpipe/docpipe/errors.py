@@ -33,6 +33,16 @@ class BadRequest(DocpipeError):
     message = "The request is not valid."
 
 
+class RequestTooLarge(BadRequest):
+    code = "request.too_large"
+    message = "The request body is larger than the API accepts."
+
+
+class UnsupportedMediaType(BadRequest):
+    code = "request.unsupported_media_type"
+    message = "Request bodies are JSON: send them as application/json."
+
+
 class Unauthorized(DocpipeError):
     code = "auth.required"
     message = "A valid bearer token is required."
@@ -145,6 +155,8 @@ class QuotaUnavailable(Transient):
 
 HTTP_STATUS: dict[type[DocpipeError], int] = {
     BadRequest: 400,
+    RequestTooLarge: 413,
+    UnsupportedMediaType: 415,
     Unauthorized: 401,
     NotFound: 404,
     FileTooLarge: 413,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from docpipe import bounded_json
 from docpipe.adapters.dynamo.table import _dump, _fault, _is_condition_failure, _load, _Table
 from docpipe.errors import BadRequest, DocpipeError, Transient
 from docpipe.jobs import TERMINAL
@@ -138,13 +140,12 @@ class JobsRepository(_Table):
             "Limit": limit,
         }
         if cursor:
-            start = _decode_cursor(cursor)
-            if start.get("owner", {}).get("S") != owner:
-                raise BadRequest("The cursor does not belong to this listing.")
-            kwargs["ExclusiveStartKey"] = start
+            kwargs["ExclusiveStartKey"] = _decode_cursor(cursor, owner)
         try:
             r = self.client.query(**kwargs)
         except ClientError as exc:
+            if cursor and exc.response.get("Error", {}).get("Code") == "ValidationException":
+                raise BadRequest("The cursor is not valid.") from exc  # the client's value, not our fault
             raise _fault(exc, "query") from exc
         last = r.get("LastEvaluatedKey")
         return [_load(i) for i in r.get("Items", [])], _encode_cursor(last) if last else None
@@ -200,11 +201,30 @@ def _encode_cursor(key: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
 
 
-def _decode_cursor(cursor: str) -> dict[str, Any]:
+# A cursor is the ``LastEvaluatedKey`` of a ``byOwner`` query: the table's key and the index's, as strings.
+_CURSOR_KEYS = frozenset({"jobId", "owner", "createdAt"})
+# A job id (a UUID) and a creation time (ISO 8601) are short printable ASCII: nothing longer reaches DynamoDB.
+_CURSOR_VALUE = re.compile(r"[!-~]{1,128}")
+
+
+def _decode_cursor(cursor: str, owner: str) -> dict[str, Any]:
+    """The start key of a cursor that has exactly the shape :func:`_encode_cursor` gives one from this
+    listing (``jobId``, ``owner`` and ``createdAt``, each ``{"S": string}``, nothing else), for
+    ``owner``'s own index; anything else is a :class:`BadRequest`, before DynamoDB sees it."""
+    invalid = BadRequest("The cursor is not valid.")
     try:
-        value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValueError, TypeError) as exc:
-        raise BadRequest("The cursor is not valid.") from exc
-    if not isinstance(value, dict):
-        raise BadRequest("The cursor is not valid.")
-    return value
+        value = bounded_json.loads(base64.b64decode(cursor.encode("ascii"), altchars=b"-_", validate=True).decode())
+    except (ValueError, BadRequest):  # not ASCII, not base64, not UTF-8, not bounded JSON
+        raise invalid from None
+    if not isinstance(value, dict) or set(value) != _CURSOR_KEYS:
+        raise invalid
+    strings = {}
+    for name, attribute in value.items():
+        if not isinstance(attribute, dict) or list(attribute) != ["S"] or not isinstance(attribute["S"], str):
+            raise invalid
+        strings[name] = attribute["S"]
+    if strings["owner"] != owner:
+        raise BadRequest("The cursor does not belong to this listing.")
+    if not _CURSOR_VALUE.fullmatch(strings["jobId"]) or not _CURSOR_VALUE.fullmatch(strings["createdAt"]):
+        raise invalid
+    return {name: {"S": string} for name, string in strings.items()}
