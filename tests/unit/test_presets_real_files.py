@@ -4,6 +4,7 @@ outgrow the first, TIFF orientations, BigTIFF, 32-bit grayscale, multi-page TIFF
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import subprocess
 import sys
@@ -170,3 +171,42 @@ def test_a_broken_bigtiff_is_corrupt() -> None:
 
     with pytest.raises(FileCorrupt):
         render(bigtiff_broken())
+
+
+# --- grayscale wider than 8 bits ----------------------------------------------------------------------
+
+
+def bands(mode: str, levels: list[float], size: tuple[int, int] = (400, 500)) -> Image.Image:
+    """Horizontal bands, one per level, from the first (top) to the last (bottom), in ``mode``."""
+    image = Image.new("F", size)
+    rows = size[1] // len(levels)
+    for i, level in enumerate(levels):
+        image.paste(level, (0, i * rows, size[0], (i + 1) * rows))
+    if mode == "F":
+        return image
+    integers = image.convert("I")
+    return integers if mode == "I" else integers.convert(mode)
+
+
+@pytest.mark.parametrize(
+    ("mode", "levels"),
+    [
+        ("I", [5000 + 1000 * i for i in range(100)]),  # 32-bit integer counts, far above 255
+        ("I;16", [40 * i for i in range(100)]),  # 12-bit data in 16 bits: /256 would leave 16 levels
+        ("F", [i / 99 for i in range(100)]),  # 32-bit float, 0 to 1
+    ],
+    ids=["int32", "int16-of-12-bits", "float32"],
+)
+def test_a_wide_grayscale_gradient_keeps_its_levels(mode: str, levels: list[float]) -> None:
+    # given a TIFF of 100 gray levels in a mode wider than 8 bits
+    source = bands(mode, levels)
+    assert source.mode == mode
+    data = encode(source, "TIFF")
+
+    preview = opened(by_name(render(data))["preview"]).convert("L")
+
+    # then the preview keeps them apart, dark at the top to light at the bottom (clipping left 1 or 2)
+    seen = [preview.getpixel((200, 5 * i + 2)) for i in range(100)]
+    assert len(set(seen)) >= 50, seen
+    assert seen[0] < 10 and seen[-1] > 245
+    assert all(b >= a - 2 for a, b in itertools.pairwise(seen)), seen

@@ -109,11 +109,14 @@ def open_image(data: bytes) -> Image.Image:
 
 
 def prepare_image(image: Image.Image, max_side: int = MAX_SIDE) -> Image.Image:
-    """Upright (EXIF), flattened on white, grayscale (``L``), at most ``max_side`` px on the long side."""
+    """Upright (EXIF), flattened on white, grayscale (``L``; wider grays scaled by their range), at most
+    ``max_side`` px on the long side."""
     try:
         if image.format == "JPEG":
             image.draft("L", (max_side, max_side))  # decode at the smallest DCT scale still >= max_side
         upright = ImageOps.exif_transpose(image)
+        if upright.mode in images.WIDE_GRAY_MODES:  # 32-bit or 16-bit gray: by its own range, not clipped
+            upright = images.to_8_bit(upright)
         if upright.mode in ("RGBA", "LA", "PA", "P") or "transparency" in upright.info:
             rgba = upright.convert("RGBA")
             upright = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)

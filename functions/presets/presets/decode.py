@@ -91,8 +91,8 @@ def normalize(image: Image.Image) -> Image.Image:
     image.load()  # decode here, once, before threads share the image
     icc = image.info.get("icc_profile")
     oriented = image
-    if oriented.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        oriented = oriented.point(lambda v: v / 256).convert("L") if oriented.mode != "I" else oriented.convert("L")
+    if oriented.mode in images.WIDE_GRAY_MODES:  # 32-bit integer or float, 16-bit: scaled by their own range
+        oriented = images.to_8_bit(oriented)
     has_alpha = oriented.mode in ("RGBA", "LA", "PA") or (oriented.mode == "P" and "transparency" in oriented.info)
     if oriented.mode == "CMYK" and not icc:
         oriented = oriented.convert("RGB")

@@ -9,6 +9,8 @@
   so each frame's canvas is read from the descriptors first (:func:`docpipe.filetypes.gif_canvases`).
   Pillow's own bomb check stays off: ours runs first, with docpipe's limit and its error.
 - A JPEG of more scans than :data:`~docpipe.filetypes.MAX_JPEG_SCANS` (a CPU bomb) is ``file.corrupt``.
+- Grayscale of more than 8 bits (32-bit integer or float, 16-bit) becomes 8-bit by its own range
+  (:func:`to_8_bit`), not by clipping.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from docpipe.filetypes import MAX_JPEG_SCANS, gif_canvases, jpeg_scans
 # index opens as MPO. HEIF is there when pillow-heif has registered it.
 FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "HEIF")
 JPEG_FORMATS = frozenset({"JPEG", "MPO"})
+WIDE_GRAY_MODES = frozenset({"I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 # Errors Pillow raises for bytes it cannot read (a truncated file is an OSError).
 DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
+_BAND_PIXELS = 4_000_000  # to_8_bit works in bands of about this many pixels
 
 
 def open_image(file: IO[bytes], max_pixels: int, frames: int = 1) -> ImageFile.ImageFile:
@@ -74,3 +78,30 @@ def seek(image: Image.Image, index: int, max_pixels: int) -> bool:
             f"{what} {index + 1} of the image is {width} x {height} pixels; the limit is {max_pixels} pixels."
         )
     return True
+
+
+def to_8_bit(image: Image.Image) -> Image.Image:
+    """A grayscale image of more than 8 bits (:data:`WIDE_GRAY_MODES`) as ``L``, its darkest pixel black and
+    its lightest white. Such images seldom fill their mode's range (a 12-bit sensor in 16 bits, counts or
+    depths in 32), so the range is the image's own; a flat image keeps its level (a 16-bit one in
+    1/256). Converted in bands, so a large image is not held at 32 bits twice."""
+    extrema = image.getextrema()  # one band: (lowest, highest)
+    low, high = float(extrema[0]), float(extrema[1])  # type: ignore[arg-type]
+    sixteen = image.mode.startswith("I;16")
+    if not high > low:
+        level = low / 256 if sixteen else low
+        flat = Image.new("L", image.size, int(min(255, max(0, level))))
+        flat.info = dict(image.info)
+        return flat
+    scale = 255 / (high - low)
+    offset = -low * scale
+    width, height = image.size
+    out = Image.new("L", image.size)
+    rows = max(1, _BAND_PIXELS // max(1, width))
+    for top in range(0, height, rows):
+        band = image.crop((0, top, width, min(height, top + rows)))
+        if band.mode not in ("I", "F"):
+            band = band.convert("I")
+        out.paste(band.point(lambda v: v * scale + offset).convert("L"), (0, top))
+    out.info = dict(image.info)
+    return out
