@@ -52,7 +52,7 @@ def prepare(
     """Check a request and describe its job; raises 400/413/415-class errors. The client's type is a hint only."""
     name = display_name(request.name)
     if not name:
-        raise BadRequest("The name is empty once path separators and control characters are removed.")
+        raise BadRequest("The name is empty once path separators and invisible characters are removed.")
     if request.size == 0:
         raise FileEmpty("The file is empty; there is nothing to process.")
     if request.size > max_bytes:

@@ -2,23 +2,58 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 import unicodedata
 from typing import NamedTuple
+from urllib.parse import quote
 
 from docpipe.lanes import LANES
 
 UPLOAD_PREFIX = "uploads/"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_NAME_CHARS = 200
+# Characters a name never keeps: controls (Cc), format characters (Cf: the bidi overrides and isolates
+# such as U+202E that make "gpj.exe" read "exe.jpg", zero-width spaces and joiners, the BOM),
+# surrogates (Cs: no UTF-8 for them) and the line and paragraph separators (Zl, Zp).
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
 def display_name(name: str) -> str:
-    """The name as shown back to its owner: only its last path component, no control characters, bounded."""
+    """The name as shown back to its owner and given to a download: only its last path component,
+    without the characters of :data:`_INVISIBLE_CATEGORIES`, in NFC, at most :data:`MAX_NAME_CHARS`.
+
+    A longer name loses the end of its stem, never its extension, so that what the name says the file
+    is (and what :func:`docpipe.filetypes.extension` reads from it) is the same before and after:
+    ``"a" * 300 + ".exe"`` stays a ``.exe``. An extension too long to keep whole is no type we know.
+    """
     base = re.split(r"[\\/]", name)[-1]
-    base = _CONTROL.sub("", unicodedata.normalize("NFC", base)).strip()
-    return base[:MAX_NAME_CHARS]
+    base = "".join(c for c in base if unicodedata.category(c) not in _INVISIBLE_CATEGORIES)
+    base = unicodedata.normalize("NFC", base).strip()
+    if len(base) <= MAX_NAME_CHARS:
+        return base
+    stem, ext = posixpath.splitext(base)
+    if len(ext) >= MAX_NAME_CHARS:
+        return base[:MAX_NAME_CHARS]
+    return stem[: MAX_NAME_CHARS - len(ext)] + ext
+
+
+def content_disposition(name: str) -> str:
+    """``Content-Disposition: attachment`` for a download named ``name`` (any raw name), per RFC 6266:
+    an ASCII ``filename`` for old clients and the exact name as ``filename*`` (RFC 8187, UTF-8).
+
+    The name is :func:`display_name` first. In the ASCII fallback, accents are dropped (``é`` → ``e``)
+    and every other non-ASCII character, quote, slash, backslash and ``%`` (which some clients decode)
+    becomes ``_``; ``filename*`` percent-encodes everything but letters, digits and ``-._~``. Either way
+    nothing in the header is the client's syntax: no quote ends the value, no ``;`` starts a parameter.
+    """
+    shown = display_name(name) or "download"
+    fallback = "".join(
+        c if " " <= c <= "~" and c not in '"\\/%' else "_"
+        for c in unicodedata.normalize("NFKD", shown)
+        if not unicodedata.combining(c)
+    )
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(shown, safe='')}"
 
 
 def safe_name(name: str) -> str:

@@ -14,6 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from docpipe import aws
 from docpipe.errors import DocpipeError, NotFound, Transient
+from docpipe.storage import content_disposition
 
 _MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
 _CHANGED = {"412", "PreconditionFailed"}
@@ -170,9 +171,29 @@ class ObjectStore:
     def presign_get(
         self, bucket: str, key: str, expires_in: int, *, filename: str | None = None, content_type: str | None = None
     ) -> str:
-        params: dict[str, str] = {"Bucket": bucket, "Key": key}
-        if filename:
-            params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
+        """A GET of one object for ``expires_in`` seconds; given a ``filename`` (any raw name), a download.
+
+        A presigned GET cannot make S3 send arbitrary response headers: it overrides only
+        ``Content-Type``, ``Content-Disposition``, ``Cache-Control``, ``Content-Language``,
+        ``Content-Encoding`` and ``Expires``, so ``X-Content-Type-Options: nosniff`` or a
+        ``Content-Security-Policy`` cannot ride on it. What the signed URL carries instead:
+
+        - ``filename`` (every original is given one): ``Content-Disposition: attachment`` built per
+          RFC 6266 by :func:`docpipe.storage.content_disposition`, so a browser saves the bytes and never
+          renders them in our origin or the bucket's, whatever they are (HTML, SVG, a script);
+        - ``content_type``: the exact type we detected from the bytes, not one the uploader declared;
+        - ``Cache-Control: private, max-age=<expires_in>``: no shared cache keeps a user's file, and no
+          browser keeps it past the link's own life.
+
+        Presets and text (no ``filename``) are served inline: they are images and JSON that we made.
+        """
+        params: dict[str, str] = {
+            "Bucket": bucket,
+            "Key": key,
+            "ResponseCacheControl": f"private, max-age={expires_in}",
+        }
+        if filename is not None:
+            params["ResponseContentDisposition"] = content_disposition(filename)
         if content_type:
             params["ResponseContentType"] = content_type
         return str(self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in))
