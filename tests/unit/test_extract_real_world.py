@@ -1,21 +1,31 @@
 """Real-world oddities the extractors met in public PDF and Office corpora, each on a file built here
 (:mod:`tests.fixtures.real_world`): filled-in forms, scans under a few characters of text layer,
-workbooks styled down to their last row."""
+workbooks styled down to their last row. (Pages too large to render at 300 dpi: tests/unit/test_ocr_render.py.)"""
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
+import time
 
 import pytest
 
 from docpipe.config import Settings
 from docpipe.text_results import with_ocr
 from extract.formats import extract
+from extract.formats.office import last_value_row
 from extract.service import ExtractService
 from ocr.engines import OcrPage, PdfSource, TesseractEngine
 from ocr.service import OcrService
-from tests.fixtures.real_world import FORM_HIDDEN, FORM_VALUES, filled_form, short_text_over_image
+from tests.fixtures.real_world import (
+    FORM_HIDDEN,
+    FORM_VALUES,
+    SHEET_DATA,
+    filled_form,
+    short_text_over_image,
+    styled_to_the_last_row,
+)
 from tests.unit.test_extract_service import drain, job_state, stored, text_doc
 
 # ------------------------------------------------------------------------------------ PDF forms
@@ -134,3 +144,65 @@ def test_the_stored_text_of_a_short_text_layer_over_an_image_keeps_every_charact
     assert (page["text"], page["method"], page["chars"]) == ("Test", "text-layer", 4)
     assert "needs_ocr" not in page
     assert job_state(settings, job_id) == "ready"
+
+
+# ------------------------------------------------------------- a workbook styled to its last row
+
+
+def test_a_sheet_formatted_down_to_its_last_row_is_read_whole_quickly_and_not_truncated() -> None:
+    # given a sheet of three rows of data, then styled empty rows down to row 1 048 576
+    data = styled_to_the_last_row()
+
+    # when it is extracted
+    started = time.monotonic()
+    result = extract(data, "xlsx")
+    elapsed = time.monotonic() - started
+
+    # then its text is the data, complete, read without parsing a million empty rows
+    (sheet,) = result.pages
+    assert sheet.rows == SHEET_DATA
+    assert sheet.text == "\n".join("\t".join(row) for row in SHEET_DATA)
+    assert result.truncated is False
+    assert elapsed < 10, f"{elapsed:.1f} s"  # about 1 s; openpyxl alone parses the empty rows in 20 s
+
+
+def test_the_row_limit_counts_rows_with_values_and_the_empty_rows_between_them(monkeypatch) -> None:
+    monkeypatch.setattr("extract.formats.common.MAX_ROWS", 3)
+    rows = "a,b\n,\n1,2\n" + ",\n" * 50  # a header, an empty row, a row, then trailing empty rows
+
+    fits = extract(rows.encode(), "csv")
+    cut = extract((rows + "3,4\n").encode(), "csv")
+
+    assert (fits.pages[0].rows, fits.truncated) == ([["a", "b"], ["", ""], ["1", "2"]], False)
+    assert (cut.pages[0].rows, cut.truncated) == ([["a", "b"], ["", ""], ["1", "2"]], True)
+
+
+@pytest.mark.parametrize(
+    ("xml", "last"),
+    [
+        pytest.param(
+            b'<worksheet><sheetData><row r="1"><c r="A1"><v>1</v></c></row><row r="9" s="1"/>', 1, id="styled"
+        ),
+        pytest.param(
+            b'<x:worksheet><x:sheetData><x:row r="4"><x:c t="inlineStr"><x:is><x:t>a</x:t></x:is></x:c>'
+            b'</x:row><x:row r="5"><x:c s="2"/></x:row></x:sheetData></x:worksheet>',
+            4,
+            id="prefixed",
+        ),
+        pytest.param(
+            b'<worksheet><sheetData><row r="3"><c><f>A1</f></c></row></sheetData></worksheet>', 0, id="no-value"
+        ),
+        pytest.param(b"<worksheet><sheetData><row><c><v>1</v></c></row></sheetData></worksheet>", None, id="no-r"),
+    ],
+)
+def test_the_last_row_with_a_value_is_found_in_the_sheets_bytes(xml, last) -> None:
+    assert last_value_row(io.BytesIO(xml)) == last
+
+
+def test_the_last_row_with_a_value_is_found_across_chunks(monkeypatch) -> None:
+    monkeypatch.setattr("extract.formats.office._SHEET_CHUNK", 7)  # every tag cut somewhere
+    monkeypatch.setattr("extract.formats.office._SHEET_OVERLAP", 32)  # row 2's tag long gone by its last value
+    long_row = b'<row r="2" spans="1:3">' + b'<c r="A2"><v>1</v></c>' * 20 + b"</row>"
+    xml = b'<worksheet><sheetData><row r="1"/>' + long_row + b'<row r="3" s="1"/></sheetData></worksheet>'
+
+    assert last_value_row(io.BytesIO(xml)) == 2

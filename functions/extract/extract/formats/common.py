@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -79,16 +78,28 @@ def row_line(cells: list[str], separator: str) -> str:
 
 
 def tabular_chunks(rows: Iterable[list[str]], separator: str, budget: Budget) -> list[Chunk]:
-    """Rows as lines, reading no more than :data:`MAX_ROWS` rows or what the budget can hold."""
+    """Rows as lines, reading no more than :data:`MAX_ROWS` rows or what the budget can hold.
+
+    Empty rows count only once a row with a value follows them: trailing empty rows (a sheet
+    formatted to its last row, blank lines at the end of a CSV) are dropped, and neither fill the
+    limits nor make the text ``truncated``.
+    """
     chunks: list[Chunk] = []
+    empty: list[list[str]] = []  # empty rows not yet followed by a row with a value
     size = 0
-    for row in itertools.islice(rows, MAX_ROWS + 1):
-        if len(chunks) == MAX_ROWS or size > budget.left:
-            budget.cut = True
-            break
-        line = row_line(row, separator)
-        chunks.append(Chunk(line, row))
-        size += len(line) + 1
+    for row in rows:
+        if not any(row):
+            if len(chunks) + len(empty) <= MAX_ROWS:  # past the limit they only tell that rows were cut
+                empty.append(row)
+            continue
+        for kept in (*empty, row):
+            if len(chunks) == MAX_ROWS or size > budget.left:
+                budget.cut = True
+                return chunks
+            line = row_line(kept, separator)
+            chunks.append(Chunk(line, kept))
+            size += len(line) + 1
+        empty.clear()
     return chunks
 
 
