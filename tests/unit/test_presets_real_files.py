@@ -210,3 +210,18 @@ def test_a_wide_grayscale_gradient_keeps_its_levels(mode: str, levels: list[floa
     assert len(set(seen)) >= 50, seen
     assert seen[0] < 10 and seen[-1] > 245
     assert all(b >= a - 2 for a, b in itertools.pairwise(seen)), seen
+
+
+# --- multi-page TIFF ----------------------------------------------------------------------------------
+
+
+def test_the_presets_of_a_multi_page_tiff_come_from_its_first_page() -> None:
+    first = Image.new("RGB", (900, 600), (200, 30, 30))
+    later = [Image.new("RGB", (300, 900), (30, 30, 200)), Image.new("RGB", (1000, 1000), (30, 200, 30))]
+    data = encode(first, "TIFF", save_all=True, append_images=later)
+
+    results = by_name(render(data))
+
+    preview = opened(results["preview"])
+    assert (preview.size, results["preview"].animated) == ((800, 533), False)
+    assert preview.getpixel((400, 260))[0] > 180

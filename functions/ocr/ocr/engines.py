@@ -1,8 +1,11 @@
 """OCR engines: one interface, Tesseract (local, tesserocr) and Amazon Textract (amazon-textract-caller).
 
-An engine reads one image (:meth:`OcrEngine.image`, the photo of a document) or selected 1-based pages
-of a PDF (:meth:`OcrEngine.pdf_pages`, the scanned pages the extract task found) and returns one
-:class:`OcrPage` per page: its text, lines joined by newlines, and the mean confidence (0-100).
+An engine reads one image (:meth:`OcrEngine.image`, the photo of a document), selected 1-based pages
+of an image (:meth:`OcrEngine.image_pages`: a multi-page TIFF, such as a fax, is a document; any other
+image has one page) or of a PDF (:meth:`OcrEngine.pdf_pages`, the scanned pages the extract task found)
+and returns one :class:`OcrPage` per page: its text, lines joined by newlines, and the mean confidence
+(0-100). A page of an image that cannot be read (over the pixel budget, checked before it is decoded,
+or corrupt) is returned with its error, and the other pages are still read.
 
 Errors: an engine that is not installed, cannot be reached, or keeps being throttled raises
 ``ocr.unavailable`` (retryable: the message comes back); input it cannot read raises ``file.corrupt``.
@@ -33,7 +36,7 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -41,7 +44,7 @@ from typing import Any, Protocol, TypeVar
 from PIL import Image, ImageOps
 
 from docpipe import images
-from docpipe.errors import FileCorrupt, FileTooLarge, ImageTooManyPixels, OcrUnavailable
+from docpipe.errors import DocpipeError, FileCorrupt, FileTooLarge, ImageTooManyPixels, OcrUnavailable
 from ocr.render import MAX_IMAGE_PIXELS, render_pdf_pages  # the ingest limit, for images too
 
 try:  # HEIC/HEIF photos, as the presets function reads them; without the plugin they fail as corrupt.
@@ -62,6 +65,7 @@ class OcrPage:
     number: int
     text: str
     confidence: float | None  # mean word (Tesseract) or line (Textract) confidence, 0-100; None without text
+    error: dict[str, str] | None = None  # a page that could not be read: its error's code and message
 
 
 @dataclass
@@ -78,6 +82,11 @@ class OcrEngine(Protocol):
 
     def image(self, data: bytes) -> OcrPage:
         """OCR one image (PNG, JPEG, … bytes); the result is page 1."""
+        ...
+
+    def image_pages(self, data: bytes, pages: list[int]) -> list[OcrPage]:
+        """OCR the given 1-based pages of an image (:func:`page_count`); one result per page, in the order
+        given, a page that cannot be read with its error."""
         ...
 
     def pdf_pages(self, source: PdfSource, pages: list[int]) -> list[OcrPage]:
@@ -136,6 +145,40 @@ def load_image(data: bytes, max_side: int = MAX_SIDE) -> Image.Image:
         return prepare_image(image, max_side)
 
 
+def page_count(data: bytes) -> int:
+    """How many pages an image has as a document: every page of a multi-page TIFF (a fax, a scan of
+    several sheets), one otherwise (an animation's or a burst's later frames are not pages). Reads the
+    TIFF's directories, not its pixels."""
+    with open_image(data) as image:
+        return int(getattr(image, "n_frames", 1)) if image.format == "TIFF" else 1
+
+
+def load_pages(
+    data: bytes, pages: list[int], max_side: int = MAX_SIDE
+) -> Iterator[tuple[int, Image.Image | DocpipeError]]:
+    """Each of the given 1-based pages of an image, prepared for OCR (:func:`prepare_image`), one at a time;
+    or, for a page that cannot be read, its error: ``image.too_many_pixels`` when the page is over the
+    pixel budget (checked as it is sought, before it is decoded), ``file.corrupt`` when it is broken or
+    not in the image. The image itself failing to open raises."""
+    with open_image(data) as image:
+        for number in pages:
+            try:
+                if not images.seek(image, number - 1, MAX_IMAGE_PIXELS):
+                    raise FileCorrupt(f"Page {number} is not in the image.")
+                page = prepare_image(image, max_side)
+            except (FileCorrupt, ImageTooManyPixels) as exc:
+                yield number, exc
+                continue
+            except images.DECODE_ERRORS as exc:  # a page whose directory Pillow cannot read
+                yield number, FileCorrupt(f"Page {number} of the image cannot be read: {exc}")
+                continue
+            yield number, page
+
+
+def failed_page(number: int, error: DocpipeError) -> OcrPage:
+    return OcrPage(number=number, text="", confidence=None, error=error.to_dict())
+
+
 # --- Tesseract -----------------------------------------------------------------------------------------
 
 
@@ -174,6 +217,17 @@ class TesseractEngine:
         image = load_image(data)
         dpi = _image_dpi(image)
         return self._recognize(image, 1, dpi)
+
+    def image_pages(self, data: bytes, pages: list[int]) -> list[OcrPage]:
+        self._ensure_api()  # fail fast as ocr.unavailable, before any page is decoded
+        out = []
+        for number, page in load_pages(data, pages):
+            if isinstance(page, DocpipeError):
+                out.append(failed_page(number, page))
+                continue
+            out.append(self._recognize(page, number, _image_dpi(page)))
+            page.close()
+        return out
 
     def pdf_pages(self, source: PdfSource, pages: list[int]) -> list[OcrPage]:
         if source.data is None:
@@ -293,6 +347,18 @@ class TextractEngine:
 
     def image(self, data: bytes) -> OcrPage:
         return self._detect(sync_image_bytes(data), 1)
+
+    def image_pages(self, data: bytes, pages: list[int]) -> list[OcrPage]:
+        if pages == [1]:  # the image as it is, when DetectDocumentText takes it
+            return [self.image(data)]
+        out = []
+        for number, page in load_pages(data, pages):
+            if isinstance(page, DocpipeError):
+                out.append(failed_page(number, page))
+                continue
+            out.append(self._detect(encode_for_sync(page), number))
+            page.close()
+        return out
 
     def pdf_pages(self, source: PdfSource, pages: list[int]) -> list[OcrPage]:
         bucket = source.bucket or self.s3_bucket

@@ -3,7 +3,11 @@
 Messages: ``{"task": "ocr", "hash": …, "for": "extract", "pages": [3, 4, …]}`` — a chunk of scanned
 pages of a PDF whose text layer the extract task already read; each chunk is stored on its own and
 the last chunk to finish merges them into the extract task's result — or ``{"task": "ocr", "hash":
-…}`` for an image uploaded with ``ocr: true``, whose text becomes the ``ocr`` task's result.
+…}`` for an image uploaded with ``ocr: true``, whose text becomes the ``ocr`` task's result: one text
+page per page of the image (a multi-page TIFF, such as a fax, is a document; other images have one
+page), at most ``OCR_PAGES_PER_TASK`` of them; a document with more pages keeps its first ones, with
+``truncated`` set and ``metadata.pages`` saying how many it has. A page of it that cannot be read is
+marked ``failed`` with its error; the task fails only when none can.
 
 ``ocr.unavailable`` (engine missing or unreachable) is retryable: the message comes back, and after
 three receives lands in the lane's DLQ. Unreadable input fails its task with ``file.corrupt``; pages
@@ -26,12 +30,14 @@ from docpipe.config import Settings
 from docpipe.errors import DocpipeError
 from docpipe.observability import MetricUnit, logger, metrics
 from docpipe.storage import original_key
-from ocr.engines import OcrEngine, OcrPage, PdfSource
+from ocr.engines import OcrEngine, OcrPage, PdfSource, page_count
 
 TASK = "ocr"
 
 
 def page_dict(page: OcrPage) -> dict[str, Any]:
+    if page.error is not None:
+        return {"number": page.number, "text": "", "method": "failed", "chars": 0, "error": page.error}
     text = page.text.strip()
     out: dict[str, Any] = {"number": page.number, "text": text, "method": "ocr", "chars": len(text)}
     if page.confidence is not None:
@@ -115,15 +121,29 @@ class OcrService:
         self._settle(digest)  # queued → processing (the worker's claim marked the task running)
         started = time.perf_counter()
         try:
-            page = self.engine().image(self._original(digest))
+            data = self._original(digest)
+            pages = page_count(data)
+            numbers = list(range(1, min(pages, self.settings.ocr_pages_per_task) + 1))
+            read = self.engine().image_pages(data, numbers)
         except DocpipeError as exc:
             if exc.retryable:
                 raise
             results.fail(TASK, digest, exc.to_dict(), self.files, self.jobs, self.settings, int(self.clock()))
             return "failed"
-        self._measure(started, 1)
-        doc = {"version": 1, "kind": "image", "metadata": {"pages": 1}, "encoding": None, "truncated": False}
-        doc["pages"] = [page_dict(page)]
+        self._measure(started, len(numbers))
+        failed = [p.error for p in read if p.error is not None]
+        if len(failed) == len(read):  # no page of the image could be read
+            error = failed[0] if failed else {"code": "file.corrupt", "message": "The image has no page to read."}
+            results.fail(TASK, digest, error, self.files, self.jobs, self.settings, int(self.clock()))
+            return "failed"
+        doc = {
+            "version": 1,
+            "kind": "image",
+            "metadata": {"pages": pages},
+            "encoding": None,
+            "truncated": len(numbers) < pages,  # pages past OCR_PAGES_PER_TASK were left out
+            "pages": [page_dict(p) for p in read],
+        }
         results.finish(TASK, digest, doc, self.store, self.files, self.jobs, self.settings, int(self.clock()))
         return "done"
 
