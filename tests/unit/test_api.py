@@ -27,6 +27,7 @@ def call(lambda_context):
         user: str | None = "alice",
         query: str = "",
         accept: str | None = None,
+        claims: dict[str, Any] | None = None,
     ) -> tuple[int, Any, dict]:
         event = http_event(
             method,
@@ -34,7 +35,7 @@ def call(lambda_context):
             query=query,
             headers={"content-type": "application/json", **({"accept": accept} if accept else {})},
             body=json.dumps(body) if body is not None else None,
-            claims={"sub": user} if user else None,
+            claims={"sub": user, **(claims or {})} if user else None,
         )
         response = handler.lambda_handler(event, lambda_context)
         raw = response_body(response)
@@ -142,6 +143,10 @@ def stored_file(aws: dict[str, Any], owner: str, data: bytes) -> str:
             "createdAt": "2026-01-01T00:00:00.000Z",
             "hash": digest,
             "ownerHash": owner_hash(owner, digest),
+            "size": len(data),
+            "contentType": "text/plain",
+            "type": "text",
+            "plan": ["extract"],
         }
     )
     return digest

@@ -12,6 +12,7 @@ import functools
 import json
 import re
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -32,7 +33,7 @@ from docpipe.adapters.sqs import QueueStats, TaskQueues
 from docpipe.adapters.usage import UsageRepository
 from docpipe.config import LANES, ConfigError, Settings
 from docpipe.errors import BadRequest, DocpipeError, NotFound, Unauthorized, http_status
-from docpipe.jobs import TERMINAL, public_view
+from docpipe.jobs import TERMINAL, public_hash, public_view
 from docpipe.observability import MetricUnit, logger, metrics, tracer
 from docpipe.settlement import settle_jobs
 from docpipe.storage import original_key
@@ -79,14 +80,43 @@ def _own_job(job_id: str, owner: str) -> dict[str, Any]:
     return job
 
 
-def _own_file(digest: str, owner: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The file's record and the caller's newest job for it, or 404 when the caller has no job with these bytes."""
+@dataclass(frozen=True)
+class OwnFile:
+    """What one user may see of some bytes: the shared record of the work done on them, and the user's
+    own jobs with those bytes (newest first), which alone decide the facts, the name and the variants."""
+
+    record: dict[str, Any]
+    jobs: list[dict[str, Any]]
+
+    @property
+    def job(self) -> dict[str, Any]:
+        return self.jobs[0]
+
+    @property
+    def tasks(self) -> set[str]:
+        """Every task the user's own jobs of these bytes asked for: another user's OCR is not theirs."""
+        return {task for job in self.jobs for task in job.get("plan") or []}
+
+    def facts(self) -> dict[str, Any]:
+        return {
+            "hash": public_hash(self.job),
+            **{k: self.job[k] for k in ("size", "contentType", "type", "width", "height") if k in self.job},
+        }
+
+    def text_task(self) -> str | None:
+        """The task that makes this file's text for this user: ``extract`` for documents, ``ocr`` for an
+        image one of the user's own uploads asked to be OCR'd."""
+        return next((task for task in ("extract", "ocr") if task in self.tasks), None)
+
+
+def _own_file(digest: str, owner: str) -> OwnFile:
+    """The caller's view of some bytes, or 404 when the caller has no job with them."""
     _, jobs_repo, files_repo = adapters()
-    owned = jobs_repo.for_owner_and_hash(owner, digest) if _HASH.match(digest) else []
-    record = files_repo.get(digest) if owned else None
+    owned = [j for j in jobs_repo.for_owner_and_hash(owner, digest) if j.get("hash")] if _HASH.match(digest) else []
+    record = files_repo.get(owned[0]["hash"]) if owned else None
     if record is None or record.get("status") != "stored":
         raise NotFound("No such file.", code="file.not_found")
-    return record, owned[0]
+    return OwnFile(record, owned)
 
 
 @app.post("/uploads")
@@ -185,10 +215,24 @@ def queue_readers() -> tuple[QueueStats, QueueAges]:
     return QueueStats(), QueueAges()
 
 
+def is_admin() -> bool:
+    """Whether the caller is an operator: the JWT claim ``AdminGroupClaim`` lists ``AdminGroup``. API Gateway
+    passes a list claim to the function as a string (``"[a b]"``), an authorizer or a test as a list."""
+    claims = app.current_event.request_context.authorizer.jwt_claim or {}
+    groups = claims.get(settings.admin_group_claim)
+    if isinstance(groups, str):
+        groups = groups.strip().removeprefix("[").removesuffix("]").replace(",", " ").split()
+    return isinstance(groups, list) and settings.admin_group in groups
+
+
 @app.get("/queues")
 def queues() -> Response[str]:
-    """Each lane's depth, in-flight and delayed counts, its DLQ's depth and the age of its oldest message."""
-    current_user()
+    """Operators: each queue's depth, in-flight and delayed counts, its DLQ's depth and the age of its
+    oldest message. Everyone else: only their own open jobs per lane (how many are uploading, queued or
+    processing); other users' traffic, even its volume, is not theirs to see."""
+    owner = current_user()
+    if not is_admin():
+        return _json(200, {"scope": "own", "lanes": _own_lanes(owner)}, {"Cache-Control": "no-store"})
     stats, ages = queue_readers()
     lanes = [("ingest", lane, url) for lane, url in settings.ingest_queues.items()]
     lanes += [(task, lane, urls[lane]) for task, urls in settings.task_queues.items() for lane in LANES]
@@ -196,7 +240,16 @@ def queues() -> Response[str]:
     oldest = ages.oldest_seconds([row["queue"] for row in rows])
     for row in rows:
         row["oldestAgeSeconds"] = oldest.get(row["queue"])
-    return _json(200, {"queues": rows}, {"Cache-Control": "no-store"})
+    return _json(200, {"scope": "all", "queues": rows}, {"Cache-Control": "no-store"})
+
+
+def _own_lanes(owner: str) -> list[dict[str, Any]]:
+    counts = {lane: dict.fromkeys(("uploading", "queued", "processing"), 0) for lane in LANES}
+    for job in adapters()[1].open_for_owner(owner):
+        lane = counts.get(str(job.get("lane")))
+        if lane is not None and job.get("state") in lane:
+            lane[job["state"]] += 1
+    return [{"lane": lane, "open": sum(c.values()), **c} for lane, c in counts.items()]
 
 
 @app.get("/jobs")
@@ -209,27 +262,29 @@ def list_jobs(
 
 @app.get("/files/<digest>")
 def get_file(digest: str) -> Response[str]:
-    record, _ = _own_file(digest, current_user())
-    facts = {k: record[k] for k in ("hash", "size", "contentType", "type", "width", "height") if k in record}
-    variants = ["original", *(record.get("presetsArtifacts") or {})]
-    if _text_task(record):
+    """The caller's facts about these bytes and the variants their own jobs asked for."""
+    own = _own_file(digest, current_user())
+    variants = ["original"]
+    if "presets" in own.tasks:
+        variants += list(own.record.get("presetsArtifacts") or {})
+    if own.text_task():
         variants.append("text")
-    return _json(200, {**facts, "variants": variants})
+    return _json(200, {**own.facts(), "variants": variants})
 
 
 @app.get("/files/<digest>/<variant>")
 def get_variant(digest: str, variant: str) -> Response[str]:
-    record, job = _own_file(digest, current_user())
+    own = _own_file(digest, current_user())
+    record, job, task = own.record, own.job, own.text_task()
     store = adapters()[0]
-    if variant == "original":
-        key, content_type, filename = original_key(digest), record.get("contentType"), job["name"].replace('"', "'")
-    elif variant == "text" and _text_task(record):
-        task = _text_task(record)
+    if variant == "original":  # served under the caller's own name and type, as an attachment
+        key, content_type, filename = original_key(record["hash"]), job.get("contentType"), job["name"]
+    elif variant == "text" and task:
         artifact = (record.get(f"{task}Artifacts") or {}).get("text")
         if artifact is None:
-            return _pending_text(record, str(task))
+            return _pending_text(record, task)
         key, content_type, filename = artifact["key"], artifact["contentType"], None
-    elif variant in PRESET_NAMES and str(record.get("contentType", "")).startswith("image/"):
+    elif variant in PRESET_NAMES and "presets" in own.tasks:
         artifact = (record.get("presetsArtifacts") or {}).get(variant)
         if artifact is None or not store.exists(settings.store_bucket, artifact["key"]):
             return _regenerate(record, variant)
@@ -247,14 +302,6 @@ def get_variant(digest: str, variant: str) -> Response[str]:
 def _wants_json() -> bool:
     accept = str(app.current_event.headers.get("accept") or "")
     return "application/json" in accept and "*/*" not in accept
-
-
-def _text_task(record: dict[str, Any]) -> str | None:
-    """The task that makes this file's text: ``extract`` for documents, ``ocr`` for an image that asked for it."""
-    for task in ("extract", "ocr"):
-        if record.get(f"{task}State") is not None:
-            return task
-    return None
 
 
 def _pending_text(record: dict[str, Any], task: str) -> Response[str]:

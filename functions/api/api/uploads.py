@@ -84,6 +84,7 @@ def prepare(
         "updatedAt": now,
         # In the sweeper's index until the job leaves ``uploading``: past the deadline it is ended.
         "awaiting": "upload",
+        "openOwner": owner,  # in byOwnerOpen until it ends (GET /queues counts the owner's open jobs per lane)
         "uploadDeadline": jobs.expires_in(url_ttl_seconds + grace_seconds),
         "expiresAt": jobs.expires_in(url_ttl_seconds + jobs.UNCLAIMED_JOB_SECONDS),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 import re
 import unicodedata
@@ -117,3 +118,19 @@ def derived_key(digest: str, preset: str, ext: str) -> str:
 
 def text_key(digest: str) -> str:
     return f"text/{digest}.json"
+
+
+def content_key(sha256: str, owner: str, scope: str = "global", reading: str | None = None) -> str:
+    """The key work and stored bytes are shared under (``DedupeScope``): the SHA-256 itself when every
+    upload of the same bytes shares them (``global``), or a digest of the owner and the SHA-256 when only
+    one owner's uploads do (``owner``): then another user's upload is never faster for it, and nothing
+    of one user's files is reused for another. Both are 64 hex digits, so every key and record keyed by
+    a hash works the same.
+
+    ``reading`` is how the bytes are read when that depends on the upload, not only on the bytes: a text
+    file's type comes from its name (the same bytes are CSV as ``data.csv`` and plain text as
+    ``notes.txt``), and its text is extracted accordingly. Uploads that read the same bytes differently
+    share nothing, so no one's text is shaped by another user's name for the file (``None``, the bytes'
+    own reading, keeps the bare key)."""
+    key = sha256 if scope == "global" else hashlib.sha256(f"{owner}\0{sha256}".encode()).hexdigest()
+    return key if reading is None else hashlib.sha256(f"{reading}\0{key}".encode()).hexdigest()

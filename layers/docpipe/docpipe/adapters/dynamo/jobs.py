@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 class JobsRepository(_Table):
     """JobsTable: pk ``jobId``; GSI ``byOwner`` (owner, createdAt); sparse GSIs ``byOwnerHash`` (ownerHash),
-    ``byHash`` (hash) and ``byUploadDeadline`` (awaiting, uploadDeadline: jobs still waiting for their upload).
+    ``byHash`` (hash), ``byUploadDeadline`` (awaiting, uploadDeadline: jobs still waiting for their upload)
+    and ``byOwnerOpen`` (openOwner, createdAt: one owner's jobs that have not ended).
 
     Given ``usage``, a job that ends (moves from an open state to ``ready``, ``failed`` or ``cancelled``)
     leaves its owner's count of open jobs here, whichever path ended it, so the count cannot drift
@@ -50,12 +51,16 @@ class JobsRepository(_Table):
     def get(self, job_id: str) -> dict[str, Any] | None:
         return self._get({"jobId": job_id})
 
-    def transition(self, job_id: str, from_states: tuple[str, ...], fields: dict[str, Any]) -> dict[str, Any] | None:
+    def transition(
+        self, job_id: str, from_states: tuple[str, ...], fields: dict[str, Any], via: list[str] | tuple[str, ...] = ()
+    ) -> dict[str, Any] | None:
         """Move a job out of one of ``from_states``, setting ``fields``; ``None`` if it was not in one of them.
 
         This is what makes a redelivered or duplicated event produce one transition, not two. A change
-        of state is appended to the job's ``history`` (state and time): one entry per transition. A job
-        already in the new state is not moved (two settlers racing to the same state move it once).
+        of state is appended to the job's ``history`` (state and time): one entry per transition, after
+        an entry for each state in ``via`` that the job passed without stopping (see
+        :func:`docpipe.jobs.history_steps`). A job already in the new state is not moved (two settlers
+        racing to the same state move it once). A job that ends leaves the sparse ``byOwnerOpen`` index.
         """
         values: dict[str, Any] = {f":s{i}": state for i, state in enumerate(from_states)}
         condition = f"attribute_exists(jobId) AND #state IN ({', '.join(values)})"
@@ -63,11 +68,14 @@ class JobsRepository(_Table):
         set_also = ""
         if "state" in fields and str(fields["state"]) != "uploading":
             fields = {**fields, "awaiting": None, "uploadDeadline": None}  # out of the sweeper's index
+        if "state" in fields and str(fields["state"]) in TERMINAL:
+            fields = {**fields, "openOwner": None}
         if "state" in fields:
             condition += " AND #state <> :new"
             names["#hist"] = "history"
             values[":new"] = str(fields["state"])
-            values[":entry"] = [{"state": str(fields["state"]), "at": fields.get("updatedAt") or _now_iso()}]
+            at = fields.get("updatedAt") or _now_iso()
+            values[":entry"] = [{"state": str(state), "at": at} for state in (*via, fields["state"])]
             values[":none"] = []
             set_also = "#hist = list_append(if_not_exists(#hist, :none), :entry)"
         moved = self._update({"jobId": job_id}, fields, condition, values, names, set_also=set_also)
@@ -149,6 +157,27 @@ class JobsRepository(_Table):
             raise _fault(exc, "query") from exc
         last = r.get("LastEvaluatedKey")
         return [_load(i) for i in r.get("Items", [])], _encode_cursor(last) if last else None
+
+    def open_for_owner(self, owner: str) -> list[dict[str, Any]]:
+        """The owner's jobs that have not ended (``jobId``, ``lane``, ``state``, ``createdAt``), oldest first.
+        Bounded by ``OpenJobsPerUser``: the index holds a job only while it is open."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.name,
+            "IndexName": "byOwnerOpen",
+            "KeyConditionExpression": "#o = :o",
+            "ExpressionAttributeNames": {"#o": "openOwner"},
+            "ExpressionAttributeValues": {":o": {"S": owner}},
+        }
+        while True:
+            try:
+                r = self.client.query(**kwargs)
+            except ClientError as exc:
+                raise _fault(exc, "query") from exc
+            items += [_load(i) for i in r.get("Items", [])]
+            if "LastEvaluatedKey" not in r:
+                return items
+            kwargs["ExclusiveStartKey"] = r["LastEvaluatedKey"]
 
     def ids_for_hash(self, digest: str) -> list[str]:
         """Every job (of every owner) whose upload had these bytes: the jobs a task's outcome settles."""
