@@ -19,7 +19,8 @@ from docpipe.config import Settings
 from docpipe.errors import ImageTooManyPixels
 from docpipe.jobs import new_job_id
 from docpipe.storage import original_key, text_key
-from ocr.engines import OcrPage, TesseractEngine, load_pages, page_count, prepare_image
+from ocr.engines import OcrPage, TesseractEngine
+from ocr.pages import load_pages, page_count, prepare_image
 from ocr.service import OcrService
 from tests.fixtures.documents import accuracy
 

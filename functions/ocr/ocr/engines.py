@@ -12,8 +12,8 @@ Errors: an engine that is not installed, cannot be reached, or keeps being throt
 
 **Tesseract** keeps one ``PyTessBaseAPI`` per engine (made on first use, used under a lock: the API is
 not thread-safe), with ``OMP_THREAD_LIMIT=1`` unless set otherwise. PDF pages are rendered at 300 dpi in
-grayscale (:mod:`ocr.render`); images are turned upright (EXIF), flattened on white, made grayscale and
-at most 4000 px on the long side.
+grayscale (:mod:`ocr.render`); images are read page by page (:mod:`ocr.pages`), turned upright (EXIF),
+flattened on white, made grayscale and at most 4000 px on the long side.
 
 **Textract**: images and single pages go to the synchronous ``DetectDocumentText`` (PNG or JPEG under
 10 MB, re-encoded otherwise); several pages of a PDF stored in S3 go to the asynchronous
@@ -36,28 +36,20 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from PIL import Image, ImageOps
+from PIL import Image
 
-from docpipe import images
-from docpipe.errors import DocpipeError, FileCorrupt, FileTooLarge, ImageTooManyPixels, OcrUnavailable
-from ocr.render import MAX_IMAGE_PIXELS, render_pdf_pages  # the ingest limit, for images too
-
-try:  # HEIC/HEIF photos, as the presets function reads them; without the plugin they fail as corrupt.
-    from pillow_heif import register_heif_opener
-
-    register_heif_opener()
-except ImportError:  # pragma: no cover
-    pass
+from docpipe.errors import DocpipeError, FileCorrupt, FileTooLarge, OcrUnavailable
+from ocr.pages import load_image, load_pages, open_image, prepare_image
+from ocr.render import render_pdf_pages
 
 T = TypeVar("T")
 
 DPI = 300
-MAX_SIDE = 4000  # images larger than this on their long side are downscaled before OCR
 
 
 @dataclass
@@ -104,75 +96,6 @@ def engine_from_env(environ: Mapping[str, str] = os.environ) -> OcrEngine:
 
         return TextractEngine(client=aws.client("textract"), s3_bucket=environ.get("STORE_BUCKET") or None)
     raise ValueError(f"Unknown OCR_ENGINE {name!r}: expected 'tesseract' or 'textract'.")
-
-
-# --- images --------------------------------------------------------------------------------------------
-
-
-def open_image(data: bytes) -> Image.Image:
-    """An image opened lazily on its first frame (:func:`docpipe.images.open_image`): ``file.corrupt`` if it
-    is not one of the formats docpipe accepts or cannot be read, or is a JPEG of more scans than
-    :data:`~docpipe.filetypes.MAX_JPEG_SCANS` (a CPU bomb); ``image.too_many_pixels`` for a bomb, before
-    anything is decoded, with docpipe's limit in its message."""
-    return images.open_image(io.BytesIO(data), MAX_IMAGE_PIXELS)
-
-
-def prepare_image(image: Image.Image, max_side: int = MAX_SIDE) -> Image.Image:
-    """Upright (EXIF), flattened on white, grayscale (``L``; wider grays scaled by their range), at most
-    ``max_side`` px on the long side."""
-    try:
-        if image.format == "JPEG":
-            image.draft("L", (max_side, max_side))  # decode at the smallest DCT scale still >= max_side
-        upright = ImageOps.exif_transpose(image)
-        if upright.mode in images.WIDE_GRAY_MODES:  # 32-bit or 16-bit gray: by its own range, not clipped
-            upright = images.to_8_bit(upright)
-        if upright.mode in ("RGBA", "LA", "PA", "P") or "transparency" in upright.info:
-            rgba = upright.convert("RGBA")
-            upright = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-        gray = upright.convert("L")
-        if max(gray.size) > max_side:
-            gray.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
-        gray.load()
-    except Image.DecompressionBombError as exc:
-        raise ImageTooManyPixels(f"The image has too many pixels: {exc}") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise FileCorrupt(f"The image cannot be decoded: {exc}") from exc
-    return gray
-
-
-def load_image(data: bytes, max_side: int = MAX_SIDE) -> Image.Image:
-    with open_image(data) as image:
-        return prepare_image(image, max_side)
-
-
-def page_count(data: bytes) -> int:
-    """How many pages an image has as a document: every page of a multi-page TIFF (a fax, a scan of
-    several sheets), one otherwise (an animation's or a burst's later frames are not pages). Reads the
-    TIFF's directories, not its pixels."""
-    with open_image(data) as image:
-        return int(getattr(image, "n_frames", 1)) if image.format == "TIFF" else 1
-
-
-def load_pages(
-    data: bytes, pages: list[int], max_side: int = MAX_SIDE
-) -> Iterator[tuple[int, Image.Image | DocpipeError]]:
-    """Each of the given 1-based pages of an image, prepared for OCR (:func:`prepare_image`), one at a time;
-    or, for a page that cannot be read, its error: ``image.too_many_pixels`` when the page is over the
-    pixel budget (checked as it is sought, before it is decoded), ``file.corrupt`` when it is broken or
-    not in the image. The image itself failing to open raises."""
-    with open_image(data) as image:
-        for number in pages:
-            try:
-                if not images.seek(image, number - 1, MAX_IMAGE_PIXELS):
-                    raise FileCorrupt(f"Page {number} is not in the image.")
-                page = prepare_image(image, max_side)
-            except (FileCorrupt, ImageTooManyPixels) as exc:
-                yield number, exc
-                continue
-            except images.DECODE_ERRORS as exc:  # a page whose directory Pillow cannot read
-                yield number, FileCorrupt(f"Page {number} of the image cannot be read: {exc}")
-                continue
-            yield number, page
 
 
 def failed_page(number: int, error: DocpipeError) -> OcrPage:

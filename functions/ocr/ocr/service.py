@@ -30,7 +30,8 @@ from docpipe.config import Settings
 from docpipe.errors import DocpipeError
 from docpipe.observability import MetricUnit, logger, metrics
 from docpipe.storage import original_key
-from ocr.engines import OcrEngine, OcrPage, PdfSource, page_count
+from ocr.engines import OcrEngine, OcrPage, PdfSource
+from ocr.pages import page_count
 
 TASK = "ocr"
 
