@@ -11,7 +11,7 @@ marked ``failed`` with its error; the task fails only when none can.
 
 ``ocr.unavailable`` (engine missing or unreachable) is retryable: the message comes back, and after
 three receives lands in the lane's DLQ. Unreadable input fails its task with ``file.corrupt``; pages
-OCR refuses (``image.too_many_pixels``, ``file.corrupt``) are marked ``failed`` in the result, with
+OCR refuses (``page.too_large``, ``image.too_many_pixels``, ``file.corrupt``) are marked ``failed`` in the result, with
 their error, and the document's task fails with that error only when no page of it could be read. A
 scanned page that came with some text (a short text layer, form values) keeps it whatever OCR reads
 (:func:`docpipe.text_results.with_ocr`).

@@ -83,6 +83,14 @@ class ImageTooManyPixels(DocpipeError):
     message = "The image has more pixels than the limit."
 
 
+class PageTooLarge(DocpipeError):
+    """A scanned PDF page so large that even rendered at the lowest resolution OCR reads (72 dpi) it
+    would have more pixels than a page may have."""
+
+    code = "page.too_large"
+    message = "The page is too large to render for OCR at a readable resolution."
+
+
 class UploadMissing(DocpipeError):
     code = "upload.missing"
     message = "The uploaded object is gone before it could be ingested."
