@@ -67,7 +67,8 @@ def _target(args: argparse.Namespace, stack: ExitStack, allow_embedded: bool) ->
     started = time.monotonic()
     local = stack.enter_context(LocalStack())
     err.print(f"[dim]Embedded stack up in {time.monotonic() - started:.1f} s.[/dim]")
-    return DocpipeClient(local.api_url, token or local.token), {"api": local.api_url, "endpoint": local.endpoint}
+    state = {"api": local.api_url, "endpoint": local.endpoint, "invokeToken": local.invoke_token}
+    return DocpipeClient(local.api_url, token or local.token), state
 
 
 # ---------------------------------------------------------------- commands
@@ -76,13 +77,19 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parameters = dict(p.split("=", 1) for p in args.parameter)
-    tokens = {os.environ.get("DOCPIPE_TOKEN") or f"dev-{secrets.token_urlsafe(16)}": args.user}
+    # The developer's token is also the stack's own token (Lambda's Invoke API, `docpipe replay`): whoever
+    # started the stack owns it. Each --admin user gets a token of their own (the developer's token, when
+    # the developer is one of them), which carries the template's admin group claim.
+    token = os.environ.get("DOCPIPE_TOKEN") or f"dev-{secrets.token_urlsafe(16)}"
+    admins = {user: token if user == args.user else f"admin-{secrets.token_urlsafe(16)}" for user in args.admin}
     stack = LocalStack(
         endpoint=args.endpoint,
         embedded_services=tuple(s for s in args.embedded.split(",") if s),
         api_port=args.port,
         parameters=parameters,
-        tokens=tokens,
+        tokens={token: args.user, **{t: user for user, t in admins.items()}},
+        admins=set(admins),
+        invoke_token=token,
     )
     stack.start()
     assert stack.template is not None
@@ -91,6 +98,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         "endpoint": stack.endpoint,
         "token": stack.token,
         "user": args.user,
+        "invokeToken": stack.invoke_token,
+        "admins": admins,  # user → token
         "pid": os.getpid(),
         # `docpipe quota set` writes overrides straight into the stack's UsageTable
         "region": stack.region,
@@ -102,6 +111,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     STATE_FILE.chmod(0o600)
     out.print(f"[bold green]docpipe is up[/bold green]  API {stack.api_url}   emulator {stack.endpoint}")
     out.print(f"  user [bold]{args.user}[/bold], token in {STATE_FILE} (export DOCPIPE_TOKEN={stack.token})")
+    for user, admin_token in admins.items():
+        out.print(
+            f"  admin [bold]{user}[/bold], token {admin_token} (DOCPIPE_TOKEN={admin_token} docpipe queues)",
+            soft_wrap=True,
+        )
     out.print(f"  upload page {stack.api_url}/#token={stack.token}")
     out.print("  logs in .docpipe/logs/   —   Ctrl-C to stop")
 
@@ -353,6 +367,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             state["endpoint"],
             function=args.function,
             seed_dirs=[Path(d) for d in args.seed or ("samples", "events/seed")],
+            # the stack's own token: --token, else the running stack's (an older state file's "token" is it)
+            token=args.token or state.get("invokeToken") or os.environ.get("DOCPIPE_TOKEN") or state.get("token"),
         )
     print(json.dumps(result.body, indent=2))
     return 0 if result.ok else 1
@@ -376,6 +392,13 @@ def parser() -> argparse.ArgumentParser:
         "--embedded", default="", help="services to keep on the embedded emulator with --endpoint, e.g. dynamodb"
     )
     up.add_argument("--user", default="dev", help="the user the development token stands for (default dev)")
+    up.add_argument(
+        "--admin",
+        action="append",
+        default=[],
+        metavar="USER",
+        help="give USER a token of its own that makes it an operator (the template's AdminGroup); repeatable",
+    )
     up.add_argument(
         "--parameter", action="append", default=[], metavar="NAME=VALUE", help="template parameter override"
     )

@@ -1,20 +1,38 @@
 """The local HTTP gateway: API Gateway HTTP API (v2) in front of the API function, plus Lambda's Invoke API.
 
+- It listens on loopback and answers only requests addressed to it by a loopback name: ``Host`` must
+  be ``127.0.0.1:PORT`` or ``localhost:PORT``, else 403 ``request.bad_host`` (a site that points its
+  own DNS name at 127.0.0.1 gets nothing from it).
 - Requests are matched against the template's ``HttpApi`` routes. A route with an authorizer needs
   ``Authorization: Bearer <token>`` where the token is one of the stack's development tokens; the
-  gateway then passes ``{"sub": <user>}`` as the JWT claims, as API Gateway's JWT authorizer would.
-  Without a valid token it answers 401 itself, like API Gateway.
+  gateway then passes ``{"sub": <user>}`` as the JWT claims, as API Gateway's JWT authorizer would,
+  plus, for the stack's admins, the template's ``AdminGroupClaim`` naming its ``AdminGroup`` in the
+  form API Gateway gives a list claim (``"[docpipe-admins]"``). Without a valid token it answers 401
+  itself, like API Gateway.
 - ``POST /2015-03-31/functions/{name}/invocations`` invokes any function with a raw event (what
-  ``sam local start-lambda`` offers and ``docpipe replay`` uses). It listens on loopback only.
+  ``sam local start-lambda`` offers and ``docpipe replay`` uses). Whoever may call it can act as any
+  user, so it takes only the stack's own token (``Bearer``, or as the access key id of a SigV4-signed
+  request, which is what boto3's Lambda client sends), refuses anything a browser sends (a request
+  with ``Origin`` or ``Sec-Fetch-Site``), and takes only a JSON object.
+- Bodies are delimited by ``Content-Length`` or ``Transfer-Encoding: chunked``. A length that is not
+  one non-negative integer is 400 ``request.bad_length``, and the connection is closed; so is a body
+  over 10 MB (413). A request without either has no body.
+- ``/`` is the upload page (``web/``), with the emulator's S3 origin added to its Content-Security-Policy.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hmac
+import html
 import json
 import re
+import socket
 import threading
+import time
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from io import BufferedIOBase
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -23,11 +41,118 @@ from docpipe_local.apigw import http_event, response_body
 from docpipe_local.template import HttpRoute
 
 if TYPE_CHECKING:
+    from email.message import Message
+
     from docpipe_local.runtime import FunctionRuntime
 
 MAX_BODY = 10 * 1024 * 1024  # HTTP API's payload limit
-PAGE = Path(__file__).resolve().parents[2] / "web" / "index.html"
+WEB = Path(__file__).resolve().parents[2] / "web"
+# What the gateway serves of web/: the page and its script and style (files of their own, so that the
+# page's Content-Security-Policy needs no 'unsafe-inline').
+ASSETS = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/index.html": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/app.css": ("app.css", "text/css; charset=utf-8"),
+}
+IDLE_SECONDS = 60  # a connection that sends nothing (or stops halfway through a body) for this long is closed
 _INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
+_DIGITS = re.compile(r"[0-9]+")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,8}")
+_LINE = 4096  # the longest chunk-size or trailer line read
+_SIGV4_KEY = re.compile(r"^AWS4-HMAC-SHA256\s+Credential=([^/,\s]+)/")
+_CSP = re.compile(r'(<meta http-equiv="Content-Security-Policy" content=")([^"]*)(")')
+
+
+class Refused(Exception):
+    """A request the gateway answers itself: status, stable code, message. ``close`` when the rest of
+    the connection cannot be read as requests any more (its body's length is unknown, or was not read)."""
+
+    def __init__(self, status: int, code: str, message: str, *, close: bool = False) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message, self.close = status, code, message, close
+
+
+class ClientGone(ConnectionResetError):
+    """The client closed the connection in the middle of a body."""
+
+
+def read_body(headers: Message, rfile: BufferedIOBase) -> bytes:
+    """The request's body, by ``Content-Length`` or ``Transfer-Encoding: chunked`` (as HTTP API takes it)."""
+    lengths = headers.get_all("Content-Length") or []
+    encodings = headers.get_all("Transfer-Encoding") or []
+    if encodings:
+        if lengths:  # the two disagree on where the body ends: the classic request-smuggling shape
+            raise Refused(400, "request.bad_length", "Send Content-Length or Transfer-Encoding, not both.", close=True)
+        if ",".join(encodings).strip().lower() != "chunked":
+            raise Refused(
+                501, "request.unsupported_encoding", "Transfer-Encoding must be chunked (and only that).", close=True
+            )
+        return _read_chunked(rfile)
+    if not lengths:
+        return b""
+    if len({v.strip() for v in lengths}) != 1 or not _DIGITS.fullmatch(lengths[0].strip()):
+        raise Refused(400, "request.bad_length", "Content-Length must be one non-negative integer.", close=True)
+    length = int(lengths[0])
+    if length > MAX_BODY:
+        raise Refused(413, "request.too_large", "Request bodies are limited to 10 MB.", close=True)
+    body = rfile.read(length)
+    if len(body) < length:
+        raise ClientGone("the client closed the connection before the end of its body")
+    return body
+
+
+def _read_chunked(rfile: BufferedIOBase) -> bytes:
+    body = bytearray()
+    while True:
+        line = rfile.readline(_LINE + 1)
+        if not line:
+            raise ClientGone("the client closed the connection before the end of its body")
+        size = line.split(b";", 1)[0].strip()
+        if not line.endswith(b"\n") or not _CHUNK_SIZE.fullmatch(size):
+            raise Refused(400, "request.bad_chunk", "A chunk's size line is not a hexadecimal number.", close=True)
+        if not int(size, 16):
+            break
+        if len(body) + int(size, 16) > MAX_BODY:
+            raise Refused(413, "request.too_large", "Request bodies are limited to 10 MB.", close=True)
+        chunk = rfile.read(int(size, 16))
+        if len(chunk) < int(size, 16):
+            raise ClientGone("the client closed the connection before the end of its body")
+        body += chunk
+        if rfile.readline(3) not in (b"\r\n", b"\n"):
+            raise Refused(400, "request.bad_chunk", "A chunk is longer than its size line says.", close=True)
+    for _ in range(100):  # trailers, up to the empty line
+        if rfile.readline(_LINE + 1) in (b"\r\n", b"\n", b""):
+            return bytes(body)
+    raise Refused(400, "request.bad_chunk", "Too many trailer lines.", close=True)
+
+
+def jwt_claims(user: str, admin_claim: tuple[str, str] | None = None) -> dict[str, str]:
+    """The claims API Gateway's JWT authorizer passes for ``user``; ``admin_claim`` is ``(claim, group)``
+    for an admin. API Gateway passes a list claim as one string, ``"[group other]"``, and so does this."""
+    claims = {"sub": user, "iss": "docpipe-local", "aud": "docpipe"}
+    if admin_claim is not None:
+        name, group = admin_claim
+        claims[name] = f"[{group}]"
+    return claims
+
+
+def page_with_sources(page: str, sources: Iterable[str]) -> str:
+    """The page with ``sources`` (origins) added to its Content-Security-Policy's ``connect-src`` and
+    ``img-src``: the page posts uploads to storage and shows the images it links to."""
+    extra = [html.escape(s, quote=True) for s in sources]
+
+    def widen(match: re.Match[str]) -> str:
+        directives = [d.strip() for d in match.group(2).split(";") if d.strip()]
+        widened = [" ".join([d, *extra]) if d.split()[0] in ("connect-src", "img-src") else d for d in directives]
+        return match.group(1) + "; ".join(widened) + match.group(3)
+
+    return _CSP.sub(widen, page, count=1)
+
+
+def _is_json(content_type: str) -> bool:
+    mime = content_type.split(";", 1)[0].strip().lower()
+    return mime == "application/json" or (mime.startswith("application/") and mime.endswith("+json"))
 
 
 def _route_pattern(path: str) -> re.Pattern[str]:
@@ -57,26 +182,43 @@ class Gateway:
         tokens: dict[str, str],
         host: str = "127.0.0.1",
         port: int = 0,
+        *,
+        invoke_token: str | None = None,
+        admins: Iterable[str] = (),
+        admin_claim: tuple[str, str] | None = None,
+        page_sources: Iterable[str] = (),
     ) -> None:
+        """``invoke_token`` opens the Invoke API (without one it answers no one); ``admins`` are the users
+        whose claims carry ``admin_claim`` (``(claim, group)``); ``page_sources`` are the origins the
+        upload page may talk to besides its own (the emulator's S3)."""
         self.api, self.functions, self.tokens = api, functions, tokens
+        self.invoke_token, self.admins, self.admin_claim = invoke_token, frozenset(admins), admin_claim
+        self.page_sources = tuple(page_sources)
         self.routes = api.spec.http_routes if api else []
         gateway = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            timeout = IDLE_SECONDS
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
             def do_GET(self) -> None:
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client went away
+                try:
                     gateway.handle(self)
+                except (BrokenPipeError, ConnectionResetError, TimeoutError):  # the client went away or stalled
+                    self.close_connection = True
 
             do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
 
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, name="gateway", daemon=True)
+        # The Host values it answers: its loopback address by number and by name, with its port.
+        self.port = int(self.server.server_address[1])
+        names = {"127.0.0.1", "localhost", host} - {"0.0.0.0", "::", ""}
+        self.hosts = {f"{name}:{self.port}" for name in names} | (names if self.port == 80 else set())
 
     @property
     def url(self) -> str:
@@ -90,30 +232,34 @@ class Gateway:
         self.server.shutdown()
         self.server.server_close()
 
-    def _page(self, request: BaseHTTPRequestHandler) -> None:
-        """The upload page (``web/index.html``): same origin as the API, so it needs no CORS."""
-        payload = PAGE.read_bytes()
-        request.send_response(200)
-        request.send_header("Content-Type", "text/html; charset=utf-8")
-        request.send_header("Cache-Control", "no-store")
-        request.send_header("Content-Length", str(len(payload)))
-        request.end_headers()
-        if request.command != "HEAD":
-            request.wfile.write(payload)
-
     def handle(self, request: BaseHTTPRequestHandler) -> None:
-        length = int(request.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            return self._send(
-                request, 413, {"code": "request.too_large", "message": "Request bodies are limited to 10 MB."}
-            )
-        body = request.rfile.read(length) if length else b""
+        headers = request.headers
+        # No length means no body (RFC 9112); should the client send one anyway, it must not be read as
+        # the connection's next request: answer, then close.
+        unread = request.command in ("POST", "PUT", "PATCH") and not (
+            headers["Content-Length"] or headers["Transfer-Encoding"]
+        )
+        request.close_connection = request.close_connection or unread
+        try:
+            body = read_body(headers, request.rfile)
+            if (headers["Host"] or "").lower() not in self.hosts:
+                hosts = " or ".join(sorted(self.hosts))
+                raise Refused(403, "request.bad_host", f"This gateway answers requests for {hosts} only.")
+            self._route(request, body)
+        except Refused as refusal:
+            unread = unread or refusal.close
+            request.close_connection = request.close_connection or refusal.close
+            self._send(request, refusal.status, {"code": refusal.code, "message": refusal.message})
+        if unread:
+            _linger(request)
+
+    def _route(self, request: BaseHTTPRequestHandler, body: bytes) -> None:
         url = urlsplit(request.path)
         invoke = _INVOKE.match(url.path)
         if invoke and request.command == "POST":
             return self._invoke(request, invoke.group(1), body)
-        if url.path in ("/", "/index.html") and request.command in ("GET", "HEAD") and PAGE.is_file():
-            return self._page(request)
+        if url.path in ASSETS and request.command in ("GET", "HEAD") and (WEB / ASSETS[url.path][0]).is_file():
+            return self._asset(request, *ASSETS[url.path])
         if self.api is None:
             return self._send(request, 404, {"code": "route.not_found", "message": "This stack has no HTTP API."})
         route = match_route(self.routes, request.command, url.path)
@@ -125,7 +271,7 @@ class Gateway:
             user = self.tokens.get(token.strip()) if scheme.lower() == "bearer" else None
             if user is None:
                 return self._send(request, 401, {"code": "auth.required", "message": "Unauthorized"})
-            claims = {"sub": user, "iss": "docpipe-local", "aud": "docpipe"}
+            claims = jwt_claims(user, self.admin_claim if user in self.admins else None)
         event = http_event(
             request.command,
             url.path,
@@ -150,31 +296,83 @@ class Gateway:
                 request.send_header(name, value)
         for cookie in result.get("cookies") or []:
             request.send_header("Set-Cookie", cookie)
-        request.send_header("Content-Length", str(len(payload)))
-        request.end_headers()
+        self._end_headers(request, len(payload))
+        if request.command != "HEAD":
+            request.wfile.write(payload)
+
+    def _asset(self, request: BaseHTTPRequestHandler, name: str, content_type: str) -> None:
+        """The upload page and its files: same origin as the API, so the page needs no CORS."""
+        payload = (WEB / name).read_bytes()
+        if name == "index.html":
+            payload = page_with_sources(payload.decode(), self.page_sources).encode()
+        request.send_response(200)
+        request.send_header("Content-Type", content_type)
+        request.send_header("Cache-Control", "no-store")
+        request.send_header("X-Content-Type-Options", "nosniff")
+        request.send_header("X-Frame-Options", "DENY")
+        self._end_headers(request, len(payload))
         if request.command != "HEAD":
             request.wfile.write(payload)
 
     def _invoke(self, request: BaseHTTPRequestHandler, name: str, body: bytes) -> None:
+        headers = request.headers
+        if headers["Origin"] is not None or headers["Sec-Fetch-Site"] is not None:
+            raise Refused(403, "invoke.from_browser", "The Invoke API does not answer web pages.")
+        authorization = headers["Authorization"] or ""
+        scheme, _, bearer = authorization.partition(" ")
+        signed = _SIGV4_KEY.match(authorization)
+        token = bearer.strip() if scheme.lower() == "bearer" else signed.group(1) if signed else ""
+        if not (self.invoke_token and token and hmac.compare_digest(token.encode(), self.invoke_token.encode())):
+            if token in self.tokens:
+                raise Refused(403, "auth.forbidden", "The Invoke API takes the stack's token, not a user's.")
+            raise Refused(
+                401, "auth.required", "The Invoke API needs the stack's token: Authorization: Bearer <token>."
+            )
+        content_type = headers["Content-Type"]
+        # boto3's Lambda client signs its requests and sends the payload without a Content-Type.
+        if not (_is_json(content_type or "") or (signed and content_type is None)):
+            raise Refused(415, "request.not_json", "The event must be sent as Content-Type: application/json.")
+        try:
+            event = json.loads(body or b"{}")
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            event = None
+        if not isinstance(event, dict):
+            raise Refused(400, "request.bad_json", "The event must be a JSON object.")
         runtime = self.functions.get(name) or next((f for f in self.functions.values() if f.spec.name == name), None)
         if runtime is None:
             return self._send(request, 404, {"Type": "User", "message": f"Function not found: {name}"})
-        try:
-            event = json.loads(body or b"{}")
-        except json.JSONDecodeError:
-            return self._send(request, 400, {"Type": "User", "message": "The event is not valid JSON."})
         invocation = runtime.invoke(event)
         if invocation.ok:
             return self._send(request, 200, invocation.result)
         return self._send(request, 200, invocation.error, {"X-Amz-Function-Error": "Unhandled"})
 
     @staticmethod
-    def _send(request: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+    def _end_headers(request: BaseHTTPRequestHandler, length: int) -> None:
+        request.send_header("Content-Length", str(length))
+        if request.close_connection:
+            request.send_header("Connection", "close")
+        request.end_headers()
+
+    @classmethod
+    def _send(
+        cls, request: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None
+    ) -> None:
         payload = json.dumps(body).encode()
         request.send_response(status)
         request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(payload)))
         for name, value in (headers or {}).items():
             request.send_header(name, value)
-        request.end_headers()
-        request.wfile.write(payload)
+        cls._end_headers(request, len(payload))
+        if request.command != "HEAD":
+            request.wfile.write(payload)
+
+
+def _linger(request: BaseHTTPRequestHandler) -> None:
+    """Half-close, then drop what the client still sends for up to a second: closing a socket with
+    unread data resets it, and the reset can overtake the answer on its way to the client."""
+    with contextlib.suppress(OSError):
+        request.connection.shutdown(socket.SHUT_WR)
+        request.connection.settimeout(0.25)
+        deadline = time.monotonic() + 1
+        while time.monotonic() < deadline and request.connection.recv(65536):
+            pass

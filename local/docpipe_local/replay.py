@@ -2,7 +2,8 @@
 
 The function is the event file's folder name (``events/IngestFunction/upload-text.json`` →
 ``IngestFunction``). S3 objects the event names that do not exist yet are seeded first from files of
-the same name in the seed folders, so a fixture is self-contained on a fresh stack.
+the same name in the seed folders, so a fixture is self-contained on a fresh stack. The Invoke API
+takes only the stack's own token (``stack.invoke_token``; the token ``docpipe up`` prints).
 """
 
 from __future__ import annotations
@@ -65,12 +66,22 @@ def seed(event: dict[str, Any], endpoint: str, seed_dirs: list[Path], region: st
 
 
 def replay(
-    path: Path, api: str, endpoint: str, function: str | None = None, seed_dirs: list[Path] | None = None
+    path: Path,
+    api: str,
+    endpoint: str,
+    function: str | None = None,
+    seed_dirs: list[Path] | None = None,
+    token: str | None = None,
 ) -> ReplayResult:
     event = json.loads(path.read_text())
     function = function or path.parent.name
     seed(event, endpoint, seed_dirs or [Path("samples"), Path("events/seed")])
-    response = requests.post(f"{api}/2015-03-31/functions/{function}/invocations", json=event, timeout=300)
+    response = requests.post(
+        f"{api}/2015-03-31/functions/{function}/invocations",
+        json=event,
+        headers={"Authorization": f"Bearer {token}"} if token else {},
+        timeout=300,
+    )
     body = response.json()
     ok = response.status_code == 200 and "X-Amz-Function-Error" not in response.headers
     return ReplayResult(function, ok, body)

@@ -12,6 +12,10 @@
    queue (quiet tenants' messages before a noisy tenant's backlog, as on an SQS fair queue);
 4. the gateway serving the HTTP API function and Lambda's Invoke API.
 
+``tokens`` maps development tokens to users; ``admins`` names the users whose tokens carry the
+template's admin group claim; ``invoke_token`` (``stack.invoke_token``, a fresh one by default) is the
+stack's own token, the only one Lambda's Invoke API takes.
+
 State lives in the emulator's memory: stopping the stack forgets it.
 """
 
@@ -27,6 +31,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import requests
@@ -119,6 +124,15 @@ HTTP_WORKERS = 8
 LOCAL_PARAMETERS = {"OcrEngine": "tesseract"}
 
 
+def admin_claim(template: Template) -> tuple[str, str] | None:
+    """``(claim, group)`` that makes a caller an operator: the template's ``AdminGroupClaim`` and
+    ``AdminGroup`` as resolved for this stack (None when the template has no such parameters)."""
+    declared = template.doc.get("Parameters", {})
+    if "AdminGroupClaim" not in declared or "AdminGroup" not in declared:
+        return None
+    return str(template.parameter("AdminGroupClaim")), str(template.parameter("AdminGroup"))
+
+
 class LocalStack:
     def __init__(
         self,
@@ -129,6 +143,8 @@ class LocalStack:
         api_port: int = 0,
         state_dir: str | Path = ".docpipe",
         tokens: dict[str, str] | None = None,
+        admins: set[str] | frozenset[str] | None = None,
+        invoke_token: str | None = None,
         parameters: dict[str, str] | None = None,
         region: str = "us-east-1",
         stack_name: str = "docpipe-local",
@@ -144,6 +160,8 @@ class LocalStack:
         self.api_port = api_port
         self.state_dir = Path(state_dir)
         self.tokens = tokens if tokens is not None else {f"dev-{secrets.token_urlsafe(16)}": "dev"}
+        self.admins = frozenset(admins or ())
+        self.invoke_token = invoke_token or f"stack-{secrets.token_urlsafe(16)}"
         self.parameters = {**LOCAL_PARAMETERS, **(parameters or {})}
         self.region = region
         self.stack_name = stack_name
@@ -230,7 +248,20 @@ class LocalStack:
         provision(self.template, {s: self.client(s) for s in ("s3", "sqs", "dynamodb")})
         self._start_functions()
         self._start_schedules()
-        self.gateway = Gateway(self._api_runtime(), self.runtimes, self.tokens, port=self.api_port)
+        claim = admin_claim(self.template)
+        if self.admins and claim is None:
+            raise ValueError("admins need the template's AdminGroup and AdminGroupClaim parameters")
+        storage = urlsplit(self.endpoints.get("s3", self.endpoint))
+        self.gateway = Gateway(
+            self._api_runtime(),
+            self.runtimes,
+            self.tokens,
+            port=self.api_port,
+            invoke_token=self.invoke_token,
+            admins=self.admins,
+            admin_claim=claim,
+            page_sources=[f"{storage.scheme}://{storage.netloc}"],
+        )
         self.gateway.start()
         log.info("local stack up in %.1f s: api %s, emulator %s", time.time() - started, self.api_url, self.endpoint)
         return self

@@ -85,7 +85,14 @@ def test_replay_invokes_the_function_of_the_events_folder(stack, tmp_path) -> No
     state = tmp_path / ".docpipe"
     state.mkdir()
     (state / "stack.json").write_text(
-        json.dumps({"api": stack.api_url, "endpoint": stack.endpoint, "token": stack.token_for("dev")})
+        json.dumps(
+            {
+                "api": stack.api_url,
+                "endpoint": stack.endpoint,
+                "token": stack.token_for("dev"),
+                "invokeToken": stack.invoke_token,
+            }
+        )
     )
 
     run = docpipe("replay", str(ROOT / "events/ApiFunction/health.json"), cwd=tmp_path)
