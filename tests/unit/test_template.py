@@ -22,6 +22,7 @@ GLOBAL_VARIABLES = {
     "USAGE_TABLE",
     "MAX_UPLOAD_BYTES",
     "JOB_TTL_DAYS",
+    "DEDUPE_SCOPE",
     "PRESETS_QUEUE_HIGH",
     "PRESETS_QUEUE_NORMAL",
     "PRESETS_QUEUE_LOW",
@@ -289,7 +290,13 @@ def test_api_function_merges_its_own_variables_with_the_globals(template: Templa
     env = template.function("ApiFunction").environment(template)
     limits = set(LIMIT_VARIABLES.values())
     ingest = {"INGEST_QUEUE_HIGH", "INGEST_QUEUE_NORMAL", "INGEST_QUEUE_LOW"}
-    own = {"UPLOAD_URL_TTL_SECONDS", "UPLOAD_GRACE_SECONDS", "DOWNLOAD_URL_TTL_SECONDS"}
+    own = {
+        "UPLOAD_URL_TTL_SECONDS",
+        "UPLOAD_GRACE_SECONDS",
+        "DOWNLOAD_URL_TTL_SECONDS",
+        "ADMIN_GROUP",
+        "ADMIN_GROUP_CLAIM",
+    }
     assert set(env) == GLOBAL_VARIABLES | own | ingest | limits
     assert env["UPLOAD_URL_TTL_SECONDS"] == "900"
     assert env["INGEST_QUEUE_LOW"] == "https://sqs.us-east-1.amazonaws.com/123456789012/docpipe-local-IngestLowQueue"
