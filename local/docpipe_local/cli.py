@@ -67,8 +67,15 @@ def _target(args: argparse.Namespace, stack: ExitStack, allow_embedded: bool) ->
     started = time.monotonic()
     local = stack.enter_context(LocalStack())
     err.print(f"[dim]Embedded stack up in {time.monotonic() - started:.1f} s.[/dim]")
-    state = {"api": local.api_url, "endpoint": local.endpoint, "invokeToken": local.invoke_token}
-    return DocpipeClient(local.api_url, token or local.token), state
+    assert local.template is not None
+    return DocpipeClient(local.api_url, token or local.token), {
+        "api": local.api_url,
+        "endpoint": local.endpoint,
+        "region": local.region,
+        "dynamodb": local.endpoints.get("dynamodb", local.endpoint),
+        "jobsTable": local.template.physical_name("JobsTable"),
+        "invokeToken": local.invoke_token,
+    }
 
 
 # ---------------------------------------------------------------- commands
@@ -105,6 +112,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         "region": stack.region,
         "dynamodb": stack.endpoints.get("dynamodb", stack.endpoint),
         "usageTable": stack.template.physical_name("UsageTable"),
+        "jobsTable": stack.template.physical_name("JobsTable"),  # `docpipe replay` seeds its fixtures' jobs
     }
     STATE_FILE.parent.mkdir(exist_ok=True)
     STATE_FILE.write_text(json.dumps(state, indent=2))
@@ -314,6 +322,14 @@ def cmd_queues(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(body, indent=2))
         return 0
+    if body.get("scope") == "own":  # not an operator: only the caller's own open jobs, per lane
+        mine = Table(title="your open jobs per lane (every queue's totals are for operators: `docpipe up --admin`)")
+        for column in ("lane", "uploading", "queued", "processing", "open"):
+            mine.add_column(column, justify="left" if column == "lane" else "right")
+        for row in body["lanes"]:
+            mine.add_row(row["lane"], *(str(row[c]) for c in ("uploading", "queued", "processing", "open")))
+        out.print(mine)
+        return 0
     table = Table(title="queues: waiting, being processed, dead-lettered")
     for column in ("concern", "lane", "waiting", "in flight", "delayed", "oldest", "DLQ"):
         table.add_column(column, justify="left" if column in ("concern", "lane") else "right")
@@ -367,6 +383,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             state["endpoint"],
             function=args.function,
             seed_dirs=[Path(d) for d in args.seed or ("samples", "events/seed")],
+            jobs=(state["dynamodb"], state["jobsTable"], state["region"]) if "jobsTable" in state else None,
             # the stack's own token: --token, else the running stack's (an older state file's "token" is it)
             token=args.token or state.get("invokeToken") or os.environ.get("DOCPIPE_TOKEN") or state.get("token"),
         )

@@ -2,8 +2,11 @@
 
 The function is the event file's folder name (``events/IngestFunction/upload-text.json`` →
 ``IngestFunction``). S3 objects the event names that do not exist yet are seeded first from files of
-the same name in the seed folders, so a fixture is self-contained on a fresh stack. The Invoke API
-takes only the stack's own token (``stack.invoke_token``; the token ``docpipe up`` prints).
+the same name in the seed folders, so a fixture is self-contained on a fresh stack. Only ``POST /uploads``
+creates jobs, and ingest leaves alone an object no job was issued for; so for an upload key the event
+names (``uploads/{lane}/{owner}/{jobId}/{name}``) the job the API would have issued is seeded too, when
+the stack's JobsTable is known and the job does not exist yet. The Invoke API takes only the stack's
+own token (``stack.invoke_token``; the token ``docpipe up`` prints).
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ import boto3
 import requests
 from botocore.exceptions import ClientError
 
+from docpipe.adapters.dynamo import JobsRepository
+from docpipe.jobs import UNCLAIMED_JOB_SECONDS, expires_in, now_iso
+from docpipe.storage import display_name, parse_upload_key
 from docpipe_local.stack import CREDENTIALS
 
 
@@ -65,17 +71,52 @@ def seed(event: dict[str, Any], endpoint: str, seed_dirs: list[Path], region: st
     return seeded
 
 
+def seed_jobs(event: dict[str, Any], dynamodb: str, jobs_table: str, region: str = "us-east-1") -> list[str]:
+    """The job ``POST /uploads`` would have issued for each upload key in the event, where there is none."""
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=dynamodb,
+        region_name=region,
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+    repo = JobsRepository(jobs_table, client=client)
+    seeded = []
+    for _, key in s3_objects(event):
+        parsed = parse_upload_key(key)
+        if parsed is None:
+            continue
+        job = {
+            "jobId": parsed.job_id,
+            "owner": parsed.owner,
+            "name": display_name(key.rsplit("/", 1)[-1]),
+            "lane": parsed.lane,
+            "uploadKey": key,
+            "state": "uploading",
+            "createdAt": now_iso(),
+            "openOwner": parsed.owner,
+            "expiresAt": expires_in(UNCLAIMED_JOB_SECONDS),
+        }
+        if repo.create_if_absent(job):
+            seeded.append(parsed.job_id)
+    return seeded
+
+
 def replay(
     path: Path,
     api: str,
     endpoint: str,
     function: str | None = None,
     seed_dirs: list[Path] | None = None,
+    jobs: tuple[str, str, str] | None = None,
     token: str | None = None,
 ) -> ReplayResult:
+    """Replay one fixture; ``jobs`` is the stack's (DynamoDB endpoint, JobsTable name, region) for seeding jobs."""
     event = json.loads(path.read_text())
     function = function or path.parent.name
     seed(event, endpoint, seed_dirs or [Path("samples"), Path("events/seed")])
+    if jobs is not None:
+        seed_jobs(event, *jobs)
     response = requests.post(
         f"{api}/2015-03-31/functions/{function}/invocations",
         json=event,

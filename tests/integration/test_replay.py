@@ -47,7 +47,12 @@ def test_fixture_replays(stack: LocalStack, fixture: Path) -> None:
     name = f"{fixture.parent.name}/{fixture.name}"
     expected = EXPECTED[name]
 
-    result = replay(fixture, stack.api_url, stack.endpoint, seed_dirs=SEEDS, token=stack.invoke_token)
+    jobs_table = (
+        stack.endpoints.get("dynamodb", stack.endpoint),
+        stack.template.physical_name("JobsTable"),
+        stack.region,
+    )
+    result = replay(fixture, stack.api_url, stack.endpoint, seed_dirs=SEEDS, jobs=jobs_table, token=stack.invoke_token)
 
     assert result.ok, result.body
     if isinstance(expected, int):
