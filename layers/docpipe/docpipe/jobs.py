@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from docpipe.errors import ArchiveUnsafe, ImageTooManyPixels
+
 
 class JobState(StrEnum):
     UPLOADING = "uploading"
@@ -76,21 +78,56 @@ def plan_for(content_type: str, family: str, ocr: bool = False) -> list[str]:
 
 DEAD_LETTERED = {
     "code": "task.dead_lettered",
-    "message": "The task was tried three times without finishing (killed, timed out or crashed); "
-    "its message is in the dead-letter queue. POST /jobs/{id}/retry runs it again.",
+    "message": "The task's final attempt ended without finishing (killed, timed out or crashed), and it will not run "
+    "again: its message goes to the dead-letter queue when that attempt's visibility timeout ends. "
+    "POST /jobs/{id}/retry runs it again.",
 }
 OPEN_TASK_STATES = frozenset({"queued", "running", "ocr"})
+# The runs of one task on the same bytes killed (out of memory, past their time limit) before the task is
+# failed rather than run again: one kill may be the platform's; two are the bytes'.
+KILLS_TO_FAIL = 2
+
+
+def killed_error(task: str) -> dict[str, str]:
+    """The error of a task whose runs were killed :data:`KILLS_TO_FAIL` times on the same bytes.
+
+    Lambda does not tell the next invocation why the last one ended (``Runtime.OutOfMemory`` and a
+    timeout are in the logs only): both kills mean the bytes need more memory or time than the function
+    has, and give the same code, by what the task does: ``image.too_many_pixels`` for the work on an
+    image (its presets and its OCR), ``archive.unsafe`` for reading a document.
+    """
+    if task == "extract":
+        return ArchiveUnsafe(
+            "Reading the document needs more memory or time than the function has: it was stopped twice."
+        ).to_dict()
+    return ImageTooManyPixels(
+        "Processing the image needs more memory or time than the function has: it was stopped twice."
+    ).to_dict()
 
 
 def task_state(file: dict[str, Any], task: str, now: float | None = None) -> tuple[Any, dict[str, str] | None]:
-    """A task's state and error. A task whose final attempt (the last receive before the dead-letter
-    queue) ran past its time limit without ending is ``failed`` with ``task.dead_lettered``: its
-    worker was killed, and nothing else will run it until the job is retried."""
+    """A task's state and error. A run that is killed cannot say so; what it leaves behind on the file
+    record does, once the end of its time limit has passed:
+
+    - a task ``running`` after a kill (``{task}Kills``, counted by the claim that took it over) whose
+      claim's lease (``{task}LeaseUntil``) has passed was killed again: ``failed`` with
+      :func:`killed_error`. The worker records the same when the message comes back, and deletes it.
+    - a task whose final attempt (the last receive before the dead-letter queue) passed its time limit
+      (``{task}FinalAttemptEnds``) without ending is ``failed`` with ``task.dead_lettered``. Nothing will
+      run it again, so the job says so at once; SQS moves the message to the dead-letter queue only
+      when that receive's visibility timeout ends (6 times the function's timeout after the receive:
+      minutes later), and the error's message says that it goes there, not that it is there.
+    """
     state = file.get(f"{task}State")
     if state == "failed":
         return state, file.get(f"{task}Error") or {"code": "internal", "message": f"{task} failed"}
+    now = time.time() if now is None else now
+    lease = file.get(f"{task}LeaseUntil")
+    killed_before = int(file.get(f"{task}Kills") or 0) >= KILLS_TO_FAIL - 1
+    if state == "running" and killed_before and lease is not None and float(lease) < now:
+        return "failed", killed_error(task)
     ends = file.get(f"{task}FinalAttemptEnds")
-    if state in OPEN_TASK_STATES and ends is not None and float(ends) < (time.time() if now is None else now):
+    if state in OPEN_TASK_STATES and ends is not None and float(ends) < now:
         return "failed", DEAD_LETTERED
     return state, None
 

@@ -1,5 +1,6 @@
 """What every task worker does around its work, the same in each function: one run per ``(hash, task)``,
-cancelled work skipped, retries backed off, the final attempt's failure shown on the job, and metrics.
+cancelled work skipped, retries backed off, kills counted, the final attempt's failure shown on the job,
+and metrics.
 
 A task message on a lane is either the task's *opening* message (``{"hash": …}``: run the task) or
 a follow-up of a task already running (a page range of a large PDF, a chunk of scanned pages). For an
@@ -9,18 +10,37 @@ opening message the worker
 2. claims the task with a conditional write (:meth:`FilesRepository.claim_task`): a duplicated message
    finds it claimed and is tried again later, so the same bytes are rendered or read once and a job
    makes each transition once; a redelivery of the message whose run was killed takes it over;
-3. gives the claim back when the run raises, so the retry can take it.
+3. gives the claim back when the run raises, so the retry can take it, and ends it when the run
+   leaves the task ``running`` for other messages to finish.
+
+**Kills.** A run that ends gives its claim back or finishes the task, so a claim still held when the
+task is claimed again belongs to a run that was killed: out of memory, past its time limit, or crashed.
+The claim that takes it over counts the kill on the file record (``{task}Kills``). The second kill of
+a task on the same bytes is the bytes' doing, not the platform's: the task is ``failed`` with
+:func:`docpipe.jobs.killed_error` (``image.too_many_pixels`` for an image's presets or OCR,
+``archive.unsafe`` for a document), its jobs settled, and its message deleted rather than run a third
+time into the dead-letter queue. The job reads ``failed`` as soon as the second killed run's time limit
+has passed (:func:`docpipe.jobs.task_state`); the worker records it when the message comes back.
+
+Out of memory and a timeout are not told apart. On Lambda the runtime reports the first
+(``Runtime.OutOfMemory``, "signal: killed") and the second ("Task timed out") in the function's logs,
+never to the next invocation, which sees only the claim left behind; the redelivery comes a
+visibility timeout later either way. Both mean the bytes need more than the function has, and give the
+same code. Follow-up messages claim nothing, so their kills are not counted: a page range or a chunk of
+scanned pages is read in forked processes with a memory share and a deadline (:mod:`docpipe.sandbox`).
 
 For every message: a retryable failure is retried with backoff (the message's visibility is set to
 5 s, 20 s, 80 s by receive count, rather than waiting out the queue's full visibility timeout), and a
 failure on the final receive (the lane's ``maxReceiveCount``) marks the task ``failed`` with its code
 before the message goes to the dead-letter queue, so the job says so. A final attempt that is killed
 (timeout, out of memory, a crash) cannot say anything: it leaves ``{task}FinalAttemptEnds`` behind,
-and once that time has passed the job reads as failed with ``task.dead_lettered``
-(:func:`docpipe.jobs.task_state`).
+and once that time has passed the job reads as failed (:func:`docpipe.jobs.task_state`): with the
+kill's code when an earlier run was killed too, else with ``task.dead_lettered``. Its message reaches
+the dead-letter queue later, when that receive's visibility timeout ends.
 
-Metrics (EMF, dimension ``service``): ``QueueWait`` and ``TaskDuration`` (ms), and one of
-``TaskSucceeded``, ``TaskFailed``, ``TaskRetried``, ``TaskSkipped`` per message.
+Metrics (EMF, dimension ``service``): ``QueueWait`` and ``TaskDuration`` (ms), one of
+``TaskSucceeded``, ``TaskFailed``, ``TaskRetried``, ``TaskSkipped`` per message, and ``TaskKilled``
+when a claim finds the last run of its task killed.
 """
 
 from __future__ import annotations
@@ -36,6 +56,7 @@ from docpipe.adapters.dynamo import FilesRepository, JobsRepository
 from docpipe.adapters.sqs import tenant_scope
 from docpipe.config import Settings
 from docpipe.errors import DocpipeError, TaskBusy
+from docpipe.jobs import KILLS_TO_FAIL, killed_error
 from docpipe.observability import MetricUnit, logger, metrics
 from docpipe.settlement import settle_jobs
 
@@ -163,6 +184,8 @@ class TaskRunner:
             )
         if message.final:
             self.files.update(message.digest, {f"{message.task}FinalAttemptEnds": None})
+        if message.opening and state == "running":  # the task goes on in other messages (page ranges)
+            self.files.end_run(message.digest, message.task, message.message_id)
         metrics.add_metric(name="TaskFailed" if state == "failed" else "TaskSucceeded", unit=MetricUnit.Count, value=1)
         return state
 
@@ -177,8 +200,9 @@ class TaskRunner:
         if state in FINISHED or file.get("status") != "stored":
             return None  # the run settles the jobs of finished work (a redelivery), or drops a stray message
         now = int(self.clock())
-        if self.files.claim_task(message.digest, message.task, message.message_id, int(deadline) + 1, now):
-            return None
+        claimed = self.files.claim_task(message.digest, message.task, message.message_id, int(deadline) + 1, now)
+        if claimed is not None:
+            return self._after_kills(message, claimed, int(file.get(f"{message.task}Kills") or 0))
         current = (self.files.get(message.digest) or {}).get(f"{message.task}State")
         if current == "cancelled":
             metrics.add_metric(name="TaskSkipped", unit=MetricUnit.Count, value=1)
@@ -192,6 +216,35 @@ class TaskRunner:
         exc = TaskBusy()
         self._failed(message, exc)
         raise exc
+
+    def _after_kills(self, message: Message, claimed: dict[str, Any], before: int) -> str | None:
+        """A claim taken: ``None`` to run, or ``"failed"`` when this claim counted the task's second kill."""
+        kills = int(claimed.get(f"{message.task}Kills") or 0)
+        if kills > before:
+            metrics.add_metric(name="TaskKilled", unit=MetricUnit.Count, value=1)
+            logger.warning(
+                "the last run of this task was killed (out of memory, timeout or crash)", extra={"kills": kills}
+            )
+        if kills < KILLS_TO_FAIL:
+            return None
+        error = killed_error(message.task)
+        logger.error(
+            "task failed: killed twice on the same bytes; its message is deleted",
+            extra={"code": error["code"], "kills": kills},
+        )
+        self.files.update(
+            message.digest,
+            {
+                f"{message.task}State": "failed",
+                f"{message.task}Error": error,
+                f"{message.task}Holder": None,
+                f"{message.task}LeaseUntil": None,
+                f"{message.task}FinalAttemptEnds": None,
+            },
+        )
+        settle_jobs(self.jobs, self.files, message.digest, int(self.clock()) + self.settings.job_ttl_days * 86400)
+        metrics.add_metric(name="TaskFailed", unit=MetricUnit.Count, value=1)
+        return "failed"
 
     def _failed(self, message: Message, exc: Exception) -> None:
         """A run raised: a retryable fault or a bug (permanent refusals are recorded by the services)."""

@@ -167,22 +167,46 @@ class FilesRepository(_Table):
 
         A task that is ``queued`` (or has no state) is taken; a ``running`` one only by the same message
         redelivered (``holder`` is the SQS message id: its last run was killed) or once its holder's
-        lease, the end of that invocation's time limit, has passed. Each claim counts an attempt.
+        lease, the end of that invocation's time limit, has passed. Each claim counts an attempt, and
+        taking a ``running`` task over counts a kill (``{task}Kills``): a run that ends, however it
+        ends, gives its claim back or finishes the task, so one whose claim is still there was killed
+        (out of memory, past its time limit, or crashed).
         """
+        fields = {f"{task}State": "running", f"{task}Holder": holder, f"{task}LeaseUntil": lease_until}
+        claimed = self._update(
+            {"hash": digest},
+            fields,
+            "attribute_exists(#k) AND (attribute_not_exists(#s) OR #s = :queued)",
+            {":queued": "queued", ":one": 1},
+            {"#k": "hash", "#s": f"{task}State", "#n": f"{task}Attempts"},
+            add="#n :one",
+        )
+        if claimed is not None:
+            return claimed
         return self._update(
             {"hash": digest},
-            {f"{task}State": "running", f"{task}Holder": holder, f"{task}LeaseUntil": lease_until},
-            "attribute_exists(#k) AND (attribute_not_exists(#s) OR #s = :queued"
-            " OR (#s = :running AND (#h = :holder OR #l < :now)))",
-            {":queued": "queued", ":running": "running", ":holder": holder, ":now": now, ":one": 1},
+            fields,
+            "#s = :running AND (#h = :holder OR #l < :now)",
+            {":running": "running", ":holder": holder, ":now": now, ":one": 1},
             {
-                "#k": "hash",
                 "#s": f"{task}State",
                 "#h": f"{task}Holder",
                 "#l": f"{task}LeaseUntil",
                 "#n": f"{task}Attempts",
+                "#x": f"{task}Kills",
             },
-            add="#n :one",
+            add="#n :one, #x :one",
+        )
+
+    def end_run(self, digest: str, task: str, holder: str) -> None:
+        """Give up the claim of a run that ended with the task still ``running`` (its work goes on in
+        other messages, the page ranges of a large PDF): no later claim then reads it as killed."""
+        self._update(
+            {"hash": digest},
+            {f"{task}Holder": None, f"{task}LeaseUntil": None},
+            "#s = :running AND #h = :holder",
+            {":running": "running", ":holder": holder},
+            {"#s": f"{task}State", "#h": f"{task}Holder"},
         )
 
     def release_task(self, digest: str, task: str, holder: str) -> None:
@@ -210,13 +234,14 @@ class FilesRepository(_Table):
 
     def requeue_task(self, digest: str, task: str, seen: str | None, forget: tuple[str, ...] = ()) -> bool:
         """Put a task that ended badly (failed, cancelled, or dead-lettered while ``running``) back to
-        ``queued``, if its state is still ``seen``; clears its error and the bookkeeping in ``forget``."""
+        ``queued``, if its state is still ``seen``; clears its error, its kills and the bookkeeping in ``forget``."""
         fields: dict[str, Any] = {
             f"{task}State": "queued",
             f"{task}Error": None,
             f"{task}Holder": None,
             f"{task}LeaseUntil": None,
             f"{task}FinalAttemptEnds": None,
+            f"{task}Kills": None,
             **dict.fromkeys(forget),
         }
         if seen is None:
