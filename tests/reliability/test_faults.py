@@ -1,5 +1,5 @@
-"""Faults survived through the local stack: a worker killed mid-task, duplicated S3 events and task
-messages, cancel and retry round trips.
+"""Faults survived through the local stack: a worker killed mid-task, a task killed twice on the same
+bytes, duplicated S3 events and task messages, cancel and retry round trips.
 
 The OCR lanes' visibility timeout is cut to seconds for this stack (``overrides``), so a message whose
 worker was killed comes back in seconds rather than the template's 30 minutes; everything else is
@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from docpipe_local.client import ApiError, DocpipeClient, post_file
-from docpipe_local.stack import LocalStack
+from docpipe_local.stack import LANE_NICE, LocalStack
 from tests.fixtures.documents import SENTENCES, page_image
 from tests.fixtures.files import image_bytes
 
@@ -106,6 +106,56 @@ def test_a_worker_killed_mid_task_loses_nothing(faults, carol, tmp_path) -> None
     assert (record["ocrState"], int(record["ocrAttempts"])) == ("done", 2)
     assert "killed" in carol.session.get(carol.variant_url(job["hash"], "text")).text
     assert sum(dlq_depths(faults).values()) == 0
+
+
+def test_a_task_killed_twice_on_the_same_bytes_fails_with_its_code_and_never_reaches_the_dlq(
+    faults, carol, tmp_path
+) -> None:
+    # given a slow OCR on the low lane (its one worker runs at the low lane's CPU priority)
+    ocr = faults.runtimes["OcrFunction"]
+    path = document_photo(tmp_path, "twice.png", lines=30, dpi=300, salt="twice")
+    target = upload(carol, path, ocr=True, priority="low")
+    digest = wait_for(lambda: carol.job(target).get("hash"))
+    bystander = None
+
+    # when its run is killed mid-task, and the run of its redelivered message too
+    for attempt in (1, 2):
+        wait_for(lambda a=attempt: _running(faults, digest, a), timeout=90)
+        os.kill(wait_for(lambda: _low_lane_worker(ocr)), signal.SIGKILL)
+        if bystander is None:  # another job's OCR, on the high lane, while the killed one comes back
+            bystander = upload(carol, document_photo(tmp_path, "bystander.png", salt="bystander"), ocr=True)
+    second_kill = time.time()
+    job = carol.wait(target, timeout=VISIBILITY * 2 + 60)
+    verdict = time.time() - second_kill
+    other = carol.wait(bystander, timeout=90)
+    wait_for(lambda: _ocr_lanes_idle(faults), timeout=30)
+
+    # then the second kill fails the task with the image's code: no third run, no dead letter
+    record = file_record(faults, digest)
+    assert (job["state"], job["error"]["code"]) == ("failed", "image.too_many_pixels"), job
+    assert (job["tasks"]["ocr"]["state"], job["tasks"]["presets"]["state"]) == ("failed", "done")
+    assert (record["ocrState"], int(record["ocrKills"]), int(record["ocrAttempts"])) == ("failed", 2, 2)
+    assert verdict < VISIBILITY + 30  # at the message's third receive, one visibility timeout after the kill
+    assert sum(dlq_depths(faults).values()) == 0
+    assert other["state"] == "ready", other
+    assert "bystander" in carol.session.get(carol.variant_url(other["hash"], "text")).text
+
+
+def _running(stack: LocalStack, digest: str, attempt: int) -> bool:
+    record = file_record(stack, digest)
+    return record.get("ocrState") == "running" and int(record.get("ocrAttempts") or 0) == attempt
+
+
+def _low_lane_worker(runtime: Any) -> int | None:
+    """The busy worker of the low lane: the one at its CPU priority (LANE_NICE), not the high lane's."""
+    low = min(19, os.getpriority(os.PRIO_PROCESS, 0) + LANE_NICE["low"])
+    for pid in runtime.busy_pids():
+        try:
+            if os.getpriority(os.PRIO_PROCESS, pid) == low:
+                return int(pid)
+        except OSError:  # it ended meanwhile
+            continue
+    return None
 
 
 def s3_event(stack: LocalStack, key: str) -> str:

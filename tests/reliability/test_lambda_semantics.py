@@ -1,7 +1,8 @@
 """The local stack treats a queue's messages the way Lambda's SQS event source does, shown with a tiny
 template of one queue, its DLQ and one function: an invocation past its timeout is killed and its
 batch retried after the visibility timeout; with ``ReportBatchItemFailures`` a record that fails is
-the only one retried, and after ``maxReceiveCount`` receives it is in the DLQ."""
+the only one retried, and after ``maxReceiveCount`` receives it is in the DLQ — not when its last
+invocation ends, but when that receive's visibility timeout does."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def handler(event, context):
         receive = int(record["attributes"]["ApproximateReceiveCount"])
         with open(os.path.join(os.environ["OUT_DIR"], f"{body['id']}.{receive}"), "w") as fh:
             fh.write(str(time.time()))
-        if body["kind"] == "slow" and receive == 1:
+        if (body["kind"] == "slow" and receive == 1) or body["kind"] == "hang":
             time.sleep(5)  # past the 1 s timeout: killed
         if body["kind"] == "bad":
             failures.append({"itemIdentifier": record["messageId"]})
@@ -131,3 +132,18 @@ def test_one_failing_record_is_the_only_one_retried_and_ends_in_the_dlq(tiny) ->
     dlq = stack.template.attributes["WorkDLQ"]["QueueUrl"]
     dead = stack.client("sqs").receive_message(QueueUrl=dlq)["Messages"]
     assert [json.loads(m["Body"])["id"] for m in dead] == ["bad"]
+
+
+def test_a_message_whose_final_receive_is_killed_reaches_the_dlq_a_visibility_timeout_after_that_receive(tiny) -> None:
+    # A job whose final attempt was killed reads failed when that attempt's time limit passes
+    # (docpipe.jobs.task_state); its message is not in the DLQ until the visibility timeout has too.
+    stack, out = tiny
+    before = sum(counts(stack, "WorkDLQ"))
+
+    send(stack, {"id": "hang", "kind": "hang"})
+    wait_until(lambda: sum(counts(stack, "WorkDLQ")) == before + 1, timeout=40)
+    dead_lettered = time.time()
+
+    seen = receipts(out, "hang")
+    assert sorted(seen) == [1, 2, 3]
+    assert dead_lettered - seen[3] >= 3 - 0.2  # the queue's visibility timeout, not the function's 1 s timeout

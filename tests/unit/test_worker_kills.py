@@ -111,7 +111,7 @@ def test_a_run_that_leaves_the_task_running_for_other_messages_ends_its_claim(aw
 
 # ---------------------------------------------------------------- the second kill
 def test_the_second_kill_fails_the_task_and_its_jobs_without_a_third_run(aws, runner, repos) -> None:
-    job_id = a_job(repos, state="processing", presetsKills=1)
+    job_id = a_job(repos, state="processing", presetsKills=1, presetsAttempts=2)  # two runs, both killed
     third = redelivered(aws, repos, receives=3)
     assert message(third).final
 
@@ -125,6 +125,7 @@ def test_the_second_kill_fails_the_task_and_its_jobs_without_a_third_run(aws, ru
         2,
     )
     assert not {"presetsHolder", "presetsLeaseUntil", "presetsFinalAttemptEnds"} & set(record)
+    assert record["presetsAttempts"] == 2  # the third receive's claim ran nothing
     assert (job["state"], job["error"]["code"]) == ("failed", "image.too_many_pixels")
 
 

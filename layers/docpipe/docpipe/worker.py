@@ -240,6 +240,8 @@ class TaskRunner:
                 f"{message.task}Holder": None,
                 f"{message.task}LeaseUntil": None,
                 f"{message.task}FinalAttemptEnds": None,
+                # the claim counted an attempt, but this message does not run the task
+                f"{message.task}Attempts": max(0, int(claimed.get(f"{message.task}Attempts") or 0) - 1),
             },
         )
         settle_jobs(self.jobs, self.files, message.digest, int(self.clock()) + self.settings.job_ttl_days * 86400)
