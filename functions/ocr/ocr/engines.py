@@ -43,6 +43,7 @@ from typing import Any, Protocol, TypeVar
 
 from PIL import Image
 
+from docpipe import images
 from docpipe.errors import DocpipeError, FileCorrupt, FileTooLarge, OcrUnavailable
 from ocr.pages import load_image, load_pages, open_image, prepare_image
 from ocr.render import render_pdf_pages
@@ -436,7 +437,8 @@ def sync_image_bytes(data: bytes) -> bytes:
     """The image as DetectDocumentText takes it: as it is if it is an upright PNG/JPEG within the limits,
     else upright, grayscale, at most 4000 px and re-encoded."""
     with open_image(data) as image:
-        orientation = image.getexif().get(0x0112, 1)
+        with images.decoding():  # a PNG's EXIF may sit after its pixels: Pillow decodes them to find it
+            orientation = image.getexif().get(0x0112, 1)
         if (
             image.format in ("PNG", "JPEG")
             and len(data) <= SYNC_MAX_BYTES

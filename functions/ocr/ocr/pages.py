@@ -54,7 +54,9 @@ def prepare_image(image: Image.Image, max_side: int = MAX_SIDE) -> Image.Image:
         gray.load()
     except Image.DecompressionBombError as exc:
         raise ImageTooManyPixels(f"The image has too many pixels: {exc}") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except Exception as exc:  # Pillow's (and pillow-heif's) failures on the bytes; a bug of ours propagates
+        if not images.decoder_failed(exc):
+            raise
         raise FileCorrupt(f"The image cannot be decoded: {exc}") from exc
     return gray
 
@@ -68,7 +70,7 @@ def page_count(data: bytes) -> int:
     """How many pages an image has as a document: every page of a multi-page TIFF (a fax, a scan of
     several sheets), one otherwise (an animation's or a burst's later frames are not pages). Reads the
     TIFF's directories, not its pixels."""
-    with open_image(data) as image:
+    with open_image(data) as image, images.decoding("The image's pages"):
         return int(getattr(image, "n_frames", 1)) if image.format == "TIFF" else 1
 
 

@@ -68,7 +68,9 @@ def render(
             results = [f.result for f in finishes]
     except (ImageTooManyPixels, FileCorrupt):
         raise
-    except images.DECODE_ERRORS as exc:
+    except Exception as exc:  # Pillow's (and pillow-heif's) failures on the bytes; a bug of ours propagates
+        if not images.decoder_failed(exc):
+            raise
         raise FileCorrupt(f"The image cannot be decoded: {exc}") from exc
     order = {p.name: i for i, p in enumerate(presets)}
     return sorted(results, key=lambda r: order[r.preset])

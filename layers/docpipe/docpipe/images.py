@@ -9,17 +9,23 @@
   so each frame's canvas is read from the descriptors first (:func:`docpipe.filetypes.gif_canvases`).
   Pillow's own bomb check stays off: ours runs first, with docpipe's limit and its error.
 - A JPEG of more scans than :data:`~docpipe.filetypes.MAX_JPEG_SCANS` (a CPU bomb) is ``file.corrupt``.
+- Whatever Pillow or pillow-heif raise on damaged bytes is ``file.corrupt`` (:func:`decoder_failed`,
+  :func:`decoding`): besides :data:`DECODE_ERRORS`, their plugins fail on a damaged header with
+  ``struct.error``, ``IndexError``, ``KeyError`` or ``TypeError`` (a TIFF page without dimensions, a GIF
+  cut inside a frame descriptor), and pillow-heif with libheif's ``RuntimeError``.
 - Grayscale of more than 8 bits (32-bit integer or float, 16-bit) becomes 8-bit by its own range
   (:func:`to_8_bit`), not by clipping.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from docpipe.errors import FileCorrupt, ImageTooManyPixels
+from docpipe.errors import DocpipeError, FileCorrupt, ImageTooManyPixels
 from docpipe.filetypes import MAX_JPEG_SCANS, gif_canvases, jpeg_scans
 
 # Pillow's names of the formats docpipe accepts (docpipe.filetypes.TYPES); a JPEG with a multi-picture
@@ -30,6 +36,35 @@ WIDE_GRAY_MODES = frozenset({"I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 # Errors Pillow raises for bytes it cannot read (a truncated file is an OSError).
 DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
 _BAND_PIXELS = 4_000_000  # to_8_bit works in bands of about this many pixels
+_DECODERS = ("PIL", "pillow_heif")  # the packages whose failures on an image are the image's
+
+
+def decoder_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` is a decoder's failure on the bytes: one of :data:`DECODE_ERRORS`, or any other
+    exception (but a ``MemoryError``) raised inside Pillow or pillow-heif. One raised in docpipe's own
+    code is not: it is a bug, and propagates as one."""
+    if isinstance(exc, DECODE_ERRORS):
+        return True
+    if not isinstance(exc, Exception) or isinstance(exc, MemoryError):
+        return False
+    trace = exc.__traceback__
+    while trace is not None and trace.tb_next is not None:
+        trace = trace.tb_next
+    module = trace.tb_frame.f_globals.get("__name__", "") if trace is not None else ""
+    return str(module).partition(".")[0] in _DECODERS
+
+
+@contextmanager
+def decoding(what: str = "The image") -> Iterator[None]:
+    """Raise a decoder's failure inside the block (:func:`decoder_failed`) as ``file.corrupt``."""
+    try:
+        yield
+    except DocpipeError:
+        raise
+    except Exception as exc:
+        if not decoder_failed(exc):
+            raise
+        raise FileCorrupt(f"{what} cannot be decoded: {exc}") from exc
 
 
 def open_image(file: IO[bytes], max_pixels: int, frames: int = 1) -> ImageFile.ImageFile:
@@ -48,10 +83,8 @@ def open_image(file: IO[bytes], max_pixels: int, frames: int = 1) -> ImageFile.I
                 f"the limit is {max_pixels} pixels."
             )
     formats = tuple(f for f in FORMATS if f != "HEIF" or f in Image.OPEN)
-    try:
+    with decoding():
         image = Image.open(file, formats=formats)
-    except DECODE_ERRORS as exc:
-        raise FileCorrupt(f"The image cannot be decoded: {exc}") from exc
     try:
         width, height = image.size
         if width * height > max_pixels:
@@ -66,11 +99,13 @@ def open_image(file: IO[bytes], max_pixels: int, frames: int = 1) -> ImageFile.I
 
 def seek(image: Image.Image, index: int, max_pixels: int) -> bool:
     """Move to frame (page) ``index``, 0-based; False past the last one. Raises ``image.too_many_pixels``
-    when that frame has more than ``max_pixels`` pixels: Pillow has read its header, not its pixels."""
-    try:
-        image.seek(index)
-    except EOFError:
-        return False
+    when that frame has more than ``max_pixels`` pixels: Pillow has read its header, not its pixels;
+    ``file.corrupt`` when the frame's header cannot be read."""
+    with decoding(f"Frame {index + 1} of the image"):
+        try:
+            image.seek(index)
+        except EOFError:
+            return False
     width, height = image.size
     if width * height > max_pixels:
         what = "Page" if image.format == "TIFF" else "Frame"

@@ -72,12 +72,19 @@ def _block_chunks(element: Any, parent: Any) -> Iterator[Chunk]:
 
 
 def _docx_table(table: Any) -> Iterator[Chunk]:
+    """A row's cells, each once (a cell merged down reads as the cell it continues). Not ``row.cells``:
+    it holds a cell once per grid column it spans, and a ``w:gridSpan`` of 2147483648 made that tuple
+    (minutes, then gigabytes) out of a 1 KB document."""
+    from docx.table import _Cell
+
     for row in table.rows:
         cells, previous = [], None
-        for cell in row.cells:
-            if cell._tc is not previous:
-                cells.append(tidy(cell.text))
-                previous = cell._tc
+        for tc in row._tr.tc_lst:
+            while tc.vMerge == "continue":  # python-docx's own rule: the cell above in the same grid column
+                tc = tc._tc_above
+            if tc is not previous:
+                cells.append(tidy(_Cell(tc, table).text))
+                previous = tc
         yield Chunk(row_line(cells, " | "), cells)
 
 

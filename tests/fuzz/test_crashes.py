@@ -1,0 +1,158 @@
+"""Every crash the fuzz suite found, kept as the file that made it (``tests/fixtures/fuzz/crashes/``) and
+replayed: through the whole job as the functions run it, and through the function that crashed.
+
+A new crash is added by copying the mutation the failing run saved into that folder under a name that
+says what is wrong with it (keeping its extension: ingest checks the bytes against it), and listing it
+in :data:`CRASHES` with the code the job must now end with.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import pytest
+
+from docpipe import images
+from docpipe.errors import FileCorrupt
+from tests.fuzz import pipeline
+
+FOLDER = Path(__file__).resolve().parents[1] / "fixtures" / "fuzz" / "crashes"
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow's, on damaged metadata
+
+LIMITS = pipeline.Limits(memory_mb=dict.fromkeys(pipeline.FUNCTIONS, 4096))
+
+# file -> (the job's outcome now: "ready" or an error code, what it did before the fix)
+CRASHES: dict[str, tuple[str, str]] = {
+    "tiff-page-without-dimensions.tif": (
+        "file.corrupt",
+        "TypeError (Missing dimensions) out of Pillow counting the pages: presets and OCR",
+    ),
+    "tiff-unknown-compression.tif": ("file.corrupt", "KeyError out of Pillow counting the pages: presets and OCR"),
+    "tiff-unknown-data-organization.tif": (
+        "file.corrupt",
+        "SyntaxError out of Pillow counting the pages in OCR's page_count (presets caught it)",
+    ),
+    "gif-cut-in-a-frame-descriptor.gif": ("file.corrupt", "struct.error out of Pillow counting the frames: presets"),
+    "gif-frame-palette-past-the-end.gif": ("file.corrupt", "IndexError out of Pillow counting the frames: presets"),
+    "heic-too-wide-for-libheif.heic": (
+        "file.corrupt",
+        "RuntimeError out of libheif (an ispe of 153876525 x 64) as presets and OCR decode it",
+    ),
+    "png-broken-pixels.png": (
+        "file.corrupt",
+        "OSError out of Pillow as Textract's bytes were made: a PNG's EXIF is looked for after its pixels",
+    ),
+    "docx-grid-span-2147483648.docx": (
+        "ready",
+        "python-docx's row.cells repeats a cell per grid column it spans: 2**31 of them, past any time limit",
+    ),
+}
+
+
+def _read(name: str) -> bytes:
+    return (FOLDER / name).read_bytes()
+
+
+def test_every_crash_file_is_listed_with_its_outcome() -> None:
+    assert sorted(p.name for p in FOLDER.iterdir()) == sorted(CRASHES)
+
+
+@pytest.mark.parametrize("name", sorted(CRASHES))
+def test_a_crash_found_by_fuzzing_now_ends_the_job_with_a_result_or_its_code(name: str) -> None:
+    wanted, _ = CRASHES[name]
+    started = time.monotonic()
+
+    job = pipeline.process(_read(name), name, LIMITS)
+
+    assert (job.code or job.status) == wanted
+    assert time.monotonic() - started < 5
+
+
+IMAGES = [name for name in sorted(CRASHES) if not name.endswith(".docx")]
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_presets_refuse_a_damaged_image_as_corrupt_whatever_pillow_raises(name: str) -> None:
+    from presets.render import render
+
+    with pytest.raises(FileCorrupt):
+        render(_read(name))
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_ocr_reads_a_damaged_image_or_refuses_it_as_corrupt(name: str) -> None:
+    from PIL import Image
+
+    from ocr.pages import load_pages, page_count
+
+    data = _read(name)
+    try:
+        pages = [page for _, page in load_pages(data, list(range(1, page_count(data) + 1)))]
+    except FileCorrupt:
+        return
+    assert all(isinstance(page, Image.Image | FileCorrupt) for page in pages)
+
+
+@pytest.mark.parametrize("name", ["tiff-page-without-dimensions.tif", "tiff-unknown-data-organization.tif"])
+def test_the_pages_of_a_tiff_whose_directories_cannot_be_read_are_corrupt(name: str) -> None:
+    from ocr.pages import page_count
+
+    with pytest.raises(FileCorrupt):
+        page_count(_read(name))
+
+
+def test_textract_bytes_of_a_png_whose_pixels_are_broken_are_corrupt() -> None:
+    from ocr.engines import sync_image_bytes
+
+    with pytest.raises(FileCorrupt):
+        sync_image_bytes(_read("png-broken-pixels.png"))
+
+
+def test_an_exception_raised_in_docpipe_code_is_not_taken_for_a_decoder_failure() -> None:
+    from PIL import Image
+
+    def ours() -> None:
+        raise TypeError("a bug of ours")
+
+    with pytest.raises(TypeError) as bug:
+        ours()
+    with pytest.raises(OSError) as pillow:
+        Image.open(io.BytesIO(b"not an image"))
+
+    assert not images.decoder_failed(bug.value)
+    assert images.decoder_failed(pillow.value)
+    with pytest.raises(TypeError), images.decoding():
+        ours()
+
+
+def test_a_cell_spanning_two_billion_columns_is_read_once_and_quickly() -> None:
+    from extract.formats import extract
+
+    started = time.monotonic()
+    doc = extract(_read("docx-grid-span-2147483648.docx"), "docx")
+
+    assert time.monotonic() - started < 2
+    assert doc.pages[0].rows == [["a1", "b1"], ["a2", "", ""]]
+
+
+def test_merged_word_table_cells_read_as_python_docx_lays_them_out() -> None:
+    import docx
+
+    from extract.formats import extract
+
+    document = docx.Document()
+    table = document.add_table(rows=3, cols=3)
+    for r, row in enumerate(table.rows):
+        for c, cell in enumerate(row.cells):
+            cell.text = f"r{r}c{c}"
+    table.cell(0, 0).merge(table.cell(1, 0))  # down
+    table.cell(0, 1).merge(table.cell(0, 2))  # across
+    table.cell(2, 1).merge(table.cell(2, 2))
+    out = io.BytesIO()
+    document.save(out)
+
+    rows = extract(out.getvalue(), "docx").pages[0].rows
+
+    assert rows == [["r0c0\nr1c0", "r0c1\nr0c2"], ["r0c0\nr1c0", "r1c1", "r1c2"], ["r2c0", "r2c1\nr2c2"]]
