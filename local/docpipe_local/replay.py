@@ -49,14 +49,18 @@ def s3_objects(event: dict[str, Any]) -> Iterator[tuple[str, str]]:
             yield record["s3"]["bucket"]["name"], unquote_plus(record["s3"]["object"]["key"])
 
 
-def seed(event: dict[str, Any], endpoint: str, seed_dirs: list[Path], region: str = "us-east-1") -> list[str]:
-    s3 = boto3.client(
-        "s3",
+def _client(service: str, endpoint: str, region: str) -> Any:
+    return boto3.client(
+        service,
         endpoint_url=endpoint,
         region_name=region,
         aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
     )
+
+
+def seed(event: dict[str, Any], endpoint: str, seed_dirs: list[Path], region: str = "us-east-1") -> list[str]:
+    s3 = _client("s3", endpoint, region)
     seeded = []
     for bucket, key in s3_objects(event):
         try:
@@ -73,14 +77,7 @@ def seed(event: dict[str, Any], endpoint: str, seed_dirs: list[Path], region: st
 
 def seed_jobs(event: dict[str, Any], dynamodb: str, jobs_table: str, region: str = "us-east-1") -> list[str]:
     """The job ``POST /uploads`` would have issued for each upload key in the event, where there is none."""
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=dynamodb,
-        region_name=region,
-        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    )
-    repo = JobsRepository(jobs_table, client=client)
+    repo = JobsRepository(jobs_table, client=_client("dynamodb", dynamodb, region))
     seeded = []
     for _, key in s3_objects(event):
         parsed = parse_upload_key(key)

@@ -121,7 +121,8 @@ HTTP_WORKERS = 8
 
 # Template parameters the local stack sets unless told otherwise: OCR with Tesseract from pip, since
 # Textract needs an AWS account (moto's answers are empty).
-LOCAL_PARAMETERS = {"OcrEngine": "tesseract"}
+# The local stack is the `local` Stage (whose origins may stay the local page's), with Tesseract for OCR.
+LOCAL_PARAMETERS = {"OcrEngine": "tesseract", "Stage": "local"}
 
 
 def admin_claim(template: Template) -> tuple[str, str] | None:
@@ -241,6 +242,10 @@ class LocalStack:
             account_id=account,
             parameters=self.parameters,
         )
+        refused = self.template.rule_failures()  # what CloudFormation would refuse before creating anything
+        if refused:
+            self.stop()
+            raise ValueError("the template's rules refuse these parameters: " + "; ".join(refused))
         for logical, properties in self.overrides.items():
             if logical not in self.template.doc.get("Resources", {}):
                 raise ValueError(f"override for {logical!r}: the template has no such resource")

@@ -44,6 +44,10 @@ CRASHES: dict[str, tuple[str, str]] = {
         "file.corrupt",
         "OSError out of Pillow as Textract's bytes were made: a PNG's EXIF is looked for after its pixels",
     ),
+    "gif-first-frame-40480x39076.gif": (
+        "image.too_many_pixels",
+        "1.6 GB in ingest's image_size, over IngestFunction's 512 MB: Pillow fills a GIF's first frame as it opens it",
+    ),
     "docx-grid-span-2147483648.docx": (
         "ready",
         "python-docx's row.cells repeats a cell per grid column it spans: 2**31 of them, past any time limit",
@@ -125,6 +129,21 @@ def test_an_exception_raised_in_docpipe_code_is_not_taken_for_a_decoder_failure(
     assert images.decoder_failed(pillow.value)
     with pytest.raises(TypeError), images.decoding():
         ours()
+
+
+def test_ingest_reads_the_size_of_a_gif_without_filling_its_first_frame() -> None:
+    from docpipe.sandbox import rss_bytes
+    from ingest import content
+
+    pipeline.reset_peak_memory()
+    before = rss_bytes()
+    if not before or pipeline.peak_memory() > before + 16 * 1024 * 1024:
+        pytest.skip("this system does not let a process reset its peak of resident memory")
+
+    size = content.image_size(io.BytesIO(_read("gif-first-frame-40480x39076.gif")))
+
+    assert size == (40480, 39076)
+    assert pipeline.peak_memory() - before < 64 * 1024 * 1024
 
 
 def test_a_cell_spanning_two_billion_columns_is_read_once_and_quickly() -> None:

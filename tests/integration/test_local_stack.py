@@ -171,3 +171,9 @@ def test_a_mixed_batch_ends_with_every_job_ready_or_failed(alice, tmp_path) -> N
         "archive.docx": ("failed", "file.corrupt"),
         "good3.csv": ("ready", None),
     }
+
+
+def test_the_local_stack_refuses_what_the_templates_rules_refuse(tmp_path) -> None:
+    # a deployment stage with the local page's origins, which CloudFormation would refuse
+    with pytest.raises(ValueError, match="AllowedOrigins"):
+        LocalStack(state_dir=tmp_path, parameters={"Stage": "prod"}).start()

@@ -33,7 +33,10 @@ VISIBILITY = 6  # seconds, for the OCR lanes of this stack
 def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     overrides = {f"Ocr{lane}Queue": {"VisibilityTimeout": VISIBILITY} for lane in ("High", "Normal", "Low")}
     with LocalStack(
-        state_dir=tmp_path_factory.mktemp("faults-stack"), tokens={"tok-carol": "carol"}, overrides=overrides
+        state_dir=tmp_path_factory.mktemp("faults-stack"),
+        tokens={"tok-carol": "carol", "tok-ops": "ops"},
+        admins={"ops"},
+        overrides=overrides,
     ) as local:
         yield local
 
@@ -255,10 +258,10 @@ def _ocr_lanes_idle(stack: LocalStack) -> bool:
     return _drained(sqs, urls)
 
 
-def test_queues_show_every_lane_through_the_cli(faults, carol, capsys) -> None:
+def test_queues_show_every_lane_through_the_cli_to_an_operator(faults, carol, capsys) -> None:
     from docpipe_local.cli import main
 
-    code = main(["queues", "--json", "--api", faults.api_url, "--token", faults.token_for("carol")])
+    code = main(["queues", "--json", "--api", faults.api_url, "--token", faults.token_for("ops")])
 
     rows = json.loads(capsys.readouterr().out)["queues"]
     assert code == 0

@@ -88,4 +88,4 @@ def test_an_original_is_always_an_attachment_named_per_rfc_6266(aws, name: str) 
 
     assert query["response-content-disposition"] == content_disposition(name)
     assert query["response-content-type"] == "application/pdf"
-    assert query["response-cache-control"] == "private, max-age=300"
+    assert query["response-cache-control"] == "private, max-age=300"  # an original: no shared cache keeps it

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from docpipe.errors import FileCorrupt, FileEmpty, FileTooLarge, UnsupportedType
-from docpipe.filetypes import BY_NAME, OOXML_PARTS, SNIFF_BYTES, FileType, resolve, sniff
+from docpipe.filetypes import BY_NAME, OOXML_PARTS, SNIFF_BYTES, FileType, gif_canvases, resolve, sniff
 
 
 @dataclass(frozen=True)
@@ -96,10 +96,15 @@ def image_size(file: BinaryIO) -> tuple[int, int]:
 
     Pillow is imported here, not at module load: most uploads are not images. Ingest only reads
     headers, so Pillow's bomb guard must not stop it from reporting dimensions; the presets stage
-    refuses oversized images before it decodes them.
+    refuses oversized images before it decodes them. A GIF's size is read from its descriptors without
+    Pillow: Pillow fills its first frame's disposal area as it opens it (a 351-byte GIF whose first frame
+    is 40480 x 39076 took 1.6 GB, over IngestFunction's memory).
     """
     from PIL import Image, UnidentifiedImageError
 
+    canvases = gif_canvases(file, 1)  # Pillow's size of a GIF at its first frame; none for other images
+    if canvases:
+        return canvases[0]
     Image.MAX_IMAGE_PIXELS = None
     try:
         with Image.open(file) as image:

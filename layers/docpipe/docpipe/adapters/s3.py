@@ -185,15 +185,14 @@ class ObjectStore:
         - ``Cache-Control: private, max-age=<expires_in>``: no shared cache keeps a user's file, and no
           browser keeps it past the link's own life.
 
-        Presets and text (no ``filename``) are served inline: they are images and JSON that we made.
+        Presets and text (no ``filename``) are served inline with the headers they were stored with
+        (presets: ``public, max-age=31536000, immutable``): they are images and JSON that we made, named
+        by the content's key, never by anything a user chose.
         """
-        params: dict[str, str] = {
-            "Bucket": bucket,
-            "Key": key,
-            "ResponseCacheControl": f"private, max-age={expires_in}",
-        }
+        params: dict[str, str] = {"Bucket": bucket, "Key": key}
         if filename is not None:
             params["ResponseContentDisposition"] = content_disposition(filename)
+            params["ResponseCacheControl"] = f"private, max-age={expires_in}"
         if content_type:
             params["ResponseContentType"] = content_type
         return str(self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in))

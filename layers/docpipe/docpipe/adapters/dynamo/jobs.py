@@ -161,42 +161,30 @@ class JobsRepository(_Table):
     def open_for_owner(self, owner: str) -> list[dict[str, Any]]:
         """The owner's jobs that have not ended (``jobId``, ``lane``, ``state``, ``createdAt``), oldest first.
         Bounded by ``OpenJobsPerUser``: the index holds a job only while it is open."""
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.name,
-            "IndexName": "byOwnerOpen",
-            "KeyConditionExpression": "#o = :o",
-            "ExpressionAttributeNames": {"#o": "openOwner"},
-            "ExpressionAttributeValues": {":o": {"S": owner}},
-        }
-        while True:
-            try:
-                r = self.client.query(**kwargs)
-            except ClientError as exc:
-                raise _fault(exc, "query") from exc
-            items += [_load(i) for i in r.get("Items", [])]
-            if "LastEvaluatedKey" not in r:
-                return items
-            kwargs["ExclusiveStartKey"] = r["LastEvaluatedKey"]
+        return [_load(item) for item in self._query_all("byOwnerOpen", "openOwner", owner)]
 
     def ids_for_hash(self, digest: str) -> list[str]:
         """Every job (of every owner) whose upload had these bytes: the jobs a task's outcome settles."""
-        ids: list[str] = []
+        return [item["jobId"]["S"] for item in self._query_all("byHash", "hash", digest)]
+
+    def _query_all(self, index: str, attribute: str, value: str) -> list[dict[str, Any]]:
+        """Every item of ``index`` whose key ``attribute`` is ``value``, page after page (raw items)."""
+        items: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {
             "TableName": self.name,
-            "IndexName": "byHash",
-            "KeyConditionExpression": "#h = :h",
-            "ExpressionAttributeNames": {"#h": "hash"},
-            "ExpressionAttributeValues": {":h": {"S": digest}},
+            "IndexName": index,
+            "KeyConditionExpression": "#k = :k",
+            "ExpressionAttributeNames": {"#k": attribute},
+            "ExpressionAttributeValues": {":k": {"S": value}},
         }
         while True:
             try:
                 r = self.client.query(**kwargs)
             except ClientError as exc:
                 raise _fault(exc, "query") from exc
-            ids += [item["jobId"]["S"] for item in r.get("Items", [])]
+            items += r.get("Items", [])
             if "LastEvaluatedKey" not in r:
-                return ids
+                return items
             kwargs["ExclusiveStartKey"] = r["LastEvaluatedKey"]
 
     def for_owner_and_hash(self, owner: str, digest: str) -> list[dict[str, Any]]:
