@@ -360,6 +360,7 @@ class Gateway:
         payload = json.dumps(body).encode()
         request.send_response(status)
         request.send_header("Content-Type", "application/json")
+        request.send_header("X-Content-Type-Options", "nosniff")  # as the API's own answers carry it
         for name, value in (headers or {}).items():
             request.send_header(name, value)
         cls._end_headers(request, len(payload))

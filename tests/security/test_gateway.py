@@ -272,3 +272,11 @@ def test_an_admins_token_carries_the_admin_group_claim(stack, root, alice, monke
 
     assert (admin["sub"], admin["cognito:groups"]) == ("root", "[docpipe-admins]")
     assert user["sub"] == "alice" and "cognito:groups" not in user
+
+
+def test_the_gateways_own_refusals_carry_nosniff_like_the_apis(stack) -> None:
+    unauthorized = requests.get(f"{stack.api_url}/jobs", timeout=10)
+    no_route = requests.get(f"{stack.api_url}/no-such-route", headers={"Authorization": "Bearer tok-alice"}, timeout=10)
+
+    assert unauthorized.status_code == 401 and no_route.status_code == 404
+    assert unauthorized.headers["X-Content-Type-Options"] == no_route.headers["X-Content-Type-Options"] == "nosniff"
