@@ -55,6 +55,11 @@ CRASHES: dict[str, tuple[str, str]] = {
         "ready",
         "2.7 GB in presets, over PresetsFunction's 2048 MB: an 89 MP animation's frames held as RGBA beside libwebp's canvases",
     ),
+    "docx-zip-version-8.4.docx": (
+        "file.corrupt",
+        "NotImplementedError out of zipfile as ingest read the directory (found in a mutated deck.pptx: the "
+        "central directory's version needed to extract set to 8.4; kept as the same field in the small letter)",
+    ),
     "docx-grid-span-2147483648.docx": (
         "ready",
         "python-docx's row.cells repeats a cell per grid column it spans: 2**31 of them, past any time limit",
@@ -136,6 +141,15 @@ def test_an_exception_raised_in_docpipe_code_is_not_taken_for_a_decoder_failure(
     assert images.decoder_failed(pillow.value)
     with pytest.raises(TypeError), images.decoding():
         ours()
+
+
+def test_ingest_refuses_a_zip_directory_of_a_version_zipfile_has_not_as_corrupt() -> None:
+    from ingest import content
+
+    data = _read("docx-zip-version-8.4.docx")
+
+    with pytest.raises(FileCorrupt):
+        content.classify(data[:4096], "letter.docx", lambda: io.BytesIO(data))
 
 
 def test_ingest_reads_the_size_of_a_gif_without_filling_its_first_frame() -> None:

@@ -83,7 +83,7 @@ def _ooxml_type(file: BinaryIO) -> FileType:
     try:
         with zipfile.ZipFile(file) as archive:
             names = set(archive.namelist())
-    except (zipfile.BadZipFile, EOFError, ValueError) as exc:
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as exc:  # a version zipfile has not
         raise FileCorrupt("The file starts like a ZIP archive but its directory cannot be read.") from exc
     for part, type_name in OOXML_PARTS.items():
         if part in names:
