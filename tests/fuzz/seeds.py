@@ -134,6 +134,27 @@ def _pptx() -> bytes:
     return out.getvalue()
 
 
+def _table_pptx() -> bytes:
+    """A slide with a table (a merged cell), a group of two text boxes, and speaker notes."""
+    import pptx
+    from pptx.util import Inches
+
+    deck = pptx.Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[6])
+    table = slide.shapes.add_table(2, 3, Inches(1), Inches(1), Inches(6), Inches(1)).table
+    for r in range(2):
+        for c in range(3):
+            table.cell(r, c).text = f"r{r}c{c}"
+    table.cell(0, 0).merge(table.cell(0, 1))
+    group = slide.shapes.add_group_shape()
+    for i in range(2):
+        group.shapes.add_textbox(Inches(1 + 2 * i), Inches(3), Inches(2), Inches(1)).text_frame.text = f"box {i}"
+    slide.notes_slide.notes_text_frame.text = "Speaker notes"
+    out = io.BytesIO()
+    deck.save(out)
+    return out.getvalue()
+
+
 def _table_docx() -> bytes:
     """A Word document written by hand: a paragraph, a table and a content control."""
     import zipfile
@@ -190,6 +211,7 @@ BUILDERS: dict[str, Callable[[], bytes]] = {
     "table.docx": _table_docx,
     "sheet.xlsx": _xlsx,
     "deck.pptx": _pptx,
+    "table.pptx": _table_pptx,
     "notes.txt": lambda: "Grüße, notes.\r\nSecond line\tand a tab.\n".encode(),
     "legacy.txt": lambda: "café crème, number 416\n".encode("cp1252"),
     "wide.txt": lambda: "UTF-16 text, two lines\nsecond\n".encode("utf-16"),

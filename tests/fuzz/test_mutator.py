@@ -28,7 +28,7 @@ def test_every_seed_is_a_good_file_that_ends_ready(name: str) -> None:
     job = pipeline.process(CORPUS[name], name, LIMITS)
 
     assert (job.status, job.code) == ("ready", None)
-    assert len(CORPUS[name]) <= 32 * 1024
+    assert len(CORPUS[name]) <= 40 * 1024  # python-pptx writes no deck under 28 KB
 
 
 def test_a_mutation_is_the_same_bytes_for_the_same_seed_and_index() -> None:

@@ -1,0 +1,77 @@
+"""Mutation fuzzing of what the functions run on an upload's bytes (issue 16).
+
+Each run makes :data:`COUNT` mutations of the seed corpus (:mod:`tests.fuzz.seeds`, :mod:`tests.fuzz.mutate`)
+from a new seed, prints it first, and runs every mutation through ingest, presets, OCR's page reading,
+extraction and PDF page rendering (:mod:`tests.fuzz.pipeline`) under each function's memory size from
+``template.yaml``, on a pool of watched workers (:mod:`tests.fuzz.runner`). Every mutation must end as a
+result or a coded :class:`~docpipe.errors.DocpipeError`: another exception, a stage past its function's
+memory, a mutation past :data:`SECONDS`, or a worker killed, fails the run. The failing mutations are
+written out with their seed and index, to be replayed and kept as crash fixtures (``test_crashes.py``).
+
+``DOCPIPE_FUZZ_SEED`` replays a run, ``DOCPIPE_FUZZ_INDEX`` (comma-separated) only some of its mutations;
+``DOCPIPE_FUZZ_COUNT``, ``DOCPIPE_FUZZ_WORKERS`` and ``DOCPIPE_FUZZ_SECONDS`` change its size::
+
+    DOCPIPE_FUZZ_SEED=1733100000000 DOCPIPE_FUZZ_INDEX=4064 .venv/bin/python -m pytest tests/fuzz/test_fuzz.py
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from docpipe.config import Settings
+from tests.fuzz import pipeline, runner
+
+pytestmark = [pytest.mark.slow, pytest.mark.fuzz]
+
+COUNT = int(os.environ.get("DOCPIPE_FUZZ_COUNT", "5000"))
+WORKERS = int(os.environ.get("DOCPIPE_FUZZ_WORKERS", "2"))
+# A mutation of a file of a few KB that takes this long is a finding. The functions' own timeouts are 60 s
+# and more, for uploads of up to 100 MB; PDFs are read and rendered within PDF_SECONDS below (the sandbox
+# refuses them past it as archive.unsafe, as the functions do past their 90 s and 30 s).
+SECONDS = float(os.environ.get("DOCPIPE_FUZZ_SECONDS", "20"))
+PDF_SECONDS = 5.0
+
+
+def _seed() -> int:
+    given = os.environ.get("DOCPIPE_FUZZ_SEED")
+    return int(given) if given else time.time_ns() // 1_000_000
+
+
+def _indices() -> list[int]:
+    given = os.environ.get("DOCPIPE_FUZZ_INDEX")
+    return [int(i) for i in given.split(",")] if given else list(range(COUNT))
+
+
+@pytest.mark.timeout(900)
+def test_every_mutation_ends_as_a_result_or_a_coded_error_within_its_functions_budget(
+    template, capsys: pytest.CaptureFixture[str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    seed = _seed()
+    limits = pipeline.Limits.from_template(template, Settings.from_env(), PDF_SECONDS)
+    run = runner.Run(seed, limits, SECONDS)
+    indices = _indices()
+    replay = f"DOCPIPE_FUZZ_SEED={seed} .venv/bin/python -m pytest tests/fuzz/test_fuzz.py"
+    with capsys.disabled():
+        print(f"\nfuzz seed {seed}: {len(indices)} mutations on {WORKERS} workers (replay: {replay})")
+
+    started = time.monotonic()
+    records = runner.run(run, indices, WORKERS)
+    wall = time.monotonic() - started
+
+    with capsys.disabled():
+        print(runner.summary(records, seed, wall, WORKERS))
+    findings = [r for r in records if r.finding]
+    assert len(records) == len(indices)
+    if findings:
+        saved = runner.save(findings, seed, tmp_path_factory.mktemp(f"fuzz-{seed}"))
+        lines = [f"{len(findings)} of {len(records)} mutations of fuzz seed {seed} are findings:"]
+        for record, path in zip(findings, saved, strict=True):
+            lines.append(
+                f"- index {record.index} ({record.status}, {record.seconds:.1f} s): {record.seed_name}: "
+                f"{'; '.join(record.ops)}\n  bytes: {path}\n  replay: DOCPIPE_FUZZ_INDEX={record.index} {replay}\n"
+                + "\n".join("    " + line for line in (record.error or "").splitlines()[-12:])
+            )
+        pytest.fail("\n".join(lines), pytrace=False)
