@@ -55,6 +55,10 @@ CRASHES: dict[str, tuple[str, str]] = {
         "ready",
         "2.7 GB in presets, over PresetsFunction's 2048 MB: an 89 MP animation's frames held as RGBA beside libwebp's canvases",
     ),
+    "xlsx-row-4294967295.xlsx": (
+        "ready",
+        "openpyxl fills every row missing before a row's number: a row numbered 4294967295 hung extract",
+    ),
     "docx-zip-version-8.4.docx": (
         "file.corrupt",
         "NotImplementedError out of zipfile as ingest read the directory (found in a mutated deck.pptx: the "
@@ -230,6 +234,16 @@ def test_a_cell_spanning_two_billion_columns_is_read_once_and_quickly() -> None:
 
     assert time.monotonic() - started < 2
     assert doc.pages[0].rows == [["a1", "b1"], ["a2", "", ""]]
+
+
+def test_a_sheet_row_numbered_past_excels_last_row_is_left_out_quickly() -> None:
+    from extract.formats import extract
+
+    started = time.monotonic()
+    doc = extract(_read("xlsx-row-4294967295.xlsx"), "xlsx")
+
+    assert time.monotonic() - started < 5
+    assert doc.pages[0].rows == [["city", "population", "note"], ["Lisbon", "545923", "coastal"]]
 
 
 def test_merged_word_table_cells_read_as_python_docx_lays_them_out() -> None:

@@ -35,6 +35,9 @@ _SHEET_OVERLAP = 4096  # more than a <row …> tag or a value's opening tag
 _SHEET_HEAD = 64 * 1024  # where the root element must start
 _SHEET_ROOT = re.compile(rb"<(?:([A-Za-z_][\w.-]*):)?worksheet[\s>]")
 _ROW_NUMBER = re.compile(rb"""\sr\s*=\s*["'](\d+)["']""")
+# The last row an Excel sheet has. openpyxl fills every row missing before a row's number with an empty
+# one, so a row numbered 4294967295 would have it yield four billion rows; rows past this are read as none.
+SHEET_MAX_ROW = 1_048_576
 
 
 # ------------------------------------------------------------------------------------------ Word
@@ -131,7 +134,7 @@ def _sheet_page(number: int, sheet: Any, budget: Budget) -> Page:
     sheet.reset_dimensions()  # the dimension tag may understate the data, or claim a million rows
     with sheet._get_source() as part:
         last = last_value_row(part)
-    values = () if last == 0 else sheet.iter_rows(max_row=last, values_only=True)
+    values = () if last == 0 else sheet.iter_rows(max_row=min(last or SHEET_MAX_ROW, SHEET_MAX_ROW), values_only=True)
     chunks = tabular_chunks((_sheet_cells(row, budget) for row in values), "\t", budget)
     return make_page(number, chunks, budget, label=sheet.title, tabular=True)
 
