@@ -55,6 +55,10 @@ CRASHES: dict[str, tuple[str, str]] = {
         "ready",
         "2.7 GB in presets, over PresetsFunction's 2048 MB: an 89 MP animation's frames held as RGBA beside libwebp's canvases",
     ),
+    "gif-10272x6144-stripe-past-the-edge.gif": (
+        "ready",
+        "RuntimeError out of the resizer: presets' last stripe of a striped resize ended past the source's edge",
+    ),
     "xlsx-row-4294967295.xlsx": (
         "ready",
         "openpyxl fills every row missing before a row's number: a row numbered 4294967295 hung extract",
@@ -194,6 +198,21 @@ def _peak_growth_in_a_child(work: Callable[[], object]) -> tuple[object, int]:
         outcome, grown = json.loads(report.read() or '["died", 0]')
     os.waitpid(pid, 0)
     return outcome, grown
+
+
+def test_a_striped_resize_ends_at_the_sources_edge() -> None:
+    from PIL import Image
+
+    from presets.render import render
+
+    # given a valid panorama whose ai-chat preset (1920 x 726) is resized in two stripes, the last of
+    # them reading down to 726 * (3024 / 726) = 3024.0000000000005
+    out = io.BytesIO()
+    Image.new("RGB", (8000, 3024), (10, 200, 30)).save(out, "PNG", compress_level=1)
+
+    results = {r.preset: (r.width, r.height) for r in render(out.getvalue())}
+
+    assert results == {"ai-vision": (2048, 774), "ai-chat": (1920, 726), "preview": (800, 302), "thumbnail": (200, 76)}
 
 
 def test_a_huge_animation_gets_still_presets_within_the_presets_functions_memory() -> None:

@@ -165,7 +165,9 @@ def resize_steps(origin: Step, source: tuple[int, int], size: tuple[int, int], s
     edges = [round(height * i / THREADS) for i in range(THREADS + 1)]
 
     def stripe(top: int, bottom: int) -> Callable[[Image.Image], Image.Image]:
-        box = (0.0, top * scale, float(source[0]), bottom * scale)
+        # the last stripe ends at the source's edge, not past it: 3024 / 726 * 726 is 3024.0000000000005,
+        # which the resizers refuse (cykooz's RuntimeError, Pillow's ValueError)
+        box = (0.0, top * scale, float(source[0]), min(bottom * scale, float(source[1])))
         return lambda image: resize(image, (width, bottom - top), box)
 
     stripes = [Step(stripe(top, bottom), cost / THREADS, (origin,)) for top, bottom in itertools.pairwise(edges)]
