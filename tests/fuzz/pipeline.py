@@ -31,6 +31,7 @@ from typing import Any
 from docpipe import jobs
 from docpipe.errors import DocpipeError
 from docpipe.filetypes import FileType
+from docpipe.sandbox import rss_bytes
 
 MIB = 1024 * 1024
 # The function each stage runs in (template.yaml's logical names).
@@ -83,8 +84,12 @@ class Job:
         return [name for name, (_, peak) in self.stages.items() if peak > limits.memory_mb[name] * MIB]
 
 
+_baseline = 0  # resident memory once the stages' code is imported (warm_up), the runtime a function holds
+
+
 def warm_up() -> None:
-    """Import what the stages import lazily, so that a process forked per upload does not pay for it."""
+    """Import what the stages import lazily, as a function holds it once it has run, and take the resident
+    memory then as every stage's starting point (see :class:`_stage`)."""
     import docx  # noqa: F401
     import openpyxl  # noqa: F401
     import pptx  # noqa: F401
@@ -93,6 +98,9 @@ def warm_up() -> None:
     import ingest.content  # noqa: F401
     import ocr.engines  # noqa: F401
     import presets.render  # noqa: F401
+
+    global _baseline
+    _baseline = rss_bytes()
 
 
 def process(data: bytes, name: str, limits: Limits, job: Job | None = None) -> Job:
@@ -119,7 +127,11 @@ def process(data: bytes, name: str, limits: Limits, job: Job | None = None) -> J
 
 
 class _stage:
-    """Runs a stage under its function's memory size and records its seconds and peak resident memory."""
+    """Runs a stage under its function's memory size and records its seconds and peak resident memory.
+
+    The peak is what the stage grew this process by, over the resident memory of a process that has just
+    imported the stages' code (:func:`warm_up`): what a function's process holding the same libraries
+    would reach. Memory a worker kept from earlier uploads (freed but not given back) is not counted."""
 
     def __init__(self, job: Job, name: str, limits: Limits) -> None:
         self.job, self.name, self.limits = job, name, limits
@@ -127,12 +139,14 @@ class _stage:
     def __enter__(self) -> None:
         os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(self.limits.memory_mb[self.name])
         reset_peak_memory()
+        self.resident = rss_bytes()
         self.started = time.perf_counter()
 
     def __exit__(self, *exc: object) -> None:
         seconds = time.perf_counter() - self.started
+        peak = (_baseline or self.resident) + max(0, peak_memory() - self.resident)
         previous = self.job.stages.get(self.name, (0.0, 0))
-        self.job.stages[self.name] = (previous[0] + seconds, max(previous[1], peak_memory()))
+        self.job.stages[self.name] = (previous[0] + seconds, max(previous[1], peak))
 
 
 def reset_peak_memory() -> None:
