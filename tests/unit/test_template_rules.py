@@ -122,6 +122,7 @@ def test_jobs_table_indexes_and_ttl(template: Template) -> None:
         "byHash": [("hash", "HASH")],
         "byUploadDeadline": [("awaiting", "HASH"), ("uploadDeadline", "RANGE")],
         "byOwnerOpen": [("openOwner", "HASH"), ("createdAt", "RANGE")],
+        "byState": [("state", "HASH"), ("updatedAt", "RANGE")],
     }
     declared = {a["AttributeName"] for a in props["AttributeDefinitions"]}
     assert {name for keys in indexes.values() for name, _ in keys} <= declared
@@ -340,7 +341,7 @@ def test_an_output_links_to_the_dashboard(template: Template) -> None:
 FUNCTIONS = ("IngestFunction", "SweeperFunction", "PresetsFunction", "ExtractFunction", "OcrFunction", "ApiFunction")
 # Actions that take no resource-level permissions: the only ones a statement may grant on Resource "*".
 RESOURCELESS = {
-    "cloudwatch:GetMetricData",  # GET /queues: the age of each queue's oldest message
+    "cloudwatch:GetMetricData",  # GET /queues: the age of each queue's oldest message; a lane's throughput
     "textract:DetectDocumentText",
     "textract:StartDocumentTextDetection",
     "textract:GetDocumentTextDetection",
@@ -463,12 +464,27 @@ LEAST_PRIVILEGE: dict[str, dict[str, set[str]]] = {
             "dynamodb:DeleteItem",
             "dynamodb:DescribeTable",
         },
-        **each([f"JobsTable/index/{i}" for i in ("byOwner", "byOwnerHash", "byOwnerOpen")], "dynamodb:Query"),
-        "FilesTable": {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:DescribeTable"},
+        **each(
+            [f"JobsTable/index/{i}" for i in ("byOwner", "byOwnerHash", "byOwnerOpen", "byState")], "dynamodb:Query"
+        ),
+        "FilesTable": {
+            "dynamodb:GetItem",
+            "dynamodb:BatchGetItem",  # the file records of a page of jobs
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:DescribeTable",
+        },
         "UsageTable": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
         **merged(
-            each(queues("Presets", "Extract", "Ocr"), "sqs:SendMessage"),  # regenerated presets, retries
+            each(queues("Ingest", "Presets", "Extract", "Ocr"), "sqs:SendMessage"),  # presets, retries, redrives
             each(queues("Ingest", "Presets", "Extract", "Ocr", dlq=True), "sqs:GetQueueAttributes"),  # GET /queues
+            each(  # POST /admin/dlq/redrive: SQS's move task, or receive, send and delete where it is missing
+                [q for q in queues("Ingest", "Presets", "Extract", "Ocr", dlq=True) if q.endswith("DLQ")],
+                "sqs:StartMessageMoveTask",
+                "sqs:ListMessageMoveTasks",
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+            ),
         ),
         "*": {"cloudwatch:GetMetricData"},
     },

@@ -19,8 +19,13 @@ _S3_CONFIG = _CONFIG.merge(Config(signature_version="s3v4"))
 
 
 @functools.cache
-def client(service: str) -> Any:
+def client(service: str, single_attempt: bool = False) -> Any:
+    """The service's client. ``single_attempt``: one that never retries, for a call whose failure picks
+    another way at once (an emulator that does not implement an action answers 500, which the
+    standard retry mode would try five times)."""
     config = _S3_CONFIG if service == "s3" else _CONFIG
+    if single_attempt:
+        config = config.merge(Config(retries={"mode": "standard", "max_attempts": 1}))
     session: Any = boto3.session.Session()
     return session.client(service, config=config)
 

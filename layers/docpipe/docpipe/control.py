@@ -10,8 +10,9 @@ only as far as no other job depends on them.
   lane, every task of its plan that is not done and not on its way: failed, skipped (cancelled),
   never queued, or dead-lettered (a final attempt that was killed). The dead-letter queue keeps its
   copy of a message for operators (the DLQ alarm says so); redriving it later is harmless, since a
-  task that is done only settles its jobs. A job is retried at most ``RetriesPerJob`` times, and a
-  retried job counts as open again against ``OpenJobsPerUser``.
+  task that is done only settles its jobs. A job is retried by its owner at most ``RetriesPerJob``
+  times (an operator's retries are not counted), and a retried job counts as open again against
+  ``OpenJobsPerUser``.
 - **Purge** removes a job for good (cancelling it first if it is open): ``GET /jobs/{id}`` answers 404
   afterwards. Its reference to the stored bytes goes; the original, presets and text are deleted with
   the last reference (:mod:`docpipe.references`), and they leave the owner's stored bytes with the
@@ -70,8 +71,15 @@ def retry(
     queues: TaskQueues,
     ttl_at: int,
     limits: Mapping[str, int] | None = None,
+    by_operator: bool = False,
 ) -> tuple[dict[str, Any], list[str]]:
-    """Run a failed or cancelled job's unfinished tasks again; the job afterwards and the tasks queued."""
+    """Run a failed or cancelled job's unfinished tasks again; the job afterwards and the tasks queued.
+
+    ``by_operator``: an operator's retry (``POST /admin/jobs/retry``) is neither held to the owner's
+    ``RetriesPerJob`` nor counted against it (that limit stops a user from retrying the same bytes
+    without end; an operator retries once the cause is fixed). ``OpenJobsPerUser`` still holds: the
+    retried job is open again, one of the owner's places, whoever retried it.
+    """
     if job["state"] not in RETRYABLE:
         raise Conflict(
             f"Only a failed or cancelled job can be retried; this one is {job['state']}.", code="job.not_retryable"
@@ -83,10 +91,12 @@ def retry(
         )
     limits = limits or {}
     usage = jobs_repo.usage
-    if not jobs_repo.count_retry(job["jobId"], int(limits.get("RetriesPerJob", 0))):
+    counted = not by_operator
+    if counted and not jobs_repo.count_retry(job["jobId"], int(limits.get("RetriesPerJob", 0))):
         raise QuotaExceeded(f"The limit RetriesPerJob ({limits.get('RetriesPerJob')} retries) is reached for this job.")
     if usage is not None and not usage.take(job["owner"], quotas.OPEN, 1, int(limits.get("OpenJobsPerUser", 0))):
-        jobs_repo.count_retry(job["jobId"], 0, -1)
+        if counted:
+            jobs_repo.count_retry(job["jobId"], 0, -1)
         raise QuotaExceeded(
             f"The limit OpenJobsPerUser ({limits.get('OpenJobsPerUser')} jobs) is reached.",
             retry_after=quotas.OPEN_JOBS_RETRY_AFTER,
@@ -107,7 +117,8 @@ def retry(
         },
     )
     if moved is None:
-        jobs_repo.count_retry(job["jobId"], 0, -1)
+        if counted:
+            jobs_repo.count_retry(job["jobId"], 0, -1)
         if usage is not None:
             usage.add(job["owner"], quotas.OPEN, -1)
         current = jobs_repo.get(job["jobId"]) or job
@@ -126,7 +137,7 @@ def retry(
             queued.append(task)
     settle_jobs(jobs_repo, files_repo, digest, ttl_at, [job["jobId"]])
     metrics.add_metric(name="JobsRetried", unit=MetricUnit.Count, value=1)
-    logger.info("job retried", extra={"job_id": job["jobId"], "queued_tasks": queued})
+    logger.info("job retried", extra={"job_id": job["jobId"], "queued_tasks": queued, "by_operator": by_operator})
     return jobs_repo.get(job["jobId"]) or moved, queued
 
 

@@ -48,6 +48,11 @@ class Unauthorized(DocpipeError):
     message = "A valid bearer token is required."
 
 
+class Forbidden(DocpipeError):
+    code = "auth.forbidden"
+    message = "This route is for operators (the AdminGroup claim)."
+
+
 class NotFound(DocpipeError):
     code = "not_found"
     message = "Not found."
@@ -166,6 +171,7 @@ HTTP_STATUS: dict[type[DocpipeError], int] = {
     RequestTooLarge: 413,
     UnsupportedMediaType: 415,
     Unauthorized: 401,
+    Forbidden: 403,
     NotFound: 404,
     FileTooLarge: 413,
     UnsupportedType: 415,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import hashlib
 import json
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +73,8 @@ class JobsRepository(_Table):
             fields = {**fields, "awaiting": None, "uploadDeadline": None}  # out of the sweeper's index
         if "state" in fields and str(fields["state"]) in TERMINAL:
             fields = {**fields, "openOwner": None}
+        if "state" in fields and "updatedAt" not in fields:  # byState sorts a state's jobs by it
+            fields = {**fields, "updatedAt": _now_iso()}
         if "state" in fields:
             condition += " AND #state <> :new"
             names["#hist"] = "history"
@@ -158,6 +163,57 @@ class JobsRepository(_Table):
         last = r.get("LastEvaluatedKey")
         return [_load(i) for i in r.get("Items", [])], _encode_cursor(last) if last else None
 
+    def list_by_state(
+        self, query: StateQuery, limit: int, cursor: str | None = None, budget: int = 1000
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Jobs of every owner that ``query`` selects, from the ``byState`` index (state, updatedAt): one
+        state after another, each newest first (or oldest first).
+
+        At most ``limit`` jobs a call, reading at most ``budget`` index items: with selective filters a
+        page may be short, even empty, while the cursor says more may follow; a caller follows the
+        cursor until it is ``None``. One job more than ``limit`` is read, so that a page that ends the
+        listing has no cursor. The cursor is opaque and belongs to ``query``: one of another listing is
+        a :class:`BadRequest`.
+        """
+        states = query.states
+        index, start = query.decode(cursor) if cursor else (0, None)
+        names, values, key, filters = query.expression()
+        items: list[dict[str, Any]] = []
+        evaluated = 0
+        while index < len(states) and len(items) <= limit and evaluated < budget:
+            wanted = limit + 1 - len(items)
+            kwargs: dict[str, Any] = {
+                "TableName": self.name,
+                "IndexName": "byState",
+                "KeyConditionExpression": key,
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": {**values, ":s": {"S": states[index]}},
+                "ScanIndexForward": query.oldest_first,
+                # a filter drops items after they are read: read more than are wanted, within the budget
+                "Limit": min(budget - evaluated, max(wanted, 100) if filters else wanted),
+            }
+            if filters:
+                kwargs["FilterExpression"] = filters
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            try:
+                r = self.client.query(**kwargs)
+            except ClientError as exc:
+                raise _fault(exc, "query") from exc
+            evaluated += int(r.get("ScannedCount", 0))
+            page = r.get("Items", [])
+            taken = page[:wanted]
+            items += [_load(item) for item in taken]
+            if len(taken) < len(page):  # the page had more than were wanted: go on after the last one taken
+                start = {k: taken[-1][k] for k in _STATE_INDEX_KEYS}
+            elif "LastEvaluatedKey" in r:
+                start = r["LastEvaluatedKey"]
+            else:
+                index, start = index + 1, None
+        if len(items) > limit:
+            return items[:limit], query.cursor_after(items[limit - 1])
+        return items, query.encode(states[index], start) if index < len(states) else None
+
     def open_for_owner(self, owner: str) -> list[dict[str, Any]]:
         """The owner's jobs that have not ended (``jobId``, ``lane``, ``state``, ``createdAt``), oldest first.
         Bounded by ``OpenJobsPerUser``: the index holds a job only while it is open."""
@@ -245,3 +301,90 @@ def _decode_cursor(cursor: str, owner: str) -> dict[str, Any]:
     if not _CURSOR_VALUE.fullmatch(strings["jobId"]) or not _CURSOR_VALUE.fullmatch(strings["createdAt"]):
         raise invalid
     return {name: {"S": string} for name, string in strings.items()}
+
+
+# A ``byState`` position: the table's key and the index's. A cursor carries one (or none: the state's start).
+_STATE_INDEX_KEYS = ("jobId", "state", "updatedAt")
+
+
+@dataclass(frozen=True)
+class StateQuery:
+    """What a ``byState`` listing selects: jobs in ``states`` (listed in that order) whose ``updatedAt`` is
+    within ``since``..``until`` (inclusive; ISO 8601 as the jobs store it), and, as filters, of one
+    ``owner``, with one error ``code``, and only those whose bytes were stored (``stored_only``: a job
+    refused at ingest has nothing to retry)."""
+
+    states: tuple[str, ...]
+    since: str | None = None
+    until: str | None = None
+    owner: str | None = None
+    code: str | None = None
+    stored_only: bool = False
+    oldest_first: bool = False
+
+    def expression(self) -> tuple[dict[str, str], dict[str, Any], str, str]:
+        """Names, values (without the state's), the key condition and the filter (empty for none)."""
+        names = {"#s": "state"}  # DynamoDB refuses a name or value the expressions do not use
+        values: dict[str, Any] = {k: {"S": v} for k, v in ((":since", self.since), (":until", self.until)) if v}
+        if values:
+            names["#u"] = "updatedAt"
+        key = "#s = :s"
+        if self.since and self.until:
+            key += " AND #u BETWEEN :since AND :until"
+        elif self.since:
+            key += " AND #u >= :since"
+        elif self.until:
+            key += " AND #u <= :until"
+        filters = []
+        if self.owner is not None:
+            names["#o"], values[":o"] = "owner", {"S": self.owner}
+            filters.append("#o = :o")
+        if self.code is not None:
+            names["#e"], names["#c"], values[":c"] = "error", "code", {"S": self.code}
+            filters.append("#e.#c = :c")
+        if self.stored_only:
+            names["#h"] = "hash"
+            filters.append("attribute_exists(#h)")
+        return names, values, key, " AND ".join(filters)
+
+    def scope(self) -> str:
+        """A short digest of the query: its cursors are refused by a listing of another."""
+        return hashlib.sha256(json.dumps(dataclasses.astuple(self)).encode()).hexdigest()[:16]
+
+    def encode(self, state: str, start: dict[str, Any] | None) -> str:
+        value = {"f": self.scope(), "s": state, "k": start}
+        return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).decode()
+
+    def cursor_after(self, job: dict[str, Any]) -> str:
+        """A cursor that goes on after ``job``, as this query listed it: its place in the index, whether or
+        not it is still there (a job retried or purged meanwhile has left it)."""
+        return self.encode(str(job["state"]), {k: {"S": str(job[k])} for k in _STATE_INDEX_KEYS})
+
+    def decode(self, cursor: str) -> tuple[int, dict[str, Any] | None]:
+        """Where the listing goes on: the index of its state in ``states`` and the start key, from a cursor
+        of exactly the shape :meth:`encode` gives, made for this query; anything else is a
+        :class:`BadRequest` before DynamoDB sees it."""
+        invalid = BadRequest("The cursor is not valid.")
+        try:
+            value = bounded_json.loads(base64.b64decode(cursor.encode("ascii"), altchars=b"-_", validate=True).decode())
+        except (ValueError, BadRequest):
+            raise invalid from None
+        if not isinstance(value, dict) or set(value) != {"f", "s", "k"}:
+            raise invalid
+        if value["f"] != self.scope():
+            raise BadRequest("The cursor does not belong to this listing.")
+        if value["s"] not in self.states:
+            raise invalid
+        index, start = self.states.index(value["s"]), value["k"]
+        if start is None:
+            return index, None
+        if not isinstance(start, dict) or set(start) != set(_STATE_INDEX_KEYS):
+            raise invalid
+        for attribute in start.values():
+            if not isinstance(attribute, dict) or list(attribute) != ["S"] or not isinstance(attribute["S"], str):
+                raise invalid
+            if not _CURSOR_VALUE.fullmatch(attribute["S"]):
+                raise invalid
+        if start["state"]["S"] != value["s"]:
+            raise invalid
+        return index, {k: {"S": start[k]["S"]} for k in _STATE_INDEX_KEYS}
