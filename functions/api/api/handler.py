@@ -8,69 +8,50 @@ exist, so ids and dedupe reveal nothing.
 
 from __future__ import annotations
 
-import functools
-import json
 import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import docpipe
-from api import requests
+from api import admin, requests
+from api.context import (
+    adapters,
+    all_queues,
+    app,
+    current_user,
+    is_admin,
+    queue_positions,
+    queue_readers,
+    settings,
+    settled,
+    usage,
+    views,
+)
+from api.context import json_response as _json
+from api.context import ttl_at as _ttl_at
 from api.uploads import UploadRequest, prepare
 from docpipe import control, quotas
-from docpipe import jobs as job_states
-from docpipe.adapters.cloudwatch import QueueAges
-from docpipe.adapters.dynamo import FilesRepository, JobsRepository
-from docpipe.adapters.s3 import ObjectStore
-from docpipe.adapters.sqs import QueueStats, TaskQueues
-from docpipe.adapters.usage import UsageRepository
-from docpipe.config import LANES, ConfigError, Settings
-from docpipe.errors import BadRequest, DocpipeError, NotFound, Unauthorized, http_status
-from docpipe.jobs import TERMINAL, public_hash, public_view
+from docpipe.adapters.sqs import TaskQueues
+from docpipe.config import LANES
+from docpipe.errors import BadRequest, DocpipeError, NotFound, http_status
+from docpipe.jobs import public_hash, public_view
 from docpipe.observability import MetricUnit, logger, metrics, tracer
-from docpipe.settlement import settle_jobs
 from docpipe.storage import original_key
 
-settings = Settings.from_env()
-app = APIGatewayHttpResolver(enable_validation=True)
+__all__ = ["adapters", "app", "is_admin", "lambda_handler", "queue_readers", "settings", "usage"]
+app.include_router(admin.router)
 
 # The preset names, as the presets stage defines them (the API package does not import the renderer).
 PRESET_NAMES = frozenset({"ai-chat", "ai-vision", "thumbnail", "preview"})
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 _JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-JSON = "application/json"
-
-
-@functools.cache
-def adapters() -> tuple[ObjectStore, JobsRepository, FilesRepository]:
-    return ObjectStore(), JobsRepository.for_settings(settings), FilesRepository(settings.files_table)
-
-
-def usage() -> UsageRepository:
-    """The usage table (the jobs repository's, which also releases an ended job's place)."""
-    repository = adapters()[1].usage
-    if repository is None:
-        raise ConfigError("environment variable USAGE_TABLE is not set (see template.yaml)")
-    return repository
-
-
-def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
-    return Response(status_code=status, content_type=JSON, body=json.dumps(body), headers=headers)
-
-
-def current_user() -> str:
-    claims = app.current_event.request_context.authorizer.jwt_claim or {}
-    sub = claims.get("sub")
-    if not isinstance(sub, str) or not sub or "/" in sub:
-        raise Unauthorized()
-    return sub
 
 
 def _own_job(job_id: str, owner: str) -> dict[str, Any]:
@@ -158,21 +139,19 @@ def create_upload(request: UploadRequest) -> Response[str]:
     )
 
 
-def _ttl_at() -> int:
-    return int(time.time()) + settings.job_ttl_days * 86400
-
-
 @app.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Response[str]:
-    job = _own_job(job_id, current_user())
-    _, jobs_repo, files_repo = adapters()
+    """The job: state, progress, plan, each task's state, attempts and results, facts, error, history; and,
+    while it is queued, its place in its lane (``queue``, approximate: see :mod:`api.positions`)."""
+    owner = current_user()
+    job = _own_job(job_id, owner)
+    files_repo = adapters()[2]
     file = files_repo.get(job["hash"]) if job.get("hash") and job.get("plan") else None
-    if file is not None and job["state"] not in TERMINAL:
-        # A task whose final attempt was killed has no worker left to say so: settle it on read.
-        state, _ = job_states.settle(list(job["plan"]), file)
-        if state in TERMINAL and settle_jobs(jobs_repo, files_repo, job["hash"], _ttl_at(), [job_id]):
-            job = jobs_repo.get(job_id) or job
-    return _json(200, public_view(job, file))
+    job = settled(job, file)
+    view = public_view(job, file)
+    if place := queue_positions(owner, [job]).get(job_id):
+        view["queue"] = place
+    return _json(200, view)
 
 
 @app.delete("/jobs/<job_id>")
@@ -210,21 +189,6 @@ def retry_job(job_id: str) -> Response[str]:
     return _json(202, {**public_view(retried, file), "requeued": queued})
 
 
-@functools.cache
-def queue_readers() -> tuple[QueueStats, QueueAges]:
-    return QueueStats(), QueueAges()
-
-
-def is_admin() -> bool:
-    """Whether the caller is an operator: the JWT claim ``AdminGroupClaim`` lists ``AdminGroup``. API Gateway
-    passes a list claim to the function as a string (``"[a b]"``), an authorizer or a test as a list."""
-    claims = app.current_event.request_context.authorizer.jwt_claim or {}
-    groups = claims.get(settings.admin_group_claim)
-    if isinstance(groups, str):
-        groups = groups.strip().removeprefix("[").removesuffix("]").replace(",", " ").split()
-    return isinstance(groups, list) and settings.admin_group in groups
-
-
 @app.get("/queues")
 def queues() -> Response[str]:
     """Operators: each queue's depth, in-flight and delayed counts, its DLQ's depth and the age of its
@@ -233,14 +197,7 @@ def queues() -> Response[str]:
     owner = current_user()
     if not is_admin():
         return _json(200, {"scope": "own", "lanes": _own_lanes(owner)}, {"Cache-Control": "no-store"})
-    stats, ages = queue_readers()
-    lanes = [("ingest", lane, url) for lane, url in settings.ingest_queues.items()]
-    lanes += [(task, lane, urls[lane]) for task, urls in settings.task_queues.items() for lane in LANES]
-    rows = [{"concern": concern, "lane": lane, **stats.stats(url)} for concern, lane, url in lanes if url]
-    oldest = ages.oldest_seconds([row["queue"] for row in rows])
-    for row in rows:
-        row["oldestAgeSeconds"] = oldest.get(row["queue"])
-    return _json(200, {"scope": "all", "queues": rows}, {"Cache-Control": "no-store"})
+    return _json(200, {"scope": "all", "queues": all_queues()}, {"Cache-Control": "no-store"})
 
 
 def _own_lanes(owner: str) -> list[dict[str, Any]]:
@@ -256,8 +213,16 @@ def _own_lanes(owner: str) -> list[dict[str, Any]]:
 def list_jobs(
     limit: Annotated[int, Query(ge=1, le=100)] = 25, cursor: Annotated[str | None, Query(max_length=2048)] = None
 ) -> Response[str]:
-    items, next_cursor = adapters()[1].list_for_owner(current_user(), limit, cursor)
-    return _json(200, {"jobs": [public_view(job) for job in items], "nextCursor": next_cursor})
+    """The caller's jobs, newest first: each as ``GET /jobs/{id}`` shows it, its tasks' states and, while
+    it is queued, its place in its lane."""
+    owner = current_user()
+    items, next_cursor = adapters()[1].list_for_owner(owner, limit, cursor)
+    shown = views(items)
+    places = queue_positions(owner, shown)
+    for view in shown:
+        if view["jobId"] in places:
+            view["queue"] = places[view["jobId"]]
+    return _json(200, {"jobs": shown, "nextCursor": next_cursor})
 
 
 @app.get("/files/<digest>")
