@@ -103,8 +103,10 @@ def warm_up() -> None:
     _baseline = rss_bytes()
 
 
-def process(data: bytes, name: str, limits: Limits, job: Job | None = None) -> Job:
+def process(data: bytes, name: str, limits: Limits, job: Job | None = None, engine: Any = None) -> Job:
     """Run one upload of ``data`` named ``name`` through ingest and its plan's tasks, recording into ``job``.
+    ``engine``: an OCR engine (:class:`ocr.engines.TesseractEngine`) to read the OCR pages with, as the OCR
+    function does; without one they are made and not read.
 
     A :class:`DocpipeError` at ingest ends the job ``failed``; the tasks run in functions of their own,
     so each runs whatever another made of the bytes, and the job fails with the code of the first that
@@ -119,7 +121,7 @@ def process(data: bytes, name: str, limits: Limits, job: Job | None = None) -> J
     job.type = file_type.name
     for task in jobs.plan_for(file_type.mime, file_type.family, ocr=True):
         try:
-            _TASKS[task](job, data, file_type, limits)
+            _TASKS[task](job, data, file_type, limits, engine)
         except DocpipeError as exc:
             if job.status == "ready":
                 job.status, job.code = "failed", exc.code
@@ -199,7 +201,7 @@ def _chunks(data: bytes, size: int) -> Iterator[bytes]:
 # ------------------------------------------------------------------------------------------ tasks
 
 
-def _presets(job: Job, data: bytes, file_type: FileType, limits: Limits) -> None:
+def _presets(job: Job, data: bytes, file_type: FileType, limits: Limits, engine: Any) -> None:
     from presets.render import PRESETS, render
 
     with _stage(job, "presets", limits):
@@ -207,28 +209,36 @@ def _presets(job: Job, data: bytes, file_type: FileType, limits: Limits) -> None
     assert {r.preset for r in rendered} == {p.name for p in PRESETS}
 
 
-def _image_ocr(job: Job, data: bytes, file_type: FileType, limits: Limits) -> None:
-    """The OCR task of an image: its pages prepared as Tesseract gets them, and a one-page image as
-    Textract's synchronous call takes it; failed only when no page can be read."""
+def _image_ocr(job: Job, data: bytes, file_type: FileType, limits: Limits, engine: Any) -> None:
+    """The OCR task of an image: its pages prepared as Tesseract gets them (and read, by ``engine``), and
+    a one-page image as Textract's synchronous call takes it; failed only when no page can be read."""
     from ocr.engines import sync_image_bytes
     from ocr.pages import load_pages, page_count
 
     with _stage(job, "ocr", limits):
         pages = page_count(data)
         numbers = list(range(1, min(pages, limits.ocr_pages_per_task) + 1))
-        errors = []
-        for _, page in load_pages(data, numbers):
-            if isinstance(page, DocpipeError):
-                errors.append(page)
-            else:
-                page.close()
+        errors: list[Any] = []
+        if engine is not None:
+            errors = [page.error for page in engine.image_pages(data, numbers) if page.error is not None]
+        else:
+            for _, page in load_pages(data, numbers):
+                if isinstance(page, DocpipeError):
+                    errors.append(page)
+                else:
+                    page.close()
         if numbers == [1]:
             sync_image_bytes(data)
     if errors and len(errors) == len(numbers):
-        raise errors[0]
+        raise _error(errors[0])
 
 
-def _extract(job: Job, data: bytes, file_type: FileType, limits: Limits) -> None:
+def _error(error: DocpipeError | dict[str, str]) -> DocpipeError:
+    """An error as raised, or as an engine records it on a page (``{"code", "message"}``)."""
+    return error if isinstance(error, DocpipeError) else DocpipeError(error["message"], code=error["code"])
+
+
+def _extract(job: Job, data: bytes, file_type: FileType, limits: Limits, engine: Any) -> None:
     """The extract task: a PDF's pages counted first (a long one is read by ranges: the first range
     here), all within one deadline; then its scanned pages rendered for OCR."""
     from extract.formats import extract, pdf_page_count
@@ -249,19 +259,22 @@ def _extract(job: Job, data: bytes, file_type: FileType, limits: Limits) -> None
         )
     scanned = [page.number for page in doc.pages if page.needs_ocr]
     if scanned:
-        _pdf_ocr(job, data, scanned[: limits.ocr_pages_per_task], len(doc.pages), limits)
+        _pdf_ocr(job, data, scanned[: limits.ocr_pages_per_task], len(doc.pages), limits, engine)
 
 
-def _pdf_ocr(job: Job, data: bytes, numbers: list[int], pages: int, limits: Limits) -> None:
-    """Scanned pages rendered as the OCR engines render them; the document fails only when none of its
-    pages can be read (every page is scanned and none renders)."""
-    from ocr.engines import DPI
+def _pdf_ocr(job: Job, data: bytes, numbers: list[int], pages: int, limits: Limits, engine: Any) -> None:
+    """Scanned pages rendered as the OCR engines render them (and read, by ``engine``); the document fails
+    only when none of its pages can be read (every page is scanned and none renders)."""
+    from ocr.engines import DPI, PdfSource
     from ocr.render import render_pdf_pages
 
     errors: list[DocpipeError] = []
     with _stage(job, "ocr", limits):
         for number in numbers:
             try:
+                if engine is not None:  # rendered as the engine renders, within the function's RENDER_SECONDS
+                    engine.pdf_pages(PdfSource(data=data), [number])
+                    continue
                 for _, image in render_pdf_pages(data, [number], dpi=DPI, seconds=limits.sandbox_seconds):
                     image.close()
             except DocpipeError as exc:
@@ -270,7 +283,7 @@ def _pdf_ocr(job: Job, data: bytes, numbers: list[int], pages: int, limits: Limi
         raise errors[0]
 
 
-_TASKS: dict[str, Callable[[Job, bytes, FileType, Limits], None]] = {
+_TASKS: dict[str, Callable[[Job, bytes, FileType, Limits, Any], None]] = {
     "presets": _presets,
     "ocr": _image_ocr,
     "extract": _extract,

@@ -63,6 +63,7 @@ class Record:
     peak: int = 0  # the largest stage peak of resident memory, bytes
     stages: dict[str, tuple[float, int]] = field(default_factory=dict)
     error: str | None = None  # the exception, signal or budget, for a finding
+    tesseract: bool = False  # whether Tesseract read its OCR pages
 
     @property
     def finding(self) -> bool:
@@ -76,6 +77,7 @@ class Run:
     seed: int
     limits: pipeline.Limits
     seconds: float
+    tesseract_every: int = 0  # Tesseract reads the OCR pages of every this-many-th mutation (0: none)
 
 
 # ------------------------------------------------------------------------------------------ a worker
@@ -88,23 +90,40 @@ def _worker(conn: Any, run: Run, output: str) -> None:
     os.dup2(fd, 2)
     corpus = seeds.load()
     pipeline.warm_up()
+    engine = _tesseract() if run.tesseract_every else None
     _limit_address_space()
     while True:
         index = conn.recv()
         if index is None:
             return
         os.ftruncate(fd, 0)
-        conn.send(run_one(corpus, index, run))
+        conn.send(run_one(corpus, index, run, engine))
 
 
-def run_one(corpus: dict[str, bytes], index: int, run: Run) -> Record:
-    """Mutation ``index`` of the run through the functions' code, in this process."""
+def _tesseract() -> Any:
+    """A Tesseract engine as the OCR function makes one, or None where Tesseract is not installed."""
+    from docpipe.errors import OcrUnavailable
+    from ocr.engines import TesseractEngine
+
+    engine = TesseractEngine()
+    try:
+        engine._ensure_api()
+    except OcrUnavailable:
+        return None
+    return engine
+
+
+def run_one(corpus: dict[str, bytes], index: int, run: Run, engine: Any = None) -> Record:
+    """Mutation ``index`` of the run through the functions' code, in this process; its OCR pages read by
+    ``engine`` when it is the turn of this index (:attr:`Run.tesseract_every`)."""
     mutation = mutate(corpus, run.seed, index)
     record = Record(index, mutation.seed_name, mutation.ops, "exception")
     job = pipeline.Job()
+    if engine is None or index % max(run.tesseract_every, 1):
+        engine = None
     started = time.perf_counter()
     try:
-        pipeline.process(mutation.data, mutation.seed_name, run.limits, job)
+        pipeline.process(mutation.data, mutation.seed_name, run.limits, job, engine)
     except BaseException as exc:  # anything but a DocpipeError: a finding
         trace = "".join(traceback.format_exception(exc)[-6:])
         record.error = f"{type(exc).__name__}: {str(exc)[:300]}\n{trace[-3000:]}"
@@ -120,6 +139,7 @@ def run_one(corpus: dict[str, bytes], index: int, run: Run) -> Record:
             )
     record.seconds = time.perf_counter() - started
     record.stages = job.stages
+    record.tesseract = engine is not None and "ocr" in job.stages
     record.peak = max((peak for _, peak in job.stages.values()), default=0)
     return record
 
@@ -273,6 +293,8 @@ def summary(records: list[Record], seed: int, wall: float, workers: int) -> str:
     lines += [f"    {code:<32}{count:>6}" for code, count in sorted(codes.items(), key=lambda kv: (-kv[1], kv[0]))]
     names = {"exception": "other exceptions", "memory": "over memory", "timeout": "over time", "died": "crashed"}
     lines += [f"  {names[status]:<34}{statuses[status]:>6}" for status in FINDINGS]
+    read = sum(r.tesseract for r in records)
+    lines.append(f"  {'OCR pages read by Tesseract':<34}{read:>6}  (of sampled mutations; the others' are only made)")
     by_seed: dict[str, Counter[str]] = {}
     for r in records:
         by_seed.setdefault(r.seed_name, Counter())[r.status] += 1

@@ -9,7 +9,8 @@ memory, a mutation still running after :data:`SECONDS`, or a worker killed, fail
 written out with their seed and index, to be replayed and kept as crash fixtures (``test_crashes.py``).
 
 ``DOCPIPE_FUZZ_SEED`` replays a run, ``DOCPIPE_FUZZ_INDEX`` (comma-separated) only some of its mutations;
-``DOCPIPE_FUZZ_COUNT``, ``DOCPIPE_FUZZ_WORKERS`` and ``DOCPIPE_FUZZ_SECONDS`` change its size::
+``DOCPIPE_FUZZ_COUNT``, ``DOCPIPE_FUZZ_WORKERS``, ``DOCPIPE_FUZZ_SECONDS`` and ``DOCPIPE_FUZZ_TESSERACT_EVERY``
+change its size::
 
     DOCPIPE_FUZZ_SEED=1733100000000 DOCPIPE_FUZZ_INDEX=4064 .venv/bin/python -m pytest tests/fuzz/test_fuzz.py
 """
@@ -34,6 +35,9 @@ WORKERS = int(os.environ.get("DOCPIPE_FUZZ_WORKERS", "2"))
 # past it they are refused as archive.unsafe, a coded error.
 SECONDS = float(os.environ.get("DOCPIPE_FUZZ_SECONDS", "60"))
 PDF_SECONDS = 5.0
+# Tesseract reads the OCR pages of every this-many-th mutation (where it is installed); the others' pages
+# are decoded, prepared or rendered as for the engines, and not read: reading them all would take minutes.
+TESSERACT_EVERY = int(os.environ.get("DOCPIPE_FUZZ_TESSERACT_EVERY", "25"))
 
 
 def _seed() -> int:
@@ -52,7 +56,7 @@ def test_every_mutation_ends_as_a_result_or_a_coded_error_within_its_functions_b
 ) -> None:
     seed = _seed()
     limits = pipeline.Limits.from_template(template, Settings.from_env(), PDF_SECONDS)
-    run = runner.Run(seed, limits, SECONDS)
+    run = runner.Run(seed, limits, SECONDS, TESSERACT_EVERY)
     indices = _indices()
     replay = f"DOCPIPE_FUZZ_SEED={seed} .venv/bin/python -m pytest tests/fuzz/test_fuzz.py"
     with capsys.disabled():
