@@ -3,7 +3,9 @@
 Each route answers 401 ``auth.required`` without a user and 403 ``auth.forbidden`` to anyone who is not
 an operator (the JWT claim ``AdminGroupClaim`` lists ``AdminGroup``; see :func:`api.context.is_admin`).
 A request's fields are checked strictly: an unknown field or query parameter, a value of the wrong type
-or out of range is a 400 ``request.invalid``.
+or out of range is a 400 ``request.invalid``. The event handler checks a request against its schema
+before the route runs, so a malformed request is a 400 for anyone, operator or not (the schemas are
+public in the OpenAPI document); a well-formed one is refused by role first.
 
 The actions are bounded per call, by a count and by the function's own time limit (they stop with
 :data:`RESERVE_MS` to spare), and each reports how many jobs or messages it touched and whether more

@@ -3,7 +3,8 @@
 Identity is the ``sub`` claim the JWT authorizer put in the request context (locally, the dev
 gateway's token map does the same); a header the client sets is never trusted. A user sees only
 their own jobs and files: another user's job or file answers 404, exactly like one that does not
-exist, so ids and dedupe reveal nothing.
+exist, so ids and dedupe reveal nothing. The operators' ``/admin/...`` routes are in :mod:`api.admin`;
+what the route modules share (settings, adapters, identity and role) in :mod:`api.context`.
 """
 
 from __future__ import annotations
