@@ -22,7 +22,7 @@ from docpipe.errors import FileCorrupt
 from tests.fuzz import pipeline
 
 FOLDER = Path(__file__).resolve().parents[1] / "fixtures" / "fuzz" / "crashes"
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow's, on damaged metadata
+pytestmark = [pytest.mark.fuzz, pytest.mark.filterwarnings("ignore::UserWarning")]  # Pillow's, on damaged metadata
 
 LIMITS = pipeline.Limits(memory_mb=dict.fromkeys(pipeline.FUNCTIONS, 4096))
 

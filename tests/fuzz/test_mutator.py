@@ -11,6 +11,8 @@ from PIL import Image
 from tests.fuzz import pipeline, seeds
 from tests.fuzz.mutate import MAX_SIZE, find_fields, fix_png_crcs, kind_of, mutate, mutate_member, set_field
 
+pytestmark = pytest.mark.fuzz
+
 CORPUS = seeds.load()
 LIMITS = pipeline.Limits(memory_mb=dict.fromkeys(pipeline.FUNCTIONS, 4096))
 
