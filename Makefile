@@ -9,9 +9,12 @@ CHECKOV := $(TOOLS)/checkov/bin/checkov
 CHECKOV_VERSION := 3.3.30
 # `sam build` for a python3.12 runtime needs a python3.12 on PATH: take one from pyenv when it is there.
 PY312  := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin) $(dir $(shell command -v python3.12 2>/dev/null)))
+# LocalStack's runtime (host mode, no Docker) needs Python 3.13: pyenv's when it is there.
+PY313  := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13 2>/dev/null))
+LOCALSTACK := $(TOOLS)/localstack/.installed
 export SAM_CLI_TELEMETRY = 0
 
-.PHONY: install demo up test lint typecheck validate checkov unit integration build browser clean
+.PHONY: install demo up test lint typecheck validate checkov unit integration build browser localstack clean
 
 $(BIN)/docpipe: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +31,19 @@ $(CHECKOV):
 	$(PYTHON) -m venv $(TOOLS)/checkov
 	$(TOOLS)/checkov/bin/python -m pip install --quiet "checkov==$(CHECKOV_VERSION)"
 
+# LocalStack in its own Python 3.13 venv, every package pinned. Where it cannot be installed (no Python 3.13,
+# no PyPI), say why and go on: the LocalStack suite then skips and says why too.
+$(LOCALSTACK): local/localstack-requirements.txt
+	@if [ -z "$(PY313)" ]; then \
+		echo "no Python 3.13 for LocalStack's runtime: the LocalStack suite will skip"; \
+	else \
+		echo "installing LocalStack (host mode) into $(TOOLS)/localstack"; \
+		rm -rf $(TOOLS)/localstack && $(PY313) -m venv $(TOOLS)/localstack && \
+		$(TOOLS)/localstack/bin/python -m pip install --quiet --upgrade pip && \
+		$(TOOLS)/localstack/bin/python -m pip install --quiet -r local/localstack-requirements.txt && touch $@ || \
+		{ echo "could not install LocalStack: the LocalStack suite will skip"; rm -rf $(TOOLS)/localstack; }; \
+	fi
+
 install: $(BIN)/docpipe ## install docpipe, the local stack and the dev tools into .venv
 
 demo: install ## process the bundled samples end to end on an embedded local stack
@@ -36,7 +52,7 @@ demo: install ## process the bundled samples end to end on an embedded local sta
 up: install ## run the local stack until Ctrl-C
 	$(BIN)/docpipe up
 
-test: install $(SAM) browser lint validate checkov typecheck ## everything CI runs: lint, template checks, types, all tests
+test: install $(SAM) browser localstack lint validate checkov typecheck ## everything CI runs: lint, template checks, types, all tests
 	$(BIN)/python -m pytest
 
 lint: install
@@ -57,6 +73,8 @@ unit: install
 
 integration: install
 	$(BIN)/python -m pytest tests/integration
+
+localstack: $(LOCALSTACK) ## LocalStack in host mode into .tools/localstack (`docpipe localstack start|stop` runs it)
 
 build: $(SAM) ## sam build (needs python3.12)
 	PATH="$(PY312):$$PATH" $(SAM) build --cached --parallel

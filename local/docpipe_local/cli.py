@@ -75,30 +75,45 @@ def _target(args: argparse.Namespace, stack: ExitStack, allow_embedded: bool) ->
         "dynamodb": local.endpoints.get("dynamodb", local.endpoint),
         "jobsTable": local.template.physical_name("JobsTable"),
         "invokeToken": local.invoke_token,
+        "stackName": local.template.stack_name,
+        "accountId": local.template.account_id,
     }
 
 
 # ---------------------------------------------------------------- commands
 def cmd_up(args: argparse.Namespace) -> int:
+    from docpipe_local.endpoints import EndpointUnavailable
     from docpipe_local.stack import LocalStack
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parameters = dict(p.split("=", 1) for p in args.parameter)
+    endpoint, embedded = args.endpoint, tuple(s for s in args.embedded.split(",") if s)
+    if args.localstack and args.endpoint:
+        raise UsageError("--localstack finds LocalStack itself: pass it or --endpoint, not both")
+    if args.localstack:
+        from docpipe_local.emulator_commands import localstack_target
+
+        endpoint, embedded = localstack_target(args)
+    elif endpoint:
+        err.print(f"[dim]checking the services at {endpoint}…[/dim]")
     # The developer's token is also the stack's own token (Lambda's Invoke API, `docpipe replay`): whoever
     # started the stack owns it. Each --admin user gets a token of their own (the developer's token, when
     # the developer is one of them), which carries the template's admin group claim.
     token = os.environ.get("DOCPIPE_TOKEN") or f"dev-{secrets.token_urlsafe(16)}"
     admins = {user: token if user == args.user else f"admin-{secrets.token_urlsafe(16)}" for user in args.admin}
     stack = LocalStack(
-        endpoint=args.endpoint,
-        embedded_services=tuple(s for s in args.embedded.split(",") if s),
+        endpoint=endpoint,
+        embedded_services=embedded,
         api_port=args.port,
         parameters=parameters,
         tokens={token: args.user, **{t: user for user, t in admins.items()}},
         admins=set(admins),
         invoke_token=token,
     )
-    stack.start()
+    try:
+        stack.start()
+    except EndpointUnavailable as exc:
+        raise UsageError(f"{exc}; use --embedded {','.join([*embedded, *exc.services])}") from exc
     assert stack.template is not None
     state = {
         "api": stack.api_url,
@@ -113,11 +128,15 @@ def cmd_up(args: argparse.Namespace) -> int:
         "dynamodb": stack.endpoints.get("dynamodb", stack.endpoint),
         "usageTable": stack.template.physical_name("UsageTable"),
         "jobsTable": stack.template.physical_name("JobsTable"),  # `docpipe replay` seeds its fixtures' jobs
+        # `docpipe replay` names this stack's buckets in its fixtures' events
+        "stackName": stack.template.stack_name,
+        "accountId": stack.template.account_id,
     }
     STATE_FILE.parent.mkdir(exist_ok=True)
     STATE_FILE.write_text(json.dumps(state, indent=2))
     STATE_FILE.chmod(0o600)
-    out.print(f"[bold green]docpipe is up[/bold green]  API {stack.api_url}   emulator {stack.endpoint}")
+    beside = f" (embedded: {', '.join(embedded)})" if endpoint and embedded else ""
+    out.print(f"[bold green]docpipe is up[/bold green]  API {stack.api_url}   emulator {stack.endpoint}{beside}")
     out.print(f"  user [bold]{args.user}[/bold], token in {STATE_FILE} (export DOCPIPE_TOKEN={stack.token})")
     for user, admin_token in admins.items():
         out.print(
@@ -357,7 +376,11 @@ def cmd_get(args: argparse.Namespace) -> int:
             raise UsageError(f"job {args.job} is {job['state']}: it has no stored file yet")
         url = client.variant_url(job["hash"], args.variant, timeout=args.timeout)
         response = requests.get(url, timeout=60)
-        response.raise_for_status()
+    if response.status_code != 200:
+        code = _xml_field(response.text, "Code") or "http.error"
+        detail = _xml_field(response.text, "Message") or response.text[:200]
+        err.print(f"[red]docpipe: the storage refused the download: {response.status_code} {code}: {detail}[/red]")
+        return 1
     content_type = response.headers.get("Content-Type", "").split(";")[0]
     ext = {"image/jpeg": ".jpg", "image/webp": ".webp", "application/json": ".json"}.get(content_type, "")
     name = Path(job["name"]).stem if args.variant != "original" else job["name"]
@@ -367,8 +390,16 @@ def cmd_get(args: argparse.Namespace) -> int:
     return 0
 
 
+def _xml_field(text: str, name: str) -> str | None:
+    """One field of S3's XML error body (``<Code>``, ``<Message>``)."""
+    start, end = text.find(f"<{name}>"), text.find(f"</{name}>")
+    return text[start + len(name) + 2 : end] if 0 <= start < end else None
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from docpipe_local.replay import replay
+    from docpipe_local.stack import project_root
+    from docpipe_local.template import Template
 
     path = Path(args.event)
     if not path.is_file():
@@ -377,6 +408,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
         _, state = _target(args, stack, allow_embedded=args.embedded)
         if "endpoint" not in state:
             raise UsageError("replay needs a local stack (`docpipe up`), not just an API URL")
+        template = None
+        if "accountId" in state:  # a state file from before then: the fixtures' names are used as written
+            template = Template.load(
+                project_root() / "template.yaml",
+                stack_name=state["stackName"],
+                account_id=state["accountId"],
+                region=state["region"],
+            )
         result = replay(
             path,
             state["api"],
@@ -386,6 +425,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             jobs=(state["dynamodb"], state["jobsTable"], state["region"]) if "jobsTable" in state else None,
             # the stack's own token: --token, else the running stack's (an older state file's "token" is it)
             token=args.token or state.get("invokeToken") or os.environ.get("DOCPIPE_TOKEN") or state.get("token"),
+            template=template,
         )
     print(json.dumps(result.body, indent=2))
     return 0 if result.ok else 1
@@ -393,7 +433,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- entry point
 def parser() -> argparse.ArgumentParser:
-    from docpipe_local import account_commands
+    from docpipe_local import account_commands, emulator_commands
 
     p = argparse.ArgumentParser(prog="docpipe", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -403,10 +443,22 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--token", help="bearer token (default: the running stack's, env DOCPIPE_TOKEN)")
 
     up = sub.add_parser("up", help="run the local stack until Ctrl-C")
-    up.add_argument("--port", type=int, default=8780, help="port of the HTTP API (default 8780)")
-    up.add_argument("--endpoint", help="use this AWS endpoint (LocalStack, ...) instead of the embedded emulator")
     up.add_argument(
-        "--embedded", default="", help="services to keep on the embedded emulator with --endpoint, e.g. dynamodb"
+        "--port",
+        type=int,
+        default=8780,
+        help="port of the HTTP API and the upload page, whose origin the buckets' CORS rules allow (default 8780)",
+    )
+    up.add_argument("--endpoint", help="use this AWS endpoint (an emulator) instead of the embedded one")
+    up.add_argument(
+        "--localstack",
+        action="store_true",
+        help="use LocalStack, found as localstack-client does (LOCALSTACK_HOST); what it cannot serve stays embedded",
+    )
+    up.add_argument(
+        "--embedded",
+        default="",
+        help="services to keep on the embedded emulator with --endpoint or --localstack, e.g. dynamodb",
     )
     up.add_argument("--user", default="dev", help="the user the development token stands for (default dev)")
     up.add_argument(
@@ -481,6 +533,8 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--embedded", action="store_true", help="start an embedded stack for this one replay")
     target(rp)
     rp.set_defaults(func=cmd_replay)
+
+    emulator_commands.add_parsers(sub)
     return p
 
 
@@ -489,12 +543,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except UsageError as exc:
-        err.print(f"[red]docpipe: {exc}[/red]")
+        err.print(f"[red]docpipe: {exc}[/red]", soft_wrap=True)
         return 2
     except ApiError as exc:
-        err.print(f"[red]docpipe: {exc}[/red]")
+        err.print(f"[red]docpipe: {exc}[/red]", soft_wrap=True)
         return 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Through the imported module: the command modules raise its UsageError, not this __main__'s copy of it.
+    from docpipe_local.cli import main as imported_main
+
+    sys.exit(imported_main())

@@ -225,11 +225,18 @@ class Gateway:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
 
+    def serve_api(self, api: FunctionRuntime | None) -> None:
+        """Serve the HTTP API function (the local stack makes the gateway before the functions' workers
+        are up, so that the buckets' CORS origins can follow its port)."""
+        self.api = api
+        self.routes = api.spec.http_routes if api else []
+
     def start(self) -> None:
         self.thread.start()
 
     def stop(self) -> None:
-        self.server.shutdown()
+        if self.thread.is_alive():  # shutdown() waits for a serve_forever() that never ran otherwise
+            self.server.shutdown()
         self.server.server_close()
 
     def handle(self, request: BaseHTTPRequestHandler) -> None:

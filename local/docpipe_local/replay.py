@@ -7,11 +7,20 @@ creates jobs, and ingest leaves alone an object no job was issued for; so for an
 names (``uploads/{lane}/{owner}/{jobId}/{name}``) the job the API would have issued is seeded too, when
 the stack's JobsTable is known and the job does not exist yet. The Invoke API takes only the stack's
 own token (``stack.invoke_token``; the token ``docpipe up`` prints).
+
+Fixtures are written for some stack, account and region (moto's 123456789012, as shipped), but no
+account is bound into them: given the running stack's :class:`Template`, :func:`for_stack` renames
+every bucket the event names, matched against the template's own bucket names
+(``${AWS::StackName}-uploads-${AWS::AccountId}-${AWS::Region}``), to that stack's bucket, so the same
+fixture replays on the embedded emulator, on LocalStack (account 000000000000) and, rendered by
+``docpipe event``, for ``sam local invoke -e`` against a deployed stack.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +35,7 @@ from docpipe.adapters.dynamo import JobsRepository
 from docpipe.jobs import UNCLAIMED_JOB_SECONDS, expires_in, now_iso
 from docpipe.storage import display_name, parse_upload_key
 from docpipe_local.stack import CREDENTIALS
+from docpipe_local.template import Template
 
 
 @dataclass
@@ -47,6 +57,64 @@ def s3_objects(event: dict[str, Any]) -> Iterator[tuple[str, str]]:
                 yield from s3_objects(body)
         elif record.get("eventSource") == "aws:s3":
             yield record["s3"]["bucket"]["name"], unquote_plus(record["s3"]["object"]["key"])
+
+
+# Stand-ins for the pseudo parameters in a bucket's name, found again in its pattern (bucket names are lowercase).
+_PSEUDO = {"xstacknamex": "[a-z0-9][a-z0-9.-]*", "xaccountidx": "[0-9]{12}", "xregionx": "[a-z]{2}(?:-[a-z]+)+-[0-9]"}
+
+
+def bucket_patterns(template: Template) -> dict[str, re.Pattern[str]]:
+    """Each bucket's name in any stack, account and region, by logical id."""
+    anywhere = Template(
+        template.path,
+        template.doc,
+        stack_name="xstacknamex",
+        region="xregionx",
+        account_id="xaccountidx",
+        parameters=dict(template.parameters),
+    )
+    patterns = {}
+    for logical in template.of_type("AWS::S3::Bucket"):
+        text = re.escape(anywhere.physical_name(logical))
+        for stand_in, pattern in _PSEUDO.items():
+            text = text.replace(stand_in, pattern)
+        patterns[logical] = re.compile(text)
+    return patterns
+
+
+def for_stack(event: dict[str, Any], template: Template) -> dict[str, Any]:
+    """``event`` with each bucket it names (S3 records, direct or in SQS bodies, and S3's test event)
+    renamed to the same bucket of ``template``'s stack; names that are none of its buckets are kept."""
+    patterns = bucket_patterns(template)
+
+    def rename(name: str) -> str:
+        logical = next((lg for lg, pattern in patterns.items() if pattern.fullmatch(name)), None)
+        return template.physical_name(logical) if logical else name
+
+    def walk(node: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(node.get("Bucket"), str) and node.get("Event") == "s3:TestEvent":
+            node["Bucket"] = rename(node["Bucket"])
+        for record in node.get("Records") or []:
+            if not isinstance(record, dict):
+                continue
+            if record.get("eventSource") == "aws:sqs" and isinstance(record.get("body"), str):
+                try:
+                    body = json.loads(record["body"])
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(body, dict):
+                    renamed = walk(copy.deepcopy(body))
+                    if renamed != body:
+                        record["body"] = json.dumps(renamed)
+            elif record.get("eventSource") == "aws:s3":
+                bucket = record.get("s3", {}).get("bucket", {})
+                if isinstance(bucket.get("name"), str):
+                    bucket["name"] = rename(bucket["name"])
+                    if "arn" in bucket:
+                        bucket["arn"] = f"arn:aws:s3:::{bucket['name']}"
+        return node
+
+    return walk(copy.deepcopy(event))
 
 
 def _client(service: str, endpoint: str, region: str) -> Any:
@@ -107,9 +175,13 @@ def replay(
     seed_dirs: list[Path] | None = None,
     jobs: tuple[str, str, str] | None = None,
     token: str | None = None,
+    template: Template | None = None,
 ) -> ReplayResult:
-    """Replay one fixture; ``jobs`` is the stack's (DynamoDB endpoint, JobsTable name, region) for seeding jobs."""
+    """Replay one fixture; ``jobs`` is the stack's (DynamoDB endpoint, JobsTable name, region) for seeding
+    jobs, ``template`` the stack's template (its name, account and region) for the names of its buckets."""
     event = json.loads(path.read_text())
+    if template is not None:
+        event = for_stack(event, template)
     function = function or path.parent.name
     seed(event, endpoint, seed_dirs or [Path("samples"), Path("events/seed")])
     if jobs is not None:

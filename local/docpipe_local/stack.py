@@ -6,8 +6,11 @@
    two cores' worth of interpreter), unless ``endpoint`` names another emulator
    (LocalStack, or anything that speaks the AWS APIs). ``embedded_services`` sends just those
    services to an embedded moto next to that endpoint (LocalStack's S3 and SQS with moto's
-   DynamoDB, say), through boto3's ``AWS_ENDPOINT_URL_<SERVICE>`` variables;
-2. the buckets (CORS, lifecycle, S3→SQS notifications), queues (redrive) and tables of ``template.yaml``;
+   DynamoDB, say), through boto3's ``AWS_ENDPOINT_URL_<SERVICE>`` variables. Each service left at the
+   endpoint must answer one call within seconds, else :class:`EndpointUnavailable` says which did not;
+2. the buckets (CORS, lifecycle, S3→SQS notifications), queues (redrive) and tables of ``template.yaml``.
+   On the ``local`` Stage the buckets' CORS origins are the gateway's own (``http://localhost:PORT``
+   and ``http://127.0.0.1:PORT``), whatever its port, unless ``AllowedOrigins`` is passed;
 3. a warm worker pool per function, pollers per SQS event source, and a fair dispatcher per polled
    queue (quiet tenants' messages before a noisy tenant's backlog, as on an SQS fair queue);
 4. the gateway serving the HTTP API function and Lambda's Invoke API.
@@ -15,6 +18,9 @@
 ``tokens`` maps development tokens to users; ``admins`` names the users whose tokens carry the
 template's admin group claim; ``invoke_token`` (``stack.invoke_token``, a fresh one by default) is the
 stack's own token, the only one Lambda's Invoke API takes.
+
+Every AWS call is signed with the access key ``test`` and the secret ``test``: moto takes any, and
+LocalStack checks S3 signatures against ``test`` for an access key it does not know.
 
 State lives in the emulator's memory: stopping the stack forgets it.
 """
@@ -37,8 +43,10 @@ import boto3
 import requests
 from botocore.config import Config
 
+from docpipe_local.endpoints import EndpointUnavailable, unavailable
 from docpipe_local.fairness import FairDispatcher
 from docpipe_local.gateway import Gateway
+from docpipe_local.localstack import is_localstack
 from docpipe_local.pollers import SqsPoller
 from docpipe_local.provision import provision
 from docpipe_local.queue_metrics import QueueAgePublisher, QueueAges
@@ -47,7 +55,11 @@ from docpipe_local.template import Template
 
 log = logging.getLogger("docpipe.local")
 DEFAULT_API_PORT = 8780
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
+# What every AWS call of the stack and of its functions is signed with: LocalStack validates S3 signatures
+# of an access key it does not know against the secret `test` (moto validates none).
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_SESSION_TOKEN": "test"}
+# The services the stack and its functions call; each is checked at an external endpoint before use.
+SERVICES = ("s3", "sqs", "dynamodb", "sts", "cloudwatch")
 
 
 def project_root() -> Path:
@@ -123,6 +135,11 @@ HTTP_WORKERS = 8
 # Textract needs an AWS account (moto's answers are empty).
 # The local stack is the `local` Stage (whose origins may stay the local page's), with Tesseract for OCR.
 LOCAL_PARAMETERS = {"OcrEngine": "tesseract", "Stage": "local"}
+
+
+def page_origins(port: int) -> list[str]:
+    """The origins of the upload page the gateway serves on ``port``."""
+    return [f"http://localhost:{port}", f"http://127.0.0.1:{port}"]
 
 
 def admin_claim(template: Template) -> tuple[str, str] | None:
@@ -217,6 +234,14 @@ class LocalStack:
         )
 
     def start(self) -> LocalStack:
+        """Bring everything up; on any failure, stop what had started and raise."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> LocalStack:
         started = time.time()
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
         if self.endpoint_arg is None or self.embedded_services:
@@ -227,6 +252,8 @@ class LocalStack:
             # (S3's event notifications go to SQS inside the emulator).
             self.moto_dynamodb = MotoServer(self.state_dir / "logs" / "emulator-dynamodb.log")
             self.moto_dynamodb.wait_ready()
+        else:  # while moto starts: every service left at the endpoint must answer, or we stop here
+            self._check_endpoint(self.endpoint_arg)
         if self.moto:
             self.moto.wait_ready()
         self.endpoints = {"default": self.endpoint_arg or self.moto.url}  # type: ignore[union-attr]
@@ -240,11 +267,27 @@ class LocalStack:
             stack_name=self.stack_name,
             region=self.region,
             account_id=account,
-            parameters=self.parameters,
+            parameters=dict(self.parameters),
         )
+        claim = admin_claim(self.template)
+        if self.admins and claim is None:
+            raise ValueError("admins need the template's AdminGroup and AdminGroupClaim parameters")
+        # The gateway first, for its port: it is the local page's origin, which the buckets' CORS rules name.
+        storage = urlsplit(self.endpoints.get("s3", self.endpoint))
+        self.gateway = Gateway(
+            None,
+            self.runtimes,  # filled in below, before the gateway serves
+            self.tokens,
+            port=self.api_port,
+            invoke_token=self.invoke_token,
+            admins=self.admins,
+            admin_claim=claim,
+            page_sources=[f"{storage.scheme}://{storage.netloc}"],
+        )
+        if "AllowedOrigins" not in self.parameters and self.template.parameter("Stage") == "local":
+            self.template.parameters["AllowedOrigins"] = ",".join(page_origins(self.gateway.port))
         refused = self.template.rule_failures()  # what CloudFormation would refuse before creating anything
         if refused:
-            self.stop()
             raise ValueError("the template's rules refuse these parameters: " + "; ".join(refused))
         for logical, properties in self.overrides.items():
             if logical not in self.template.doc.get("Resources", {}):
@@ -253,23 +296,17 @@ class LocalStack:
         provision(self.template, {s: self.client(s) for s in ("s3", "sqs", "dynamodb")})
         self._start_functions()
         self._start_schedules()
-        claim = admin_claim(self.template)
-        if self.admins and claim is None:
-            raise ValueError("admins need the template's AdminGroup and AdminGroupClaim parameters")
-        storage = urlsplit(self.endpoints.get("s3", self.endpoint))
-        self.gateway = Gateway(
-            self._api_runtime(),
-            self.runtimes,
-            self.tokens,
-            port=self.api_port,
-            invoke_token=self.invoke_token,
-            admins=self.admins,
-            admin_claim=claim,
-            page_sources=[f"{storage.scheme}://{storage.netloc}"],
-        )
+        self.gateway.serve_api(self._api_runtime())
         self.gateway.start()
         log.info("local stack up in %.1f s: api %s, emulator %s", time.time() - started, self.api_url, self.endpoint)
         return self
+
+    def _check_endpoint(self, endpoint: str) -> None:
+        """Each service the stack would use at ``endpoint`` answers one call, or :class:`EndpointUnavailable`."""
+        services = [s for s in SERVICES if s not in self.embedded_services]
+        reasons = unavailable(endpoint, services, CREDENTIALS, self.region)
+        if reasons:
+            raise EndpointUnavailable("LocalStack" if is_localstack(endpoint) else f"the endpoint {endpoint}", reasons)
 
     def _runtime_env(self, spec: Any) -> dict[str, str]:
         assert self.template is not None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,14 +17,24 @@ from tests.fixtures.files import image_bytes
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def docpipe(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def docpipe(
+    *args: str, cwd: Path | None = None, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "docpipe_local.cli", *args],
         capture_output=True,
         text=True,
         cwd=cwd or ROOT,
         timeout=timeout,
+        env=env,
     )
+
+
+def nothing_listens() -> str:
+    """A loopback address where nothing listens (its port was free a moment ago)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
 
 
 @pytest.fixture
@@ -121,3 +133,49 @@ def test_get_downloads_a_preset_and_waits_for_a_regenerated_one(stack, target, t
     from PIL import Image
 
     assert Image.open(tmp_path / "t.webp").size == (200, 150)
+
+
+def test_up_localstack_without_localstack_is_a_usage_error(tmp_path) -> None:
+    address = nothing_listens()
+    env = {**{k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}, "LOCALSTACK_HOST": address}
+
+    run = docpipe("up", "--localstack", "--port", "0", cwd=tmp_path, env=env, timeout=60)
+
+    assert run.returncode == 2
+    message = " ".join(run.stderr.split())
+    assert f"LocalStack does not answer at http://{address}" in message
+    assert "docpipe localstack start" in message
+
+
+def test_up_on_an_endpoint_where_nothing_answers_stops_at_once(tmp_path) -> None:
+    run = docpipe("up", "--endpoint", f"http://{nothing_listens()}", "--port", "0", cwd=tmp_path, timeout=60)
+
+    assert run.returncode == 2
+    message = " ".join(run.stderr.split())
+    assert "S3 is not available (nothing answers there)" in message
+    assert "use --embedded" in message
+    assert not (tmp_path / ".docpipe" / "stack.json").exists()
+
+
+def test_event_prints_a_fixture_with_a_deployed_stacks_buckets() -> None:
+    run = docpipe(
+        "event",
+        "events/IngestFunction/upload-text.json",
+        "--stack-name",
+        "docpipe-prod",
+        "--region",
+        "eu-west-1",
+        "--account",
+        "111122223333",
+    )
+
+    assert run.returncode == 0, run.stderr
+    body = json.loads(json.loads(run.stdout)["Records"][0]["body"])
+    assert body["Records"][0]["s3"]["bucket"]["name"] == "docpipe-prod-uploads-111122223333-eu-west-1"
+
+
+def test_localstack_stop_without_one_started_here_is_a_usage_error(tmp_path) -> None:
+    run = docpipe("localstack", "stop", cwd=tmp_path)
+
+    assert run.returncode == 2
+    assert "no LocalStack was started from here" in " ".join(run.stderr.split())

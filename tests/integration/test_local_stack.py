@@ -177,3 +177,18 @@ def test_the_local_stack_refuses_what_the_templates_rules_refuse(tmp_path) -> No
     # a deployment stage with the local page's origins, which CloudFormation would refuse
     with pytest.raises(ValueError, match="AllowedOrigins"):
         LocalStack(state_dir=tmp_path, parameters={"Stage": "prod"}).start()
+
+
+def test_the_buckets_cors_origins_follow_the_port_the_page_is_served_on(stack: LocalStack) -> None:
+    cors = stack.client("s3").get_bucket_cors(Bucket=stack.template.physical_name("UploadsBucket"))
+
+    origins = cors["CORSRules"][0]["AllowedOrigins"]
+    assert origins == [f"http://localhost:{stack.gateway.port}", f"http://127.0.0.1:{stack.gateway.port}"]
+
+
+def test_origins_passed_to_the_stack_are_kept(tmp_path) -> None:
+    origins = "https://app.example.com"
+    with LocalStack(state_dir=tmp_path, parameters={"AllowedOrigins": origins}) as local:
+        cors = local.client("s3").get_bucket_cors(Bucket=local.template.physical_name("UploadsBucket"))
+
+    assert cors["CORSRules"][0]["AllowedOrigins"] == [origins]
