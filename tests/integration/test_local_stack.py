@@ -184,11 +184,3 @@ def test_the_buckets_cors_origins_follow_the_port_the_page_is_served_on(stack: L
 
     origins = cors["CORSRules"][0]["AllowedOrigins"]
     assert origins == [f"http://localhost:{stack.gateway.port}", f"http://127.0.0.1:{stack.gateway.port}"]
-
-
-def test_origins_passed_to_the_stack_are_kept(tmp_path) -> None:
-    origins = "https://app.example.com"
-    with LocalStack(state_dir=tmp_path, parameters={"AllowedOrigins": origins}) as local:
-        cors = local.client("s3").get_bucket_cors(Bucket=local.template.physical_name("UploadsBucket"))
-
-    assert cors["CORSRules"][0]["AllowedOrigins"] == [origins]
