@@ -93,7 +93,7 @@ def cmd_localstack(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("event", help="print a fixture event with a deployed stack's bucket names (sam local invoke)")
     ev.add_argument("event", metavar="EVENT.json")
     ev.add_argument("--stack-name", required=True, help="the deployed stack's name (samconfig.toml's stack_name)")

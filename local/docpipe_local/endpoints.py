@@ -50,7 +50,7 @@ def _probe(
     endpoint: str, service: str, credentials: dict[str, str], region: str, timeout: float
 ) -> tuple[str, str | None]:
     operation, call = PROBES[service]
-    client = boto3.client(
+    client = boto3.client(  # type: ignore[call-overload]
         service,
         endpoint_url=endpoint,
         region_name=region,
