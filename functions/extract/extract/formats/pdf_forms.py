@@ -7,9 +7,9 @@ annotation order (the order they are drawn in, and the order ``pdftotext -raw`` 
 and their values follow the page's text, one per line:
 
 * a text field gives its value (a multi-line one keeps its lines); a password field gives nothing;
-* a combo box or list box gives the labels of its selected options (a list box's other options are
-  choices, not values, although pdftotext prints every option the box shows); an editable combo
-  box's own text when none is selected;
+* a combo box gives the label of its selected option (an editable one its own text when none is
+  selected), as it is drawn closed; a list box gives the labels of all its options, in order, as it
+  is drawn open and as pdftotext prints it (the selected ones among them);
 * checkboxes, radio buttons, push buttons and signatures give nothing; nor does a hidden widget.
 
 A field with several widgets (a name repeated on every page) is shown at each, as on paper. Values
@@ -73,10 +73,11 @@ def _shown_value(form: Any, annot: Any) -> str:
         return tidy(_wide_string(pdfium_c.FPDFAnnot_GetFormFieldValue, form, annot)).strip()
     if kind in _CHOICES:
         count = max(pdfium_c.FPDFAnnot_GetOptionCount(form, annot), 0)
+        listed = kind == pdfium_c.FPDF_FORMFIELD_LISTBOX
         labels = [
             _wide_string(pdfium_c.FPDFAnnot_GetOptionLabel, form, annot, option)
             for option in range(count)
-            if pdfium_c.FPDFAnnot_IsOptionSelected(form, annot, option)
+            if listed or pdfium_c.FPDFAnnot_IsOptionSelected(form, annot, option)
         ]
         if not labels and kind == pdfium_c.FPDF_FORMFIELD_COMBOBOX:
             labels = [_wide_string(pdfium_c.FPDFAnnot_GetFormFieldValue, form, annot)]
