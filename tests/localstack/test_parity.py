@@ -60,8 +60,8 @@ def test_every_sample_ends_ready(samples) -> None:
     assert {job["name"]: job["state"] for job in samples} == {path.name: "ready" for path in SAMPLES}
 
 
-def test_the_samples_end_ready_on_the_embedded_stack_too(tmp_path) -> None:
-    # the same run's reference: a fresh embedded stack, the same parameters and files
+def test_the_samples_end_ready_on_the_embedded_stack_too(localstack_url, tmp_path) -> None:
+    # the same run's reference (so only where LocalStack runs): a fresh embedded stack, the same parameters and files
     with LocalStack(state_dir=tmp_path, tokens=dict(TOKENS), parameters=dict(PARAMETERS)) as embedded:
         started = time.monotonic()
         jobs = process(DocpipeClient(embedded.api_url, embedded.token_for("dev")), SAMPLES)
