@@ -284,7 +284,12 @@ class LocalStack:
             admin_claim=claim,
             page_sources=[f"{storage.scheme}://{storage.netloc}"],
         )
-        if "AllowedOrigins" not in self.parameters and self.template.parameter("Stage") == "local":
+        declared = self.template.doc.get("Parameters") or {}
+        if (
+            {"AllowedOrigins", "Stage"} <= set(declared)
+            and "AllowedOrigins" not in self.parameters
+            and self.template.parameter("Stage") == "local"
+        ):
             self.template.parameters["AllowedOrigins"] = ",".join(page_origins(self.gateway.port))
         refused = self.template.rule_failures()  # what CloudFormation would refuse before creating anything
         if refused:
