@@ -222,10 +222,13 @@ class LocalStack:
     def token_for(self, user: str) -> str:
         return next(t for t, u in self.tokens.items() if u == user)
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, attempts: int | None = None) -> Any:
+        """A client of the stack's ``service``; ``attempts`` bounds botocore's retries (its default: 3)."""
         return boto3.client(
             service,
-            config=Config(max_pool_connections=64),  # one client serves every poller thread
+            config=Config(  # one client serves every poller thread
+                max_pool_connections=64, retries={"max_attempts": attempts} if attempts else None
+            ),
             endpoint_url=self.endpoints.get(service, self.endpoint),
             region_name=self.region,
             aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
@@ -335,6 +338,9 @@ class LocalStack:
     def _start_functions(self) -> None:
         assert self.template is not None
         sqs = self.client("sqs")
+        # The dispatchers' receiver loops retry on their own (a second later); with botocore's retries on top,
+        # each one went on backing off for seconds after the emulator stopped, and every stop waited for them.
+        receiver = self.client("sqs", attempts=1)
         for logical, spec in self.template.functions().items():
             # Workers: the function's reserved concurrency, else its event sources' maxima; the HTTP API,
             # which Lambda scales with its requests, gets HTTP_WORKERS (a burst of one user's requests
@@ -357,7 +363,7 @@ class LocalStack:
                 queue = self.template.attributes[source.queue]
                 dispatcher = self.dispatchers.get(queue["QueueUrl"])
                 if dispatcher is None:
-                    dispatcher = FairDispatcher(sqs, queue["QueueUrl"], self._stop, self.queue_ages)
+                    dispatcher = FairDispatcher(receiver, queue["QueueUrl"], self._stop, self.queue_ages)
                     dispatcher.start()
                     self.dispatchers[queue["QueueUrl"]] = dispatcher
                 for index in range(min(source.max_concurrency, concurrency)):
