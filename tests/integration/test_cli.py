@@ -5,29 +5,15 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from docpipe_local.stack import LocalStack
+from tests.fixtures.cli import docpipe
 from tests.fixtures.files import image_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def docpipe(
-    *args: str, cwd: Path | None = None, timeout: float = 120, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "docpipe_local.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd or ROOT,
-        timeout=timeout,
-        env=env,
-    )
 
 
 def nothing_listens() -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.localstack.conftest import docpipe
+from tests.fixtures.cli import docpipe
 
 pytestmark = [pytest.mark.slow, pytest.mark.localstack]
 
