@@ -119,7 +119,7 @@ def test_a_gif_frame_past_the_budget_is_refused_even_when_the_canvas_grows_littl
 # --- TIFF orientation, applied once -------------------------------------------------------------------
 
 # What to do to an upright picture to store it with each orientation (the inverse of what a viewer does).
-_STORED_AS = {
+STORED_AS = {
     1: None,
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -137,7 +137,7 @@ def test_a_tiffs_orientation_is_applied_once(orientation: int) -> None:
     # the other way and carrying the Orientation tag (274) that turns it back
     upright = Image.new("RGB", (600, 300), (0, 0, 255))
     upright.paste((255, 0, 0), (0, 0, 300, 150))
-    turn = _STORED_AS[orientation]
+    turn = STORED_AS[orientation]
     stored = upright if turn is None else upright.transpose(turn)
     data = encode(stored, "TIFF", tiffinfo={274: orientation})
 

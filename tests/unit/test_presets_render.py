@@ -12,6 +12,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageSequence, ImageStat
 
 from docpipe.errors import FileCorrupt, ImageTooManyPixels
 from presets.render import BY_NAME, PRESETS, fit, render
+from tests.unit.test_presets_real_files import STORED_AS
 
 
 def encode(image: Image.Image, fmt: str, **params) -> bytes:
@@ -83,17 +84,8 @@ def test_exif_orientation_is_applied_and_metadata_is_stripped(orientation: int) 
     # given a 600x300 image whose top-left quarter is red, stored with the inverse of each orientation
     upright = Image.new("RGB", (600, 300), (0, 0, 255))
     upright.paste((255, 0, 0), (0, 0, 300, 150))
-    inverse = {
-        1: None,
-        2: Image.Transpose.FLIP_LEFT_RIGHT,
-        3: Image.Transpose.ROTATE_180,
-        4: Image.Transpose.FLIP_TOP_BOTTOM,
-        5: Image.Transpose.TRANSPOSE,
-        6: Image.Transpose.ROTATE_90,
-        7: Image.Transpose.TRANSVERSE,
-        8: Image.Transpose.ROTATE_270,
-    }
-    stored = upright if inverse[orientation] is None else upright.transpose(inverse[orientation])
+    turn = STORED_AS[orientation]
+    stored = upright if turn is None else upright.transpose(turn)
 
     preview = by_name(render(encode(stored, "JPEG", quality=95, exif=exif_with_orientation(orientation))))["preview"]
 

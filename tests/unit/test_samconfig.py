@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from docpipe.quotas import LIMIT_NAMES
 from docpipe_local.template import Template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,12 +23,7 @@ DECIDED = {
     "JwtAudience",
     "UseReservedConcurrency",
     "OcrEngine",
-    "UploadsPerMinute",
-    "UploadBytesPerDay",
-    "StoredBytesPerUser",
-    "OpenJobsPerUser",
-    "HighLaneBytesPerMinute",
-    "RetriesPerJob",
+    *LIMIT_NAMES,  # the quotas
 }
 
 
