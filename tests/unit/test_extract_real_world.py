@@ -12,12 +12,14 @@ import time
 import pytest
 
 from docpipe.config import Settings
+from docpipe.errors import PageTooLarge
 from docpipe.text_results import with_ocr
 from extract.formats import extract
 from extract.formats.office import last_value_row
 from extract.service import ExtractService
 from ocr.engines import OcrPage, PdfSource, TesseractEngine
 from ocr.service import OcrService
+from tests.fixtures.documents import pdf
 from tests.fixtures.real_world import (
     FORM_HIDDEN,
     FORM_VALUES,
@@ -206,3 +208,41 @@ def test_the_last_row_with_a_value_is_found_across_chunks(monkeypatch) -> None:
     xml = b'<worksheet><sheetData><row r="1"/>' + long_row + b'<row r="3" s="1"/></sheetData></worksheet>'
 
     assert last_value_row(io.BytesIO(xml)) == 2
+
+
+class RefusesPageTwo:
+    """An OCR engine that cannot read page 2 (as a page too large for the render budget is refused),
+    and refuses any batch that holds it, as a renderer does."""
+
+    name = "refuses-page-two"
+
+    def image(self, data: bytes) -> OcrPage:
+        raise AssertionError("not an image")
+
+    def pdf_pages(self, source: PdfSource, pages: list[int]) -> list[OcrPage]:
+        if 2 in pages:
+            raise PageTooLarge("Page 2 would render below 72 dpi.")
+        return [OcrPage(number=n, text=f"page {n} read", confidence=90.0) for n in pages]
+
+
+@pytest.mark.usefixtures("aws")
+def test_one_page_ocr_cannot_read_fails_alone_not_its_whole_batch(aws) -> None:
+    # given a scanned document of three pages, handed to OCR in one batch, whose page 2 cannot be read
+    settings = Settings.from_env()
+    scans = pdf([["First page"], ["Second page"], ["Third page"]], scanned=frozenset({1, 2, 3}))
+    digest, job_id = stored(settings, scans)
+    assert ExtractService.for_settings(settings).run(digest) == "ocr"
+    (chunk,) = drain(aws, settings, "ocr")
+    assert chunk["pages"] == [1, 2, 3]
+
+    # when OCR runs the batch
+    assert OcrService.for_settings(settings, lambda: RefusesPageTwo()).run(digest, chunk["pages"], "extract") == "done"
+
+    # then pages 1 and 3 are read and only page 2 carries the error
+    pages = text_doc(aws, settings, digest)["pages"]
+    assert [(p["number"], p["method"], p.get("error", {}).get("code")) for p in pages] == [
+        (1, "ocr", None),
+        (2, "failed", "page.too_large"),
+        (3, "ocr", None),
+    ]
+    assert job_state(settings, job_id) == "ready"

@@ -84,6 +84,7 @@ class OcrService:
             self._settle(digest)  # a redelivery after the merge
             return str(file.get("extractState"))
         started = time.perf_counter()
+        source: PdfSource | None = None
         try:
             data = self._original(digest)
             source = PdfSource(data=data, bucket=self.settings.store_bucket, key=original_key(digest))
@@ -91,7 +92,10 @@ class OcrService:
         except DocpipeError as exc:
             if exc.retryable:
                 raise
-            read = [{"number": n, "text": "", "method": "failed", "chars": 0, "error": exc.to_dict()} for n in pages]
+            if source is not None and len(pages) > 1:  # one bad page (too large, unreadable) fails alone
+                read = self._page_by_page(source, pages)
+            else:
+                read = [_failed(n, exc) for n in pages]
         self._measure(started, len(pages))
         results.put_json(self.store, self.settings, results.piece_key(digest, "ocr", pages[0]), {"pages": read})
         done = self.files.add_member(digest, "extractOcrDone", str(pages[0]))
@@ -152,6 +156,19 @@ class OcrService:
         with self.store.download(self.settings.store_bucket, original_key(digest)) as f:
             return f.read()
 
+    def _page_by_page(self, source: PdfSource, pages: list[int]) -> list[dict[str, Any]]:
+        """A chunk the engine refused as a whole, read again a page at a time: each page that cannot be
+        read is ``failed`` with its own error, and the others are read (the rare path: no cost otherwise)."""
+        read: list[dict[str, Any]] = []
+        for number in pages:
+            try:
+                read += [page_dict(p) for p in self.engine().pdf_pages(source, [number])]
+            except DocpipeError as exc:
+                if exc.retryable:
+                    raise
+                read.append(_failed(number, exc))
+        return read
+
     def _measure(self, started: float, pages: int) -> None:
         metrics.add_metric(name="OcrPages", unit=MetricUnit.Count, value=pages)
         metrics.add_metric(
@@ -160,3 +177,7 @@ class OcrService:
 
     def _settle(self, digest: str) -> None:
         results.settle(digest, self.files, self.jobs, self.settings, int(self.clock()))
+
+
+def _failed(number: int, error: DocpipeError) -> dict[str, Any]:
+    return {"number": number, "text": "", "method": "failed", "chars": 0, "error": error.to_dict()}
