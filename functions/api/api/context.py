@@ -15,17 +15,14 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
-from api import positions
-from docpipe import jobs as job_states
-from docpipe.adapters.cloudwatch import QueueAges, QueueThroughput
+from docpipe.adapters.cloudwatch import QueueAges
 from docpipe.adapters.dynamo import FilesRepository, JobsRepository
 from docpipe.adapters.s3 import ObjectStore
 from docpipe.adapters.sqs import QueueStats
 from docpipe.adapters.usage import UsageRepository
 from docpipe.config import LANES, ConfigError, Settings
 from docpipe.errors import Forbidden, Unauthorized
-from docpipe.jobs import TERMINAL, public_view
-from docpipe.settlement import settle_jobs
+from docpipe.job_views import JobViews, LaneThroughput
 
 settings = Settings.from_env()
 app = APIGatewayHttpResolver(enable_validation=True)
@@ -98,60 +95,29 @@ def all_queues() -> list[dict[str, Any]]:
     return rows
 
 
+def job_views() -> JobViews:
+    """The views of jobs the API and the notifier share (:mod:`docpipe.job_views`); the API settles on read."""
+    _, jobs_repo, files_repo = adapters()
+    return JobViews(jobs_repo, files_repo, settings.task_queues, lane_throughput, ttl_at)
+
+
 def settled(job: dict[str, Any], file: dict[str, Any] | None) -> dict[str, Any]:
     """The job as its file's task states leave it: a task whose final attempt was killed has no worker
     left to say so, so an open job whose tasks have all ended is settled on read."""
-    if file is None or job["state"] in TERMINAL or not job.get("plan"):
-        return job
-    state, _ = job_states.settle(list(job["plan"]), file)
-    _, jobs_repo, files_repo = adapters()
-    if state in TERMINAL and settle_jobs(jobs_repo, files_repo, job["hash"], ttl_at(), [job["jobId"]]):
-        return jobs_repo.get(job["jobId"]) or job
-    return job
+    return job_views().settled(job, file)
 
 
 def views(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Jobs as :func:`docpipe.jobs.public_view` shows them, with their tasks' states: the file records of
-    all of them are read in one ``BatchGetItem`` (each hash once), so a listing shows what ``GET
-    /jobs/{id}`` shows for each job."""
-    _, _, files_repo = adapters()
-    files = files_repo.get_many(job["hash"] for job in items if job.get("hash") and job.get("plan"))
-    out = []
-    for job in items:
-        file = files.get(job["hash"]) if job.get("hash") else None
-        out.append(public_view(settled(job, file), file))
-    return out
+    """Jobs as :func:`docpipe.jobs.public_view` shows them, with their tasks' states (one ``BatchGetItem``)."""
+    return job_views().views(items)
 
 
-# How long one container keeps a lane's throughput: CloudWatch has a datapoint a minute, and GetMetricData
-# is paid per metric read, while a page may poll a queued job every second.
-THROUGHPUT_TTL_SECONDS = 60
-_throughput: dict[tuple[str, ...], tuple[float, float | None]] = {}
-
-
-def lane_throughput(queue_names: tuple[str, ...]) -> float | None:
-    """Messages a second the queues' consumers deleted over the last 5 minutes (cached per container)."""
-    now = time.monotonic()
-    cached = _throughput.get(queue_names)
-    if cached is None or cached[0] < now:
-        cached = (now + THROUGHPUT_TTL_SECONDS, QueueThroughput().per_second(list(queue_names)))
-        _throughput[queue_names] = cached
-    return cached[1]
+# Each lane's throughput, cached per container (docpipe.job_views.THROUGHPUT_TTL_SECONDS).
+lane_throughput = LaneThroughput()
+_throughput = lane_throughput.cache
 
 
 def queue_positions(owner: str, items: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The place in its lane of each of ``owner``'s queued jobs among ``items``, by job id (see
-    :mod:`api.positions`): one query of the owner's open jobs, and each lane's throughput."""
-    queued = [job for job in items if job.get("state") == job_states.JobState.QUEUED]
-    if not queued:
-        return {}
-    open_jobs = adapters()[1].open_for_owner(owner)
-    out = {}
-    for job in queued:
-        lane = str(job.get("lane"))
-        urls = [settings.task_queues.get(task, {}).get(lane) for task in job.get("plan") or []]
-        names = tuple(sorted(url.rsplit("/", 1)[1] for url in urls if url))
-        view = positions.queue_view(job, open_jobs, lane_throughput(names) if names else None)
-        if view is not None:
-            out[job["jobId"]] = view
-    return out
+    :mod:`docpipe.positions`)."""
+    return job_views().positions(owner, items)

@@ -28,10 +28,10 @@ from api.context import (
     app,
     current_user,
     is_admin,
+    job_views,
     queue_positions,
     queue_readers,
     settings,
-    settled,
     usage,
     views,
 )
@@ -144,15 +144,7 @@ def create_upload(request: UploadRequest) -> Response[str]:
 def get_job(job_id: str) -> Response[str]:
     """The job: state, progress, plan, each task's state, attempts and results, facts, error, history; and,
     while it is queued, its place in its lane (``queue``, approximate: see :mod:`api.positions`)."""
-    owner = current_user()
-    job = _own_job(job_id, owner)
-    files_repo = adapters()[2]
-    file = files_repo.get(job["hash"]) if job.get("hash") and job.get("plan") else None
-    job = settled(job, file)
-    view = public_view(job, file)
-    if place := queue_positions(owner, [job]).get(job_id):
-        view["queue"] = place
-    return _json(200, view)
+    return _json(200, job_views().view(_own_job(job_id, current_user())))
 
 
 @app.delete("/jobs/<job_id>")
@@ -202,7 +194,7 @@ def queues() -> Response[str]:
 
 
 def _own_lanes(owner: str) -> list[dict[str, Any]]:
-    counts = {lane: dict.fromkeys(("uploading", "queued", "processing"), 0) for lane in LANES}
+    counts = {lane: dict.fromkeys(("uploading", "scanning", "queued", "processing"), 0) for lane in LANES}
     for job in adapters()[1].open_for_owner(owner):
         lane = counts.get(str(job.get("lane")))
         if lane is not None and job.get("state") in lane:
