@@ -62,6 +62,9 @@ BUFFER_LIMIT = 2000  # messages buffered per queue
 # between long polls, so half of it must be well over one long poll.
 HOLD_SECONDS = 60
 RECEIVE_WAIT_SECONDS = 5  # the receiver's long poll; it bounds how late a stop sees a receive return
+# A tenant with at least this many of its messages still buffered when one is taken has a backlog: its
+# invocations yield the laptop's CPU to those of tenants without one (see :meth:`FairDispatcher.backlogged`).
+BACKLOG = 3
 
 
 def is_noisy(in_flight: int, total_in_flight: int, recent_seconds: float, total_recent_seconds: float) -> bool:
@@ -193,6 +196,22 @@ class FairDispatcher(threading.Thread):
             while self._extending.intersection(h.id for h in taken):
                 self._cond.wait()  # so that its extension cannot land after the visibility set below
         return self._hand_over(taken)
+
+    def backlogged(self, messages: list[dict[str, Any]]) -> bool:
+        """Whether every tenant of ``messages`` (taken together) still has a backlog of :data:`BACKLOG`
+        messages or more in the buffer. Messages without a group (S3 notifications) never count as backlogged.
+
+        On AWS every invocation has compute of its own, so a tenant's burst takes nothing from another
+        tenant's next photo once the fair queue has delivered it. On a laptop's two cores the invocations
+        share the CPU; the local stack runs a backlogged tenant's invocations at a lower CPU priority (see
+        :data:`docpipe_local.stack.BACKLOG_NICE`), which approximates that separation. It changes nothing
+        about the order of delivery, which stays AWS's.
+        """
+        groups = {group_of(m) for m in messages}
+        if not groups or "" in groups:
+            return False
+        with self._cond:
+            return all(len(self._groups.get(group, ())) >= BACKLOG for group in groups)
 
     def done(self, messages: list[dict[str, Any]], seconds: float) -> None:
         """``messages`` taken together are settled (deleted or left to come back) after ``seconds`` of invocation."""

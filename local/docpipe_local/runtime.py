@@ -360,8 +360,10 @@ class FunctionRuntime:
 
         ``nice`` stands in for what a laptop cannot give: Lambda runs every invocation on its own
         compute, so a low lane's OCR never slows a high lane's photo; on two shared cores the local
-        stack runs lower lanes' workers at a lower CPU priority (a higher nice value) instead. An idle
-        worker of another priority is retired when the pool would grow past the concurrency.
+        stack runs lower lanes' workers at a lower CPU priority (a higher nice value) instead. Idle
+        workers of other priorities stay warm until the pool would grow past twice the concurrency (a
+        lane's invocations change priority with their tenants' backlogs, and a retired worker's
+        replacement would be a cold start); then the oldest idle one is retired.
         """
         retired = None
         with self._lock:
@@ -369,7 +371,7 @@ class FunctionRuntime:
             if worker is not None:
                 self._idle.remove(worker)
             else:
-                if self._idle and len(self._all) >= self.concurrency:
+                if self._idle and len(self._all) >= 2 * self.concurrency:
                     retired = self._idle.pop(0)
                     self._all.discard(retired)
                 worker = self._spawn(nice)

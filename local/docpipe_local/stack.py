@@ -127,6 +127,10 @@ class MotoServer:
 # AWS each invocation has compute of its own; on a laptop's few cores, a low lane's OCR would slow a
 # high lane's chat photo, so lower lanes run at lower priority. Sources with other names run at 0.
 LANE_NICE = {"high": 0, "normal": 5, "low": 10}
+# Added to that for the invocations of a tenant with a backlog in the queue (the fair queue's noisy
+# neighbour, seen from the laptop): its burst yields the CPU to other tenants' work, which AWS would run
+# on compute of its own (see docpipe_local.fairness.FairDispatcher.backlogged).
+BACKLOG_NICE = 10
 
 # Worker processes of the local HTTP API function (unless the template reserves its concurrency).
 HTTP_WORKERS = 8
@@ -379,6 +383,7 @@ class LocalStack:
                         self.queue_ages,
                         LANE_NICE.get(source.name.lower(), 0),
                         dispatcher,
+                        BACKLOG_NICE,
                     )
                     poller.start()
                     self.pollers.append(poller)

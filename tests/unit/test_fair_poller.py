@@ -81,6 +81,7 @@ class Delivery:
     body: dict[str, Any]
     receive_count: int
     at: float
+    nice: int = 0
 
 
 @dataclass
@@ -111,7 +112,7 @@ class FakeRuntime:
     def invoke_acquired(self, event: dict[str, Any], nice: int = 0) -> Invocation:
         self.gate.wait()
         batch = [
-            Delivery(json.loads(r["body"]), int(r["attributes"]["ApproximateReceiveCount"]), time.monotonic())
+            Delivery(json.loads(r["body"]), int(r["attributes"]["ApproximateReceiveCount"]), time.monotonic(), nice)
             for r in event["Records"]
         ]
         with self._lock:
@@ -127,7 +128,9 @@ class FakeRuntime:
 
 
 @contextmanager
-def pollers(sqs: Any, url: str, runtime: FakeRuntime, count: int, batch_size: int) -> Iterator[FairDispatcher]:
+def pollers(
+    sqs: Any, url: str, runtime: FakeRuntime, count: int, batch_size: int, backlog_nice: int = 0
+) -> Iterator[FairDispatcher]:
     stop = threading.Event()
     dispatcher = FairDispatcher(sqs, url, stop)
     dispatcher.start()
@@ -143,6 +146,7 @@ def pollers(sqs: Any, url: str, runtime: FakeRuntime, count: int, batch_size: in
             stop,
             i,
             dispatcher=dispatcher,
+            backlog_nice=backlog_nice,
         )
         for i in range(count)
     ]
@@ -180,6 +184,29 @@ def test_a_quiet_tenants_message_is_delivered_before_a_noisy_tenants_backlog(sqs
     assert Counter(json.dumps(b, sort_keys=True) for b in bodies).most_common(1)[0][1] == 1
     assert len(bodies) == 201
     assert depth(sqs, url) == (0, 0)
+
+
+def test_a_backlogged_tenants_invocations_yield_the_cpu_and_a_quiet_tenants_do_not(sqs) -> None:
+    # given: tenant "burst" has 100 messages queued and tenant "steady" sends one now and then
+    url = new_queue(sqs)
+    send(sqs, url, [{"tenant": "burst", "n": n} for n in range(100)], group="burst")
+    runtime = FakeRuntime(concurrency=2, seconds=0.01)
+    runtime.gate.clear()
+    with pollers(sqs, url, runtime, count=2, batch_size=1, backlog_nice=10):
+        wait_until(lambda: depth(sqs, url) == (0, 100), timeout=15)
+        runtime.gate.set()
+        for n in range(3):
+            wait_until(lambda: len(runtime.deliveries) >= 20 * (n + 1), timeout=10)
+            send(sqs, url, [{"tenant": "steady", "n": n}], group="steady")
+        wait_until(lambda: len(runtime.deliveries) == 103 and depth(sqs, url) == (0, 0), timeout=20)
+
+    # then: the burst ran at the lower priority while it had a backlog, the steady tenant never did;
+    # the last few of the burst, with no backlog left behind them, ran at the lane's own priority
+    nices = {(d.body["tenant"], d.body["n"]): d.nice for d in runtime.deliveries}
+    assert [nices["steady", n] for n in range(3)] == [0, 0, 0]
+    assert all(nices["burst", n] == 10 for n in range(90))
+    assert nices["burst", 99] == 0
+    assert len(nices) == 103
 
 
 def test_one_tenants_messages_are_delivered_in_the_order_sent(sqs) -> None:
