@@ -1,4 +1,8 @@
-"""The ``AWS/SQS ApproximateAgeOfOldestMessage`` metric, published for the local stack's queues.
+"""The ``AWS/SQS`` metrics the operators' views read, published for the local stack's queues:
+``ApproximateAgeOfOldestMessage``, and (for the console's last hour, ``GET /admin/metrics``)
+``ApproximateNumberOfMessagesVisible``, ``ApproximateNumberOfMessagesNotVisible`` and
+``NumberOfMessagesDeleted`` (the messages the pollers deleted). Counts of zero are left out, as AWS
+publishes nothing for an idle queue: the emulator's CloudWatch scans every datapoint on each query.
 
 On AWS, SQS publishes each queue's oldest-message age to CloudWatch every minute, and ``GET /queues``
 reads it from there. The emulator publishes nothing, so the local stack does, every few seconds, to
@@ -31,6 +35,19 @@ class QueueAges:
         self._lock = threading.Lock()
         self.newest_received: dict[str, float] = {}
         self._held: dict[str, Callable[[], float | None]] = {}
+        self._deleted: dict[str, int] = {}
+
+    def deleted(self, queue_url: str, count: int) -> None:
+        """A poller deleted ``count`` messages of ``queue_url`` (its consumer finished them)."""
+        if count:
+            with self._lock:
+                self._deleted[queue_url] = self._deleted.get(queue_url, 0) + count
+
+    def take_deleted(self) -> dict[str, int]:
+        """The messages deleted per queue URL since the last call."""
+        with self._lock:
+            deleted, self._deleted = self._deleted, {}
+        return deleted
 
     def hold(self, queue_url: str, oldest_sent: Callable[[], float | None]) -> None:
         """A buffer of ``queue_url``'s messages: ``oldest_sent()`` is its oldest ``SentTimestamp`` (s), None when empty."""
@@ -75,17 +92,33 @@ class QueueAgePublisher(threading.Thread):
     def publish_once(self) -> None:
         now = time.time()
         data = []
+        deleted = self.ages.take_deleted()
         for name, url in self.queues.items():
-            attributes = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
-            waiting = int(attributes["Attributes"].get("ApproximateNumberOfMessages", 0))
+            attributes = self.sqs.get_queue_attributes(
+                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+            )["Attributes"]
+            waiting = int(attributes.get("ApproximateNumberOfMessages", 0))
+            dimensions = [{"Name": "QueueName", "Value": name}]
             data.append(
                 {
                     "MetricName": "ApproximateAgeOfOldestMessage",
-                    "Dimensions": [{"Name": "QueueName", "Value": name}],
+                    "Dimensions": dimensions,
                     "Value": round(self.age_of(url, waiting, now), 1),
                     "Unit": "Seconds",
                 }
             )
+            counts = {
+                "ApproximateNumberOfMessagesVisible": waiting,
+                "ApproximateNumberOfMessagesNotVisible": int(
+                    attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
+                ),
+                "NumberOfMessagesDeleted": deleted.get(url, 0),
+            }
+            data += [
+                {"MetricName": metric, "Dimensions": dimensions, "Value": value, "Unit": "Count"}
+                for metric, value in counts.items()
+                if value
+            ]
         for i in range(0, len(data), 20):
             self.cloudwatch.put_metric_data(Namespace="AWS/SQS", MetricData=data[i : i + 20])
 

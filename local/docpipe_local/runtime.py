@@ -330,6 +330,9 @@ class FunctionRuntime:
         self.invocations = 0
         self.failures = 0
         self.spawned = 0  # workers started: a restart storm shows here
+        # (ok, duration ms) of each invocation since the last :meth:`drain_outcomes`: what Lambda publishes
+        # as AWS/Lambda Invocations, Errors and Duration (docpipe_local.function_metrics)
+        self._outcomes: list[tuple[bool, float]] = []
 
     def busy_pids(self) -> list[int]:
         """Process ids of the workers running an invocation now (a test kills one mid-task)."""
@@ -382,11 +385,18 @@ class FunctionRuntime:
             self.invocations += 1
             if not invocation.ok:
                 self.failures += 1
+            self._outcomes.append((invocation.ok, invocation.duration_ms))
             if worker.alive:
                 self._idle.append(worker)
             else:
                 self._all.discard(worker)
         return invocation
+
+    def drain_outcomes(self) -> list[tuple[bool, float]]:
+        """The invocations' ``(ok, duration_ms)`` since the last call, and forget them."""
+        with self._lock:
+            outcomes, self._outcomes = self._outcomes, []
+        return outcomes
 
     def invoke(self, event: dict[str, Any]) -> Invocation:
         self.acquire()

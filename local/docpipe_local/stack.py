@@ -45,6 +45,7 @@ from botocore.config import Config
 
 from docpipe_local.endpoints import EndpointUnavailable, unavailable
 from docpipe_local.fairness import FairDispatcher
+from docpipe_local.function_metrics import FunctionMetricsPublisher
 from docpipe_local.gateway import Gateway
 from docpipe_local.localstack import is_localstack
 from docpipe_local.pollers import SqsPoller
@@ -392,6 +393,9 @@ class LocalStack:
             for logical in self.template.of_type("AWS::SQS::Queue")
         }
         QueueAgePublisher(sqs, self.client("cloudwatch"), queues, self.queue_ages, self._stop).start()
+        # AWS/Lambda Invocations, Errors and Duration per function, as Lambda publishes them (GET /admin/metrics)
+        runtimes = {runtime.spec.name: runtime for runtime in self.runtimes.values()}
+        FunctionMetricsPublisher(self.client("cloudwatch"), runtimes, self._stop).start()
 
     def _start_schedules(self) -> None:
         """EventBridge schedules: each scheduled function is invoked every period, as its rule would."""

@@ -21,7 +21,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import docpipe
-from api import admin, requests
+from api import admin, admin_metrics, requests
 from api.context import (
     adapters,
     all_queues,
@@ -48,6 +48,7 @@ from docpipe.storage import original_key
 
 __all__ = ["adapters", "app", "is_admin", "lambda_handler", "queue_readers", "settings", "usage"]
 app.include_router(admin.router)
+app.include_router(admin_metrics.router)
 
 # The preset names, as the presets stage defines them (the API package does not import the renderer).
 PRESET_NAMES = frozenset({"ai-chat", "ai-vision", "thumbnail", "preview"})

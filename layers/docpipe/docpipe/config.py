@@ -52,6 +52,14 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     return raw
 
 
+def _functions(env: Mapping[str, str]) -> dict[str, str]:
+    pairs = [pair.partition("=") for pair in (env.get("MONITORED_FUNCTIONS") or "").split(",") if "=" in pair]
+    functions = {concern.strip(): name.strip() for concern, _, name in pairs if concern.strip() and name.strip()}
+    if env.get("AWS_LAMBDA_FUNCTION_NAME"):
+        functions.setdefault("api", env["AWS_LAMBDA_FUNCTION_NAME"])
+    return functions
+
+
 @dataclass(frozen=True)
 class Settings:
     uploads_bucket: str
@@ -81,6 +89,9 @@ class Settings:
     dedupe_scope: str = "global"
     admin_group: str = "docpipe-admins"  # members are operators (GET /queues shows every lane's totals)
     admin_group_claim: str = "cognito:groups"  # the JWT claim that lists the caller's groups
+    # concern -> physical name of each function whose AWS/Lambda metrics the console shows (GET /admin/metrics):
+    # MONITORED_FUNCTIONS ("ingest=name,presets=name"), and the function itself as ``api``
+    functions: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -107,6 +118,7 @@ class Settings:
             dedupe_scope=_choice(env, "DEDUPE_SCOPE", ("global", "owner")),
             admin_group=env.get("ADMIN_GROUP") or "docpipe-admins",
             admin_group_claim=env.get("ADMIN_GROUP_CLAIM") or "cognito:groups",
+            functions=_functions(env),
             limits={name: _int(env, variable, 0) for name, variable in LIMIT_VARIABLES.items() if env.get(variable)},
             task_queues={
                 task: {lane: env[f"{task.upper()}_QUEUE_{lane.upper()}"] for lane in LANES}
