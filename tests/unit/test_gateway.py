@@ -123,3 +123,51 @@ def test_a_transfer_encoding_other_than_chunked_is_not_implemented() -> None:
 
 def test_a_request_without_a_length_has_no_body() -> None:
     assert read_body(headers("Host: x"), io.BytesIO(b"{}")) == b""
+
+
+# ------------------------------------------------------------------ one user's burst of requests
+def test_a_busy_users_requests_yield_to_other_users_and_run_at_a_lower_priority() -> None:
+    import threading
+
+    from docpipe_local import gateway as gateway_module
+    from docpipe_local.gateway import Gateway
+
+    class Api:
+        """Records how each request was invoked; holds them until released."""
+
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, int, bool]] = []
+            self.hold = threading.Event()
+            self.lock = threading.Lock()
+
+        def invoke(self, event: dict, nice: int = 0, first: bool = False) -> dict:
+            with self.lock:
+                self.calls.append((event["user"], nice, first))
+            self.hold.wait(5)
+            return {}
+
+    api = Api()
+    gateway = Gateway(None, {}, {})
+    gateway.api = api  # type: ignore[assignment]
+    try:
+        busy = gateway_module.BUSY_REQUESTS
+        burst = [threading.Thread(target=gateway._invoke_api, args=("a", {"user": "a"})) for _ in range(busy + 2)]
+        for thread in burst:
+            thread.start()
+        while len(api.calls) < busy + 2:
+            threading.Event().wait(0.01)
+        quiet = threading.Thread(target=gateway._invoke_api, args=("b", {"user": "b"}))
+        quiet.start()
+        while len(api.calls) < busy + 3:
+            threading.Event().wait(0.01)
+        api.hold.set()
+        for thread in [*burst, quiet]:
+            thread.join(5)
+    finally:
+        gateway.stop()
+
+    a_calls = [(nice, first) for user, nice, first in api.calls if user == "a"]
+    # a's first requests, before a was busy, then two while it was
+    assert sorted(a_calls) == sorted([(0, True)] * busy + [(gateway_module.BUSY_NICE, False)] * 2)
+    assert [(nice, first) for user, nice, first in api.calls if user == "b"] == [(0, True)]
+    assert gateway._in_flight == {}  # every request counted out
