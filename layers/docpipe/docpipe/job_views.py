@@ -63,7 +63,9 @@ class JobViews:
         if self.ttl_at is None or file is None or job["state"] in TERMINAL or not job.get("plan"):
             return job
         state, _ = job_states.settle(list(job["plan"]), file)
-        if state in TERMINAL and settle_jobs(self.jobs_repo, self.files_repo, job["hash"], self.ttl_at(), [job["jobId"]]):
+        if state in TERMINAL and settle_jobs(
+            self.jobs_repo, self.files_repo, job["hash"], self.ttl_at(), [job["jobId"]]
+        ):
             return self.jobs_repo.get(job["jobId"]) or job
         return job
 

@@ -1,0 +1,1 @@
+"""NotifierFunction: job changes from the tables' streams, pushed to their owners' WebSocket connections."""

@@ -1,0 +1,84 @@
+"""Push each changed job to its owner's connections, and only theirs.
+
+A stream record names a job (JobsTable) or some bytes (FilesTable: every open job of them shows its
+tasks' states, progress and variants). Each job's view is built by :class:`docpipe.job_views.JobViews`,
+the code ``GET /jobs/{id}`` answers with, and posted to every connection its owner has open; a
+connection that answers ``GoneException`` is forgotten. A job that leaves its lane's queue moves its
+owner's later queued jobs up, so those are pushed too (at most ``OpenJobsPerUser`` of them).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from docpipe import push
+from docpipe.adapters.dynamo import JobsRepository
+from docpipe.adapters.push import ConnectionsRepository, PushChannel
+from docpipe.job_views import JobViews
+from docpipe.observability import MetricUnit, logger, metrics
+
+
+class Notifier:
+    def __init__(
+        self,
+        views: JobViews,
+        jobs_repo: JobsRepository,
+        connections: ConnectionsRepository,
+        channel: PushChannel,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.views, self.jobs_repo, self.connections, self.channel = views, jobs_repo, connections, channel
+        self.clock = clock
+
+    def handle(self, record: dict[str, Any]) -> int:
+        """Push what one stream record changed; returns how many frames were delivered."""
+        change = push.change_of(record)
+        if change is None:
+            return 0
+        if change.job_id is not None:
+            job = change.job or self.jobs_repo.get(change.job_id)
+            sent = self.send(job, change.changed_at_ms) if job else 0
+            if job and change.left_queue:
+                sent += self._moved_up(job, change.changed_at_ms)
+            return sent
+        sent = 0
+        for job_id in self.jobs_repo.open_ids_for_hash(str(change.digest)):
+            job = self.jobs_repo.get(job_id)
+            if job is not None:
+                sent += self.send(job, change.changed_at_ms)
+        return sent
+
+    def send(self, job: dict[str, Any], changed_at_ms: int) -> int:
+        """Post the job's view to each of its owner's open connections; prune the ones that are gone."""
+        owner = str(job["owner"])
+        targets = self.connections.for_owner(owner, int(self.clock()))
+        if not targets:
+            return 0
+        frame = push.job_frame(self.views.view(job), int(self.clock() * 1000), changed_at_ms)
+        delivered = 0
+        for connection_id in targets:
+            if self.channel.post(connection_id, frame):
+                delivered += 1
+            else:
+                self.connections.drop(owner, connection_id)
+                metrics.add_metric(name="PushConnectionsPruned", unit=MetricUnit.Count, value=1)
+        if delivered:
+            metrics.add_metric(name="PushFramesSent", unit=MetricUnit.Count, value=delivered)
+        logger.debug("job pushed", extra={"job_id": job["jobId"], "connections": delivered})
+        return delivered
+
+    def _moved_up(self, job: dict[str, Any], changed_at_ms: int) -> int:
+        """The owner's jobs still queued in the lane ``job`` left: each is one place nearer its start."""
+        sent = 0
+        for other in self.jobs_repo.open_for_owner(str(job["owner"])):
+            if (
+                other.get("state") == "queued"
+                and other.get("lane") == job.get("lane")
+                and other["jobId"] != job["jobId"]
+            ):
+                full = self.jobs_repo.get(str(other["jobId"]))
+                if full is not None:
+                    sent += self.send(full, changed_at_ms)
+        return sent
