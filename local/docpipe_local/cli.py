@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from docpipe_local import multipart
 from docpipe_local.client import ApiError, DocpipeClient, UploadError
 
 STATE_FILE = Path(".docpipe") / "stack.json"
@@ -178,11 +179,15 @@ def cmd_process(args: argparse.Namespace) -> int:
         raise UsageError(f"no such file: {', '.join(missing)}")
     with ExitStack() as stack:
         client, _ = _target(args, stack, allow_embedded=True)
+        # Ctrl-C stops the uploads in parts after the parts in flight; running the command again resumes them.
+        signal.signal(signal.SIGINT, lambda signum, frame: multipart.STOP.set())
         results = _process(client, paths, args)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         _print_results(results)
+    if any(r["state"] == "interrupted" for r in results):
+        return 130
     return 0 if all(r["state"] == "ready" for r in results) else 1
 
 
@@ -197,15 +202,22 @@ def _process(client: DocpipeClient, paths: list[Path], args: argparse.Namespace)
         disable=not show,
     )
 
+    limit = (
+        multipart.threshold(client) if any(p.stat().st_size > multipart.DEFAULT_THRESHOLD // 2 for p in paths) else 0
+    )
+
     def one(path: Path, task: Any) -> dict[str, Any]:
         started = time.monotonic()
         try:
-            created = client.upload_file(
+            created, sent = multipart.send(
+                client,
                 path,
+                limit=limit or multipart.DEFAULT_THRESHOLD,
                 priority=args.priority,
                 ocr=args.ocr,
+                parallel=args.parallel,
                 progress=lambda done, total: progress.update(
-                    task, completed=50 * done / max(total, 1), status="uploading"
+                    task, completed=50 * done / max(total, 1), status=f"{_human(done)} of {_human(total)}"
                 ),
             )
             uploaded = time.monotonic()
@@ -217,6 +229,10 @@ def _process(client: DocpipeClient, paths: list[Path], args: argparse.Namespace)
         except ApiError as exc:
             progress.update(task, completed=100, status="refused")
             return {"file": str(path), "state": "failed", "error": {"code": exc.code, "message": exc.message}}
+        except multipart.Interrupted as exc:  # Ctrl-C: the parts sent stay, the same command resumes
+            progress.update(task, status="interrupted")
+            error = {"code": "upload.interrupted", "message": str(exc)}
+            return {"file": str(path), "state": "interrupted", "error": error, **getattr(exc, "report", {})}
         except (UploadError, requests.RequestException) as exc:
             progress.update(task, completed=100, status="error")
             return {"file": str(path), "state": "failed", "error": {"code": "upload.failed", "message": str(exc)}}
@@ -224,6 +240,7 @@ def _process(client: DocpipeClient, paths: list[Path], args: argparse.Namespace)
         return {
             "file": str(path),
             **job,
+            **sent,
             "uploadSeconds": round(uploaded - started, 3),
             "seconds": round(time.monotonic() - started, 3),
         }
@@ -411,6 +428,9 @@ def parser() -> argparse.ArgumentParser:
     process.add_argument("--ocr", action="store_true", help="OCR images too (photos or scans of documents)")
     process.add_argument("--json", action="store_true", help="print results as JSON")
     process.add_argument("--timeout", type=float, default=300, help="seconds to wait per job (default 300)")
+    process.add_argument(
+        "--parallel", type=int, default=4, metavar="N", help="parts of a big file sent at once (default 4)"
+    )
     target(process)
     process.set_defaults(func=cmd_process)
 

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from docpipe_local.apigw import http_event, response_body
+from docpipe_local.cors import Cors
 from docpipe_local.template import HttpRoute
 
 if TYPE_CHECKING:
@@ -199,6 +200,9 @@ class Gateway:
         self.api, self.functions, self.tokens = api, functions, tokens
         self.invoke_token, self.admins, self.admin_claim = invoke_token, frozenset(admins), admin_claim
         self.page_sources = tuple(page_sources)
+        self.cors: Cors | None = (
+            None  # the HttpApi's CorsConfiguration (set by the stack once its parameters are known)
+        )
         self.routes = api.spec.http_routes if api else []
         self._in_flight: Counter[str] = Counter()  # requests in flight per user
         self._flight_lock = threading.Lock()
@@ -276,6 +280,15 @@ class Gateway:
             return self._asset(request, *ASSETS[url.path])
         if self.api is None:
             return self._send(request, 404, {"code": "route.not_found", "message": "This stack has no HTTP API."})
+        origin = request.headers["Origin"]
+        if self.cors and request.command == "OPTIONS" and origin and request.headers["Access-Control-Request-Method"]:
+            allowed = self.cors.preflight(
+                origin,
+                request.headers["Access-Control-Request-Method"],
+                request.headers["Access-Control-Request-Headers"],
+            )
+            return self._send(request, 204, None, allowed)  # API Gateway answers a preflight itself, before auth
+        cors = self.cors.response_headers(origin) if self.cors else {}
         route = match_route(self.routes, request.command, url.path)
         if route is None:
             return self._send(request, 404, {"message": "Not Found"})
@@ -284,7 +297,7 @@ class Gateway:
             scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
             user = self.tokens.get(token.strip()) if scheme.lower() == "bearer" else None
             if user is None:
-                return self._send(request, 401, {"code": "auth.required", "message": "Unauthorized"})
+                return self._send(request, 401, {"code": "auth.required", "message": "Unauthorized"}, cors)
             claims = jwt_claims(user, self.admin_claim if user in self.admins else None)
         event = http_event(
             request.command,
@@ -303,6 +316,7 @@ class Gateway:
         headers = dict(result.get("headers") or {})
         for name, values in (result.get("multiValueHeaders") or {}).items():
             headers[name] = ", ".join(values)
+        headers.update(cors)
         payload = response_body(result)
         request.send_response(int(result.get("statusCode", 200)))
         for name, value in headers.items():
@@ -394,7 +408,7 @@ class Gateway:
     def _send(
         cls, request: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None
     ) -> None:
-        payload = json.dumps(body).encode()
+        payload = b"" if body is None else json.dumps(body).encode()
         request.send_response(status)
         request.send_header("Content-Type", "application/json")
         request.send_header("X-Content-Type-Options", "nosniff")  # as the API's own answers carry it

@@ -130,6 +130,7 @@ def _client(service: str, endpoint: str, region: str) -> Any:
 def seed(event: dict[str, Any], endpoint: str, seed_dirs: list[Path], region: str = "us-east-1") -> list[str]:
     s3 = _client("s3", endpoint, region)
     seeded = []
+    multipart = _multipart_keys(event)
     for bucket, key in s3_objects(event):
         try:
             s3.head_object(Bucket=bucket, Key=key)
@@ -138,9 +139,33 @@ def seed(event: dict[str, Any], endpoint: str, seed_dirs: list[Path], region: st
             pass
         source = next((d / key.rsplit("/", 1)[-1] for d in seed_dirs if (d / key.rsplit("/", 1)[-1]).is_file()), None)
         if source is not None:
-            s3.put_object(Bucket=bucket, Key=key, Body=source.read_bytes())
+            if key in multipart:  # as a multipart upload makes it: an ETag of "<md5 of the parts' md5s>-<parts>"
+                upload = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+                part = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=1, Body=source.read_bytes())
+                s3.complete_multipart_upload(
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload,
+                    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+                )
+            else:
+                s3.put_object(Bucket=bucket, Key=key, Body=source.read_bytes())
             seeded.append(key)
     return seeded
+
+
+def _multipart_keys(event: dict[str, Any]) -> set[str]:
+    """The keys of the event's ``ObjectCreated:CompleteMultipartUpload`` records (direct or in SQS bodies)."""
+    keys = set()
+    for record in event.get("Records", []):
+        if record.get("eventSource") == "aws:sqs":
+            try:
+                keys |= _multipart_keys(json.loads(record.get("body", "")))
+            except (json.JSONDecodeError, AttributeError):
+                continue
+        elif record.get("eventName") == "ObjectCreated:CompleteMultipartUpload":
+            keys.add(unquote_plus(record["s3"]["object"]["key"]))
+    return keys
 
 
 def seed_jobs(event: dict[str, Any], dynamodb: str, jobs_table: str, region: str = "us-east-1") -> list[str]:

@@ -43,6 +43,7 @@ import boto3
 import requests
 from botocore.config import Config
 
+from docpipe_local.cors import Cors
 from docpipe_local.endpoints import EndpointUnavailable, unavailable
 from docpipe_local.fairness import FairDispatcher
 from docpipe_local.function_metrics import FunctionMetricsPublisher
@@ -299,6 +300,7 @@ class LocalStack:
             and self.template.parameter("Stage") == "local"
         ):
             self.template.parameters["AllowedOrigins"] = ",".join(page_origins(self.gateway.port))
+        self.gateway.cors = Cors.from_template(self.template)  # the API's CORS, for pages of other origins
         refused = self.template.rule_failures()  # what CloudFormation would refuse before creating anything
         if refused:
             raise ValueError("the template's rules refuse these parameters: " + "; ".join(refused))

@@ -31,6 +31,8 @@ EXPECTED: dict[str, object] = {
     "IngestFunction/upload-mislabeled.json": {"invoice.pdf": ("failed", "file.type_mismatch")},
     "IngestFunction/duplicate-delivery.json": {"letter.docx": ("ready", None)},
     "IngestFunction/s3-test-event.json": {},
+    # A multipart upload's completion (seeded as one: its ETag is "<md5>-1"), as S3 notifies it.
+    "IngestFunction/upload-multipart.json": {"report.pdf": ("ready", None)},
     # A task for report.pdf delivered again (or before its upload): done work is not redone, an unknown
     # hash is dropped; either way the batch succeeds.
     "ExtractFunction/redelivered-task.json": {},

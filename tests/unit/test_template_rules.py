@@ -454,7 +454,8 @@ LEAST_PRIVILEGE: dict[str, dict[str, set[str]]] = {
     },
     "ApiFunction": {
         "UploadsBucket": {"s3:ListBucket"},
-        "UploadsBucket/uploads/*": {"s3:PutObject"},  # the presigned POST
+        # the presigned POST and part URLs; a multipart upload's parts listed and aborted
+        "UploadsBucket/uploads/*": {"s3:PutObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"},
         "StoreBucket": {"s3:ListBucket"},
         **each([f"StoreBucket/{prefix}/*" for prefix in STORED], "s3:GetObject", "s3:DeleteObject"),
         "JobsTable": {

@@ -21,7 +21,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import docpipe
-from api import admin, admin_metrics, requests
+from api import admin, admin_metrics, companion, multipart, requests
 from api.context import (
     adapters,
     all_queues,
@@ -41,7 +41,7 @@ from api.uploads import UploadRequest, prepare
 from docpipe import control, quotas
 from docpipe.adapters.sqs import TaskQueues
 from docpipe.config import LANES
-from docpipe.errors import BadRequest, DocpipeError, NotFound, http_status
+from docpipe.errors import BadRequest, DocpipeError, FileTooLarge, NotFound, http_status
 from docpipe.jobs import public_hash, public_view
 from docpipe.observability import MetricUnit, logger, metrics, tracer
 from docpipe.storage import original_key
@@ -49,6 +49,8 @@ from docpipe.storage import original_key
 __all__ = ["adapters", "app", "is_admin", "lambda_handler", "queue_readers", "settings", "usage"]
 app.include_router(admin.router)
 app.include_router(admin_metrics.router)
+app.include_router(multipart.router)  # POST /uploads/multipart and /uploads/{jobId}/...: big files in parts
+app.include_router(companion.router)  # /s3/...: Uppy's Companion S3 routes over the same implementation
 
 # The preset names, as the presets stage defines them (the API package does not import the renderer).
 PRESET_NAMES = frozenset({"ai-chat", "ai-vision", "thumbnail", "preview"})
@@ -105,6 +107,11 @@ def _own_file(digest: str, owner: str) -> OwnFile:
 @app.post("/uploads")
 def create_upload(request: UploadRequest) -> Response[str]:
     owner = current_user()
+    if settings.max_upload_bytes >= request.size > multipart.SINGLE_POST_MAX_BYTES:
+        raise FileTooLarge(
+            f"The file is {request.size} bytes; one presigned POST takes at most {multipart.SINGLE_POST_MAX_BYTES}: "
+            "upload it in parts (POST /uploads/multipart)."
+        )
     prepared = prepare(
         request, owner, settings.max_upload_bytes, settings.upload_url_ttl_seconds, settings.upload_grace_seconds
     )
@@ -162,6 +169,8 @@ def cancel_job(job_id: str, purge: Annotated[bool, Query()] = False) -> Response
         control.purge(job, jobs_repo, files_repo, store, settings.store_bucket, _ttl_at())
         return _json(200, {"jobId": job_id, "purged": True})
     cancelled = control.cancel(job, jobs_repo, files_repo, _ttl_at())
+    if job["state"] == "uploading":  # a multipart upload's parts go with its job
+        multipart.drop_parts(job)
     return _json(200, public_view(cancelled))
 
 
@@ -337,7 +346,13 @@ def health() -> Response[str]:
         except DocpipeError:
             dependencies[name] = "unreachable"
     ok = all(v == "ok" for v in dependencies.values())
-    return _json(200 if ok else 503, {"ok": ok, "version": docpipe.__version__, "dependencies": dependencies})
+    uploads = {  # what a client needs to choose between one POST and parts
+        "maxUploadBytes": settings.max_upload_bytes,
+        "maxPostBytes": min(multipart.SINGLE_POST_MAX_BYTES, settings.max_upload_bytes),
+        "multipartThresholdBytes": settings.multipart_threshold_bytes,
+    }
+    body = {"ok": ok, "version": docpipe.__version__, "dependencies": dependencies, "uploads": uploads}
+    return _json(200 if ok else 503, body)
 
 
 @app.exception_handler(DocpipeError)

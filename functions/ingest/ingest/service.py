@@ -33,7 +33,7 @@ from docpipe.adapters.dynamo import FilesRepository, JobsRepository, owner_hash
 from docpipe.adapters.s3 import ObjectInfo, ObjectNotFound, ObjectStore
 from docpipe.adapters.sqs import TaskQueues
 from docpipe.config import Settings
-from docpipe.errors import DocpipeError, Transient, UploadMissing
+from docpipe.errors import DocpipeError, FileTooLarge, Transient, UploadMissing
 from docpipe.filetypes import FileType
 from docpipe.jobs import JobState
 from docpipe.observability import MetricUnit, logger, metrics
@@ -107,6 +107,8 @@ class IngestService:
         except DocpipeError as exc:
             if exc.retryable:
                 raise
+            if isinstance(exc, FileTooLarge):  # bytes past the declared size (or the limit) are not kept
+                self.store.delete(bucket, key)
             return self._fail(job, exc)
 
     def _ingest(self, bucket: str, key: str, job: dict[str, Any]) -> Outcome:

@@ -67,6 +67,8 @@ class Settings:
     jobs_table: str
     files_table: str
     max_upload_bytes: int = 100 * MIB
+    # Files above it are sent in parts by docpipe's own clients (POST /uploads/multipart); see api.multipart.
+    multipart_threshold_bytes: int = 64 * MIB
     upload_url_ttl_seconds: int = 900
     # A job still ``uploading`` this long after its upload URL expired, with no object under its key, is
     # ended as ``upload.expired`` by the sweeper (an upload that started just before the expiry may still
@@ -102,6 +104,7 @@ class Settings:
             jobs_table=_require(env, "JOBS_TABLE"),
             files_table=_require(env, "FILES_TABLE"),
             max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", 100 * MIB),
+            multipart_threshold_bytes=_int(env, "MULTIPART_THRESHOLD_BYTES", 64 * MIB),
             upload_url_ttl_seconds=_int(env, "UPLOAD_URL_TTL_SECONDS", 900),
             upload_grace_seconds=_int(env, "UPLOAD_GRACE_SECONDS", 900),
             download_url_ttl_seconds=_int(env, "DOWNLOAD_URL_TTL_SECONDS", 300),

@@ -242,7 +242,7 @@ def public_view(job: dict[str, Any], file: dict[str, Any] | None = None) -> dict
     }
     if public_hash(job):
         view["hash"] = public_hash(job)
-    for key in ("size", "type", "contentType", "width", "height", "error", "history"):
+    for key in ("size", "type", "contentType", "width", "height", "error", "history", "parts"):
         if job.get(key) is not None:
             view[key] = job[key]
     return view

@@ -151,6 +151,15 @@ def release_upload(usage: UsageRepository, owner: str, declared: int) -> None:
     usage.add(owner, STORED, -declared)
 
 
+def resize_upload(usage: UsageRepository, owner: str, reserved: int, actual: int, admitted_at: float) -> None:
+    """An upload admitted at ``admitted_at`` for ``reserved`` bytes turned out to have ``actual`` bytes (a
+    multipart upload through Uppy's Companion routes declares no size and reserves the largest upload):
+    that day's bytes and the storage reservation follow."""
+    if actual != reserved:
+        usage.add(owner, _day(admitted_at).item, actual - reserved)
+        usage.add(owner, STORED, actual - reserved)
+
+
 def settle_upload(usage: UsageRepository, owner: str, digest: str, declared: int, size: int) -> None:
     """An upload stored as ``digest``: its reservation becomes the stored size, or nothing when the
     user's jobs already referenced those bytes."""

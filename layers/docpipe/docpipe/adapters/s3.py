@@ -100,9 +100,9 @@ class ObjectStore:
     def copy_pinned(self, bucket: str, key: str, etag: str, dest_bucket: str, dest_key: str) -> None:
         """Server-side copy of exactly the bytes with ``etag``; no byte passes through this process.
 
-        ``CopySourceIfMatch`` pins the source on AWS; the ETag of the copy is checked as well, since
-        emulators do not all honour the condition. A source overwritten since it was hashed raises
-        :class:`ObjectChanged` and leaves no copy behind.
+        ``CopySourceIfMatch`` pins the source on AWS; the ETag of the copy is checked as well (for a source
+        uploaded in one piece), since emulators do not all honour the condition. A source overwritten since
+        it was hashed raises :class:`ObjectChanged` and leaves no copy behind.
         """
         try:
             r = self.client.copy_object(
@@ -114,7 +114,9 @@ class ObjectStore:
             )
         except ClientError as exc:
             raise _translate(exc, key) from exc
-        if r["CopyObjectResult"]["ETag"] != etag:
+        # A multipart upload's ETag (``"<md5 of the parts' md5s>-<parts>"``) is not its copy's: S3 copies it
+        # in one piece, with a plain MD5. Only ``CopySourceIfMatch`` pins such a source.
+        if r["CopyObjectResult"]["ETag"] != etag and "-" not in etag:
             self.delete(dest_bucket, dest_key)
             raise ObjectChanged(f"{key} changed while it was being stored.")
 

@@ -102,6 +102,24 @@ class JobsRepository(_Table):
             {"#state": "state"},
         )
 
+    def record_parts(
+        self, job_id: str, fields: dict[str, Any], parts: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """While a job is ``uploading``: set ``fields``, and show a multipart upload's ``parts`` (done,
+        total, bytes) on its history's first entry, the ``uploading`` one; ``None`` once it has moved on."""
+        values: dict[str, Any] = {":uploading": "uploading"}
+        names = {"#state": "state"}
+        if parts is not None:
+            values[":parts"], names["#hist"] = parts, "history"
+        return self._update(
+            {"jobId": job_id},
+            fields,
+            "#state = :uploading",
+            values,
+            names,
+            set_also="#hist[0].parts = :parts" if parts is not None else "",
+        )
+
     def count_retry(self, job_id: str, limit: int, amount: int = 1) -> bool:
         """Count a retry of the job against ``limit`` (0: unlimited); False when the job has used them all.
         ``amount=-1`` gives one back (a retry that did not happen after all)."""
