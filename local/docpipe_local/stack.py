@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -43,6 +44,7 @@ import boto3
 import requests
 from botocore.config import Config
 
+from docpipe_local import clamav, push_local
 from docpipe_local.cors import Cors
 from docpipe_local.endpoints import EndpointUnavailable, unavailable
 from docpipe_local.fairness import FairDispatcher
@@ -193,6 +195,9 @@ class LocalStack:
         self.moto_dynamodb: MotoServer | None = None
         self.runtimes: dict[str, FunctionRuntime] = {}
         self.pollers: list[SqsPoller] = []
+        self.stream_pollers: list[threading.Thread] = []  # the notifier's stream event sources (push_local)
+        self.issuer: Any = None  # the stack's JWT issuer (docpipe_local.tokens.LocalIssuer)
+        self._jwts: dict[str, str] = {}
         self.dispatchers: dict[str, FairDispatcher] = {}  # by queue URL
         self.gateway: Gateway | None = None
         self._stop = threading.Event()
@@ -203,6 +208,8 @@ class LocalStack:
         # a test of the sweeper need not wait five minutes.
         self.schedule_every = schedule_every or {}
         self.queue_ages = QueueAges()
+        self.clamd: clamav.Clamd | None = None  # the stack's own warm clamd (ScanEngine clamav)
+        self.clamav_database: Path | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> LocalStack:
@@ -226,7 +233,14 @@ class LocalStack:
         return next(iter(self.tokens))
 
     def token_for(self, user: str) -> str:
-        return next(t for t, u in self.tokens.items() if u == user)
+        """A token for ``user`` that the HTTP routes and the WebSocket API both take: a JWT the stack's issuer
+        signed (with the admin group claim for an admin), else ``user``'s development token."""
+        if self.issuer is None or self.template is None:
+            return next(t for t, u in self.tokens.items() if u == user)
+        if user not in self._jwts:
+            claim = admin_claim(self.template) if user in self.admins else None
+            self._jwts[user] = self.issuer.mint(user, claim)
+        return self._jwts[user]
 
     def client(self, service: str, attempts: int | None = None) -> Any:
         """A client of the stack's ``service``; ``attempts`` bounds botocore's retries (its default: 3)."""
@@ -270,6 +284,8 @@ class LocalStack:
             self.endpoints[service] = self.moto.url  # type: ignore[union-attr]
         if self.moto_dynamodb:
             self.endpoints["dynamodb"] = self.moto_dynamodb.url
+        if "dynamodb" in self.endpoints:  # a table's stream is served by the emulator that holds the table
+            self.endpoints["dynamodbstreams"] = self.endpoints["dynamodb"]
         account = self.client("sts").get_caller_identity()["Account"]
         self.template = Template.load(
             self.template_path,
@@ -301,6 +317,9 @@ class LocalStack:
         ):
             self.template.parameters["AllowedOrigins"] = ",".join(page_origins(self.gateway.port))
         self.gateway.cors = Cors.from_template(self.template)  # the API's CORS, for pages of other origins
+        self.issuer = push_local.prepare(self.template, self.gateway, self.parameters)
+        if "ScanEngine" in declared:
+            self._start_scanner()
         refused = self.template.rule_failures()  # what CloudFormation would refuse before creating anything
         if refused:
             raise ValueError("the template's rules refuse these parameters: " + "; ".join(refused))
@@ -309,12 +328,36 @@ class LocalStack:
                 raise ValueError(f"override for {logical!r}: the template has no such resource")
             self.template.doc["Resources"][logical].setdefault("Properties", {}).update(properties)
         provision(self.template, {s: self.client(s) for s in ("s3", "sqs", "dynamodb")})
+        push_api = push_local.describe_api(self.template, self.gateway)
         self._start_functions()
+        self.stream_pollers += push_local.start(
+            self.template,
+            self.gateway,
+            push_api,
+            self.runtimes,
+            {"dynamodbstreams": self.client("dynamodbstreams"), "sqs": self.client("sqs")},
+            self.region,
+            self._stop,
+        )
         self._start_schedules()
         self.gateway.serve_api(self._api_runtime())
         self.gateway.start()
         log.info("local stack up in %.1f s: api %s, emulator %s", time.time() - started, self.api_url, self.endpoint)
         return self
+
+    def _start_scanner(self) -> None:
+        """``ScanEngine``: clamav where it is installed, else none (with a warning); a clamd of the stack's own."""
+        assert self.template is not None
+        if "ScanEngine" not in self.parameters:
+            self.template.parameters["ScanEngine"] = clamav.default_engine()
+        elif self.parameters["ScanEngine"] == "none":
+            clamav.log.warning("ScanEngine is none: uploads are processed and served without a malware scan")
+        if self.template.parameter("ScanEngine") != "clamav":
+            return
+        self.clamav_database = clamav.database()
+        if "ClamdAddress" not in self.parameters and shutil.which("clamd"):
+            self.clamd = clamav.Clamd(self.state_dir, self.clamav_database).start()
+            self.template.parameters["ClamdAddress"] = str(self.clamd.socket)
 
     def _check_endpoint(self, endpoint: str) -> None:
         """Each service the stack would use at ``endpoint`` answers one call, or :class:`EndpointUnavailable`."""
@@ -340,6 +383,8 @@ class LocalStack:
         for service, url in self.endpoints.items():
             if service != "default":
                 env[f"AWS_ENDPOINT_URL_{service.upper()}"] = url
+        if self.clamav_database is not None:  # clamscan's database, when no clamd runs
+            env["CLAMAV_DATABASE"] = str(self.clamav_database)
         return env
 
     def _start_functions(self) -> None:
@@ -353,7 +398,7 @@ class LocalStack:
             # which Lambda scales with its requests, gets HTTP_WORKERS (a burst of one user's requests
             # must not queue everyone else's behind four workers); a scheduled function one.
             by_sources = sum(min(s.max_concurrency, 10) for s in spec.sqs_sources)
-            default = by_sources or (HTTP_WORKERS if spec.http_routes else 1)
+            default = by_sources or (HTTP_WORKERS if spec.http_routes else push_local.concurrency(spec) or 1)
             concurrency = spec.reserved_concurrency or default
             runtime = FunctionRuntime(
                 spec,
@@ -446,7 +491,9 @@ class LocalStack:
             self.moto_dynamodb.stop()
         for runtime in self.runtimes.values():
             runtime.stop()
-        for thread in [*self.pollers, *self.dispatchers.values()]:
+        if self.clamd:
+            self.clamd.stop()
+        for thread in [*self.pollers, *self.dispatchers.values(), *self.stream_pollers]:
             thread.join(timeout=5)
 
     def wait(self) -> None:

@@ -21,7 +21,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import docpipe
-from api import admin, admin_metrics, companion, multipart, requests
+from api import admin, admin_metrics, client_config, companion, multipart, requests
 from api.context import (
     adapters,
     all_queues,
@@ -44,6 +44,7 @@ from docpipe.config import LANES
 from docpipe.errors import BadRequest, DocpipeError, FileTooLarge, NotFound, http_status
 from docpipe.jobs import public_hash, public_view
 from docpipe.observability import MetricUnit, logger, metrics, tracer
+from docpipe.scanning import is_clean
 from docpipe.storage import original_key
 
 __all__ = ["adapters", "app", "is_admin", "lambda_handler", "queue_readers", "settings", "usage"]
@@ -51,6 +52,7 @@ app.include_router(admin.router)
 app.include_router(admin_metrics.router)
 app.include_router(multipart.router)  # POST /uploads/multipart and /uploads/{jobId}/...: big files in parts
 app.include_router(companion.router)  # /s3/...: Uppy's Companion S3 routes over the same implementation
+app.include_router(client_config.router)  # GET /config: where to connect for live updates
 
 # The preset names, as the presets stage defines them (the API package does not import the renderer).
 PRESET_NAMES = frozenset({"ai-chat", "ai-vision", "thumbnail", "preview"})
@@ -99,7 +101,7 @@ def _own_file(digest: str, owner: str) -> OwnFile:
     _, jobs_repo, files_repo = adapters()
     owned = [j for j in jobs_repo.for_owner_and_hash(owner, digest) if j.get("hash")] if _HASH.match(digest) else []
     record = files_repo.get(owned[0]["hash"]) if owned else None
-    if record is None or record.get("status") != "stored":
+    if record is None or record.get("status") != "stored" or not is_clean(record):  # nothing served unscanned
         raise NotFound("No such file.", code="file.not_found")
     return OwnFile(record, owned)
 

@@ -28,12 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from docpipe import jobs, lanes, quotas, references
+from docpipe import jobs, lanes, quotas, references, scanning
 from docpipe.adapters.dynamo import FilesRepository, JobsRepository, owner_hash
 from docpipe.adapters.s3 import ObjectInfo, ObjectNotFound, ObjectStore
 from docpipe.adapters.sqs import TaskQueues
 from docpipe.config import Settings
-from docpipe.errors import DocpipeError, FileTooLarge, Transient, UploadMissing
+from docpipe.errors import DocpipeError, FileInfected, FileTooLarge, Transient, UploadMissing
 from docpipe.filetypes import FileType
 from docpipe.jobs import JobState
 from docpipe.observability import MetricUnit, logger, metrics
@@ -134,10 +134,11 @@ class IngestService:
         reading = file_type.name if file_type.family == "text" and file_type.name != "text" else None
         digest = content_key(scanned.sha256, job["owner"], self.settings.dedupe_scope, reading)
         logger.thread_safe_append_keys(hash=digest)
+        self._refuse_known_malware(bucket, key, scanned.sha256)
 
         deduplicated = self._store_once(bucket, key, info, digest, facts)
         plan = jobs.plan_for(file_type.mime, file_type.family, ocr=bool(job.get("ocr")))
-        self._dispatch(digest, plan, lane, job)
+        gated = self._dispatch(digest, plan, lane, job)
         file = self.files.get(digest) or {}
         state, error = jobs.settle(plan, file)
         joined = {**job, "plan": plan, "attemptsFrom": jobs.attempts_base(file, plan)}
@@ -157,7 +158,7 @@ class IngestService:
                 **(
                     {"expiresAt": self._job_ttl(), "attempts": jobs.freeze_attempts(joined, file)}
                     if state in jobs.TERMINAL
-                    else {}
+                    else {"openHash": digest}  # in byOpenHash while open: the workers' settles find it
                 ),
             },
             jobs.history_steps(JobState.UPLOADING, state, planned=bool(plan)),
@@ -168,8 +169,12 @@ class IngestService:
         if self.jobs.usage is not None:
             quotas.settle_upload(self.jobs.usage, job["owner"], digest, int(job.get("declaredSize") or 0), scanned.size)
         if state not in jobs.TERMINAL:  # a task may have ended between dispatch and this transition
+            if gated and scanning.is_clean(self.files.get(digest)):
+                # the scan ended clean between dispatch and this transition, before this job was open
+                scanning.send_tasks(self.files, self.tasks, digest, plan[1:], lane, job["owner"])
             settle_jobs(self.jobs, self.files, digest, self._job_ttl(), [job["jobId"]])
-        self.store.delete(bucket, key)
+        if self.settings.scan_engine != "guardduty":  # GuardDuty scans the raw upload: its verdict deletes it
+            self.store.delete(bucket, key)
         metrics.add_metric(name="UploadsIngested", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="BytesIngested", unit=MetricUnit.Bytes, value=scanned.size)
         if deduplicated:
@@ -179,23 +184,33 @@ class IngestService:
         )
         return Outcome("deduplicated" if deduplicated else "stored", job["jobId"], digest)
 
-    def _dispatch(self, digest: str, plan: list[str], lane: str, job: dict[str, Any]) -> None:
+    def _dispatch(self, digest: str, plan: list[str], lane: str, job: dict[str, Any]) -> bool:
         """Queue each task of the plan on its lane, once per content: a task that has a state already
         (queued, running, done or failed for the same bytes) is not queued again.
 
-        The job is first added to the task's ``{task}Waiting`` set, in the same item, so a cancel of
-        another job of these bytes never marks work this job needs as ``cancelled``; a task that was
-        cancelled is queued again."""
+        The task's count of waiting jobs (``{task}Waiters``, in the same item) is first raised, so a
+        cancel of another job of these bytes never marks work this job needs as ``cancelled``; a task
+        that was cancelled is queued again. A count, not a set of job ids: the item stays the same size
+        however many jobs of the same bytes are open at once."""
         for task in plan:
-            self.files.add_member(digest, f"{task}Waiting", job["jobId"])
-            if self.files.request_task(digest, task) is not None:
-                continue
-            try:
-                self.tasks.send(task, lane, {"hash": digest}, tenant=job["owner"])
-            except DocpipeError:
-                self.files.update(digest, {f"{task}State": None})  # let the retry queue it again
-                raise
-            logger.info("task queued", extra={"task": task, "lane": lane})
+            self.files.add_waiter(digest, task)
+        file = self.files.get(digest) or {}
+        if scanning.stale(file, self.clock(), self.settings.rescan_after_days):  # the verdict is redone first
+            self.files.requeue_task(digest, jobs.SCAN, "done")
+            file = self.files.get(digest) or {}
+        # nothing but the scan before a clean verdict: the scan worker queues the rest once it has one
+        scanning.send_tasks(self.files, self.tasks, digest, scanning.tasks_to_queue(plan, file), lane, job["owner"])
+        return not scanning.is_clean(file)  # gated: the rest waits for the scan
+
+    def _refuse_known_malware(self, bucket: str, key: str, sha256: str) -> None:
+        """Bytes found infected before, by anyone, are refused at once; the raw upload goes (a copy is
+        in quarantine already)."""
+        known = self.files.get(scanning.infected_key(sha256))
+        if known is None:
+            return
+        self.store.delete(bucket, key)
+        signature = known.get("signature") or "a known signature"
+        raise FileInfected(f"The file contains malware ({signature}); it was found in these bytes before.")
 
     def _store_once(self, bucket: str, key: str, info: ObjectInfo, digest: str, facts: dict[str, Any]) -> bool:
         """Store the bytes under ``files/{hash}/original`` unless they are there already, and take a

@@ -19,7 +19,7 @@ LIMIT_VARIABLES = {
     "HighLaneBytesPerMinute": "HIGH_LANE_BYTES_PER_MINUTE",
     "RetriesPerJob": "RETRIES_PER_JOB",
 }
-TASKS = ("presets", "extract", "ocr")  # the processing stages whose lanes are configured as {TASK}_QUEUE_{LANE}
+TASKS = ("scan", "presets", "extract", "ocr")  # the stages whose lanes are configured as {TASK}_QUEUE_{LANE}
 
 MIB = 1024 * 1024
 
@@ -91,6 +91,13 @@ class Settings:
     dedupe_scope: str = "global"
     admin_group: str = "docpipe-admins"  # members are operators (GET /queues shows every lane's totals)
     admin_group_claim: str = "cognito:groups"  # the JWT claim that lists the caller's groups
+    # The malware scan (docpipe.scanning): ``guardduty``, ``clamav`` or ``none`` (ScanEngine).
+    scan_engine: str = "guardduty"
+    clamd_address: str | None = None  # clamd's socket (a path, or tcp://host:port); else clamscan runs
+    clamav_database: str | None = None  # clamscan's -d (a directory or a file); else its own default
+    rescan_after_days: int = 30  # a clean verdict older than this is redone on the next upload
+    allow_macros: bool = False  # Office files with VBA macros pass the scan (else file.macro)
+    refuse_pdf_active_content: bool = False  # PDFs with JavaScript or launch actions fail (else flagged)
     # concern -> physical name of each function whose AWS/Lambda metrics the console shows (GET /admin/metrics):
     # MONITORED_FUNCTIONS ("ingest=name,presets=name"), and the function itself as ``api``
     functions: dict[str, str] = field(default_factory=dict)
@@ -121,6 +128,12 @@ class Settings:
             dedupe_scope=_choice(env, "DEDUPE_SCOPE", ("global", "owner")),
             admin_group=env.get("ADMIN_GROUP") or "docpipe-admins",
             admin_group_claim=env.get("ADMIN_GROUP_CLAIM") or "cognito:groups",
+            scan_engine=_choice(env, "SCAN_ENGINE", ("guardduty", "clamav", "none")),
+            clamd_address=env.get("CLAMD_ADDRESS") or None,
+            clamav_database=env.get("CLAMAV_DATABASE") or None,
+            rescan_after_days=max(0, _int(env, "RESCAN_AFTER_DAYS", 30)),
+            allow_macros=env.get("ALLOW_MACROS", "").lower() == "true",
+            refuse_pdf_active_content=env.get("REFUSE_PDF_ACTIVE_CONTENT", "").lower() == "true",
             functions=_functions(env),
             limits={name: _int(env, variable, 0) for name, variable in LIMIT_VARIABLES.items() if env.get(variable)},
             task_queues={
@@ -128,4 +141,34 @@ class Settings:
                 for task in TASKS
                 if all(env.get(f"{task.upper()}_QUEUE_{lane.upper()}") for lane in LANES)
             },
+        )
+
+
+@dataclass(frozen=True)
+class PushSettings:
+    """The push channel (the WebSocket API, README "Live progress"): its URL for clients (``GET /config``;
+    the notifier posts to the same host and stage over HTTPS), the connections table, the JWT issuer and
+    audience ``$connect`` checks, and each user's bound on open connections. ``required`` names the
+    variables a function cannot start without."""
+
+    url: str | None = None
+    connections_table: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    max_connections_per_user: int = 10
+    # API Gateway closes a WebSocket connection after 2 hours: a connection record outlives it a little.
+    connection_ttl_seconds: int = 2 * 3600 + 600
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, required: tuple[str, ...] = ()) -> PushSettings:
+        env = os.environ if env is None else env
+        for name in required:
+            _require(env, name)
+        return cls(
+            url=env.get("PUSH_URL") or None,
+            connections_table=env.get("CONNECTIONS_TABLE") or None,
+            jwt_issuer=env.get("JWT_ISSUER") or None,
+            jwt_audience=env.get("JWT_AUDIENCE") or None,
+            max_connections_per_user=max(1, _int(env, "MAX_CONNECTIONS_PER_USER", 10)),
+            connection_ttl_seconds=max(60, _int(env, "CONNECTION_TTL_SECONDS", 2 * 3600 + 600)),
         )

@@ -1,8 +1,8 @@
 """Job control: cancel and retry. Work is per content, so both act on a job and on the tasks of its bytes
 only as far as no other job depends on them.
 
-- **Cancel** moves an open job to ``cancelled`` at once. Each task of its plan loses the job from its
-  ``{task}Waiting`` set; a task still ``queued`` with nobody else waiting becomes ``cancelled`` and the
+- **Cancel** moves an open job to ``cancelled`` at once. Each task of its plan counts one waiting job
+  fewer (``{task}Waiters``); a task still ``queued`` with nobody else waiting becomes ``cancelled`` and the
   workers skip its message. A task already running finishes (its result serves any later upload of the
   same bytes), but the job stays ``cancelled``. A job cancelled before its upload arrived is left alone
   by ingest; the raw upload is removed by the uploads bucket's lifecycle rule.
@@ -34,7 +34,7 @@ from docpipe.jobs import JobState
 from docpipe.observability import MetricUnit, logger, metrics
 from docpipe.settlement import settle_jobs
 
-OPEN = (JobState.UPLOADING, JobState.QUEUED, JobState.PROCESSING)
+OPEN = (JobState.UPLOADING, JobState.SCANNING, JobState.QUEUED, JobState.PROCESSING)
 RETRYABLE = (JobState.FAILED, JobState.CANCELLED)
 # Bookkeeping of a task's partial work, forgotten when the task runs again from the start.
 PARTIAL_STATE = {
@@ -56,7 +56,7 @@ def cancel(job: dict[str, Any], jobs_repo: JobsRepository, files_repo: FilesRepo
     skipped = []
     if job.get("hash"):
         for task in job.get("plan") or []:
-            files_repo.remove_member(job["hash"], f"{task}Waiting", job["jobId"])
+            files_repo.drop_waiter(job["hash"], task)
             if files_repo.cancel_task(job["hash"], task):
                 skipped.append(task)
     metrics.add_metric(name="JobsCancelled", unit=MetricUnit.Count, value=1)
@@ -112,6 +112,7 @@ def retry(
             "expiresAt": None,
             "updatedAt": jobs.now_iso(),
             "openOwner": job["owner"],  # open again: back in byOwnerOpen
+            "openHash": job["hash"],  # and in byOpenHash, where the workers' settles find it
             "attemptsFrom": rejoined,  # its own attempts go on from the count it ended with
             "attempts": None,
         },
@@ -127,11 +128,13 @@ def retry(
     file = files_repo.get(digest) or {}
     queued = []
     for task in job.get("plan") or []:
-        files_repo.add_member(digest, f"{task}Waiting", job["jobId"])
+        files_repo.add_waiter(digest, task)
         seen = file.get(f"{task}State")
         state, _ = jobs.task_state(file, task)
         if state == "done" or state in jobs.OPEN_TASK_STATES:
             continue  # finished, or on its way: a message is queued or a run is alive
+        if task != jobs.SCAN and jobs.SCAN in plan and file.get(f"{jobs.SCAN}State") != "done":
+            continue  # nothing runs before a clean scan: the scan queues the rest (docpipe.scanning)
         if files_repo.requeue_task(digest, task, seen, PARTIAL_STATE.get(task, ())):
             queues.send(task, lane, {"hash": digest}, tenant=job["owner"])
             queued.append(task)

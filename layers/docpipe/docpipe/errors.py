@@ -166,6 +166,42 @@ class QuotaUnavailable(Transient):
     retry_after = 5
 
 
+class FileInfected(DocpipeError):
+    """The malware scan found a signature in the bytes (the message names it); they are quarantined."""
+
+    code = "file.infected"
+    message = "The file contains malware."
+
+
+class FileMacro(DocpipeError):
+    """An Office file carries VBA macros (``vbaProject.bin``) and the stack does not allow them."""
+
+    code = "file.macro"
+    message = "The Office file contains macros, which this service does not accept."
+
+
+class PdfActiveContent(DocpipeError):
+    """A PDF carries JavaScript or a launch action and the stack refuses them (RefusePdfActiveContent)."""
+
+    code = "pdf.active_content"
+    message = "The PDF contains JavaScript or a launch action, which this service does not accept."
+
+
+class ScanUnavailable(DocpipeError):
+    """The malware scanner cannot be reached or could not scan: retried, never taken as clean."""
+
+    code = "scan.unavailable"
+    message = "The malware scanner is unavailable; the file was not scanned. Retry the job later."
+    retryable = True
+
+
+class ScanUnsupported(DocpipeError):
+    """The scanner could not scan the bytes (GuardDuty's UNSUPPORTED: a limit or an unreadable archive)."""
+
+    code = "scan.unsupported"
+    message = "The malware scanner cannot scan this file, so it is not processed."
+
+
 HTTP_STATUS: dict[type[DocpipeError], int] = {
     BadRequest: 400,
     RequestTooLarge: 413,

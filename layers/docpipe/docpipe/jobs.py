@@ -1,6 +1,7 @@
 """Jobs: one upload by one owner. Work is per content (hash); status is per job.
 
-States: ``uploading → queued → processing → ready | failed | cancelled``. A job's progress is
+States: ``uploading → scanning → queued → processing → ready | failed | cancelled``: every plan
+starts with the malware ``scan`` (:mod:`docpipe.scanning`), and nothing else of it runs before a clean verdict. A job's progress is
 derived from its state and its plan of tasks, never stored separately.
 """
 
@@ -17,6 +18,7 @@ from docpipe.errors import ArchiveUnsafe, ImageTooManyPixels
 
 class JobState(StrEnum):
     UPLOADING = "uploading"
+    SCANNING = "scanning"
     QUEUED = "queued"
     PROCESSING = "processing"
     READY = "ready"
@@ -27,7 +29,8 @@ class JobState(StrEnum):
 TERMINAL = frozenset({JobState.READY, JobState.FAILED, JobState.CANCELLED})
 # The path every job with work to do takes, whether its bytes were known or not (so a dedupe hit's
 # history has the same shape as a fresh upload's; see :func:`history_steps`).
-PATH = (JobState.UPLOADING, JobState.QUEUED, JobState.PROCESSING)
+PATH = (JobState.UPLOADING, JobState.SCANNING, JobState.QUEUED, JobState.PROCESSING)
+SCAN = "scan"  # the first task of every plan
 # How long a job that never receives its upload is kept, past the upload URL's expiry (the sweeper
 # ends it as ``upload.expired`` long before: ``Settings.upload_grace_seconds`` after the URL expired).
 UNCLAIMED_JOB_SECONDS = 24 * 3600
@@ -54,10 +57,10 @@ def history_steps(previous: str, new: str, planned: bool = True) -> list[str]:
     as a fresh upload's does. An upload refused before it had a plan (``planned`` false), a cancel and
     a retry record only what happened.
     """
-    if not planned or new not in (JobState.PROCESSING, JobState.READY, JobState.FAILED) or previous not in PATH:
+    if not planned or new not in (*PATH[1:], JobState.READY, JobState.FAILED) or previous not in PATH:
         return []
     after = PATH.index(JobState(previous)) + 1
-    until = PATH.index(JobState(new)) if new == JobState.PROCESSING else len(PATH)
+    until = PATH.index(JobState(new)) if new in PATH else len(PATH)
     return [str(state) for state in PATH[after:until]]
 
 
@@ -67,13 +70,14 @@ def plan_for(content_type: str, family: str, ocr: bool = False) -> list[str]:
     go through OCR inside the same task.
 
     This is the seam where the processing stages plug in; ingest routes every task of a plan to that
-    concern's lane. A stored file with an empty plan is ``ready`` at once.
+    concern's lane. Every plan starts with ``scan``: ingest queues it alone, and the scan queues the rest
+    once the bytes are clean (:mod:`docpipe.scanning`).
     """
     if family == "image":
-        return ["presets", "ocr"] if ocr else ["presets"]
+        return [SCAN, "presets", "ocr"] if ocr else [SCAN, "presets"]
     if family in ("document", "text"):
-        return ["extract"]
-    return []
+        return [SCAN, "extract"]
+    return [SCAN]
 
 
 DEAD_LETTERED = {
@@ -134,13 +138,17 @@ def task_state(file: dict[str, Any], task: str, now: float | None = None) -> tup
 
 def settle(plan: list[str], file: dict[str, Any], now: float | None = None) -> tuple[JobState, dict[str, str] | None]:
     """A job's state from its plan and its file's task states: the first failed task fails it (with
-    that task's error), all done makes it ready, anything running makes it processing."""
+    that task's error), a scan not yet done keeps it scanning, all done makes it ready, anything
+    running makes it processing."""
     states = []
     for task in plan:
         state, error = task_state(file, task, now)
         if state == "failed":
             return JobState.FAILED, error
-        states.append(state)
+        if task == SCAN and state != "done":
+            return JobState.SCANNING, None
+        if task != SCAN:
+            states.append(state)
     if all(state == "done" for state in states):
         return JobState.READY, None
     if any(state in ("running", "ocr", "done") for state in states):

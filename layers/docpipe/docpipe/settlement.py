@@ -1,5 +1,7 @@
 """Settle jobs from their file's task states: used by ingest (a job whose tasks already ran) and by
-every task worker when a task ends (all the jobs, of every owner, waiting on those bytes)."""
+every task worker when a task ends (the open jobs, of every owner, of those bytes: the sparse
+``byOpenHash`` index, so the cost follows the jobs still waiting, not every upload ever made of a
+popular file)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from docpipe import jobs
 from docpipe.adapters.dynamo import FilesRepository, JobsRepository
 from docpipe.jobs import TERMINAL, JobState
 
-OPEN = (JobState.QUEUED, JobState.PROCESSING)
+OPEN = (JobState.SCANNING, JobState.QUEUED, JobState.PROCESSING)
 
 
 def settle_jobs(
@@ -18,7 +20,7 @@ def settle_jobs(
     """Move each open job of ``digest`` to the state its file's tasks imply. Returns how many moved."""
     file = files_repo.get(digest) or {}
     moved = 0
-    for job_id in job_ids if job_ids is not None else jobs_repo.ids_for_hash(digest):
+    for job_id in job_ids if job_ids is not None else jobs_repo.open_ids_for_hash(digest):
         moved += _settle_one(jobs_repo, job_id, file, ttl_at)
     return moved
 

@@ -56,8 +56,9 @@ from docpipe.adapters.dynamo import FilesRepository, JobsRepository
 from docpipe.adapters.sqs import tenant_scope
 from docpipe.config import Settings
 from docpipe.errors import DocpipeError, TaskBusy
-from docpipe.jobs import KILLS_TO_FAIL, killed_error
+from docpipe.jobs import KILLS_TO_FAIL, SCAN, killed_error
 from docpipe.observability import MetricUnit, logger, metrics
+from docpipe.scanning import is_clean
 from docpipe.settlement import settle_jobs
 
 MAX_RECEIVES = 3  # every lane's RedrivePolicy maxReceiveCount (template.yaml; a template test holds them equal)
@@ -199,6 +200,12 @@ class TaskRunner:
             return "skipped"
         if state in FINISHED or file.get("status") != "stored":
             return None  # the run settles the jobs of finished work (a redelivery), or drops a stray message
+        if message.task != SCAN and not is_clean(file):  # nothing is made before a clean scan
+            if state == "queued":  # the scan queues it again once the bytes are clean
+                self.files.update(message.digest, {f"{message.task}State": None})
+            metrics.add_metric(name="TaskSkipped", unit=MetricUnit.Count, value=1)
+            logger.warning("task message dropped: its bytes have no clean scan verdict")
+            return "unscanned"
         now = int(self.clock())
         claimed = self.files.claim_task(message.digest, message.task, message.message_id, int(deadline) + 1, now)
         if claimed is not None:

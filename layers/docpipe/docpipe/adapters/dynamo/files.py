@@ -64,6 +64,11 @@ class FilesRepository(_Table):
         """Become the one writer that stores these bytes. ``False`` when another writer got there first."""
         return self._put_new({**item, "refs": 0, "refsCounted": True}, "hash")
 
+    def put_once(self, item: dict[str, Any]) -> bool:
+        """Put an item that is not a file record (an infected verdict, :func:`docpipe.scanning.infected_key`)
+        unless one is there; ``False`` when it was."""
+        return self._put_new(item, "hash")
+
     def take_over(self, digest: str, status: str, expired_lease: int, item: dict[str, Any]) -> bool:
         """Replace a file whose writer or deleter let its lease run out (it crashed) with a new claim."""
         try:
@@ -254,15 +259,43 @@ class FilesRepository(_Table):
             {"#s": f"{task}State", "#h": f"{task}Holder"},
         )
 
+    def add_waiter(self, digest: str, task: str) -> int:
+        """One more open job waits on ``task`` of these bytes; the count afterwards.
+
+        A counter, not a set of job ids, so the item does not grow with the number of jobs of the same
+        bytes open at once. A redelivered message may count a job twice; the count then only keeps a
+        queued task from being cancelled (the work runs), never cancels work a job needs.
+        """
+        item = self._update(
+            {"hash": digest}, {}, "attribute_exists(#k)", {":one": 1}, {"#k": "hash", "#w": f"{task}Waiters"}, add="#w :one"
+        )
+        if item is None:
+            raise Transient(f"file {digest} is not recorded")
+        return int(item.get(f"{task}Waiters", 0))
+
+    def drop_waiter(self, digest: str, task: str) -> None:
+        """One open job fewer waits on ``task`` (its job was cancelled)."""
+        self._update(
+            {"hash": digest},
+            {},
+            "attribute_exists(#k) AND #w > :zero",
+            {":less": -1, ":zero": 0},
+            {"#k": "hash", "#w": f"{task}Waiters"},
+            add="#w :less",
+        )
+
     def cancel_task(self, digest: str, task: str) -> bool:
-        """Mark a queued task ``cancelled`` when no job waits on it any more; workers then skip it."""
+        """Mark a queued task ``cancelled`` when no job waits on it any more; workers then skip it.
+
+        A record written before waiters were counted keeps its ``{task}Waiting`` set of job ids: while
+        it has one, the task is never cancelled."""
         return (
             self._update(
                 {"hash": digest},
                 {f"{task}State": "cancelled"},
-                "#s = :queued AND attribute_not_exists(#w)",
-                {":queued": "queued"},
-                {"#s": f"{task}State", "#w": f"{task}Waiting"},
+                "#s = :queued AND (attribute_not_exists(#w) OR #w <= :zero) AND attribute_not_exists(#old)",
+                {":queued": "queued", ":zero": 0},
+                {"#s": f"{task}State", "#w": f"{task}Waiters", "#old": f"{task}Waiting"},
             )
             is not None
         )

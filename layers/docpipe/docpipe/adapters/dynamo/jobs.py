@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 class JobsRepository(_Table):
     """JobsTable: pk ``jobId``; GSI ``byOwner`` (owner, createdAt); sparse GSIs ``byOwnerHash`` (ownerHash),
-    ``byHash`` (hash), ``byUploadDeadline`` (awaiting, uploadDeadline: jobs still waiting for their upload)
+    ``byOpenHash`` (openHash: the jobs of one content that have not ended), ``byUploadDeadline`` (awaiting, uploadDeadline: jobs still waiting for their upload)
     and ``byOwnerOpen`` (openOwner, createdAt: one owner's jobs that have not ended).
 
     Given ``usage``, a job that ends (moves from an open state to ``ready``, ``failed`` or ``cancelled``)
@@ -63,7 +63,8 @@ class JobsRepository(_Table):
         of state is appended to the job's ``history`` (state and time): one entry per transition, after
         an entry for each state in ``via`` that the job passed without stopping (see
         :func:`docpipe.jobs.history_steps`). A job already in the new state is not moved (two settlers
-        racing to the same state move it once). A job that ends leaves the sparse ``byOwnerOpen`` index.
+        racing to the same state move it once). A job that ends leaves the sparse ``byOwnerOpen`` and
+        ``byOpenHash`` indexes.
         """
         values: dict[str, Any] = {f":s{i}": state for i, state in enumerate(from_states)}
         condition = f"attribute_exists(jobId) AND #state IN ({', '.join(values)})"
@@ -72,7 +73,7 @@ class JobsRepository(_Table):
         if "state" in fields and str(fields["state"]) != "uploading":
             fields = {**fields, "awaiting": None, "uploadDeadline": None}  # out of the sweeper's index
         if "state" in fields and str(fields["state"]) in TERMINAL:
-            fields = {**fields, "openOwner": None}
+            fields = {**fields, "openOwner": None, "openHash": None}
         if "state" in fields and "updatedAt" not in fields:  # byState sorts a state's jobs by it
             fields = {**fields, "updatedAt": _now_iso()}
         if "state" in fields:
@@ -237,9 +238,14 @@ class JobsRepository(_Table):
         Bounded by ``OpenJobsPerUser``: the index holds a job only while it is open."""
         return [_load(item) for item in self._query_all("byOwnerOpen", "openOwner", owner)]
 
-    def ids_for_hash(self, digest: str) -> list[str]:
-        """Every job (of every owner) whose upload had these bytes: the jobs a task's outcome settles."""
-        return [item["jobId"]["S"] for item in self._query_all("byHash", "hash", digest)]
+    def open_ids_for_hash(self, digest: str) -> list[str]:
+        """The jobs (of every owner) of these bytes that have not ended: the jobs a task's outcome settles.
+
+        Read from the sparse ``byOpenHash`` index, which holds a job only while it is open (ingest sets
+        ``openHash`` on a job it leaves open, a retry sets it again, and every move to an end removes
+        it), so a settle costs O(open jobs of the hash), never O(every upload of it in the jobs' TTL).
+        """
+        return [item["jobId"]["S"] for item in self._query_all("byOpenHash", "openHash", digest)]
 
     def _query_all(self, index: str, attribute: str, value: str) -> list[dict[str, Any]]:
         """Every item of ``index`` whose key ``attribute`` is ``value``, page after page (raw items)."""
@@ -279,9 +285,14 @@ def _now_iso() -> str:
 
 
 def _with_history(job: dict[str, Any]) -> dict[str, Any]:
+    if job.get("hash") and "openHash" not in job and str(job.get("state")) in _OPEN_STATES:
+        job = {**job, "openHash": job["hash"]}  # an open job of stored bytes is in byOpenHash
     if "history" in job or "state" not in job:
         return job
     return {**job, "history": [{"state": str(job["state"]), "at": job.get("createdAt") or _now_iso()}]}
+
+
+_OPEN_STATES = frozenset({"scanning", "queued", "processing"})
 
 
 def owner_hash(owner: str, digest: str) -> str:
