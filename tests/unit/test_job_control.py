@@ -49,7 +49,7 @@ def a_job(
         fields["presetsState"] = task_state
     if fields:
         files_repo.update(DIGEST, fields)
-    files_repo.add_member(DIGEST, "presetsWaiting", job_id)
+    files_repo.add_waiter(DIGEST, "presets")
     jobs_repo.create(
         {
             "jobId": job_id,
@@ -91,7 +91,7 @@ def test_cancel_leaves_work_another_job_waits_for(call, repos) -> None:  # noqa:
 
     record = repos[1].get(DIGEST)
     assert status == 200
-    assert (record["presetsState"], record["presetsWaiting"]) == ("queued", [record["presetsWaiting"][0]])
+    assert (record["presetsState"], record["presetsWaiters"]) == ("queued", 1)
 
 
 def test_a_running_task_is_not_marked_but_its_job_stays_cancelled(call, repos) -> None:  # noqa: F811

@@ -42,7 +42,7 @@ def test_every_source_reports_partial_batch_failures(template: Template) -> None
 def test_reserved_concurrency_covers_the_sources_when_it_is_on() -> None:
     template = Template.load(ROOT / "template.yaml", parameters={"UseReservedConcurrency": "true"})
     consumers = {spec.logical: spec for spec, _ in sources(template)}
-    assert set(consumers) == {"IngestFunction", "PresetsFunction", "ExtractFunction", "OcrFunction"}
+    assert set(consumers) == {"IngestFunction", "ScanFunction", "PresetsFunction", "ExtractFunction", "OcrFunction"}
     for name, spec in consumers.items():
         assert spec.reserved_concurrency is not None, name
         assert spec.reserved_concurrency >= sum(s.max_concurrency for s in spec.sqs_sources), name
@@ -51,7 +51,7 @@ def test_reserved_concurrency_covers_the_sources_when_it_is_on() -> None:
 
 
 def test_every_lane_of_ingest_and_the_tasks_has_its_own_queue_weighted_high_first(template: Template) -> None:
-    for logical in ("IngestFunction", "PresetsFunction", "ExtractFunction", "OcrFunction"):
+    for logical in ("IngestFunction", "ScanFunction", "PresetsFunction", "ExtractFunction", "OcrFunction"):
         lanes = {s.name: s.max_concurrency for s in template.function(logical).sqs_sources}
         assert set(lanes) == {"High", "Normal", "Low"}, logical
         assert lanes["High"] >= lanes["Normal"] >= lanes["Low"], logical
@@ -119,7 +119,7 @@ def test_jobs_table_indexes_and_ttl(template: Template) -> None:
     assert indexes == {
         "byOwner": [("owner", "HASH"), ("createdAt", "RANGE")],
         "byOwnerHash": [("ownerHash", "HASH")],
-        "byHash": [("hash", "HASH")],
+        "byOpenHash": [("openHash", "HASH")],
         "byUploadDeadline": [("awaiting", "HASH"), ("uploadDeadline", "RANGE")],
         "byOwnerOpen": [("openOwner", "HASH"), ("createdAt", "RANGE")],
         "byState": [("state", "HASH"), ("updatedAt", "RANGE")],
@@ -140,12 +140,15 @@ def test_functions_see_their_resources_by_name(template: Template) -> None:
 
 SERVICES = {
     "IngestFunction": "ingest",
+    "ScanFunction": "scan",
     "PresetsFunction": "presets",
     "ExtractFunction": "extract",
     "OcrFunction": "ocr",
     "ApiFunction": "api",
+    "PushFunction": "push",
+    "NotifierFunction": "notifier",
 }
-WORKERS = ("PresetsFunction", "ExtractFunction", "OcrFunction")
+WORKERS = ("ScanFunction", "PresetsFunction", "ExtractFunction", "OcrFunction")
 
 
 def work_queues(template: Template) -> set[str]:
@@ -197,7 +200,8 @@ def test_each_function_names_its_own_service_in_the_docpipe_namespace(template: 
 
 def test_the_work_queues_are_the_event_sources(template: Template) -> None:
     assert work_queues(template) == {source.queue for _, source in sources(template)}
-    assert len(work_queues(template)) == 12 and len(dead_letter_queues(template)) == 12
+    # the notifier's on-failure queue takes stream records, not a work queue's messages
+    assert len(work_queues(template)) == 15 and len(dead_letter_queues(template) - {"NotifierDLQ"}) == 15
 
 
 def test_every_work_queue_alarms_on_its_depth_over_100(template: Template) -> None:
@@ -274,7 +278,8 @@ def test_the_failure_rate_alarms_minimum_count_follows_its_parameter() -> None:
 
 def test_alarms_treat_missing_data_as_fine_and_are_named_after_the_stack() -> None:
     found = alarms(Template.load(ROOT / "template.yaml", stack_name="prod-docs"))
-    assert len(found) == 2 * 12 + 12 + len(WORKERS) + len(SERVICES)
+    # + 1: the notifier's DLQ; + 2: any infected file, scan failures
+    assert len(found) == 2 * 15 + 15 + 1 + 2 + len(WORKERS) + len(SERVICES)
     assert all(a["TreatMissingData"] == "notBreaching" for a in found.values())
     names = [a["AlarmName"] for a in found.values()]
     assert all(n.startswith("prod-docs-") for n in names) and len(set(names)) == len(names)
@@ -338,7 +343,19 @@ def test_an_output_links_to_the_dashboard(template: Template) -> None:
 
 # ------------------------------------------------------------------ least privilege, access logs, origins (issue 15)
 
-FUNCTIONS = ("IngestFunction", "SweeperFunction", "PresetsFunction", "ExtractFunction", "OcrFunction", "ApiFunction")
+FUNCTIONS = (
+    "IngestFunction",
+    "ScanFunction",
+    "SweeperFunction",
+    "PresetsFunction",
+    "ExtractFunction",
+    "OcrFunction",
+    "ApiFunction",
+    "PushFunction",
+    "NotifierFunction",
+)
+# The WebSocket API's management endpoint (PostToConnection) on its one stage, as grants() names it.
+CONNECTIONS = "PushApi/push/POST/@connections/*"
 # Actions that take no resource-level permissions: the only ones a statement may grant on Resource "*".
 RESOURCELESS = {
     "cloudwatch:GetMetricData",  # GET /queues: the age of each queue's oldest message; a lane's throughput
@@ -364,15 +381,19 @@ def as_list(value) -> list:
 
 def grants(template: Template, function: str) -> dict[str, set[str]]:
     """{resource: actions} of a function, resources named by logical id: ``JobsTable``,
-    ``JobsTable/index/byHash``, ``StoreBucket/files/*``, ``OcrLowQueue``; ``*`` for no resource."""
+    ``JobsTable/index/byOpenHash``, ``StoreBucket/files/*``, ``OcrLowQueue``; ``*`` for no resource."""
     arns = {
         template.get_att(logical, "Arn"): logical
         for logical in template.of_type("AWS::S3::Bucket", "AWS::DynamoDB::Table", "AWS::SQS::Queue")
     }
 
+    push_api = f"arn:aws:execute-api:{template.region}:{template.account_id}:{template.ref('PushApi')}/"
+
     def name(resource: str) -> str:
         if resource == "*":
             return resource
+        if resource.startswith(push_api):
+            return "PushApi/" + resource.removeprefix(push_api)
         (arn,) = [arn for arn in arns if resource == arn or resource.startswith(f"{arn}/")]
         return arns[arn] + resource.removeprefix(arn)
 
@@ -404,7 +425,7 @@ STORED = ("files", "derived", "text")  # docpipe.storage.stored_prefixes: what a
 WORKER_TABLES = {
     "FilesTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
     "JobsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
-    "JobsTable/index/byHash": {"dynamodb:Query"},  # settle every job waiting on a hash
+    "JobsTable/index/byOpenHash": {"dynamodb:Query"},  # settle the open jobs of a hash
     "UsageTable": {"dynamodb:UpdateItem"},  # a job that ends gives its open place back
 }
 # What each function's code calls (handlers, services, and the layer code they use), on what.
@@ -419,8 +440,20 @@ LEAST_PRIVILEGE: dict[str, dict[str, set[str]]] = {
         "JobsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},  # only the API creates jobs
         "FilesTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
         "UsageTable": {"dynamodb:UpdateItem"},
-        **each(queues("Presets", "Extract", "Ocr"), "sqs:SendMessage"),
+        **each(queues("Scan", "Presets", "Extract", "Ocr"), "sqs:SendMessage"),
         **each(queues("Ingest"), "sqs:ChangeMessageVisibility"),
+    },
+    "ScanFunction": {
+        "StoreBucket": {"s3:ListBucket"},
+        "StoreBucket/files/*": {"s3:GetObject", "s3:DeleteObject"},  # scanned; infected ones moved away
+        "StoreBucket/quarantine/*": {"s3:PutObject", "s3:DeleteObject"},
+        "StoreBucket/derived/*": {"s3:DeleteObject"},  # what a rescan finds made from infected bytes
+        "StoreBucket/text/*": {"s3:DeleteObject"},
+        "UploadsBucket/uploads/*": {"s3:DeleteObject"},  # a raw upload, once GuardDuty's verdict on it is applied
+        **WORKER_TABLES,
+        "FilesTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},  # + infected SHA-256s
+        **each(queues("Presets", "Extract", "Ocr"), "sqs:SendMessage"),  # the rest of a clean file's plan
+        **each(queues("Scan"), "sqs:ChangeMessageVisibility"),
     },
     "SweeperFunction": {
         "JobsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
@@ -477,16 +510,28 @@ LEAST_PRIVILEGE: dict[str, dict[str, set[str]]] = {
         },
         "UsageTable": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
         **merged(
-            each(queues("Ingest", "Presets", "Extract", "Ocr"), "sqs:SendMessage"),  # presets, retries, redrives
-            each(queues("Ingest", "Presets", "Extract", "Ocr", dlq=True), "sqs:GetQueueAttributes"),  # GET /queues
+            each(queues("Ingest", "Scan", "Presets", "Extract", "Ocr"), "sqs:SendMessage"),  # presets, retries, redrives
+            each(queues("Ingest", "Scan", "Presets", "Extract", "Ocr", dlq=True), "sqs:GetQueueAttributes"),  # GET /queues
             each(  # POST /admin/dlq/redrive: SQS's move task, or receive, send and delete where it is missing
-                [q for q in queues("Ingest", "Presets", "Extract", "Ocr", dlq=True) if q.endswith("DLQ")],
+                [q for q in queues("Ingest", "Scan", "Presets", "Extract", "Ocr", dlq=True) if q.endswith("DLQ")],
                 "sqs:StartMessageMoveTask",
                 "sqs:ListMessageMoveTasks",
                 "sqs:ReceiveMessage",
                 "sqs:DeleteMessage",
             ),
         ),
+        "*": {"cloudwatch:GetMetricData"},
+    },
+    "PushFunction": {  # $connect records a connection (after counting the user's), $disconnect deletes it
+        "ConnectionsTable": {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"},
+        "ConnectionsTable/index/byConnection": {"dynamodb:Query"},
+    },
+    "NotifierFunction": {  # reads jobs and files as GET /jobs/{id} does, never writes them; posts to connections
+        "JobsTable": {"dynamodb:GetItem"},
+        "FilesTable": {"dynamodb:GetItem"},
+        **each([f"JobsTable/index/{i}" for i in ("byOpenHash", "byOwnerOpen")], "dynamodb:Query"),
+        "ConnectionsTable": {"dynamodb:Query", "dynamodb:DeleteItem"},
+        CONNECTIONS: {"execute-api:ManageConnections"},
         "*": {"cloudwatch:GetMetricData"},
     },
 }
@@ -529,7 +574,9 @@ def test_no_arn_is_a_wildcard_over_names(template: Template) -> None:
                     continue
                 arn, _, path = resource.partition("/")
                 assert "*" not in arn, (function, resource)
-                if path.endswith("*"):  # S3 objects under one prefix of one bucket
+                if arn.startswith("arn:aws:execute-api:"):  # connections of the push API's stage, only
+                    assert path == CONNECTIONS.removeprefix("PushApi/"), (function, resource)
+                elif path.endswith("*"):  # S3 objects under one prefix of one bucket
                     assert arn.startswith("arn:aws:s3:::") and re.fullmatch(r"[a-z]+/\*", path), (function, resource)
 
 
@@ -552,7 +599,11 @@ def test_the_granted_prefixes_are_where_the_code_keeps_objects() -> None:
 def test_every_index_the_code_queries_is_declared_and_granted(template: Template) -> None:
     code = "\n".join(p.read_text() for p in (ROOT / "layers/docpipe/docpipe").rglob("*.py"))
     queried = set(re.findall(r"IndexName[\"']?\s*[:=]\s*[\"'](\w+)[\"']", code))
-    declared = {i["IndexName"] for i in template.resources["JobsTable"]["Properties"]["GlobalSecondaryIndexes"]}
+    declared = {
+        i["IndexName"]
+        for table in template.of_type("AWS::DynamoDB::Table").values()
+        for i in table["Properties"].get("GlobalSecondaryIndexes", [])
+    }
     granted = {r.split("/")[-1] for f in FUNCTIONS for r in grants(template, f) if "/index/" in r}
     assert queried and queried <= declared
     assert queried <= granted <= declared
