@@ -23,6 +23,11 @@ GLOBAL_VARIABLES = {
     "MAX_UPLOAD_BYTES",
     "JOB_TTL_DAYS",
     "DEDUPE_SCOPE",
+    "SCAN_QUEUE_HIGH",
+    "SCAN_QUEUE_NORMAL",
+    "SCAN_QUEUE_LOW",
+    "SCAN_ENGINE",
+    "RESCAN_AFTER_DAYS",
     "PRESETS_QUEUE_HIGH",
     "PRESETS_QUEUE_NORMAL",
     "PRESETS_QUEUE_LOW",
@@ -363,6 +368,7 @@ def test_functions_are_named_after_the_stack(template: Template) -> None:
     assert template.function("IngestFunction").name == "docpipe-local-IngestFunction"
     assert set(template.functions()) == {
         "IngestFunction",
+        "ScanFunction",
         "PresetsFunction",
         "ExtractFunction",
         "OcrFunction",
