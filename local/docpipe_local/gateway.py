@@ -18,6 +18,10 @@
   one non-negative integer is 400 ``request.bad_length``, and the connection is closed; so is a body
   over 10 MB (413). A request without either has no body.
 - ``/`` is the upload page (``web/``), with the emulator's S3 origin added to its Content-Security-Policy.
+- The template's WebSocket API is served on the same port (:mod:`docpipe_local.websocket`): the upgrade at
+  ``/{stage}`` (what ``GET /config`` reports as ``push.url``), and the management API at
+  ``/{stage}/@connections/{id}``. The stack's JWT issuer (:mod:`docpipe_local.tokens`) publishes its key at
+  ``/.well-known/jwks.json``, and the HTTP routes take its tokens as well as the development tokens.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ if TYPE_CHECKING:
     from email.message import Message
 
     from docpipe_local.runtime import FunctionRuntime
+    from docpipe_local.tokens import LocalIssuer
+    from docpipe_local.websocket import PushHub
 
 MAX_BODY = 10 * 1024 * 1024  # HTTP API's payload limit
 WEB = Path(__file__).resolve().parents[2] / "web"
@@ -56,6 +62,10 @@ ASSETS = {
     "/index.html": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/app.css": ("app.css", "text/css; charset=utf-8"),
+    # the operators' console: its routes (/admin/...) answer 403 to anyone else, and it says so
+    "/console.html": ("console.html", "text/html; charset=utf-8"),
+    "/console.js": ("console.js", "text/javascript; charset=utf-8"),
+    "/console.css": ("console.css", "text/css; charset=utf-8"),
 }
 IDLE_SECONDS = 60  # a connection that sends nothing (or stops halfway through a body) for this long is closed
 # A user with this many requests in flight is busy: their next ones wait behind other users' and run at a
@@ -204,6 +214,8 @@ class Gateway:
             None  # the HttpApi's CorsConfiguration (set by the stack once its parameters are known)
         )
         self.routes = api.spec.http_routes if api else []
+        self.push: PushHub | None = None  # the WebSocket API, set by the stack once its functions are up
+        self.issuer: LocalIssuer | None = None  # the stack's JWT issuer
         self._in_flight: Counter[str] = Counter()  # requests in flight per user
         self._flight_lock = threading.Lock()
         gateway = self
@@ -246,6 +258,8 @@ class Gateway:
         self.thread.start()
 
     def stop(self) -> None:
+        if self.push is not None:
+            self.push.close_all()
         if self.thread.is_alive():  # shutdown() waits for a serve_forever() that never ran otherwise
             self.server.shutdown()
         self.server.server_close()
@@ -276,6 +290,15 @@ class Gateway:
         invoke = _INVOKE.match(url.path)
         if invoke and request.command == "POST":
             return self._invoke(request, invoke.group(1), body)
+        if self.push is not None and url.path == self.push.path and request.command == "GET":
+            if (request.headers.get("Upgrade") or "").lower() == "websocket":
+                return self.push.serve(request)
+            raise Refused(426, "request.upgrade_required", "Connect with a WebSocket client.")
+        managed = self.push.management_id(url.path) if self.push is not None else None
+        if managed is not None:
+            return self._manage(request, managed, body)
+        if url.path == "/.well-known/jwks.json" and self.issuer is not None and request.command == "GET":
+            return self._send(request, 200, self.issuer.jwks(), {"Cache-Control": "max-age=300"})
         if url.path in ASSETS and request.command in ("GET", "HEAD") and (WEB / ASSETS[url.path][0]).is_file():
             return self._asset(request, *ASSETS[url.path])
         if self.api is None:
@@ -295,10 +318,9 @@ class Gateway:
         claims = None
         if route.authorized:
             scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
-            user = self.tokens.get(token.strip()) if scheme.lower() == "bearer" else None
-            if user is None:
+            claims = self._claims(token.strip()) if scheme.lower() == "bearer" else None
+            if claims is None:
                 return self._send(request, 401, {"code": "auth.required", "message": "Unauthorized"}, cors)
-            claims = jwt_claims(user, self.admin_claim if user in self.admins else None)
         event = http_event(
             request.command,
             url.path,
@@ -350,6 +372,35 @@ class Gateway:
                     self._in_flight[user] -= 1
                     if not self._in_flight[user]:
                         del self._in_flight[user]
+
+    def _claims(self, token: str) -> dict[str, str] | None:
+        """The claims API Gateway's JWT authorizer would pass for ``token``: a development token's user, or a
+        token the stack's issuer signed (verified: signature, issuer, audience, expiry), else None."""
+        user = self.tokens.get(token)
+        if user is not None:
+            return jwt_claims(user, self.admin_claim if user in self.admins else None)
+        verified = self.issuer.claims(token) if self.issuer is not None and token else None
+        if verified is None:
+            return None
+        # API Gateway passes every claim as a string, a list one as "[a b]"
+        return {k: f"[{' '.join(map(str, v))}]" if isinstance(v, list) else str(v) for k, v in verified.items()}
+
+    def _manage(self, request: BaseHTTPRequestHandler, connection_id: str, body: bytes) -> None:
+        """The WebSocket API's management endpoint: for the stack's functions (SigV4-signed), never a page."""
+        assert self.push is not None
+        headers = request.headers
+        if headers["Origin"] is not None or headers["Sec-Fetch-Site"] is not None:
+            raise Refused(403, "manage.from_browser", "The management API does not answer web pages.")
+        if not _SIGV4_KEY.match(headers["Authorization"] or ""):
+            raise Refused(403, "auth.forbidden", "The management API takes SigV4-signed requests only.")
+        status, answer = self.push.manage(request.command, connection_id, body)
+        if status == 410:
+            return self._send(request, 410, answer, {"x-amzn-ErrorType": "GoneException"})
+        if answer is None:
+            request.send_response(status)
+            self._end_headers(request, 0)
+            return None
+        return self._send(request, status, answer)
 
     def _asset(self, request: BaseHTTPRequestHandler, name: str, content_type: str) -> None:
         """The upload page and its files: same origin as the API, so the page needs no CORS."""

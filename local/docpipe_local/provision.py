@@ -64,6 +64,8 @@ def _table(template: Template, dynamodb: Any, logical: str, props: dict[str, Any
             {k: v for k, v in gsi.items() if k in ("IndexName", "KeySchema", "Projection", "ProvisionedThroughput")}
             for gsi in props["GlobalSecondaryIndexes"]
         ]
+    if props.get("StreamSpecification"):  # the notifier reads it (docpipe_local.streams)
+        kwargs["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
     if kwargs["BillingMode"] == "PROVISIONED":
         kwargs["ProvisionedThroughput"] = props["ProvisionedThroughput"]
     try:
@@ -77,8 +79,10 @@ def _table(template: Template, dynamodb: Any, logical: str, props: dict[str, Any
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ResourceInUseException":
             raise
-    arn = dynamodb.describe_table(TableName=name)["Table"]["TableArn"]
-    template.attributes[logical] = {"Ref": name, "Arn": arn}
+    table = dynamodb.describe_table(TableName=name)["Table"]
+    template.attributes[logical] = {"Ref": name, "Arn": table["TableArn"]}
+    if table.get("LatestStreamArn"):
+        template.attributes[logical]["StreamArn"] = table["LatestStreamArn"]
 
 
 def _bucket(template: Template, s3: Any, logical: str, props: dict[str, Any]) -> None:

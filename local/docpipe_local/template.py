@@ -211,6 +211,10 @@ class Template:
             return name
         if attribute == "Ref" and kind == "AWS::SQS::Queue":  # the URL, in AWS's format, until provisioned
             return f"https://sqs.{self.region}.amazonaws.com/{self.account_id}/{name}"
+        if kind == "AWS::ApiGatewayV2::Api" and attribute == "ApiEndpoint":  # a WebSocket API's, until served
+            return f"wss://{self.ref(logical)}.execute-api.{self.region}.amazonaws.com"
+        if kind == "AWS::ApiGatewayV2::Stage" and attribute == "Ref":
+            return str(self.resolve(self.resources[logical].get("Properties", {}).get("StageName", logical)))
         if attribute == "Ref":
             return f"{self.stack_name}-{logical}"
         raise TemplateError(f"{logical}.{attribute} is not known before the stack is provisioned")
@@ -310,7 +314,7 @@ class Template:
             layer_logical = layer.get("Ref") if isinstance(layer, dict) else None
             if layer_logical and layer_logical in self.resources:
                 layers.append(self.root / self.resources[layer_logical]["Properties"]["ContentUri"])
-        sqs, http, schedules = [], [], []
+        sqs, http, schedules, streams = [], [], [], []
         for event_name, event in (props.get("Events") or {}).items():
             eprops = event.get("Properties", {})
             if event["Type"] == "SQS":
@@ -329,6 +333,8 @@ class Template:
                         enabled=_truthy(self.resolve(eprops.get("Enabled", True))),
                     )
                 )
+            elif event["Type"] == "DynamoDB":
+                streams.append(self._stream_source(logical, event_name, eprops))
             elif event["Type"] in ("Schedule", "ScheduleV2"):
                 expression = str(self.resolve(eprops.get("Schedule") or eprops.get("ScheduleExpression")))
                 schedules.append(ScheduleSource(event_name, expression, rate_seconds(expression)))
@@ -351,7 +357,39 @@ class Template:
             sqs_sources=sqs,
             http_routes=http,
             schedules=schedules,
+            stream_sources=streams,
         )
+
+    def _stream_source(self, logical: str, name: str, eprops: dict[str, Any]) -> StreamSource:
+        stream = eprops["Stream"]
+        table = stream["Fn::GetAtt"][0] if isinstance(stream, dict) and "Fn::GetAtt" in stream else None
+        if table is None:
+            raise TemplateError(f"{logical}.{name}: the local stack needs Stream as !GetAtt Table.StreamArn")
+        failure = self.resolve(eprops.get("DestinationConfig", {})).get("OnFailure", {}).get("Destination")
+        return StreamSource(
+            name=name,
+            table=table,
+            batch_size=int(self.resolve(eprops.get("BatchSize", 100))),
+            starting_position=str(self.resolve(eprops.get("StartingPosition", "LATEST"))),
+            bisect=_truthy(self.resolve(eprops.get("BisectBatchOnFunctionError", False))),
+            max_retries=int(self.resolve(eprops.get("MaximumRetryAttempts", -1))),
+            report_failures="ReportBatchItemFailures" in eprops.get("FunctionResponseTypes", []),
+            on_failure_arn=str(failure) if failure else None,
+        )
+
+
+@dataclass(frozen=True)
+class StreamSource:
+    """A DynamoDB stream event source mapping (``Type: DynamoDB``)."""
+
+    name: str
+    table: str  # the logical id of the table whose stream it reads
+    batch_size: int
+    starting_position: str
+    bisect: bool
+    max_retries: int  # -1: until the record expires
+    report_failures: bool
+    on_failure_arn: str | None
 
 
 @dataclass(frozen=True)
@@ -404,6 +442,7 @@ class FunctionSpec:
     sqs_sources: list[SqsSource]
     http_routes: list[HttpRoute]
     schedules: list[ScheduleSource] = field(default_factory=list)
+    stream_sources: list[StreamSource] = field(default_factory=list)
 
     def environment(self, template: Template) -> dict[str, str]:
         return {k: str(v) for k, v in template.resolve(self.env_template).items()}

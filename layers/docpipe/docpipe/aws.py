@@ -30,5 +30,14 @@ def client(service: str, single_attempt: bool = False) -> Any:
     return session.client(service, config=config)
 
 
+@functools.cache
+def client_at(service: str, endpoint_url: str) -> Any:
+    """The service's client at an endpoint of the stack's own (API Gateway's management API is reached at
+    the WebSocket API's own host and stage, not at a regional endpoint)."""
+    session: Any = boto3.session.Session()
+    return session.client(service, config=_CONFIG, endpoint_url=endpoint_url)
+
+
 def reset() -> None:
     client.cache_clear()
+    client_at.cache_clear()

@@ -1,0 +1,147 @@
+"""DynamoDB stream event source mappings: read the table's stream, build Lambda's DynamoDB stream event,
+invoke, and honour the mapping's failure settings.
+
+Each ``Type: DynamoDB`` event source becomes one poller thread per shard. Every ``POLL_SECONDS`` it
+calls ``GetRecords`` (up to ``BatchSize``) on the emulator's DynamoDB Streams and, when there are
+records, invokes the function with ``{"Records": [...]}``, each record as Lambda delivers it
+(``eventSourceARN``, ``awsRegion``, ``ApproximateCreationDateTime`` in epoch seconds). After a failed
+invocation the batch is retried; with ``ReportBatchItemFailures`` from the first reported sequence
+number, with ``BisectBatchOnFunctionError`` in halves. A record still failing after
+``MaximumRetryAttempts`` is described on the ``OnFailure`` queue, as Lambda does, and skipped.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from docpipe_local.runtime import FunctionRuntime
+from docpipe_local.template import StreamSource
+
+log = logging.getLogger("docpipe.local")
+POLL_SECONDS = 0.1  # how often an idle shard is read: the floor of the push latency
+
+
+def _plain(value: Any) -> Any:
+    """A stream record from boto3, back in the JSON shape Lambda's event has."""
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def stream_event(records: list[dict[str, Any]], stream_arn: str, region: str) -> dict[str, Any]:
+    return {"Records": [{**_plain(r), "eventSourceARN": stream_arn, "awsRegion": region} for r in records]}
+
+
+class StreamPoller(threading.Thread):
+    def __init__(
+        self,
+        runtime: FunctionRuntime,
+        streams: Any,
+        sqs: Any,
+        source: StreamSource,
+        stream_arn: str,
+        shard_id: str,
+        region: str,
+        stop: threading.Event,
+        on_failure_url: str | None = None,
+    ) -> None:
+        super().__init__(name=f"{runtime.spec.logical}-{source.name}", daemon=True)
+        self.runtime, self.streams, self.sqs, self.source = runtime, streams, sqs, source
+        self.stream_arn, self.shard_id, self.region = stream_arn, shard_id, region
+        self.stop_event, self.on_failure_url = stop, on_failure_url
+        position = "TRIM_HORIZON" if source.starting_position == "TRIM_HORIZON" else "LATEST"
+        # the iterator is taken now, while the stack starts: a LATEST mapping sees every write after it
+        self.iterator: str | None = streams.get_shard_iterator(
+            StreamArn=stream_arn, ShardId=shard_id, ShardIteratorType=position
+        )["ShardIterator"]
+        self.invocations = 0
+
+    def run(self) -> None:
+        while not self.stop_event.is_set() and self.iterator:
+            try:
+                response = self.streams.get_records(ShardIterator=self.iterator, Limit=min(self.source.batch_size, 1000))
+            except (BotoCoreError, ClientError) as exc:
+                if not self.stop_event.is_set():
+                    log.warning("reading %s failed: %s", self.stream_arn, exc)
+                self.stop_event.wait(1)
+                continue
+            self.iterator = response.get("NextShardIterator")
+            records = response.get("Records") or []
+            if records:
+                try:
+                    self.deliver(records)
+                except Exception:  # a poller thread must outlive any one bad batch
+                    log.exception("delivering %s records failed unexpectedly", self.stream_arn)
+            else:
+                self.stop_event.wait(POLL_SECONDS)
+
+    def deliver(self, records: list[dict[str, Any]]) -> None:
+        """Invoke with ``records`` until each is delivered or given up on (then sent to the on-failure queue)."""
+        pending = [records]
+        attempts = 0
+        while pending and not self.stop_event.is_set():
+            batch = pending.pop(0)
+            failed_from = self._invoke(batch)
+            if failed_from is None:
+                continue
+            attempts += 1
+            rest = batch[failed_from:]
+            if self.source.max_retries >= 0 and attempts > self.source.max_retries:
+                self._give_up(rest)
+                continue
+            if self.source.bisect and len(rest) > 1:
+                half = len(rest) // 2
+                pending[:0] = [rest[:half], rest[half:]]
+            else:
+                pending.insert(0, rest)
+                self.stop_event.wait(min(0.1 * 2**attempts, 5))
+
+    def _invoke(self, batch: list[dict[str, Any]]) -> int | None:
+        """Invoke once: None when the whole batch is done, else the index of the first record to retry."""
+        invocation = self.runtime.invoke(stream_event(batch, self.stream_arn, self.region))
+        self.invocations += 1
+        if not invocation.ok:
+            log.warning("%s failed: %s", self.runtime.spec.logical, (invocation.error or {}).get("errorMessage"))
+            return 0
+        failures = (invocation.result or {}).get("batchItemFailures") if isinstance(invocation.result, dict) else None
+        if not self.source.report_failures or not failures:
+            return None
+        sequences = [r["dynamodb"]["SequenceNumber"] for r in batch]
+        first = failures[0].get("itemIdentifier") if isinstance(failures[0], dict) else None
+        return sequences.index(first) if first in sequences else 0
+
+    def _give_up(self, records: list[dict[str, Any]]) -> None:
+        log.warning("%s: %d stream records dropped after their retries", self.runtime.spec.logical, len(records))
+        if not self.on_failure_url or not records:
+            return
+        first, last = records[0]["dynamodb"], records[-1]["dynamodb"]
+        body = {
+            "requestContext": {
+                "condition": "RetryAttemptsExhausted",
+                "functionArn": self.runtime.arn,
+                "approximateInvokeCount": self.source.max_retries + 1,
+            },
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "DDBStreamBatchInfo": {
+                "shardId": self.shard_id,
+                "startSequenceNumber": first["SequenceNumber"],
+                "endSequenceNumber": last["SequenceNumber"],
+                "batchSize": len(records),
+                "streamArn": self.stream_arn,
+            },
+        }
+        self.sqs.send_message(QueueUrl=self.on_failure_url, MessageBody=json.dumps(body))
