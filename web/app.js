@@ -1,7 +1,13 @@
 "use strict";
+// The upload page: drop or pick files, upload each one straight to storage (presigned POST, with its bytes
+// sent shown), then follow its job: pushed over the WebSocket that GET /config names, polled while there is
+// none (or it is closed). No build step and no third-party code: this file is the whole client.
 const $ = (id) => document.getElementById(id);
 const trim = (url) => url.replace(/\/+$/, "");
 const fragment = new URLSearchParams(location.hash.slice(1));
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const TERMINAL = ["ready", "failed", "cancelled"];
+const isOpen = (state) => !TERMINAL.includes(state);  // uploading, scanning, queued, processing, …
 
 // The page sends its token only to its own origin or to an API listed in <meta name="docpipe-api-origins">:
 // a link's #api= can pick one of those, never another host.
@@ -13,21 +19,55 @@ $("api").value = apis.includes(wanted) ? wanted : apis[0];
 const base = () => $("api").value;
 
 // The token lives in this tab's sessionStorage. One in the link (#token=, as `docpipe up` prints it) is read
-// once, then taken out of the address bar (the history entry is replaced).
+// once, then taken out of the address bar (the history entry is replaced). So is #poll= (milliseconds between
+// two reads of an open job while no push channel is up; 1 s by default).
 if (fragment.has("token")) sessionStorage.setItem("docpipe.token", fragment.get("token"));
+const POLL_MS = Math.min(600000, Math.max(250, Number(fragment.get("poll")) || 1000));
 if (location.hash) history.replaceState(null, "", location.pathname + location.search);
 for (const key of ["docpipe.api", "docpipe.token"]) localStorage.removeItem(key);  // where older pages kept them
 $("token").value = sessionStorage.getItem("docpipe.token") || "";
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+$("settings").open = !$("token").value;
+
+// What the tests (and a curious user, in the console) can read: how updates arrived.
+const stats = (window.docpipe = { polls: 0, pushes: 0, push: "off", pollMs: POLL_MS });
+
+// Plain-language words for the stable error codes (the API's own message is shown beside them).
+const PLAIN = {
+  "file.corrupt": "The file is damaged or incomplete, so it could not be read.",
+  "file.empty": "The file is empty.",
+  "file.too_large": "The file is larger than this service accepts.",
+  "file.unsupported_type": "This kind of file is not supported.",
+  "file.type_mismatch": "The file's content does not match its name or type.",
+  "file.infected": "The file looks like malware and was refused.",
+  "file.macro": "Office files with macros are not accepted.",
+  "pdf.encrypted": "The PDF is password-protected; upload an unprotected copy.",
+  "image.too_many_pixels": "The image has too many pixels to process safely.",
+  "archive.unsafe": "The archive inside this file looks unsafe (too many or too large entries).",
+  "ocr.unavailable": "Text recognition is not available right now; retry later.",
+  "upload.expired": "The upload did not arrive in time; upload the file again.",
+  "quota.exceeded": "You reached a usage limit; wait a little and try again.",
+  "job.finished": "This job has already ended.",
+  "auth.required": "The token is missing or not valid: paste the token `docpipe up` printed.",
+  "internal": "Something went wrong on our side; retry in a moment.",
+};
+const plain = (code) => PLAIN[code] || "The file could not be processed.";
 
 async function api(method, path, body, accept = "application/json") {
-  const response = await fetch(base() + path, {
-    method,
-    headers: { Authorization: "Bearer " + $("token").value, "Content-Type": "application/json", Accept: accept },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const data = await response.json().catch(() => ({}));
-  return { status: response.status, data, retryAfter: Number(response.headers.get("Retry-After") || 1) };
+  for (let tries = 0; ; tries++) {
+    const response = await fetch(base() + path, {
+      method,
+      headers: { Authorization: "Bearer " + $("token").value, "Content-Type": "application/json", Accept: accept },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const data = await response.json().catch(() => ({}));
+    const retryAfter = Number(response.headers.get("Retry-After") || 1);
+    // A rate limit (429 quota.exceeded with Retry-After): come back when it says, a few times.
+    if (response.status === 429 && data.retryAfter && tries < 30 && method !== "GET") {
+      await sleep(retryAfter * 1000);
+      continue;
+    }
+    return { status: response.status, data, retryAfter };
+  }
 }
 
 // A variant's signed URL: 200 {url}; 202 while it is being made (wait Retry-After, ask again); else an error.
@@ -41,90 +81,313 @@ async function variantUrl(hash, variant, timeoutMs = 60000) {
   }
 }
 
-function row(name) {
-  const div = document.createElement("div");
-  div.className = "job";
-  div.innerHTML = `<div><span class="name"></span> — <span class="state">asking</span> <span class="progress"></span></div>
-    <div class="error failed"></div><div class="variants"></div><pre hidden></pre>`;
-  div.querySelector(".name").textContent = name;
-  $("jobs").prepend(div);
-  return div;
+// ------------------------------------------------------------------ one card per file
+const cards = new Map();  // jobId -> Card
+
+class Card {
+  constructor(file) {
+    this.file = file;
+    this.job = null;
+    this.el = document.createElement("article");
+    this.el.className = "job";
+    this.el.innerHTML = `<img class="thumb" alt="" hidden>
+      <div class="body">
+        <div class="head"><span class="name"></span><span class="state">asking</span><span class="progress"></span></div>
+        <div class="bar upload"><span>upload</span><progress max="100" value="0"></progress><span class="pct">0 %</span></div>
+        <div class="bar processing" hidden><span>processing</span><progress max="100" value="0"></progress><span class="pct">0 %</span></div>
+        <div class="queue" hidden></div>
+        <div class="error failed" hidden></div>
+        <div class="actions"><button class="cancel" hidden>Cancel</button><button class="retry" hidden>Retry</button></div>
+        <div class="variants"></div><pre hidden></pre>
+      </div>`;
+    this.q(".name").textContent = file.name;
+    this.q(".cancel").addEventListener("click", () => this.cancel());
+    this.q(".retry").addEventListener("click", () => this.retry());
+    $("jobs").prepend(this.el);
+  }
+
+  q(selector) {
+    return this.el.querySelector(selector);
+  }
+
+  bar(which, fraction) {
+    const pct = Math.max(0, Math.min(100, Math.round(fraction * 100)));
+    const bar = this.q(`.bar.${which}`);
+    bar.hidden = false;
+    bar.querySelector("progress").value = pct;
+    bar.querySelector(".pct").textContent = `${pct} %`;
+  }
+
+  state(state) {
+    const el = this.q(".state");
+    el.textContent = state;
+    el.className = "state " + state;
+    this.el.dataset.state = state;
+    this.q(".cancel").hidden = !this.job || !isOpen(state);
+    this.q(".retry").hidden = !["failed", "cancelled"].includes(state) || !this.job;
+  }
+
+  error(code, message) {
+    const el = this.q(".error");
+    el.hidden = !code && !message;
+    el.innerHTML = "<code></code> <span class='plain'></span> <span class='detail'></span>";
+    el.querySelector("code").textContent = code || "";
+    el.querySelector(".plain").textContent = code ? plain(code) : "";
+    el.querySelector(".detail").textContent = message && message !== plain(code) ? `(${message})` : "";
+  }
+
+  // A job as GET /jobs/{id} shows it, whether read or pushed. Older news than what is shown is dropped.
+  show(job, via) {
+    if (!job || (this.job && job.updatedAt && this.job.updatedAt > job.updatedAt)) return;
+    const first = !this.job;
+    this.job = job;
+    this.el.dataset.jobId = job.jobId;
+    this.el.dataset.via = via;
+    cards.set(job.jobId, this);
+    this.state(job.state);
+    if (job.state !== "uploading") this.bar("upload", 1);
+    if (job.state === "processing" || (job.state !== "uploading" && typeof job.progress === "number")) {
+      this.bar("processing", (job.progress || 0) / 100);
+    }
+    this.q(".progress").textContent = typeof job.progress === "number" ? `${job.progress}%` : "";
+    const queue = this.q(".queue");
+    queue.hidden = !(job.state === "queued" && job.queue);
+    if (!queue.hidden) {
+      const q = job.queue;
+      const ahead = q.ahead === 0 ? "next in line" : `${q.ahead} of your jobs ahead`;
+      const starts = q.startsInSeconds ? `, starts in about ${q.startsInSeconds} s` : "";
+      queue.textContent = `Queued in the ${q.lane} lane: ${ahead}${starts} (approximate)`;
+    }
+    this.error(job.error?.code, job.error?.message);
+    this.thumbnail(job);
+    if (job.state === "ready" && !this.rendered) {
+      this.rendered = true;
+      this.variants(job).catch((e) => this.error("internal", e.message));
+    }
+    if (first || isOpen(job.state)) follow(this);
+  }
+
+  thumbnail(job) {
+    const thumb = job.tasks?.presets?.variants?.thumbnail;
+    if (!thumb || this.thumbAsked) return;
+    this.thumbAsked = true;
+    variantUrl(job.hash, "thumbnail")
+      .then((url) => {
+        const img = this.q(".thumb");
+        img.src = url;
+        img.alt = `thumbnail of ${job.name}`;
+        img.hidden = false;
+      })
+      .catch(() => (this.thumbAsked = false));
+  }
+
+  async variants(job) {
+    const variants = this.q(".variants");
+    for (const [, view] of Object.entries(job.tasks || {})) {
+      for (const [name, facts] of Object.entries(view.variants || {})) {
+        const figure = document.createElement("figure");
+        const caption = document.createElement("figcaption");
+        variants.append(figure);
+        try {
+          const url = await variantUrl(job.hash, name);
+          if (name === "text") {
+            const link = document.createElement("a");
+            link.href = url;
+            link.textContent = "text.json";
+            figure.append(link);
+            const pre = this.q("pre");
+            pre.hidden = false;
+            pre.textContent = facts.excerpt || "";
+            caption.textContent = `${facts.pages} page(s), ${facts.chars} characters, ${(facts.methods || []).join(", ")}`;
+          } else {
+            const img = document.createElement("img");
+            img.src = url;
+            img.alt = name;
+            figure.append(img);
+            caption.textContent = `${name} ${facts.width}×${facts.height} ${facts.format}, ${facts.size} bytes`;
+          }
+        } catch (error) {
+          caption.textContent = `${name}: ${error.message}`;
+        }
+        figure.append(caption);
+      }
+    }
+  }
+
+  async cancel() {
+    if (this.abort) this.abort();  // still uploading: stop sending
+    if (!this.job) return;
+    const r = await api("DELETE", `/jobs/${this.job.jobId}`);
+    if (r.status === 200) this.show(r.data, "cancel");
+    else this.error(r.data.code, r.data.message);
+  }
+
+  async retry() {
+    const r = await api("POST", `/jobs/${this.job.jobId}/retry`);
+    if (r.status !== 202) return this.error(r.data.code, r.data.message);
+    this.rendered = false;
+    this.q(".variants").replaceChildren();
+    this.show(r.data, "retry");
+  }
+}
+
+// ------------------------------------------------------------------ upload
+function post(card, url, form) {
+  return new Promise((resolve) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", url);
+    xhr.upload.addEventListener("progress", (e) => e.lengthComputable && card.bar("upload", e.loaded / e.total));
+    xhr.upload.addEventListener("load", () => card.bar("upload", 1));  // every byte sent
+    xhr.addEventListener("load", () => resolve({ ok: xhr.status >= 200 && xhr.status < 300, status: xhr.status }));
+    xhr.addEventListener("error", () => resolve({ ok: false, status: 0 }));
+    xhr.addEventListener("abort", () => resolve({ ok: false, status: 0, aborted: true }));
+    card.abort = () => xhr.abort();
+    xhr.send(form);
+  });
 }
 
 async function upload(file) {
-  const div = row(file.name);
-  const show = (state, progress) => {
-    const el = div.querySelector(".state");
-    el.textContent = state;
-    el.className = "state " + state;
-    div.querySelector(".progress").textContent = progress === undefined ? "" : `${progress}%`;
-  };
+  const card = new Card(file);
   const request = { name: file.name, size: file.size, contentType: file.type || undefined, ocr: $("ocr").checked };
-  let created = await api("POST", "/uploads", request);
-  for (let tries = 0; created.status === 429 && created.data.retryAfter && tries < 30; tries++) {
-    show("waiting", undefined);  // a rate limit: come back when it says
-    await sleep(created.retryAfter * 1000);
-    created = await api("POST", "/uploads", request);
-  }
+  card.state("waiting");
+  const created = await api("POST", "/uploads", request);
   if (created.status !== 201) {
-    show("failed");
-    div.querySelector(".error").textContent = `${created.data.code}: ${created.data.message}`;
+    card.state("failed");
+    card.error(created.data.code, created.data.message);
     return;
   }
-  show("uploading", 0);
+  card.job = { jobId: created.data.jobId, state: "uploading", name: file.name };
+  cards.set(created.data.jobId, card);
+  card.el.dataset.jobId = created.data.jobId;
+  card.state("uploading");
+  card.bar("upload", 0);
   const form = new FormData();
   for (const [k, v] of Object.entries(created.data.upload.fields)) form.append(k, v);
   form.append("file", file);
-  const put = await fetch(created.data.upload.url, { method: "POST", body: form }).catch(() => ({ ok: false, status: 0 }));
+  const put = await post(card, created.data.upload.url, form);
+  card.abort = null;
   if (!put.ok) {
     // The job would wait for an upload that never comes: end it now instead of leaving it to the sweeper.
     await api("DELETE", `/jobs/${created.data.jobId}`).catch(() => undefined);
-    show("cancelled");
-    div.querySelector(".error").textContent = `the upload was refused by storage (HTTP ${put.status}); the job is cancelled`;
+    card.state("cancelled");
+    card.error(
+      put.aborted ? "" : "upload.refused",
+      put.aborted ? "You cancelled the upload." : `Storage refused the upload (HTTP ${put.status}); the job is cancelled.`,
+    );
     return;
   }
-  let job;
-  for (let wait = 100; ; wait = Math.min(wait * 1.5, 1000)) {
-    job = (await api("GET", `/jobs/${created.data.jobId}`)).data;
-    show(job.state, job.progress);
-    if (["ready", "failed", "cancelled"].includes(job.state)) break;
-    await sleep(wait);
-  }
-  if (job.error) div.querySelector(".error").textContent = `${job.error.code}: ${job.error.message}`;
-  const variants = div.querySelector(".variants");
-  for (const [task, view] of Object.entries(job.tasks || {})) {
-    for (const [name, facts] of Object.entries(view.variants || {})) {
-      const figure = document.createElement("figure");
-      const caption = document.createElement("figcaption");
-      variants.append(figure);
-      try {
-        const url = await variantUrl(job.hash, name);
-        if (name === "text") {
-          const link = document.createElement("a");
-          link.href = url;
-          link.textContent = "text.json";
-          figure.append(link);
-          const pre = div.querySelector("pre");
-          pre.hidden = false;
-          pre.textContent = facts.excerpt || "";
-          caption.textContent = `${facts.pages} page(s), ${facts.chars} characters, ${facts.methods.join(", ")}`;
-        } else {
-          const img = document.createElement("img");
-          img.src = url;
-          img.alt = name;
-          figure.append(img);
-          caption.textContent = `${name} ${facts.width}×${facts.height} ${facts.format}, ${facts.size} bytes`;
-        }
-      } catch (error) {
-        caption.textContent = `${name}: ${error.message}`;
-      }
-      figure.append(caption);
+  const read = await api("GET", `/jobs/${created.data.jobId}`);
+  stats.polls++;
+  if (read.status === 200) card.show(read.data, "poll");
+}
+
+// ------------------------------------------------------------------ following jobs: push, else poll
+const following = new Set();
+
+// One loop per open job: read GET /jobs/{id} every POLL_MS while the push channel is not up; stop at the end.
+async function follow(card) {
+  if (following.has(card)) return;
+  following.add(card);
+  try {
+    while (card.job && isOpen(card.job.state)) {
+      await sleep(push.open ? 1000 : POLL_MS);
+      if (push.open || !isOpen(card.job.state)) continue;
+      const r = await api("GET", `/jobs/${card.job.jobId}`);
+      stats.polls++;
+      if (r.status === 200) card.show(r.data, "poll");
+      else if (r.status === 404) break;
     }
+  } finally {
+    following.delete(card);
   }
 }
 
-$("send").addEventListener("click", () => {
+const push = {
+  open: false,
+  socket: null,
+  url: null,
+  retryMs: 1000,
+  live(text, state) {
+    stats.push = state;
+    $("live").textContent = text;
+    $("live").className = "live " + state;
+  },
+  async start() {
+    if (!$("token").value) return this.live("no token", "off");
+    const config = await api("GET", "/config").catch(() => ({ status: 0 }));
+    this.url = config.status === 200 ? config.data?.push?.url : null;
+    if (!this.url) return this.live(`polling every ${POLL_MS / 1000} s`, "poll");
+    this.connect();
+  },
+  connect() {
+    const socket = new WebSocket(`${this.url}${this.url.includes("?") ? "&" : "?"}token=${encodeURIComponent($("token").value)}`);
+    this.socket = socket;
+    socket.addEventListener("open", () => {
+      this.open = true;
+      this.retryMs = 1000;
+      this.live("live", "push");
+      // After every (re)connect, read each open job again: an update sent while the socket was down
+      // (a terminal state above all) is never missed.
+      for (const card of new Set(cards.values())) {
+        if (card.job && isOpen(card.job.state)) {
+          api("GET", `/jobs/${card.job.jobId}`).then((r) => r.status === 200 && card.show(r.data, "poll"));
+        }
+      }
+    });
+    socket.addEventListener("message", (event) => {
+      let message;
+      try {
+        message = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      if (message.type !== "job" || !message.job) return;
+      const card = cards.get(message.job.jobId);
+      if (!card) return;
+      stats.pushes++;
+      card.show(message.job, "push");
+    });
+    socket.addEventListener("close", () => {
+      this.open = false;
+      this.live(`reconnecting; polling every ${POLL_MS / 1000} s`, "poll");
+      for (const card of new Set(cards.values())) if (card.job && isOpen(card.job.state)) follow(card);
+      setTimeout(() => this.connect(), this.retryMs);
+      this.retryMs = Math.min(this.retryMs * 2, 30000);
+    });
+  },
+};
+setInterval(() => push.open && push.socket.send(JSON.stringify({ action: "ping" })), 60000);  // keep it warm
+
+// ------------------------------------------------------------------ input: drop, pick
+function remember() {
+  const changed = sessionStorage.getItem("docpipe.token") !== $("token").value;
   sessionStorage.setItem("docpipe.api", $("api").value);
   sessionStorage.setItem("docpipe.token", $("token").value);
-  for (const file of $("files").files) upload(file).catch((e) => row(file.name).querySelector(".error").textContent = e.message);
+  if (changed || !push.socket) push.start();
+}
+
+function send(files) {
+  remember();
+  for (const file of files) upload(file).catch((e) => new Card(file).error("internal", e.message));
+}
+
+$("send").addEventListener("click", () => {
+  send([...$("files").files]);
+  $("files").value = "";
 });
+const drop = $("drop");
+for (const type of ["dragenter", "dragover"]) {
+  drop.addEventListener(type, (e) => {
+    e.preventDefault();
+    drop.classList.add("over");
+  });
+}
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (e) => {
+  e.preventDefault();
+  drop.classList.remove("over");
+  send([...(e.dataTransfer?.files || [])]);
+});
+// A file dropped beside the zone must not make the browser leave the page to open it.
+for (const type of ["dragover", "drop"]) window.addEventListener(type, (e) => e.preventDefault());
+push.start();

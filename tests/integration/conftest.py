@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 
 import pytest
@@ -26,3 +27,24 @@ def alice(stack: LocalStack) -> DocpipeClient:
 @pytest.fixture
 def bob(stack: LocalStack) -> DocpipeClient:
     return DocpipeClient(stack.api_url, stack.token_for("bob"))
+
+
+@pytest.fixture(scope="session")
+def held_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """A stack whose presets high lane is paused (its event source ``Enabled: false``): a small image's job
+    stays ``queued`` there, and the lane's depth grows with each one, until the stack stops. ``ops`` is an
+    operator. Made only for the tests that ask for it (the page's cancel, the console)."""
+    from docpipe_local.stack import project_root
+    from docpipe_local.template import Template
+
+    declared = Template.load(project_root() / "template.yaml").doc["Resources"]["PresetsFunction"]["Properties"]
+    events = copy.deepcopy(declared["Events"])
+    events["High"]["Properties"]["Enabled"] = False
+    with LocalStack(
+        state_dir=tmp_path_factory.mktemp("held-stack"),
+        tokens={"tok-alice": "alice", "tok-carol": "carol", "tok-ops": "ops"},
+        admins={"ops"},
+        parameters=BUSY_TESTER,
+        overrides={"PresetsFunction": {"Events": events}},
+    ) as local:
+        yield local
