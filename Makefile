@@ -14,7 +14,7 @@ PY313  := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $
 LOCALSTACK := $(TOOLS)/localstack/.installed
 export SAM_CLI_TELEMETRY = 0
 
-.PHONY: install demo up test lint typecheck validate checkov unit integration build browser localstack clean
+.PHONY: install demo up test lint typecheck validate checkov unit integration build browser localstack uppy clean
 
 $(BIN)/docpipe: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,7 +52,7 @@ demo: install ## process the bundled samples end to end on an embedded local sta
 up: install ## run the local stack until Ctrl-C
 	$(BIN)/docpipe up
 
-test: install $(SAM) browser localstack lint validate checkov typecheck ## everything CI runs: lint, template checks, types, all tests
+test: install $(SAM) browser localstack uppy lint validate checkov typecheck ## everything CI runs: lint, template checks, types, all tests
 	$(BIN)/python -m pytest
 
 lint: install
@@ -91,6 +91,20 @@ browser:
 		echo "could not install Chromium: the page tests will skip"; \
 	else \
 		echo "no Chromium/ChromeDriver and no apt as root: the page tests will skip"; \
+	fi
+
+# Stock Uppy for the real-client test of the Companion S3 routes (tests/integration/test_uppy.py): the `uppy`
+# package at the version its routes were matched to (bundling @uppy/aws-s3 4.3.2), from npm into .tools/uppy.
+# Without node and npm (apt-get install nodejs npm), say so: that test skips and says why.
+UPPY_VERSION := 4.18.3
+uppy:
+	@if [ -f $(TOOLS)/uppy/node_modules/uppy/package.json ] && grep -q '"version": "$(UPPY_VERSION)"' $(TOOLS)/uppy/node_modules/uppy/package.json; then \
+		true; \
+	elif command -v npm >/dev/null; then \
+		mkdir -p $(TOOLS)/uppy && npm install --prefix $(TOOLS)/uppy --no-audit --no-fund --silent uppy@$(UPPY_VERSION) || \
+		echo "could not install Uppy: the Uppy test will skip"; \
+	else \
+		echo "no npm: the Uppy test will skip"; \
 	fi
 
 clean:
