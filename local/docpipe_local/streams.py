@@ -73,7 +73,9 @@ class StreamPoller(threading.Thread):
     def run(self) -> None:
         while not self.stop_event.is_set() and self.iterator:
             try:
-                response = self.streams.get_records(ShardIterator=self.iterator, Limit=min(self.source.batch_size, 1000))
+                response = self.streams.get_records(
+                    ShardIterator=self.iterator, Limit=min(self.source.batch_size, 1000)
+                )
             except (BotoCoreError, ClientError) as exc:
                 if not self.stop_event.is_set():
                     log.warning("reading %s failed: %s", self.stream_arn, exc)

@@ -30,7 +30,13 @@ class LocalIssuer:
     def mint(self, user: str, groups: tuple[str, str] | None = None, seconds: int = TOKEN_SECONDS) -> str:
         """A token for ``user``; ``groups`` is ``(claim, group)`` for an admin."""
         now = int(time.time())
-        claims: dict[str, Any] = {"sub": user, "iss": self.issuer, "aud": self.audience, "iat": now, "exp": now + seconds}
+        claims: dict[str, Any] = {
+            "sub": user,
+            "iss": self.issuer,
+            "aud": self.audience,
+            "iat": now,
+            "exp": now + seconds,
+        }
         if groups is not None:
             claims[groups[0]] = [groups[1]]
         return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})

@@ -1,0 +1,202 @@
+"""The notifier under moto: real stream records of the template's tables (read from moto's DynamoDB
+Streams) in, frames to connections out. The management API is a fake of the one port the notifier
+uses (``post``), which says which connections are gone, as ``GoneException`` would."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import boto3
+import pytest
+
+from docpipe.adapters.dynamo import FilesRepository, JobsRepository
+from docpipe.adapters.push import ConnectionsRepository
+from docpipe.config import PushSettings, Settings
+from docpipe.job_views import JobViews
+from docpipe.jobs import now_iso
+from notifier.service import Notifier
+from tests.unit.test_api import call  # noqa: F401 - the API fixture
+
+pytestmark = pytest.mark.usefixtures("aws")
+
+
+class FakeChannel:
+    """PostToConnection: records each frame per connection; a connection in ``gone`` answers as closed."""
+
+    def __init__(self, gone: set[str] | None = None) -> None:
+        self.frames: dict[str, list[dict[str, Any]]] = {}
+        self.gone = gone or set()
+
+    def post(self, connection_id: str, data: str) -> bool:
+        if connection_id in self.gone:
+            return False
+        self.frames.setdefault(connection_id, []).append(json.loads(data))
+        return True
+
+
+@pytest.fixture
+def repos(aws) -> tuple[JobsRepository, FilesRepository, ConnectionsRepository]:
+    settings, push = Settings.from_env(), PushSettings.from_env()
+    return (
+        JobsRepository(settings.jobs_table),
+        FilesRepository(settings.files_table),
+        ConnectionsRepository(str(push.connections_table)),
+    )
+
+
+class Stream:
+    """A table's stream read from its start, as the event source mapping reads it."""
+
+    def __init__(self, table: str) -> None:
+        arn = boto3.client("dynamodb").describe_table(TableName=table)["Table"]["LatestStreamArn"]
+        self.client = boto3.client("dynamodbstreams")
+        shard = self.client.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+        self.iterator = self.client.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="LATEST")[
+            "ShardIterator"
+        ]
+        self.arn = arn
+
+    def records(self) -> list[dict[str, Any]]:
+        from docpipe_local.streams import stream_event
+
+        response = self.client.get_records(ShardIterator=self.iterator)
+        self.iterator = response["NextShardIterator"]
+        return stream_event(response["Records"], self.arn, "us-east-1")["Records"]
+
+
+def a_job(jobs: JobsRepository, owner: str, state: str = "queued", digest: str | None = None, **extra: Any) -> str:
+    job_id = f"{abs(hash((owner, state, digest, time.time()))) % 10**8:08d}-0000-4000-8000-000000000000"
+    job = {
+        "jobId": job_id,
+        "owner": owner,
+        "name": f"{owner}.txt",
+        "state": state,
+        "lane": "high",
+        "plan": ["extract"],
+        "createdAt": now_iso(),
+        "updatedAt": now_iso(),
+        **({"hash": digest, "sha256": digest} if digest else {}),
+        **extra,
+    }
+    jobs.create(job)
+    return job_id
+
+
+def notifier(repos, channel: FakeChannel) -> Notifier:
+    jobs, files, connections = repos
+    views = JobViews(jobs, files, Settings.from_env().task_queues, lambda names: None)
+    return Notifier(views, jobs, connections, channel)  # type: ignore[arg-type]
+
+
+def test_an_update_reaches_each_of_its_owners_connections_and_no_one_elses(repos) -> None:
+    jobs, _, connections = repos
+    now = int(time.time())
+    for owner, connection in (("alice", "a-laptop"), ("alice", "a-phone"), ("bob", "b-laptop")):
+        assert connections.add(owner, connection, now, 3600, 10)
+    stream = Stream(jobs.name)
+    channel = FakeChannel()
+
+    job_id = a_job(jobs, "alice")
+    sent = sum(notifier(repos, channel).handle(record) for record in stream.records())
+
+    assert sent == 2
+    assert set(channel.frames) == {"a-laptop", "a-phone"}  # never bob's
+    for frames in channel.frames.values():
+        (frame,) = frames
+        assert frame["type"] == "job" and frame["job"]["jobId"] == job_id and frame["job"]["state"] == "queued"
+        assert frame["changedAt"] <= frame["sentAt"]
+
+
+def test_the_pushed_job_is_what_get_jobs_id_answers(repos, call) -> None:  # noqa: F811
+    jobs, _, connections = repos
+    connections.add("alice", "a-laptop", int(time.time()), 3600, 10)
+    stream = Stream(jobs.name)
+    channel = FakeChannel()
+    job_id = a_job(jobs, "alice")
+
+    for record in stream.records():
+        notifier(repos, channel).handle(record)
+    status, body, _ = call("GET", f"/jobs/{job_id}", user="alice")
+
+    assert status == 200
+    assert channel.frames["a-laptop"][-1]["job"] == body  # state, progress, tasks and the queue place alike
+
+
+def test_a_gone_connection_is_pruned_and_the_others_still_get_the_update(repos) -> None:
+    jobs, _, connections = repos
+    now = int(time.time())
+    connections.add("alice", "closed-tab", now, 3600, 10)
+    connections.add("alice", "open-tab", now, 3600, 10)
+    stream = Stream(jobs.name)
+    channel = FakeChannel(gone={"closed-tab"})
+
+    a_job(jobs, "alice")
+    for record in stream.records():
+        notifier(repos, channel).handle(record)
+
+    assert list(channel.frames) == ["open-tab"]
+    assert connections.for_owner("alice", now) == ["open-tab"]
+
+
+def test_a_file_change_pushes_each_open_job_of_the_bytes_to_its_own_owner_only(repos) -> None:
+    jobs, files, connections = repos
+    now = int(time.time())
+    connections.add("alice", "a-tab", now, 3600, 10)
+    connections.add("bob", "b-tab", now, 3600, 10)
+    digest = "c" * 64
+    alices = a_job(jobs, "alice", "processing", digest, openHash=digest)
+    bobs = a_job(jobs, "bob", "processing", digest, openHash=digest)
+    stream = Stream(files.name)
+    channel = FakeChannel()
+
+    boto3.client("dynamodb").put_item(
+        TableName=files.name,
+        Item={"hash": {"S": digest}, "status": {"S": "stored"}, "extractState": {"S": "running"}},
+    )
+    for record in stream.records():
+        notifier(repos, channel).handle(record)
+
+    assert [f["job"]["jobId"] for f in channel.frames["a-tab"]] == [alices]
+    assert [f["job"]["jobId"] for f in channel.frames["b-tab"]] == [bobs]
+    assert channel.frames["a-tab"][0]["job"]["tasks"]["extract"]["state"] == "running"
+
+
+def test_a_job_leaving_the_queue_moves_its_owners_later_jobs_up(repos) -> None:
+    jobs, _, connections = repos
+    connections.add("alice", "a-tab", int(time.time()), 3600, 10)
+    first = a_job(jobs, "alice", openOwner="alice")
+    second = a_job(jobs, "alice", openOwner="alice")
+    stream = Stream(jobs.name)
+    channel = FakeChannel()
+
+    jobs.transition(first, ("queued",), {"state": "processing", "updatedAt": now_iso()}, [])
+    for record in stream.records():
+        notifier(repos, channel).handle(record)
+
+    places = {f["job"]["jobId"]: f["job"].get("queue") for f in channel.frames["a-tab"]}
+    assert places[first] is None and places[second]["ahead"] == 0
+
+
+def test_nothing_is_read_or_built_for_an_owner_without_connections(repos) -> None:
+    jobs, _, _ = repos
+    stream = Stream(jobs.name)
+    channel = FakeChannel()
+
+    a_job(jobs, "carol")
+    sent = sum(notifier(repos, channel).handle(record) for record in stream.records())
+
+    assert sent == 0 and channel.frames == {}
+
+
+def test_a_user_holds_at_most_the_bound_of_connections_and_a_closed_one_frees_a_place(repos) -> None:
+    _, _, connections = repos
+    now = int(time.time())
+    assert all(connections.add("alice", f"tab-{i}", now, 3600, 3) for i in range(3))
+
+    assert not connections.add("alice", "tab-3", now, 3600, 3)
+    assert connections.add("bob", "b-tab", now, 3600, 3)  # the bound is per user
+    assert connections.remove("tab-0") == "alice"
+    assert connections.add("alice", "tab-3", now, 3600, 3)
+    assert connections.add("alice", "later", now + 7200, 3600, 3)  # expired connections do not count
