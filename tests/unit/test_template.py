@@ -296,6 +296,7 @@ def test_api_function_merges_its_own_variables_with_the_globals(template: Templa
     limits = set(LIMIT_VARIABLES.values())
     ingest = {"INGEST_QUEUE_HIGH", "INGEST_QUEUE_NORMAL", "INGEST_QUEUE_LOW"}
     own = {
+        "MULTIPART_THRESHOLD_BYTES",
         "UPLOAD_URL_TTL_SECONDS",
         "UPLOAD_GRACE_SECONDS",
         "DOWNLOAD_URL_TTL_SECONDS",
