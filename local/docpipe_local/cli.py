@@ -26,6 +26,7 @@ from rich.table import Table
 
 from docpipe_local import multipart
 from docpipe_local.client import ApiError, DocpipeClient, UploadError
+from docpipe_local.live import JobFeed
 
 STATE_FILE = Path(".docpipe") / "stack.json"
 err = Console(stderr=True)
@@ -69,7 +70,7 @@ def _target(args: argparse.Namespace, stack: ExitStack, allow_embedded: bool) ->
     local = stack.enter_context(LocalStack())
     err.print(f"[dim]Embedded stack up in {time.monotonic() - started:.1f} s.[/dim]")
     assert local.template is not None
-    return DocpipeClient(local.api_url, token or local.token), {
+    return DocpipeClient(local.api_url, token or local.token_for(local.tokens[local.token])), {
         "api": local.api_url,
         "endpoint": local.endpoint,
         "region": local.region,
@@ -116,10 +117,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     except EndpointUnavailable as exc:
         raise UsageError(f"{exc}; use --embedded {','.join([*embedded, *exc.services])}") from exc
     assert stack.template is not None
+    # The tokens to use are JWTs the stack signed: the HTTP routes and the WebSocket API take them both.
+    admins = {user: stack.token_for(user) for user in admins}
     state = {
         "api": stack.api_url,
         "endpoint": stack.endpoint,
-        "token": stack.token,
+        "token": stack.token_for(args.user),
         "user": args.user,
         "invokeToken": stack.invoke_token,
         "admins": admins,  # user → token
@@ -138,13 +141,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     STATE_FILE.chmod(0o600)
     beside = f" (embedded: {', '.join(embedded)})" if endpoint and embedded else ""
     out.print(f"[bold green]docpipe is up[/bold green]  API {stack.api_url}   emulator {stack.endpoint}{beside}")
-    out.print(f"  user [bold]{args.user}[/bold], token in {STATE_FILE} (export DOCPIPE_TOKEN={stack.token})")
+    out.print(f"  user [bold]{args.user}[/bold], token in {STATE_FILE} (export DOCPIPE_TOKEN={state['token']})")
     for user, admin_token in admins.items():
         out.print(
             f"  admin [bold]{user}[/bold], token {admin_token} (DOCPIPE_TOKEN={admin_token} docpipe queues)",
             soft_wrap=True,
         )
-    out.print(f"  upload page {stack.api_url}/#token={stack.token}")
+    out.print(f"  upload page {stack.api_url}/#token={state['token']}")
     out.print("  logs in .docpipe/logs/   —   Ctrl-C to stop")
 
     def shutdown(signum: int, frame: Any) -> None:
@@ -221,7 +224,7 @@ def _process(client: DocpipeClient, paths: list[Path], args: argparse.Namespace)
                 ),
             )
             uploaded = time.monotonic()
-            job = client.wait(
+            job = feed.wait(
                 created["jobId"],
                 timeout=args.timeout,
                 on_update=lambda j: progress.update(task, completed=50 + j["progress"] / 2, status=j["state"]),
@@ -245,7 +248,8 @@ def _process(client: DocpipeClient, paths: list[Path], args: argparse.Namespace)
             "seconds": round(time.monotonic() - started, 3),
         }
 
-    with progress, ThreadPoolExecutor(max_workers=min(4, len(paths))) as pool:
+    # progress is pushed while the socket is up (no polling then); polled while it is not
+    with JobFeed.open(client) as feed, progress, ThreadPoolExecutor(max_workers=min(4, len(paths))) as pool:
         tasks = [progress.add_task(p.name, total=100, status="waiting") for p in paths]
         return list(pool.map(one, paths, tasks))
 
@@ -382,7 +386,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- entry point
 def parser() -> argparse.ArgumentParser:
-    from docpipe_local import account_commands, emulator_commands, view_commands
+    from docpipe_local import account_commands, emulator_commands, view_commands, watch_commands
 
     p = argparse.ArgumentParser(prog="docpipe", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -487,6 +491,7 @@ def parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=cmd_replay)
 
     emulator_commands.add_parsers(sub)
+    watch_commands.add_parser(sub, target)
     return p
 
 

@@ -98,6 +98,10 @@ class DocpipeClient:
     def retry(self, job_id: str) -> dict[str, Any]:
         return dict(self._call("POST", f"/jobs/{job_id}/retry").json())
 
+    def config(self) -> dict[str, Any]:
+        """``GET /config``: where to connect for live updates (``push.url``)."""
+        return dict(self._call("GET", "/config").json())
+
     def queues(self) -> dict[str, Any]:
         return dict(self._call("GET", "/queues").json())
 

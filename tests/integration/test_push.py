@@ -1,0 +1,152 @@
+"""Live progress over the local stack's WebSocket API, with real WebSocket clients: what an upload pushes,
+to whom, what a client that reconnects gets back, and `docpipe watch`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websocket
+
+from docpipe_local import live
+from docpipe_local.client import DocpipeClient, post_file
+from docpipe_local.live import JobFeed
+from docpipe_local.stack import LocalStack
+from tests.fixtures.cli import ROOT
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def push_url(client: DocpipeClient) -> str:
+    url = client.config()["push"]["url"]
+    assert url.startswith("ws://127.0.0.1:") and url.endswith("/push")
+    return str(url)
+
+
+def connect(client: DocpipeClient, token: str) -> websocket.WebSocket:
+    return websocket.create_connection(f"{push_url(client)}?token={token}", timeout=30)
+
+
+def a_text_file(tmp_path: Path, words: str) -> Path:
+    path = tmp_path / f"{words.split()[0]}.txt"
+    path.write_text(f"{words}\n" * 20)
+    return path
+
+
+def frames_until_ended(socket: websocket.WebSocket, job_id: str) -> list[dict[str, Any]]:
+    frames = []
+    while True:
+        frame = json.loads(socket.recv())
+        frames.append(frame)
+        if frame["type"] == "job" and frame["job"]["jobId"] == job_id and frame["job"]["state"] in live.TERMINAL:
+            return frames
+
+
+def test_an_uploads_updates_arrive_by_push_to_ready_and_another_users_socket_gets_none(
+    stack: LocalStack, alice: DocpipeClient, tmp_path: Path
+) -> None:
+    # given: alice and bob each connected; nobody polls
+    mine = connect(alice, stack.token_for("alice"))
+    theirs = connect(alice, stack.token_for("bob"))
+    path = a_text_file(tmp_path, "pushed progress of a text file")
+
+    # when
+    created = alice.create_upload(path.name, path.stat().st_size, "text/plain")
+    post_file(created["upload"], path)
+    frames = frames_until_ended(mine, created["jobId"])
+
+    # then: every update of the job, in order, through to ready; each as GET /jobs/{id} shows it
+    jobs = [f["job"] for f in frames]
+    assert {j["jobId"] for j in jobs} == {created["jobId"]}
+    assert jobs[-1]["state"] == "ready" and jobs[-1]["progress"] == 100
+    assert jobs[-1] == alice.job(created["jobId"])
+    progress = [j["progress"] for j in jobs]
+    assert progress == sorted(progress) and len(set(progress)) >= 3  # intermediate progress was pushed
+    assert all(f["changedAt"] <= f["sentAt"] for f in frames)
+    # bob's socket: the first thing on it is the answer to his ping, so nothing of alice's came before it
+    theirs.send(json.dumps({"action": "ping"}))
+    assert json.loads(theirs.recv()) == {"type": "pong"}
+    mine.close()
+    theirs.close()
+
+
+def test_a_client_that_reconnects_receives_the_terminal_state_it_missed(
+    stack: LocalStack, alice: DocpipeClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    feed = JobFeed.open(alice)
+    assert feed.up.is_set()
+    path = a_text_file(tmp_path, "missed while offline")
+    created = alice.create_upload(path.name, path.stat().st_size, "text/plain")
+    feed.follow([created["jobId"]])
+    # the connection drops, and no reconnect succeeds until the job has ended
+    online = threading.Event()
+    connect_now = websocket.create_connection
+
+    def held(*args: Any, **kwargs: Any) -> websocket.WebSocket:
+        online.wait(60)
+        return connect_now(*args, **kwargs)
+
+    monkeypatch.setattr(live.websocket, "create_connection", held)
+    assert feed._socket is not None
+    feed._socket.abort()
+    deadline = time.monotonic() + 5
+    while feed.up.is_set() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not feed.up.is_set()
+
+    post_file(created["upload"], path)
+    deadline = time.monotonic() + 60
+    while alice.job(created["jobId"])["state"] != "ready" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert feed.jobs[created["jobId"]]["state"] == "uploading"  # what it knew when the socket dropped
+
+    online.set()  # it reconnects, and resumes: what ended meanwhile is read once
+    deadline = time.monotonic() + 15
+    while feed.jobs[created["jobId"]]["state"] != "ready" and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    assert feed.up.is_set()
+    assert feed.jobs[created["jobId"]]["state"] == "ready"
+    feed.close()
+
+
+def test_an_opaque_development_token_is_refused_by_the_websocket_api(stack: LocalStack, alice: DocpipeClient) -> None:
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(f"{push_url(alice)}?token=tok-alice", timeout=30)
+
+    assert refused.value.status_code == 401
+    assert json.loads(refused.value.resp_body)["code"] == "auth.required"
+
+
+def test_docpipe_watch_follows_a_job_live_until_it_ends(
+    stack: LocalStack, alice: DocpipeClient, tmp_path: Path
+) -> None:
+    path = a_text_file(tmp_path, "watched from the command line")
+    created = alice.create_upload(path.name, path.stat().st_size, "text/plain")
+    env = {**os.environ, "DOCPIPE_API": stack.api_url, "DOCPIPE_TOKEN": stack.token_for("alice")}
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "docpipe_local.cli", "watch", created["jobId"], "--timeout", "90"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)  # it is following the job before the bytes arrive
+    post_file(created["upload"], path)
+
+    out, err = watch.communicate(timeout=120)
+
+    assert watch.returncode == 0, err
+    lines = out.strip().splitlines()
+    assert lines[0].startswith(created["jobId"][:8]) and "uploading" in lines[0]
+    assert "ready 100%" in lines[-1] and "extract:done" in lines[-1]
+    assert len(lines) >= 3  # the states in between were pushed and printed
+    assert "polling" not in err
