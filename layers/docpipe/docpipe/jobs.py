@@ -253,4 +253,6 @@ def public_view(job: dict[str, Any], file: dict[str, Any] | None = None) -> dict
     for key in ("size", "type", "contentType", "width", "height", "error", "history", "parts"):
         if job.get(key) is not None:
             view[key] = job[key]
+    if file and file.get("scanFlags") and job.get("hash"):  # found at scan time: a PDF's JavaScript, macros allowed
+        view["flags"] = list(file["scanFlags"])
     return view
