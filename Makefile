@@ -14,7 +14,7 @@ PY313  := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $
 LOCALSTACK := $(TOOLS)/localstack/.installed
 export SAM_CLI_TELEMETRY = 0
 
-.PHONY: install demo up test lint typecheck validate checkov unit integration build browser localstack uppy clean
+.PHONY: install demo up test lint typecheck validate checkov unit integration build browser screenshots localstack uppy clean
 
 $(BIN)/docpipe: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +78,10 @@ localstack: $(LOCALSTACK) ## LocalStack in host mode into .tools/localstack (`do
 
 build: $(SAM) ## sam build (needs python3.12)
 	PATH="$(PY312):$$PATH" $(SAM) build --cached --parallel
+
+# docs/page.png and docs/console.png, shown in the README: a local stack, the samples, headless Chromium.
+screenshots: install browser
+	$(BIN)/python docs/screenshots.py
 
 # The upload page's tests drive headless Chromium. Debian's packages where apt can install them (about
 # 25 s); elsewhere install Chromium and ChromeDriver yourself, or those tests skip and say why.
