@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
-from docpipe.config import Settings
+from docpipe.config import LANES, TASKS, Settings
 from docpipe_local.function_metrics import FunctionMetricsPublisher
 from docpipe_local.queue_metrics import QueueAgePublisher, QueueAges
 from tests.unit.test_api import call  # noqa: F401 - the API fixture
@@ -65,7 +65,7 @@ def test_the_local_publishers_write_what_the_route_reads(aws: dict[str, Any], ca
     assert (status, headers["Cache-Control"], published) == (200, "no-store", 3)
     assert (body["minutes"], body["periodSeconds"]) == (10, 60)
     rows = {(q["concern"], q["lane"]): q for q in body["queues"]}
-    assert len(rows) == 12
+    assert len(rows) == len(LANES) * (1 + len(TASKS))  # ingest and each task, three lanes each
     assert [v for _, v in rows["presets", "high"]["depth"]] == [3]
     assert [v for _, v in rows["presets", "high"]["deleted"]] == [2]
     assert rows["presets", "normal"]["depth"] == []  # an idle queue publishes nothing

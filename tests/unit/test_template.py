@@ -302,6 +302,7 @@ def test_api_function_merges_its_own_variables_with_the_globals(template: Templa
         "DOWNLOAD_URL_TTL_SECONDS",
         "ADMIN_GROUP",
         "ADMIN_GROUP_CLAIM",
+        "MONITORED_FUNCTIONS",  # GET /admin/metrics
     }
     assert set(env) == GLOBAL_VARIABLES | own | ingest | limits
     assert env["UPLOAD_URL_TTL_SECONDS"] == "900"
