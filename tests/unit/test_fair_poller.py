@@ -196,7 +196,7 @@ def test_a_backlogged_tenants_invocations_yield_the_cpu_and_a_quiet_tenants_do_n
         wait_until(lambda: depth(sqs, url) == (0, 100), timeout=15)
         runtime.gate.set()
         for n in range(3):
-            wait_until(lambda: len(runtime.deliveries) >= 20 * (n + 1), timeout=10)
+            wait_until(lambda done=20 * (n + 1): len(runtime.deliveries) >= done, timeout=10)
             send(sqs, url, [{"tenant": "steady", "n": n}], group="steady")
         wait_until(lambda: len(runtime.deliveries) == 103 and depth(sqs, url) == (0, 0), timeout=20)
 
