@@ -141,13 +141,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     STATE_FILE.chmod(0o600)
     beside = f" (embedded: {', '.join(embedded)})" if endpoint and embedded else ""
     out.print(f"[bold green]docpipe is up[/bold green]  API {stack.api_url}   emulator {stack.endpoint}{beside}")
-    out.print(f"  user [bold]{args.user}[/bold], token in {STATE_FILE} (export DOCPIPE_TOKEN={state['token']})")
+    out.print(
+        f"  user [bold]{args.user}[/bold], token in {STATE_FILE} (export DOCPIPE_TOKEN={state['token']})",
+        soft_wrap=True,
+    )
     for user, admin_token in admins.items():
         out.print(
             f"  admin [bold]{user}[/bold], token {admin_token} (DOCPIPE_TOKEN={admin_token} docpipe queues)",
             soft_wrap=True,
         )
-    out.print(f"  upload page {stack.api_url}/#token={state['token']}")
+    out.print(f"  upload page {stack.api_url}/#token={state['token']}", soft_wrap=True)
     out.print("  logs in .docpipe/logs/   —   Ctrl-C to stop")
 
     def shutdown(signum: int, frame: Any) -> None:

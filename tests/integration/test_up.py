@@ -45,10 +45,11 @@ def test_up_serves_process_and_stops_cleanly_on_ctrl_c(tmp_path) -> None:
         assert json.loads(run.stdout)[0]["state"] == "ready"
         assert "embedded" not in run.stderr  # it used the running stack
 
-        # and the admin has a token of its own, which the API takes, while erin's token is the stack's
+        # and the admin has a token of its own, which the API takes; erin's is a JWT the stack signed (the HTTP
+        # API and the WebSocket API take it), the stack's own token another
         admin_token = state["admins"]["root"]
         assert admin_token not in (state["token"], state["invokeToken"])
-        assert state["invokeToken"] == state["token"]
+        assert state["token"].count(".") == 2 and state["invokeToken"] != state["token"]
         jobs = requests.get(f"{state['api']}/jobs", headers={"Authorization": f"Bearer {admin_token}"}, timeout=30)
         assert jobs.status_code == 200, jobs.text
 
