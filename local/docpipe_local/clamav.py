@@ -19,8 +19,10 @@ log = logging.getLogger("docpipe.local")
 
 TEST_DATABASE = Path(__file__).resolve().parent / "signatures"
 FRESHCLAM_DATABASE = Path("/var/lib/clamav")
-# clamd takes streams up to the largest upload the template allows (MaxUploadBytes' default, 100 MiB)
-STREAM_MAX = "110M"
+# clamd scans files of up to 2 GiB - 3 bytes whatever MaxFileSize says (it logs "File size limit set to
+# 2147483645 bytes"), and a larger file would be skipped and answered OK: the stream limit stays below that,
+# so clamd refuses a larger stream ("INSTREAM size limit exceeded") and the scan fails scan.unsupported.
+STREAM_MAX = "2047M"
 
 
 def installed() -> bool:
@@ -47,9 +49,10 @@ def database() -> Path:
 class Clamd:
     """A clamd of the stack's own, on a Unix socket, loaded with :func:`database`."""
 
-    def __init__(self, state_dir: Path, db: Path | None = None) -> None:
+    def __init__(self, state_dir: Path, db: Path | None = None, stream_max: str = STREAM_MAX) -> None:
         self.dir = state_dir / "clamd"
         self.db = db or database()
+        self.stream_max = stream_max
         self.socket = self.dir / "clamd.sock"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -59,8 +62,8 @@ class Clamd:
         config = self.dir / "clamd.conf"
         config.write_text(
             f"LocalSocket {self.socket}\nDatabaseDirectory {self.db}\nForeground yes\n"
-            f"LogFile {self.dir / 'clamd.log'}\nStreamMaxLength {STREAM_MAX}\nMaxFileSize {STREAM_MAX}\n"
-            f"MaxScanSize 400M\nMaxThreads 4\nSelfCheck 0\n"
+            f"LogFile {self.dir / 'clamd.log'}\nStreamMaxLength {self.stream_max}\nMaxFileSize {self.stream_max}\n"
+            f"MaxScanSize {self.stream_max}\nMaxThreads 4\nSelfCheck 0\n"
         )
         binary = shutil.which("clamd")
         assert binary is not None, "clamd is not installed"

@@ -63,6 +63,18 @@ def _parse_reply(reply: str, engine: str, version: str) -> Result:
     raise ScanUnavailable(f"The scanner could not scan the file: {reply.strip()[:200]}")
 
 
+def _last_words(sock: socket.socket) -> str:
+    """What clamd wrote before it closed a stream it refused (its reply is sent, then the socket closed)."""
+    said = b""
+    try:
+        sock.settimeout(2.0)
+        while part := sock.recv(4096):
+            said += part
+    except OSError:
+        pass
+    return said.rstrip(b"\0").decode("utf-8", "replace")
+
+
 class ClamdEngine:
     name = "clamav"
 
@@ -96,6 +108,11 @@ class ClamdEngine:
                         break
                     reply += part
             except OSError as exc:  # clamd closes the stream when it is past its StreamMaxLength
+                said = _last_words(sock)
+                if "size limit exceeded" in said:  # "INSTREAM size limit exceeded. ERROR": the file's doing
+                    raise ScanUnsupported(
+                        f"The file is larger than the scanner takes (clamd's StreamMaxLength): {said.strip()[:200]}"
+                    ) from exc
                 raise ScanUnavailable(f"clamd dropped the connection: {exc.strerror or exc}") from exc
         return reply.rstrip(b"\0").decode("utf-8", "replace")
 
