@@ -303,6 +303,7 @@ def test_api_function_merges_its_own_variables_with_the_globals(template: Templa
         "ADMIN_GROUP",
         "ADMIN_GROUP_CLAIM",
         "MONITORED_FUNCTIONS",  # GET /admin/metrics
+        "PUSH_URL",  # GET /config
     }
     assert set(env) == GLOBAL_VARIABLES | own | ingest | limits
     assert env["UPLOAD_URL_TTL_SECONDS"] == "900"
@@ -376,7 +377,40 @@ def test_functions_are_named_after_the_stack(template: Template) -> None:
         "OcrFunction",
         "ApiFunction",
         "SweeperFunction",
+        "PushFunction",
+        "NotifierFunction",
     }
+
+
+def test_the_notifier_reads_both_tables_streams_at_once_bisecting_failures(template: Template) -> None:
+    from docpipe_local.template import StreamSource
+
+    sources = template.function("NotifierFunction").stream_sources
+    assert [(s.name, s.table) for s in sources] == [("JobsStream", "JobsTable"), ("FilesStream", "FilesTable")]
+    assert all(
+        s == StreamSource(s.name, s.table, 100, "LATEST", True, 3, True, template.get_att("NotifierDLQ", "Arn"))
+        for s in sources
+    )
+    assert (
+        template.resources["NotifierFunction"]["Properties"]["Events"]["JobsStream"]["Properties"][
+            "MaximumBatchingWindowInSeconds"
+        ]
+        == 0
+    )  # pushed at once: under a second from write to client
+
+
+def test_the_websocket_api_routes_every_route_to_the_push_function_and_answers_the_default_one(
+    template: Template,
+) -> None:
+    from docpipe_local.websocket import WebSocketApi
+
+    api = WebSocketApi.of(template)
+
+    assert api is not None and api.stage == "push"
+    assert api.routes == dict.fromkeys(("$connect", "$disconnect", "$default"), "PushFunction")
+    assert api.answering == {"$default"}
+    env = template.function("NotifierFunction").environment(template)
+    assert env["PUSH_URL"] == "wss://docpipe-local-PushApi.execute-api.us-east-1.amazonaws.com/push"
 
 
 # ------------------------------------------------------------------ events
