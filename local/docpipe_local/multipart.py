@@ -8,6 +8,9 @@ the user's own (``$DOCPIPE_STATE_DIR``, else ``$XDG_STATE_HOME/docpipe/uploads``
 already holds (``GET /uploads/{jobId}/parts``) and sends only the missing ones. Each part carries its
 SHA-256, which S3 checks. Ctrl-C (SIGINT) stops after the parts in flight; a part whose connection
 breaks is tried again a few times, then the upload stops and keeps its state for the next run.
+
+``$DOCPIPE_STOP_AFTER_PARTS=N`` stops a run as Ctrl-C would once it has sent N parts (no part is started
+after the N-th): an interruption at a known point, for the resume test and for trying resume by hand.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from docpipe_local.client import ApiError, DocpipeClient, UploadError
 
 DEFAULT_THRESHOLD = 64 * 1024 * 1024
 PART_ATTEMPTS = 3
+STOP_AFTER_VARIABLE = "DOCPIPE_STOP_AFTER_PARTS"
 STOP = threading.Event()  # set by the CLI's SIGINT handler: the uploads stop after the parts in flight
 
 
@@ -128,8 +132,10 @@ class MultipartUpload:
         parallel: int = 4,
         progress: Callable[[int, int], None] | None = None,
         folder: Path | None = None,
+        stop_after: int | None = None,
     ) -> None:
         self.client, self.path, self.priority, self.ocr = client, path, priority, ocr
+        self.stop_after = stop_after  # parts this run sends at most before it stops as if interrupted
         self.parallel = max(1, parallel)
         self.progress = progress or (lambda done, total: None)
         self.size = path.stat().st_size
@@ -210,7 +216,7 @@ class MultipartUpload:
         self._sent(sum(p["size"] for p in held.values()))
         etags = {n: p["etag"] for n, p in held.items()}
         missing = [n for n in range(1, count + 1) if n not in held]
-        numbers: Iterator[int] = iter(missing)
+        numbers: Iterator[int] = iter(missing[: self.stop_after] if self.stop_after is not None else missing)
         take = threading.Lock()
 
         def worker() -> None:
@@ -230,7 +236,7 @@ class MultipartUpload:
         failure = next((e for e in errors if e is not None and not isinstance(e, Interrupted)), None)
         if failure is not None:
             raise failure
-        if STOP.is_set() or len(etags) < count:
+        if STOP.is_set() or len(etags) < count:  # Ctrl-C, or stopped after ``stop_after`` parts
             raise Interrupted(f"{len(etags)} of {count} parts are uploaded: run the same command again to resume")
         parts = [{"number": n, "etag": etags[n]} for n in range(1, count + 1)]
         try:
@@ -261,7 +267,16 @@ def send(
     the same report in ``.report``."""
     if path.stat().st_size <= limit:
         return client.upload_file(path, priority=priority, progress=progress, ocr=ocr), {}
-    upload = MultipartUpload(client, path, priority=priority, ocr=ocr, parallel=parallel, progress=progress)
+    stop_after = os.environ.get(STOP_AFTER_VARIABLE)
+    upload = MultipartUpload(
+        client,
+        path,
+        priority=priority,
+        ocr=ocr,
+        parallel=parallel,
+        progress=progress,
+        stop_after=int(stop_after) if stop_after else None,
+    )
     try:
         created = upload.run()
     except Interrupted as exc:

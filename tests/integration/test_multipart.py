@@ -6,10 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ import requests
 from botocore.exceptions import ClientError
 
 from docpipe_local.client import ApiError, DocpipeClient
+from docpipe_local.multipart import STOP_AFTER_VARIABLE
 from docpipe_local.stack import LocalStack
 from tests.fixtures.cli import ROOT
 
@@ -43,34 +42,28 @@ def api(client: DocpipeClient, method: str, path: str, **kwargs: object) -> dict
 def test_an_interrupted_cli_upload_resumes_with_exactly_the_missing_parts(
     stack: LocalStack, alice: DocpipeClient, tmp_path: Path
 ) -> None:
-    # given a 200 MiB file whose upload in parts is interrupted (Ctrl-C) after a few parts
+    # given a 200 MiB file whose upload in parts (two at once) is interrupted after its first three parts
     big = tmp_path / "scan-archive.txt"
     sha256 = generated(big, 200 * MIB)
     state = tmp_path / "state"
     env = {**os.environ, "DOCPIPE_STATE_DIR": str(state)}
-    command = [sys.executable, "-m", "docpipe_local.cli", "process", str(big), "--json", "--parallel", "1"]
-    command += ["--api", stack.api_url, "--token", stack.token_for("alice"), "--timeout", "120"]
-    first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    held: list[int] = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not held:
-        saved = list(state.glob("*.json"))
-        if saved:
-            job_id = json.loads(saved[0].read_text())["jobId"]
-            held = [p["number"] for p in api(alice, "GET", f"/uploads/{job_id}/parts")["parts"]]
-        time.sleep(0.02)
-    first.send_signal(signal.SIGINT)
-    out, err = first.communicate(timeout=60)
-    assert first.returncode == 130, err
-    interrupted = json.loads(out)[0]
-    assert interrupted["state"] == "interrupted"
+    command = [sys.executable, "-m", "docpipe_local.cli", "process", str(big), "--json", "--parallel", "2"]
+    command += ["--api", stack.api_url, "--token", stack.token_for("alice"), "--timeout", "180"]
+    first = subprocess.run(
+        command, cwd=ROOT, env={**env, STOP_AFTER_VARIABLE: "3"}, capture_output=True, text=True, timeout=180
+    )
+    assert first.returncode == 130, first.stderr
+    interrupted = json.loads(first.stdout)[0]
+    assert (interrupted["state"], interrupted["error"]["code"]) == ("interrupted", "upload.interrupted")
+    assert interrupted["parts"] == {"resumed": [], "sent": [1, 2, 3]}
+    job_id = json.loads(next(state.glob("*.json")).read_text())["jobId"]
     parts = api(alice, "GET", f"/uploads/{job_id}/parts")
     held = [p["number"] for p in parts["parts"]]
-    assert 1 <= len(held) < parts["partCount"] == 25
-    assert api(alice, "GET", f"/jobs/{job_id}")["parts"]["done"] == len(held)  # the job shows the parts' progress
+    assert (held, parts["partCount"]) == ([1, 2, 3], 25)
+    assert api(alice, "GET", f"/jobs/{job_id}")["parts"]["done"] == 3  # the job shows the parts' progress
 
     # when the same command runs again
-    second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
 
     # then it sends exactly the missing parts, and the job ends ready with the file's SHA-256
     result = json.loads(second.stdout)[0]
