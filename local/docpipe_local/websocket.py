@@ -52,6 +52,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("docpipe.local")
 MAX_FRAME = 128 * 1024  # API Gateway's message limit
+IDLE_SECONDS = 600  # API Gateway closes a connection that has been idle for 10 minutes
+# A frame that cannot be written within this long (a client that stopped reading) closes the connection, so
+# one stuck client never holds up the notifier's posts to others: the post answers 410 Gone.
+SEND_SECONDS = 5
 _FUNCTION_ARN = re.compile(r"\$\{(\w+)\.Arn\}")
 
 
@@ -117,8 +121,10 @@ class Connection:
                 return False
             try:
                 self.sock.sendall(self.ws.send(TextMessage(data=text)))
-            except (OSError, RuntimeError):
+            except (OSError, RuntimeError):  # gone, or not reading: half a frame may be out, so it ends here
                 self.open = False
+                with contextlib.suppress(OSError):
+                    self.sock.shutdown(socket.SHUT_RDWR)
                 return False
             return True
 
@@ -194,7 +200,7 @@ class PushHub:
     def serve(self, request: BaseHTTPRequestHandler) -> None:
         """Take over a request that asks for ``Upgrade: websocket`` until the connection closes."""
         sock: socket.socket = request.connection
-        sock.settimeout(None)
+        sock.settimeout(SEND_SECONDS)  # bounds each send; an idle receive just comes round again
         ws = WSConnection(ConnectionType.SERVER)
         head = f"{request.command} {request.path} HTTP/1.1\r\n" + "".join(
             f"{k}: {v}\r\n" for k, v in request.headers.items()
@@ -250,6 +256,10 @@ class PushHub:
         while connection.open:
             try:
                 data = connection.sock.recv(65536)
+            except TimeoutError:
+                if time.time() - connection.last_active_at > IDLE_SECONDS:
+                    return
+                continue
             except OSError:
                 return
             with connection.lock:
