@@ -132,7 +132,14 @@ def stored_file(aws: dict[str, Any], owner: str, data: bytes) -> str:
     digest = hashlib.sha256(data).hexdigest()
     aws["s3"].put_object(Bucket=settings.store_bucket, Key=original_key(digest), Body=data)
     FilesRepository(settings.files_table).claim(
-        {"hash": digest, "status": "stored", "size": len(data), "contentType": "text/plain", "type": "text"}
+        {
+            "hash": digest,
+            "status": "stored",
+            "size": len(data),
+            "contentType": "text/plain",
+            "type": "text",
+            "scanState": "done",  # scanned clean: nothing is served before (docpipe.scanning)
+        }
     )
     JobsRepository(settings.jobs_table).create(
         {

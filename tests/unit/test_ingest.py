@@ -23,7 +23,9 @@ pytestmark = pytest.mark.usefixtures("aws")
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings.from_env()
+    # ClamAV (or any engine that scans the stored bytes): the raw upload goes once it is stored; with
+    # GuardDuty it stays for GuardDuty to scan (test_guardduty_keeps_the_raw_upload_for_its_verdict)
+    return dataclasses.replace(Settings.from_env(), scan_engine="clamav")
 
 
 @pytest.fixture
@@ -78,8 +80,8 @@ def test_an_image_is_stored_by_hash_and_its_presets_are_queued_on_its_lane(aws, 
     assert outcome.result == "stored"
     done = job(settings, job_id)
     assert (done["state"], done["plan"], done["hash"], done["contentType"]) == (
-        "queued",
-        ["presets"],
+        "scanning",
+        ["scan", "presets"],
         digest,
         "image/jpeg",
     )
@@ -87,10 +89,11 @@ def test_an_image_is_stored_by_hash_and_its_presets_are_queued_on_its_lane(aws, 
     stored = aws["s3"].get_object(Bucket=settings.store_bucket, Key=original_key(digest))["Body"].read()
     assert stored == data
     assert aws["s3"].list_objects_v2(Bucket=settings.uploads_bucket).get("KeyCount") == 0
-    messages = aws["sqs"].receive_message(QueueUrl=settings.task_queues["presets"]["high"], MaxNumberOfMessages=10)
-    assert [json.loads(m["Body"]) for m in messages["Messages"]] == [
-        {"task": "presets", "lane": "high", "hash": digest}
-    ]
+    messages = aws["sqs"].receive_message(QueueUrl=settings.task_queues["scan"]["high"], MaxNumberOfMessages=10)
+    assert [json.loads(m["Body"]) for m in messages["Messages"]] == [{"task": "scan", "lane": "high", "hash": digest}]
+    # the presets wait for a clean verdict: the scan queues them (docpipe.scanning)
+    presets = aws["sqs"].receive_message(QueueUrl=settings.task_queues["presets"]["high"], MaxNumberOfMessages=10)
+    assert "Messages" not in presets
 
 
 def test_a_text_file_is_queued_for_extraction_on_its_lane(aws, settings, service) -> None:
@@ -98,10 +101,10 @@ def test_a_text_file_is_queued_for_extraction_on_its_lane(aws, settings, service
 
     service.ingest(settings.uploads_bucket, key)
 
-    assert (job(settings, job_id)["state"], job(settings, job_id)["plan"]) == ("queued", ["extract"])
-    queue = settings.task_queues["extract"]["normal"]
+    assert (job(settings, job_id)["state"], job(settings, job_id)["plan"]) == ("scanning", ["scan", "extract"])
+    queue = settings.task_queues["scan"]["normal"]
     body = json.loads(aws["sqs"].receive_message(QueueUrl=queue)["Messages"][0]["Body"])
-    assert (body["task"], body["lane"]) == ("extract", "normal")
+    assert (body["task"], body["lane"]) == ("scan", "normal")
 
 
 def test_an_image_uploaded_for_ocr_plans_presets_and_ocr(aws, settings, service) -> None:
@@ -109,10 +112,10 @@ def test_an_image_uploaded_for_ocr_plans_presets_and_ocr(aws, settings, service)
 
     service.ingest(settings.uploads_bucket, key)
 
-    assert job(settings, job_id)["plan"] == ["presets", "ocr"]
+    assert job(settings, job_id)["plan"] == ["scan", "presets", "ocr"]
 
 
-def test_the_same_image_twice_queues_its_presets_once(aws, settings, service) -> None:
+def test_the_same_image_twice_queues_its_scan_once(aws, settings, service) -> None:
     data = image_bytes("PNG", (50, 50))
     _, first = new_upload(aws, settings, data, "a.png")
     _, second = new_upload(aws, settings, data, "b.png")
@@ -120,7 +123,7 @@ def test_the_same_image_twice_queues_its_presets_once(aws, settings, service) ->
     service.ingest(settings.uploads_bucket, first)
     service.ingest(settings.uploads_bucket, second)
 
-    queue = settings.task_queues["presets"]["normal"]
+    queue = settings.task_queues["scan"]["normal"]
     attrs = aws["sqs"].get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])
     assert attrs["Attributes"]["ApproximateNumberOfMessages"] == "1"
 
@@ -134,7 +137,7 @@ def test_the_same_bytes_from_another_user_are_matched_not_stored_again(aws, sett
     assert service.ingest(settings.uploads_bucket, second).result == "deduplicated"
 
     assert stored_keys(aws, settings) == [original_key(hashlib.sha256(data).hexdigest())]
-    assert job(settings, bob_job)["state"] == "queued"  # the one extract task serves both jobs
+    assert job(settings, bob_job)["state"] == "scanning"  # the one scan (then extract) serves both jobs
     assert job(settings, bob_job)["owner"] == "bob"
 
 
@@ -145,7 +148,7 @@ def test_a_replayed_event_is_one_transition(aws, settings, service) -> None:
 
     again = service.ingest(settings.uploads_bucket, key)
 
-    assert (again.result, again.reason) == ("skipped", "job already queued")
+    assert (again.result, again.reason) == ("skipped", "job already scanning")
     assert job(settings, job_id) == before
 
 
@@ -248,7 +251,7 @@ def test_a_second_writer_waits_for_the_first_to_finish_storing(aws, settings) ->
     )
 
     assert service.ingest(settings.uploads_bucket, key).result == "deduplicated"
-    assert job(settings, job_id)["state"] == "queued"
+    assert job(settings, job_id)["state"] == "scanning"
 
 
 def test_an_expired_claim_is_taken_over(aws, settings, service) -> None:
@@ -338,7 +341,7 @@ def test_handler_reports_only_the_record_that_must_be_retried(aws, settings, lam
     )
 
     assert result == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
-    assert job(settings, good_job)["state"] == "queued"
+    assert job(settings, good_job)["state"] == "scanning"
     assert job(settings, bad_job)["error"]["code"] == "file.empty"
 
 

@@ -43,7 +43,10 @@ def a_job(
     jobs_repo, files_repo = repos
     job_id = str(uuid.uuid4())
     if files_repo.get(DIGEST) is None:
-        files_repo.claim({"hash": DIGEST, "status": "stored", "contentType": "image/jpeg", "type": "jpeg"})
+        # bytes scanned clean: the workers run nothing else before (docpipe.scanning)
+        files_repo.claim(
+            {"hash": DIGEST, "status": "stored", "contentType": "image/jpeg", "type": "jpeg", "scanState": "done"}
+        )
     fields: dict[str, Any] = dict(file_fields)
     if task_state is not None:
         fields["presetsState"] = task_state
@@ -204,7 +207,7 @@ def test_queues_lists_every_lane_with_its_counts(aws, call) -> None:  # noqa: F8
     rows = {(r["concern"], r["lane"]): r for r in body["queues"]}
     assert status == 200 and headers["Cache-Control"] == "no-store" and body["scope"] == "all"
     assert set(rows) == {("ingest", lane) for lane in LANES} | {
-        (t, lane) for t in ("presets", "extract", "ocr") for lane in ("high", "normal", "low")
+        (t, lane) for t in ("scan", "presets", "extract", "ocr") for lane in ("high", "normal", "low")
     }
     assert (rows["presets", "low"]["depth"], rows["presets", "low"]["dlqDepth"]) == (2, 0)
     assert rows["extract", "high"]["dlqDepth"] == 1
@@ -248,7 +251,7 @@ def test_a_user_who_is_not_an_operator_sees_only_their_own_open_jobs_per_lane(aw
     assert as_user == as_other_group
     assert as_user["scope"] == "own" and "queues" not in as_user
     lanes = {row["lane"]: row for row in as_user["lanes"]}
-    assert lanes["high"] == {"lane": "high", "open": 2, "uploading": 2, "queued": 0, "processing": 0}
+    assert lanes["high"] == {"lane": "high", "open": 2, "uploading": 2, "scanning": 0, "queued": 0, "processing": 0}
     assert (lanes["normal"]["open"], lanes["low"]["open"]) == (0, 1)
 
 

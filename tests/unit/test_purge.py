@@ -79,7 +79,7 @@ def test_the_bytes_go_with_the_last_job_that_references_them(aws, settings) -> N
 
 def test_purging_an_open_job_cancels_it_first(aws, settings) -> None:
     job = ingested(aws, settings, "alice")
-    assert job["state"] == "queued"
+    assert job["state"] == "scanning"
 
     purge(settings, job)
 
@@ -138,7 +138,7 @@ def test_an_upload_racing_a_purge_stores_the_bytes_again_and_keeps_them(aws, set
     uploader.join(20)
 
     assert outcome["o"].result == "stored"  # stored again, not matched to bytes being deleted
-    assert JobsRepository(settings.jobs_table).get(job_id)["state"] == "queued"
+    assert JobsRepository(settings.jobs_table).get(job_id)["state"] == "scanning"
     stored = aws["s3"].get_object(Bucket=settings.store_bucket, Key=original_key(digest))["Body"].read()
     assert hashlib.sha256(stored).hexdigest() == digest
     file = FilesRepository(settings.files_table).get(digest)
