@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
+from docpipe import task_limits
 from docpipe import text_results as results
 from docpipe.adapters.dynamo import FilesRepository, JobsRepository
 from docpipe.adapters.s3 import ObjectStore
@@ -83,6 +84,9 @@ class ExtractService:
             return str(state)
         if page_range is None:
             self._settle(digest)  # queued → processing (the worker's claim marked the task running)
+            too_big = task_limits.refusal(TASK, file)
+            if too_big is not None:  # from the file record: nothing is downloaded
+                return self._fail(digest, too_big)
         started = time.perf_counter()
         try:
             with self.store.download(self.settings.store_bucket, original_key(digest)) as original:

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from docpipe import task_limits
 from docpipe import text_results as results
 from docpipe.adapters.dynamo import FilesRepository, JobsRepository
 from docpipe.adapters.s3 import ObjectStore
@@ -126,6 +127,9 @@ class OcrService:
         self._settle(digest)  # queued → processing (the worker's claim marked the task running)
         started = time.perf_counter()
         try:
+            too_big = task_limits.refusal(TASK, file, self.settings.max_image_pixels)
+            if too_big is not None:  # from the file record: nothing is downloaded
+                raise too_big
             data = self._original(digest)
             pages = page_count(data)
             numbers = list(range(1, min(pages, self.settings.ocr_pages_per_task) + 1))

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from docpipe import task_limits
 from docpipe.adapters.dynamo import FilesRepository, JobsRepository
 from docpipe.adapters.s3 import ObjectStore
 from docpipe.config import Settings
@@ -55,6 +56,9 @@ class PresetsService:
             self._settle(digest)  # queued → processing (the worker's claim marked the task running)
         started = time.perf_counter()
         try:
+            too_big = task_limits.refusal(TASK, file, self.settings.max_image_pixels)
+            if too_big is not None:  # from the file record: nothing is downloaded
+                raise too_big
             with self.store.download(self.settings.store_bucket, original_key(digest)) as original:
                 rendered = render(original, wanted, max_pixels=self.settings.max_image_pixels)
         except DocpipeError as exc:
