@@ -425,7 +425,7 @@ class Gateway:
         signed = _SIGV4_KEY.match(authorization)
         token = bearer.strip() if scheme.lower() == "bearer" else signed.group(1) if signed else ""
         if not (self.invoke_token and token and hmac.compare_digest(token.encode(), self.invoke_token.encode())):
-            if token in self.tokens:
+            if token in self.tokens or (self.issuer is not None and self.issuer.claims(token) is not None):
                 raise Refused(403, "auth.forbidden", "The Invoke API takes the stack's token, not a user's.")
             raise Refused(
                 401, "auth.required", "The Invoke API needs the stack's token: Authorization: Bearer <token>."

@@ -150,3 +150,28 @@ def test_docpipe_watch_follows_a_job_live_until_it_ends(
     assert "ready 100%" in lines[-1] and "extract:done" in lines[-1]
     assert len(lines) >= 3  # the states in between were pushed and printed
     assert "polling" not in err
+
+
+def test_the_gateway_takes_only_the_stacks_own_jwts_and_publishes_their_key(stack: LocalStack) -> None:
+    import requests
+
+    from docpipe_local.tokens import LocalIssuer
+
+    assert stack.issuer is not None
+    forged = LocalIssuer(stack.issuer.issuer, stack.issuer.audience).mint("alice")
+    jwks = requests.get(f"{stack.api_url}/.well-known/jwks.json", timeout=30).json()
+    mine = requests.get(
+        f"{stack.api_url}/jobs", headers={"Authorization": f"Bearer {stack.token_for('alice')}"}, timeout=30
+    )
+    theirs = requests.get(f"{stack.api_url}/jobs", headers={"Authorization": f"Bearer {forged}"}, timeout=30)
+    invoke = requests.post(
+        f"{stack.api_url}/2015-03-31/functions/ApiFunction/invocations",
+        headers={"Authorization": f"Bearer {stack.token_for('alice')}", "Content-Type": "application/json"},
+        json={},
+        timeout=30,
+    )
+
+    assert [key["alg"] for key in jwks["keys"]] == ["RS256"] and "d" not in jwks["keys"][0]  # public only
+    assert mine.status_code == 200
+    assert theirs.status_code == 401
+    assert (invoke.status_code, invoke.json()["code"]) == (403, "auth.forbidden")  # a user's, not the stack's
