@@ -46,7 +46,11 @@ class ReplayResult:
 
 
 def s3_objects(event: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    """``(bucket, key)`` of every S3 record in an event, direct or wrapped in SQS message bodies."""
+    """``(bucket, key)`` of every S3 record in an event, direct or wrapped in SQS message bodies, and of
+    the object a GuardDuty scan result names (an EventBridge event, as the scan lane receives it)."""
+    scanned = (event.get("detail") or {}).get("s3ObjectDetails") if isinstance(event.get("detail"), dict) else None
+    if isinstance(scanned, dict) and scanned.get("bucketName") and scanned.get("objectKey"):
+        yield str(scanned["bucketName"]), str(scanned["objectKey"])
     for record in event.get("Records", []):
         if record.get("eventSource") == "aws:sqs":
             try:
@@ -94,6 +98,9 @@ def for_stack(event: dict[str, Any], template: Template) -> dict[str, Any]:
     def walk(node: dict[str, Any]) -> dict[str, Any]:
         if isinstance(node.get("Bucket"), str) and node.get("Event") == "s3:TestEvent":
             node["Bucket"] = rename(node["Bucket"])
+        scanned = (node.get("detail") or {}).get("s3ObjectDetails") if isinstance(node.get("detail"), dict) else None
+        if isinstance(scanned, dict) and isinstance(scanned.get("bucketName"), str):  # a GuardDuty scan result
+            scanned["bucketName"] = rename(scanned["bucketName"])
         for record in node.get("Records") or []:
             if not isinstance(record, dict):
                 continue
@@ -208,9 +215,9 @@ def replay(
     if template is not None:
         event = for_stack(event, template)
     function = function or path.parent.name
+    if jobs is not None:  # the job first: the seeded object's own S3 event then finds it (GuardDuty's verdicts wait
+        seed_jobs(event, *jobs)  # for that ingest)
     seed(event, endpoint, seed_dirs or [Path("samples"), Path("events/seed")])
-    if jobs is not None:
-        seed_jobs(event, *jobs)
     response = requests.post(
         f"{api}/2015-03-31/functions/{function}/invocations",
         json=event,

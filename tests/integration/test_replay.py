@@ -37,6 +37,13 @@ EXPECTED: dict[str, object] = {
     # hash is dropped; either way the batch succeeds.
     "ExtractFunction/redelivered-task.json": {},
     "OcrFunction/redelivered-scanned-pages.json": {},
+    # GuardDuty's verdicts reach a stack that scans with ClamAV: ignored, and the upload each one names
+    # (seeded by the replay) is scanned by ClamAV instead (test_guardduty_replay replays them on GuardDuty)
+    "ScanFunction/guardduty-no-threats.json": {"gd-clean.txt": ("ready", None)},
+    "ScanFunction/guardduty-threats-found.json": {"gd-threat.txt": ("ready", None)},
+    "ScanFunction/guardduty-unsupported.json": {"gd-unsupported.txt": ("ready", None)},
+    "ScanFunction/guardduty-access-denied.json": {"gd-denied.txt": ("ready", None)},
+    "ScanFunction/guardduty-failed.json": {"gd-failed.txt": ("ready", None)},
     # A job's change from the JobsTable stream, for an owner with no connection open: nothing is posted.
     "NotifierFunction/job-modified.json": {},
 }
