@@ -482,6 +482,7 @@ LEAST_PRIVILEGE: dict[str, dict[str, set[str]]] = {
         "StoreBucket/files/*": {"s3:GetObject"},
         "StoreBucket/text/*": {"s3:GetObject", "s3:PutObject"},
         **WORKER_TABLES,
+        "UsageTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},  # and Textract's shared tokens and rate
         **each(queues("Ocr"), "sqs:ChangeMessageVisibility"),
         "*": RESOURCELESS - {"cloudwatch:GetMetricData"},  # Textract, the default OcrEngine
     },

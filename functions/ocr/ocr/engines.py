@@ -23,6 +23,11 @@ and the UTC date, so the OCR chunks of one document (and redeliveries of a chunk
 of each paying for the whole document. A PDF given only as bytes is rendered page by page and each page
 sent to the synchronous API. Every call is retried on throttling with exponential backoff and jitter
 (``max_attempts`` in all), on top of botocore's own retries.
+
+Given an :class:`~docpipe.admission.Admission` (``TextractTps`` above 0), every call first takes a token
+of the rate all OCR invocations share; without one in time it raises ``ocr.busy`` (retryable: the
+message comes back with a delay, uncalled), and a throttle that happens all the same cuts the shared
+rate and hands the message back at once instead of retrying against the quota.
 """
 
 from __future__ import annotations
@@ -44,7 +49,8 @@ from typing import Any, Protocol, TypeVar
 from PIL import Image
 
 from docpipe import images
-from docpipe.errors import DocpipeError, FileCorrupt, FileTooLarge, OcrUnavailable
+from docpipe.admission import Admission
+from docpipe.errors import DocpipeError, FileCorrupt, FileTooLarge, OcrBusy, OcrUnavailable
 from ocr.pages import load_image, load_pages, open_image, prepare_image
 from ocr.render import render_pdf_pages
 
@@ -95,7 +101,15 @@ def engine_from_env(environ: Mapping[str, str] = os.environ) -> OcrEngine:
     if name == "textract":
         from docpipe import aws
 
-        return TextractEngine(client=aws.client("textract"), s3_bucket=environ.get("STORE_BUCKET") or None)
+        admission = None
+        tps = float(environ.get("TEXTRACT_TPS") or 0)
+        if tps > 0 and environ.get("USAGE_TABLE"):
+            from docpipe.adapters.tokens import TokenStore
+
+            admission = Admission(TokenStore(environ["USAGE_TABLE"]), tps)
+        return TextractEngine(
+            client=aws.client("textract"), s3_bucket=environ.get("STORE_BUCKET") or None, admission=admission
+        )
     raise ValueError(f"Unknown OCR_ENGINE {name!r}: expected 'tesseract' or 'textract'.")
 
 
@@ -249,8 +263,10 @@ class TextractEngine:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
+        admission: Admission | None = None,
     ) -> None:
         self._client = client
+        self.admission = admission
         self.s3_bucket = s3_bucket
         self.max_attempts = max(1, max_attempts)
         self.backoff, self.max_backoff = backoff, max_backoff
@@ -370,10 +386,15 @@ class TextractEngine:
         from botocore.exceptions import BotoCoreError, ClientError
 
         for attempt in range(1, self.max_attempts + 1):
+            if self.admission is not None and not self.admission.acquire():
+                raise OcrBusy(f"Textract's shared rate is spent ({operation}); the message comes back later.")
             try:
                 return call()
             except ClientError as exc:
                 code = str(exc.response.get("Error", {}).get("Code", ""))
+                if code in THROTTLING and self.admission is not None:
+                    self.admission.throttled()  # shrink the shared rate; no retry storm against the quota
+                    raise OcrBusy(f"Textract throttled {operation}; the shared rate is cut.") from exc
                 if code in THROTTLING and attempt < self.max_attempts:
                     self.sleep(self._delay(attempt))
                     continue

@@ -139,6 +139,13 @@ class OcrUnavailable(DocpipeError):
     retryable = True
 
 
+class OcrBusy(OcrUnavailable):
+    """The OCR API's shared rate (``TextractTps``) is spent: the message comes back later, uncalled."""
+
+    code = "ocr.busy"
+    message = "The OCR service is at its rate limit; this page will be read shortly."
+
+
 class TaskBusy(Transient):
     """Another invocation is running the same task for the same bytes (a duplicated message)."""
 
