@@ -175,3 +175,31 @@ def test_the_gateway_takes_only_the_stacks_own_jwts_and_publishes_their_key(stac
     assert mine.status_code == 200
     assert theirs.status_code == 401
     assert (invoke.status_code, invoke.json()["code"]) == (403, "auth.forbidden")  # a user's, not the stack's
+
+
+def test_while_the_socket_is_up_a_waiting_client_reads_the_job_once_and_then_only_by_push(
+    stack: LocalStack, alice: DocpipeClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    feed = JobFeed.open(alice)
+    assert feed.up.is_set()
+    reads: list[str] = []
+    read = alice.job
+    monkeypatch.setattr(alice, "job", lambda job_id: reads.append(job_id) or read(job_id))
+    path = a_text_file(tmp_path, "no polling while pushed")
+    created = alice.create_upload(path.name, path.stat().st_size, "text/plain")
+    seen: list[str] = []
+
+    waiting = threading.Thread(
+        target=lambda: seen.append(
+            feed.wait(created["jobId"], timeout=60, on_update=lambda j: seen.append(j["state"]))["state"]
+        )
+    )
+    waiting.start()
+    time.sleep(0.5)
+    post_file(created["upload"], path)
+    waiting.join(70)
+
+    assert seen[-1] == "ready" and len(seen) >= 3
+    assert reads == [created["jobId"]]  # the first read when it started following; the rest came by push
+    assert feed.frames >= 2
+    feed.close()
