@@ -34,26 +34,35 @@ def store() -> TokenStore:
     return TokenStore(Settings.from_env().usage_table or "")
 
 
-def test_twenty_racing_workers_take_exactly_the_rate_of_one_second(store) -> None:
+def test_twenty_racing_workers_take_the_one_token_of_a_window(store) -> None:
     clock = Clock()
     admission = Admission(store, tps=5, clock=clock, wait_seconds=0)
 
     with ThreadPoolExecutor(8) as pool:
         taken = list(pool.map(lambda _: admission.take(), range(20)))
 
-    assert taken.count(True) == 5
+    assert taken.count(True) == 1
 
 
-def test_a_worker_without_a_token_waits_for_the_next_second_then_gives_up(store) -> None:
+def test_a_worker_paces_its_calls_over_the_second(store) -> None:
+    clock = Clock(1_000.0)
+    admission = Admission(store, tps=5, clock=clock, sleep=clock.sleep, wait_seconds=2.0, jitter=lambda: 0.0)
+
+    times = []
+    for _ in range(6):
+        assert admission.acquire()
+        times.append(round(clock() - 1_000.0, 3))
+
+    assert times == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+
+
+def test_a_worker_without_a_token_in_time_gives_up(store) -> None:
     clock = Clock(1_000.5)
-    admission = Admission(store, tps=1, clock=clock, sleep=clock.sleep, wait_seconds=0.5, jitter=lambda: 0.0)
-    assert admission.acquire()  # second 1000's token
+    admission = Admission(store, tps=1, clock=clock, sleep=clock.sleep, wait_seconds=0.4, jitter=lambda: 0.0)
+    assert admission.acquire()
 
-    assert admission.acquire()  # waited into second 1001
-    assert int(clock()) == 1001
-    clock.now = 1_001.2
-    assert not admission.acquire()  # 1001's token is spent, and 1002 starts past the half-second wait
-    assert clock() == pytest.approx(1_001.2)
+    assert not admission.acquire()  # the next window starts at 1001.0, past the 0.4 s wait
+    assert clock() == pytest.approx(1_000.5)
 
 
 def test_a_throttle_halves_the_shared_rate_and_it_grows_back(store) -> None:
@@ -92,10 +101,11 @@ def test_the_engine_takes_a_token_before_each_call_and_a_throttle_hands_the_mess
     data = image_bytes("PNG", (40, 30))
 
     assert engine.image(data).text == "hello"
-    assert engine.image(data).text == "hello"
-    with pytest.raises(OcrBusy):  # the second's two tokens are spent: not called
+    with pytest.raises(OcrBusy):  # this half-second's token is spent: not called
         engine.image(data)
-    clock.now += 1
+    clock.now += 0.5
+    assert engine.image(data).text == "hello"
+    clock.now += 0.5
     with pytest.raises(OcrBusy):  # called and throttled: the shared rate is cut, no retries
         engine.image(data)
 

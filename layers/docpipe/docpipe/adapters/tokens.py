@@ -1,12 +1,14 @@
 """DynamoDB: the shared token bucket of a rate-limited API (:mod:`docpipe.admission`), in UsageTable.
 
 The bucket lives under a reserved owner, ``@{api}`` (a user id never starts with ``@``): one item per
-second, ``tokens#{second}`` (``used`` counted by a conditional ``ADD``, kept a minute by its TTL), and
+window, ``tokens#{window}`` (``used`` counted by a conditional ``ADD``, kept a minute by its TTL; the
+window number carries the windows a second, so windows of different rates never share an item), and
 ``rate`` (the last AIMD cut: ``rate`` and ``at``).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -33,7 +35,7 @@ class TokenStore(_Table):
                 ExpressionAttributeValues={
                     ":one": {"N": "1"},
                     ":cap": {"N": str(capacity)},
-                    ":e": {"N": str(window + TOKEN_TTL_SECONDS)},
+                    ":e": {"N": str(int(time.time()) + TOKEN_TTL_SECONDS)},
                 },
             )
         except ClientError as exc:
