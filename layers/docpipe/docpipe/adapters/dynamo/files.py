@@ -267,7 +267,12 @@ class FilesRepository(_Table):
         queued task from being cancelled (the work runs), never cancels work a job needs.
         """
         item = self._update(
-            {"hash": digest}, {}, "attribute_exists(#k)", {":one": 1}, {"#k": "hash", "#w": f"{task}Waiters"}, add="#w :one"
+            {"hash": digest},
+            {},
+            "attribute_exists(#k)",
+            {":one": 1},
+            {"#k": "hash", "#w": f"{task}Waiters"},
+            add="#w :one",
         )
         if item is None:
             raise Transient(f"file {digest} is not recorded")
