@@ -14,7 +14,7 @@ PY313  := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $
 LOCALSTACK := $(TOOLS)/localstack/.installed
 export SAM_CLI_TELEMETRY = 0
 
-.PHONY: install demo up test lint typecheck validate checkov unit integration build browser screenshots localstack uppy clean
+.PHONY: install demo up test lint typecheck validate checkov unit integration build browser screenshots clamav localstack uppy clean
 
 $(BIN)/docpipe: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,7 +52,7 @@ demo: install ## process the bundled samples end to end on an embedded local sta
 up: install ## run the local stack until Ctrl-C
 	$(BIN)/docpipe up
 
-test: install $(SAM) browser localstack uppy lint validate checkov typecheck ## everything CI runs: lint, template checks, types, all tests
+test: install $(SAM) browser clamav localstack uppy lint validate checkov typecheck ## everything CI runs: lint, template checks, types, all tests
 	$(BIN)/python -m pytest
 
 lint: install
@@ -109,6 +109,21 @@ uppy:
 		echo "could not install Uppy: the Uppy test will skip"; \
 	else \
 		echo "no npm: the Uppy test will skip"; \
+	fi
+
+# The malware scan's ClamAV (clamscan, and clamd, which the local stack runs warm with the project's test
+# signatures, local/docpipe_local/signatures, or freshclam's database when it has one). Debian's packages where
+# apt can install them; elsewhere install ClamAV yourself, or the local stack scans with ScanEngine none (it says so).
+clamav:
+	@if command -v clamscan >/dev/null && command -v clamd >/dev/null; then \
+		true; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing ClamAV for the malware scan"; \
+		(DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clamav clamav-daemon >/dev/null 2>&1 || \
+		 (apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clamav clamav-daemon >/dev/null 2>&1)) || \
+		echo "could not install ClamAV: the local stack will scan with ScanEngine none and the scan tests will skip"; \
+	else \
+		echo "no ClamAV and no apt as root: the local stack will scan with ScanEngine none and the scan tests will skip"; \
 	fi
 
 clean:

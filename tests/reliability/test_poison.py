@@ -79,6 +79,16 @@ def test_every_good_file_ends_ready(outcomes) -> None:
     assert states == {c.name: ("ready", None) for c in GOOD}
 
 
+def test_the_corpus_runs_with_scanning_on(stack: LocalStack, outcomes) -> None:
+    """The malware scan gates every stored file here as on a deployment: ClamAV where it is installed."""
+    if stack.template.parameter("ScanEngine") != "clamav":
+        pytest.skip("ClamAV is not installed here (make clamav): the stack runs with ScanEngine none")
+    stored = [o.job for o in outcomes.values() if o.job.get("hash")]
+    assert stored and all(job["plan"][0] == "scan" for job in stored)
+    ready = [job for job in stored if job["state"] == "ready"]
+    assert ready and all(job["tasks"]["scan"]["state"] == "done" for job in ready)
+
+
 @pytest.mark.parametrize("case", SURVIVABLE, ids=lambda c: c.name)
 def test_a_hostile_but_valid_file_ends_ready(outcomes, case: Case) -> None:
     assert _state(outcomes[case.name]) == ("ready", None), f"{case.why}: {outcomes[case.name].job}"
