@@ -4,7 +4,9 @@ A worker is a separate process (``spawn``) with the function's environment from 
 its code and layer on ``sys.path``; it imports the handler once and then serves invocations over a
 pipe. An invocation that outlives the function's ``Timeout`` or grows past its ``MemorySize`` is
 killed like Lambda would kill it, and a worker that crashes takes down only its own invocation: the
-pool replaces it on the next call. Concurrency is capped per function (``ReservedConcurrentExecutions``
+pool replaces it on the next call. Each invocation reports its duration (billed rounded up to 1 ms, as
+Lambda bills) and its peak memory; with ``DOCPIPE_CPU_SHARE=1`` a worker gets CPU in proportion to its
+MemorySize, as on Lambda (:mod:`docpipe_local.cpu_share`). Concurrency is capped per function (``ReservedConcurrentExecutions``
 or the sum of its event sources' ``MaximumConcurrency``).
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import multiprocessing
 import os
 import signal
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from docpipe_local import cpu_share
 from docpipe_local.template import FunctionSpec
 
 _KEEP_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "PYTHONPATH", "VIRTUAL_ENV")
@@ -36,10 +40,19 @@ class Invocation:
     result: Any = None
     error: dict[str, Any] | None = None
     duration_ms: float = 0.0
+    # The most memory the environment held during the invocation: the worker's peak resident set
+    # (VmHWM, reset before the invocation where the kernel allows) or the runtime's samples of it and
+    # of the processes it started, whichever is larger. 0 when the invocation never ran.
+    peak_memory_mb: float = 0.0
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def billed_ms(self) -> int:
+        """The duration Lambda bills: rounded up to the millisecond."""
+        return math.ceil(self.duration_ms)
 
 
 class _Context:
@@ -94,9 +107,10 @@ def _worker_main(
             return
         request_id, deadline, event = message["requestId"], message["deadline"], json.loads(message["event"])
         context = _Context(meta["name"], meta["memory_mb"], meta["arn"], request_id, deadline)
+        _reset_peak()
         try:
             result = function(event, context)
-            conn.send(json.dumps({"status": "ok", "result": result}, default=str))
+            reply = {"status": "ok", "result": result}
         except Exception as exc:
             traceback.print_exc()
             error = {
@@ -104,7 +118,28 @@ def _worker_main(
                 "errorMessage": str(exc),
                 "stackTrace": traceback.format_exc().splitlines(),
             }
-            conn.send(json.dumps({"status": "error", "error": error}))
+            reply = {"status": "error", "error": error}
+        conn.send(json.dumps({**reply, "peakMemoryMb": _peak_mb()}, default=str))
+
+
+def _reset_peak() -> None:
+    """Reset this process's peak resident set (VmHWM) to its current one, where the kernel lets it."""
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+
+
+def _peak_mb() -> float:
+    """This process's peak resident set since :func:`_reset_peak` (since its start where it could not reset)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _rss_mb(pid: int) -> float:
@@ -197,6 +232,10 @@ class Worker:
         self.ready = False
         self.init_error: dict[str, Any] | None = None
         self.peak_memory_mb = 0.0
+        self.invocation_peak_mb = 0.0  # sampled during the current invocation (with the processes it started)
+        self.cpu_limit = (
+            cpu_share.Limit(self.process.pid or 0, spec.memory_mb, _descendants) if cpu_share.enabled() else None
+        )
 
     def _await_ready(self, deadline: float) -> Invocation | None:
         if self.ready:
@@ -225,6 +264,7 @@ class Worker:
                 return True  # recv() will raise EOFError
             memory = _memory_mb(self.process.pid or 0)
             self.peak_memory_mb = max(self.peak_memory_mb, memory)
+            self.invocation_peak_mb = max(self.invocation_peak_mb, memory)
             if memory > self.spec.memory_mb:
                 return False
         return False
@@ -240,6 +280,7 @@ class Worker:
             payload = json.dumps(event)
         except (TypeError, ValueError) as exc:
             return Invocation("error", error={"errorType": "InvalidRequestContentException", "errorMessage": str(exc)})
+        self.invocation_peak_mb = 0.0
         try:
             self.conn.send({"requestId": request_id, "deadline": deadline, "event": payload})
         except (BrokenPipeError, OSError):
@@ -253,9 +294,10 @@ class Worker:
         except (EOFError, OSError):
             return self._crashed("the worker died")
         duration = (time.time() - started) * 1000
+        peak = max(float(reply.get("peakMemoryMb") or 0.0), self.invocation_peak_mb)
         if reply["status"] == "ok":
-            return Invocation("ok", result=reply["result"], duration_ms=duration)
-        return Invocation("error", error=reply["error"], duration_ms=duration)
+            return Invocation("ok", result=reply["result"], duration_ms=duration, peak_memory_mb=peak)
+        return Invocation("error", error=reply["error"], duration_ms=duration, peak_memory_mb=peak)
 
     def _crashed(self, message: str) -> Invocation:
         self.process.join(timeout=5)  # exitcode is only known once the process is reaped
@@ -267,6 +309,8 @@ class Worker:
 
     def kill(self) -> None:
         """End the worker and every process it started, as Lambda ends a whole execution environment."""
+        if self.cpu_limit is not None:
+            self.cpu_limit.stop()
         if self.process.is_alive():
             children = _descendants(self.process.pid or 0)
             self.process.kill()
