@@ -13,6 +13,10 @@ A presigned S3 GET may override some of the response's headers with ``response-c
 ``response-content-encoding`` and ``response-expires``: that is how a download gets its name, its
 ``attachment`` and its exact type. moto ignores them; :func:`honour_s3_response_overrides` applies
 them to ``GetObject`` answers as S3 does. The embedded emulator's server applies it at start.
+
+What a workload costs on AWS follows the requests it makes: :func:`count_requests` counts each request
+the emulator's server answers, by service and operation, and serves the counts at ``/_docpipe/requests``
+(:func:`request_counts` reads them). The embedded emulator's servers apply it at start.
 """
 
 from __future__ import annotations
@@ -74,3 +78,117 @@ def honour_s3_response_overrides() -> None:
     functools.update_wrapper(overridden, get_object)
     overridden._docpipe_overrides = True  # type: ignore[attr-defined]
     S3Response.get_object = overridden  # type: ignore[method-assign]
+
+
+# ----------------------------------------------------------------------------------------- request counts
+
+REQUESTS_PATH = "/_docpipe/requests"
+# DynamoDB operations whose request units follow the items they name, not the request
+_DYNAMODB_ITEMS = {"BatchWriteItem": "RequestItems", "BatchGetItem": "RequestItems"}
+_DYNAMODB_TRANSACT = ("TransactWriteItems", "TransactGetItems")
+_requests: dict[str, dict[str, list[int]]] = {}  # service: operation: [requests, items]
+_requests_lock = threading.Lock()
+
+
+def _service_and_operation(environ: dict[str, Any]) -> tuple[str, str]:
+    """The AWS service a request is for and its operation, from what every SDK sends: the SigV4
+    credential scope (the header's, or a presigned URL's ``X-Amz-Credential``) and the JSON protocols'
+    ``X-Amz-Target``, or for S3's REST API the method and whether it names an object. A request signed
+    by neither (a browser's presigned POST form) is S3's."""
+    from urllib.parse import parse_qs
+
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    scope = environ.get("HTTP_AUTHORIZATION", "").split("Credential=", 1)[-1].split(",", 1)[0]
+    if "/" not in scope:
+        scope = (query.get("X-Amz-Credential") or [""])[0]
+    parts = scope.split("/")
+    service = parts[3].lower() if len(parts) > 3 else "s3"
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        return service, target.rsplit(".", 1)[-1]
+    if "Action" in query:
+        return service, query["Action"][0]
+    if service != "s3":
+        return service, environ.get("REQUEST_METHOD", "?")
+    method = environ.get("REQUEST_METHOD", "?")
+    path = environ.get("PATH_INFO", "/").strip("/")
+    host = environ.get("HTTP_HOST", "").split(":", 1)[0]
+    virtual = host.count(".") > 0 and not host.replace(".", "").isdigit() and host != "localhost"
+    on_object = bool(path) if virtual else "/" in path
+    if method == "PUT" and environ.get("HTTP_X_AMZ_COPY_SOURCE"):
+        return service, "CopyObject"
+    names = {
+        ("GET", True): "GetObject",
+        ("HEAD", True): "HeadObject",
+        ("PUT", True): "UploadPart" if "partNumber" in query else "PutObject",
+        ("DELETE", True): "DeleteObject",
+        ("POST", True): "CompleteMultipartUpload" if "uploadId" in query else "CreateMultipartUpload",
+        ("GET", False): "ListObjects",
+        ("HEAD", False): "HeadBucket",
+        ("POST", False): "DeleteObjects" if "delete" in query else "PostObject",
+    }
+    return service, names.get((method, on_object), f"{method} {'object' if on_object else 'bucket'}")
+
+
+def _items_named(environ: dict[str, Any], operation: str) -> int:
+    """The items a DynamoDB batch or transaction names (its request units follow them); 1 otherwise. The
+    body is read and put back for moto."""
+    if operation not in _DYNAMODB_ITEMS and operation not in _DYNAMODB_TRANSACT:
+        return 1
+    import io
+    import json
+
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    try:
+        request = json.loads(body or b"{}")
+    except ValueError:
+        return 1
+    if operation in _DYNAMODB_TRANSACT:
+        return len(request.get("TransactItems") or []) or 1
+    per_table = request.get(_DYNAMODB_ITEMS[operation]) or {}
+    return sum(len(v) if isinstance(v, list) else len(v.get("Keys") or []) for v in per_table.values()) or 1
+
+
+def count_requests() -> None:
+    """Count every request moto's server answers, by service and operation (idempotent). ``GET
+    /_docpipe/requests`` answers the counts as JSON, ``{service: {operation: [requests, items]}}`` (items:
+    those a DynamoDB batch or transaction names, else the requests); ``DELETE`` sets them to zero. What a
+    bench prices per file; AWS bills each of these requests (DynamoDB by the items' request units)."""
+    import json
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    call = DomainDispatcherApplication.__call__
+    if getattr(call, "_docpipe_counted", False):
+        return
+
+    def counted(self: Any, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") == REQUESTS_PATH:
+            with _requests_lock:
+                if environ.get("REQUEST_METHOD") == "DELETE":
+                    _requests.clear()
+                body = json.dumps(_requests).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+        service, operation = _service_and_operation(environ)
+        items = _items_named(environ, operation) if service == "dynamodb" else 1
+        with _requests_lock:
+            counts = _requests.setdefault(service, {}).setdefault(operation, [0, 0])
+            counts[0] += 1
+            counts[1] += items
+        return call(self, environ, start_response)
+
+    functools.update_wrapper(counted, call)
+    counted._docpipe_counted = True  # type: ignore[attr-defined]
+    DomainDispatcherApplication.__call__ = counted  # type: ignore[method-assign]
+
+
+def request_counts(url: str, reset: bool = False) -> dict[str, dict[str, list[int]]]:
+    """The counts of the emulator's server at ``url`` (:func:`count_requests`); ``reset`` zeroes them after."""
+    import requests
+
+    response = requests.request("DELETE" if reset else "GET", url.rstrip("/") + REQUESTS_PATH, timeout=10)
+    response.raise_for_status()
+    return dict(response.json())

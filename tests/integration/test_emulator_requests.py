@@ -1,0 +1,85 @@
+"""The embedded emulator counts the requests it answers by service and operation (what a bench prices),
+over real HTTP to moto's server as the local stack runs it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+
+from docpipe_local.emulator import request_counts
+from docpipe_local.stack import CREDENTIALS, MotoServer
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[MotoServer]:
+    moto = MotoServer(tmp_path / "emulator.log")
+    try:
+        moto.wait_ready()
+        yield moto
+    finally:
+        moto.stop()
+
+
+def client(service: str, url: str) -> Any:
+    return boto3.client(
+        service,  # type: ignore[call-overload]
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=CREDENTIALS["AWS_SESSION_TOKEN"],
+    )
+
+
+def test_requests_are_counted_by_service_and_operation_and_can_be_reset(server: MotoServer) -> None:
+    s3, sqs, dynamodb = (client(s, server.url) for s in ("s3", "sqs", "dynamodb"))
+    s3.create_bucket(Bucket="store")
+    queue = sqs.create_queue(QueueName="lane")["QueueUrl"]
+    dynamodb.create_table(
+        TableName="jobs",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    request_counts(server.url, reset=True)
+
+    # two puts, a copy, a get, a head, a list; a presigned GET by plain HTTP
+    s3.put_object(Bucket="store", Key="a/1", Body=b"one")
+    s3.put_object(Bucket="store", Key="a/2", Body=b"two")
+    s3.copy_object(Bucket="store", Key="b/1", CopySource={"Bucket": "store", "Key": "a/1"})
+    s3.get_object(Bucket="store", Key="a/1")["Body"].read()
+    s3.head_object(Bucket="store", Key="a/2")
+    s3.list_objects_v2(Bucket="store")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "store", "Key": "a/2"})
+    assert requests.get(url, timeout=10).content == b"two"
+    # a message sent, received, deleted
+    sqs.send_message(QueueUrl=queue, MessageBody="m")
+    (message,) = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1)["Messages"]
+    sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    # a put, a get, a transaction of three writes
+    dynamodb.put_item(TableName="jobs", Item={"id": {"S": "x"}})
+    dynamodb.get_item(TableName="jobs", Key={"id": {"S": "x"}})
+    dynamodb.transact_write_items(
+        TransactItems=[{"Put": {"TableName": "jobs", "Item": {"id": {"S": f"t{i}"}}}} for i in range(3)]
+    )
+
+    counts = request_counts(server.url)
+    assert counts["s3"] == {
+        "PutObject": [2, 2],
+        "CopyObject": [1, 1],
+        "GetObject": [2, 2],
+        "HeadObject": [1, 1],
+        "ListObjects": [1, 1],
+    }
+    assert counts["sqs"] == {"SendMessage": [1, 1], "ReceiveMessage": [1, 1], "DeleteMessage": [1, 1]}
+    assert counts["dynamodb"] == {"PutItem": [1, 1], "GetItem": [1, 1], "TransactWriteItems": [1, 3]}
+
+    # and a reset starts again from nothing
+    request_counts(server.url, reset=True)
+    s3.head_object(Bucket="store", Key="a/1")
+    assert request_counts(server.url) == {"s3": {"HeadObject": [1, 1]}}
