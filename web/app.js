@@ -29,7 +29,8 @@ $("token").value = sessionStorage.getItem("docpipe.token") || "";
 $("settings").open = !$("token").value;
 
 // What the tests (and a curious user, in the console) can read: how updates arrived.
-const stats = (window.docpipe = { polls: 0, pushes: 0, push: "off", pollMs: POLL_MS });
+// parts: per multipart job, its part count and each start or resume (parts held then, parts sent, PUTs made).
+const stats = (window.docpipe = { polls: 0, pushes: 0, push: "off", pollMs: POLL_MS, parts: {} });
 
 // Plain-language words for the stable error codes (the API's own message is shown beside them).
 const PLAIN = {
@@ -45,6 +46,8 @@ const PLAIN = {
   "archive.unsafe": "The archive inside this file looks unsafe (too many or too large entries).",
   "ocr.unavailable": "Text recognition is not available right now; retry later.",
   "upload.expired": "The upload did not arrive in time; upload the file again.",
+  "upload.interrupted": "The connection broke off; the parts already sent are kept.",
+  "upload.finished": "This upload is over: its job has ended.",
   "quota.exceeded": "You reached a usage limit; wait a little and try again.",
   "job.finished": "This job has already ended.",
   "auth.required": "The token is missing or not valid: paste the token `docpipe up` printed.",
@@ -97,7 +100,7 @@ class Card {
         <div class="bar processing" hidden><span>processing</span><progress max="100" value="0"></progress><span class="pct">0 %</span></div>
         <div class="queue" hidden></div>
         <div class="error failed" hidden></div>
-        <div class="actions"><button class="cancel" hidden>Cancel</button><button class="retry" hidden>Retry</button></div>
+        <div class="actions"><button class="pause" hidden>Pause</button><button class="resume" hidden>Resume</button><button class="cancel" hidden>Cancel</button><button class="retry" hidden>Retry</button></div>
         <div class="variants"></div><pre hidden></pre>
       </div>`;
     this.q(".name").textContent = file.name;
@@ -139,6 +142,7 @@ class Card {
   // A job as GET /jobs/{id} shows it, whether read or pushed. Older news than what is shown is dropped.
   show(job, via) {
     if (!job || (this.job && job.updatedAt && this.job.updatedAt > job.updatedAt)) return;
+    if (this.parts && !this.parts.ended && job.state === "uploading") return;  // its parts' sender shows it
     const first = !this.job;
     this.job = job;
     this.el.dataset.jobId = job.jobId;
@@ -248,6 +252,7 @@ function post(card, url, form) {
 
 async function upload(file) {
   const card = new Card(file);
+  if (await uploadInParts(card, file)) return;  // a big file: in parts, resumable (parts.js)
   const request = { name: file.name, size: file.size, contentType: file.type || undefined, ocr: $("ocr").checked };
   card.state("waiting");
   const created = await api("POST", "/uploads", request);

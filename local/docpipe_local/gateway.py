@@ -61,6 +61,7 @@ ASSETS = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/index.html": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/parts.js": ("parts.js", "text/javascript; charset=utf-8"),  # the page's uploads in parts
     "/app.css": ("app.css", "text/css; charset=utf-8"),
     # the operators' console: its routes (/admin/...) answer 403 to anyone else, and it says so
     "/console.html": ("console.html", "text/html; charset=utf-8"),
