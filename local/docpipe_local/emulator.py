@@ -86,7 +86,8 @@ REQUESTS_PATH = "/_docpipe/requests"
 # DynamoDB operations whose request units follow the items they name, not the request
 _DYNAMODB_ITEMS = {"BatchWriteItem": "RequestItems", "BatchGetItem": "RequestItems"}
 _DYNAMODB_TRANSACT = ("TransactWriteItems", "TransactGetItems")
-_requests: dict[str, dict[str, list[int]]] = {}  # service: operation: [requests, items]
+_requests: dict[str, dict[str, dict[str, list[int]]]] = {}  # caller: service: operation: [requests, items]
+NO_CALLER = "-"
 _requests_lock = threading.Lock()
 
 
@@ -151,11 +152,22 @@ def _items_named(environ: dict[str, Any], operation: str) -> int:
     return sum(len(v) if isinstance(v, list) else len(v.get("Keys") or []) for v in per_table.values()) or 1
 
 
+def _caller(environ: dict[str, Any]) -> str:
+    """Who made a request: the ``app/<id>`` an SDK puts in its User-Agent (botocore's
+    ``AWS_SDK_UA_APP_ID``, which the local stack sets to each function's logical id), else ``-``."""
+    for part in environ.get("HTTP_USER_AGENT", "").split():
+        if part.startswith("app/"):
+            return part[4:] or NO_CALLER
+    return NO_CALLER
+
+
 def count_requests() -> None:
-    """Count every request moto's server answers, by service and operation (idempotent). ``GET
-    /_docpipe/requests`` answers the counts as JSON, ``{service: {operation: [requests, items]}}`` (items:
-    those a DynamoDB batch or transaction names, else the requests); ``DELETE`` sets them to zero. What a
-    bench prices per file; AWS bills each of these requests (DynamoDB by the items' request units)."""
+    """Count every request moto's server answers, by caller, service and operation (idempotent). ``GET
+    /_docpipe/requests`` answers the counts as JSON, ``{caller: {service: {operation: [requests,
+    items]}}}`` (items: those a DynamoDB batch or transaction names, else the requests; caller: the
+    function whose SDK made the request, ``-`` for the stack's own: its event source pollers, a test's
+    or a bench's clients); ``DELETE`` sets them to zero. What a bench prices per file; AWS bills each of
+    these requests (DynamoDB by the items' request units)."""
     import json
 
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
@@ -175,7 +187,8 @@ def count_requests() -> None:
         service, operation = _service_and_operation(environ)
         items = _items_named(environ, operation) if service == "dynamodb" else 1
         with _requests_lock:
-            counts = _requests.setdefault(service, {}).setdefault(operation, [0, 0])
+            by_service = _requests.setdefault(_caller(environ), {})
+            counts = by_service.setdefault(service, {}).setdefault(operation, [0, 0])
             counts[0] += 1
             counts[1] += items
         return call(self, environ, start_response)
@@ -185,7 +198,7 @@ def count_requests() -> None:
     DomainDispatcherApplication.__call__ = counted  # type: ignore[method-assign]
 
 
-def request_counts(url: str, reset: bool = False) -> dict[str, dict[str, list[int]]]:
+def request_counts(url: str, reset: bool = False) -> dict[str, dict[str, dict[str, list[int]]]]:
     """The counts of the emulator's server at ``url`` (:func:`count_requests`); ``reset`` zeroes them after."""
     import requests
 

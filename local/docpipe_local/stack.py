@@ -379,6 +379,8 @@ class LocalStack:
             AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
             # What `sam local` sets: Powertools' Tracer stays off without an X-Ray daemon.
             AWS_SAM_LOCAL="true",
+            # The SDK's application id, in every request's User-Agent: the emulator counts requests by function.
+            AWS_SDK_UA_APP_ID=spec.logical,
         )
         for service, url in self.endpoints.items():
             if service != "default":

@@ -36,7 +36,9 @@ def client(service: str, url: str) -> Any:
     )
 
 
-def test_requests_are_counted_by_service_and_operation_and_can_be_reset(server: MotoServer) -> None:
+def test_requests_are_counted_by_caller_service_and_operation_and_can_be_reset(
+    server: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     s3, sqs, dynamodb = (client(s, server.url) for s in ("s3", "sqs", "dynamodb"))
     s3.create_bucket(Bucket="store")
     queue = sqs.create_queue(QueueName="lane")["QueueUrl"]
@@ -68,7 +70,8 @@ def test_requests_are_counted_by_service_and_operation_and_can_be_reset(server: 
         TransactItems=[{"Put": {"TableName": "jobs", "Item": {"id": {"S": f"t{i}"}}}} for i in range(3)]
     )
 
-    counts = request_counts(server.url)
+    (caller, counts), *others = request_counts(server.url).items()
+    assert (caller, others) == ("-", [])  # no application id in these clients' User-Agent
     assert counts["s3"] == {
         "PutObject": [2, 2],
         "CopyObject": [1, 1],
@@ -79,7 +82,13 @@ def test_requests_are_counted_by_service_and_operation_and_can_be_reset(server: 
     assert counts["sqs"] == {"SendMessage": [1, 1], "ReceiveMessage": [1, 1], "DeleteMessage": [1, 1]}
     assert counts["dynamodb"] == {"PutItem": [1, 1], "GetItem": [1, 1], "TransactWriteItems": [1, 3]}
 
-    # and a reset starts again from nothing
+    # and a reset starts again from nothing; a client with an application id (as the local stack gives
+    # each function's SDK) is counted under it
     request_counts(server.url, reset=True)
     s3.head_object(Bucket="store", Key="a/1")
-    assert request_counts(server.url) == {"s3": {"HeadObject": [1, 1]}}
+    monkeypatch.setenv("AWS_SDK_UA_APP_ID", "PresetsFunction")
+    client("s3", server.url).head_object(Bucket="store", Key="a/1")
+    assert request_counts(server.url) == {
+        "-": {"s3": {"HeadObject": [1, 1]}},
+        "PresetsFunction": {"s3": {"HeadObject": [1, 1]}},
+    }
