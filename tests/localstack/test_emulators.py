@@ -8,6 +8,8 @@ the test says so by expecting it not to, so the table cannot drift from what the
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -24,16 +26,19 @@ from docpipe_local.stack import CREDENTIALS, MotoServer
 pytestmark = [pytest.mark.slow, pytest.mark.localstack]
 
 EMULATORS = ("moto", "localstack")
+LOCALSTACK_PART_CHECKSUM = True
 # (emulator, guarantee) → kept? The README's table says the same.
 KEPT = {
     ("moto", "post policy"): False,
     ("moto", "signature"): False,
     ("moto", "s3 events"): True,
     ("moto", "visibility timeout"): True,
+    ("moto", "part checksum"): False,
     ("localstack", "post policy"): True,
     ("localstack", "signature"): True,
     ("localstack", "s3 events"): True,
     ("localstack", "visibility timeout"): True,
+    ("localstack", "part checksum"): LOCALSTACK_PART_CHECKSUM,
 }
 
 
@@ -154,6 +159,30 @@ def test_a_received_message_stays_hidden_for_its_visibility_timeout(emulator) ->
     assert (hidden == [] and len(back) == 1) is KEPT[name, "visibility timeout"], (hidden, back)
 
 
+def test_a_part_whose_bytes_do_not_match_its_signed_sha256_is_refused(emulator) -> None:
+    # a part URL signed as docpipe signs them (upload id, part number, x-amz-checksum-sha256 of the part),
+    # the header sent as the CLI and Uppy send it, and other bytes than the ones the checksum is of
+    name, url = emulator
+    s3 = client("s3", url)
+    target = bucket(url, f"parts-{int(time.time() * 1000)}")
+    upload = s3.create_multipart_upload(Bucket=target, Key="big.txt", ChecksumAlgorithm="SHA256")["UploadId"]
+    good, bad = b"a" * (5 * 1024 * 1024), b"b" * (5 * 1024 * 1024)
+    digest = base64.b64encode(hashlib.sha256(good).digest()).decode()
+
+    def put(number: int, body: bytes) -> requests.Response:
+        params = {"Bucket": target, "Key": "big.txt", "UploadId": upload, "PartNumber": number}
+        signed = s3.generate_presigned_url("upload_part", Params={**params, "ChecksumSHA256": digest})
+        return requests.put(signed, data=body, headers={"x-amz-checksum-sha256": digest}, timeout=30)
+
+    assert put(1, good).status_code == 200
+    refused = put(2, bad)
+
+    held = [p["PartNumber"] for p in s3.list_parts(Bucket=target, Key="big.txt", UploadId=upload).get("Parts", [])]
+    assert (refused.status_code == 400 and held == [1]) is KEPT[name, "part checksum"], (refused.text[:300], held)
+    if KEPT[name, "part checksum"]:
+        assert "BadDigest" in refused.text or "InvalidRequest" in refused.text, refused.text[:300]
+
+
 def test_the_table_of_emulators_in_the_readme_says_what_these_tests_find() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     rows = {
@@ -161,6 +190,7 @@ def test_the_table_of_emulators_in_the_readme_says_what_these_tests_find() -> No
         "signature": "signature checked",
         "s3 events": "S3 events",
         "visibility timeout": "visibility timeouts",
+        "part checksum": "part's SHA-256 checked",
     }
     for guarantee, label in rows.items():
         row = next(line for line in readme.splitlines() if line.startswith("|") and label in line)
