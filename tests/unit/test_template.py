@@ -347,7 +347,7 @@ def test_a_functions_own_variable_overrides_a_global_of_the_same_name(tmp_path: 
 def test_globals_give_timeout_and_memory_unless_the_function_sets_them(template: Template) -> None:
     api, ingest = template.function("ApiFunction"), template.function("IngestFunction")
     assert (api.timeout, api.memory_mb) == (10, 256)
-    assert (ingest.timeout, ingest.memory_mb) == (60, 512)
+    assert (ingest.timeout, ingest.memory_mb) == (300, 512)  # a 5 GiB upload is hashed and copied in one run
     assert api.layers == ingest.layers == [ROOT / "layers/docpipe/"]
     assert (api.code_uri, api.handler) == (ROOT / "functions/api/", "api.handler.lambda_handler")
 
