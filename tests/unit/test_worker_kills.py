@@ -212,3 +212,11 @@ def test_retry_of_a_job_failed_by_kills_runs_the_task_again_from_no_kills(aws, c
     record = repos[1].get(DIGEST)
     assert (status, body["requeued"]) == (202, ["presets"])
     assert record["presetsState"] == "queued" and "presetsKills" not in record
+
+
+def test_a_scan_killed_twice_fails_as_unsupported_not_as_an_image_code() -> None:
+    # a 1 GiB text file whose scan outlived ScanFunction's timeout twice on the local stack ended
+    # image.too_many_pixels; a scan that cannot finish is scan.unsupported (never clean)
+    assert jobs.killed_error("scan")["code"] == "scan.unsupported"
+    assert jobs.killed_error("presets")["code"] == "image.too_many_pixels"
+    assert jobs.killed_error("extract")["code"] == "archive.unsafe"

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from docpipe.errors import ArchiveUnsafe, ImageTooManyPixels
+from docpipe.errors import ArchiveUnsafe, ImageTooManyPixels, ScanUnsupported
 
 
 class JobState(StrEnum):
@@ -98,8 +98,13 @@ def killed_error(task: str) -> dict[str, str]:
     Lambda does not tell the next invocation why the last one ended (``Runtime.OutOfMemory`` and a
     timeout are in the logs only): both kills mean the bytes need more memory or time than the function
     has, and give the same code, by what the task does: ``image.too_many_pixels`` for the work on an
-    image (its presets and its OCR), ``archive.unsafe`` for reading a document.
+    image (its presets and its OCR), ``archive.unsafe`` for reading a document, ``scan.unsupported`` for a
+    scan (a file too big to scan in the scan function's time is not clean: it is refused).
     """
+    if task == SCAN:
+        return ScanUnsupported(
+            "Scanning the file needs more memory or time than the scan function has: it was stopped twice."
+        ).to_dict()
     if task == "extract":
         return ArchiveUnsafe(
             "Reading the document needs more memory or time than the function has: it was stopped twice."
