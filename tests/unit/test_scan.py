@@ -297,3 +297,27 @@ def test_a_guardduty_result_decides_the_job(aws, settings, case: str, state: str
     assert aws["s3"].list_objects_v2(Bucket=settings.uploads_bucket).get("KeyCount") == 0
     parsed = guardduty.parse(event)
     assert parsed.status == {"no-threats": "NO_THREATS_FOUND"}.get(case, case.upper().replace("-", "_"))
+
+
+def test_a_retried_guardduty_scan_writes_the_original_back_for_guardduty(aws, settings) -> None:
+    # given: GuardDuty FAILED on the upload, whose raw object went with that verdict; the job is retried
+    guarded = dataclasses.replace(settings, scan_engine="guardduty")
+    event = fixture_event("failed")
+    key = event["detail"]["s3ObjectDetails"]["objectKey"]
+    event["detail"]["s3ObjectDetails"]["bucketName"] = settings.uploads_bucket
+    _, _, job_id, name = key.split("/")[1:]
+    digest, _ = stored(aws, settings, b"bytes GuardDuty failed on", name)
+    jobs = JobsRepository(settings.jobs_table)
+    jobs.create({**jobs.get(f"job-alice-{name}"), "jobId": job_id, "uploadKey": key})
+    aws["s3"].put_object(Bucket=settings.uploads_bucket, Key=key, Body=b"raw")
+    service(guarded).apply_guardduty(event)
+    assert aws["s3"].list_objects_v2(Bucket=settings.uploads_bucket).get("KeyCount") == 0
+    FilesRepository(settings.files_table).update(digest, {"scanState": "queued", "scanError": None})
+    jobs.transition(job_id, ("failed",), {"state": "scanning", "openHash": digest, "error": None})
+
+    # when: the scan task runs again
+    assert service(guarded).run(digest) == "running"
+
+    # then: the original is back under the upload key, for GuardDuty to scan when it is written
+    body = aws["s3"].get_object(Bucket=settings.uploads_bucket, Key=key)["Body"].read()
+    assert body == b"bytes GuardDuty failed on"

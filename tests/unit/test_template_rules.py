@@ -449,7 +449,9 @@ LEAST_PRIVILEGE: dict[str, dict[str, set[str]]] = {
         "StoreBucket/quarantine/*": {"s3:PutObject", "s3:DeleteObject"},
         "StoreBucket/derived/*": {"s3:DeleteObject"},  # what a rescan finds made from infected bytes
         "StoreBucket/text/*": {"s3:DeleteObject"},
-        "UploadsBucket/uploads/*": {"s3:DeleteObject"},  # a raw upload, once GuardDuty's verdict on it is applied
+        "UploadsBucket": {"s3:ListBucket"},
+        # a raw upload, deleted once GuardDuty's verdict on it is applied; written back for a retried scan
+        "UploadsBucket/uploads/*": {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
         **WORKER_TABLES,
         "FilesTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},  # + infected SHA-256s
         **each(queues("Presets", "Extract", "Ocr"), "sqs:SendMessage"),  # the rest of a clean file's plan

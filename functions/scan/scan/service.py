@@ -88,6 +88,7 @@ class ScanService:
             return str(file[f"{SCAN}State"])
         self._settle(digest)  # the jobs show scanning
         if self.settings.scan_engine == guardduty.ENGINE:
+            self._upload_again_for_guardduty(digest)
             logger.info("waiting for GuardDuty's verdict on the raw upload")
             return "running"
         started = time.perf_counter()
@@ -223,6 +224,22 @@ class ScanService:
         else:
             error = ScanUnavailable("GuardDuty failed to scan the upload (an internal error); retry the job.")
         return self._refuse(digest, error, None)
+
+    def _upload_again_for_guardduty(self, digest: str) -> None:
+        """GuardDuty scans an object when it is written: a scan run again (a retry after ``ACCESS_DENIED`` or
+        ``FAILED``, whose verdict deleted the raw upload) writes the original back under an open job's upload
+        key, which GuardDuty then scans (ingest finds that job past ``uploading`` and leaves the object)."""
+        for job_id in self.jobs.open_ids_for_hash(digest):
+            key = (self.jobs.get(job_id) or {}).get("uploadKey")
+            if not key:
+                continue
+            if self.store.exists(self.settings.uploads_bucket, key):
+                return  # the first scan: GuardDuty has the raw upload already
+            source = original_key(digest)
+            info = self.store.head(self.settings.store_bucket, source)
+            self.store.copy_pinned(self.settings.store_bucket, source, info.etag, self.settings.uploads_bucket, key)
+            logger.info("the original is written back for GuardDuty to scan again", extra={"key": key})
+            return
 
     def _ingested(self, job_id: str) -> dict[str, Any] | None:
         """The upload's job once ingest has recorded its bytes (waited for briefly), else ``None``."""
