@@ -513,8 +513,9 @@ LEAST_PRIVILEGE: dict[str, dict[str, set[str]]] = {
         },
         "UsageTable": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
         **merged(
-            each(queues("Ingest", "Scan", "Presets", "Extract", "Ocr"), "sqs:SendMessage"),  # presets, retries, redrives
-            each(queues("Ingest", "Scan", "Presets", "Extract", "Ocr", dlq=True), "sqs:GetQueueAttributes"),  # GET /queues
+            # presets, retries, redrives; GET /queues
+            each(queues("Ingest", "Scan", "Presets", "Extract", "Ocr"), "sqs:SendMessage"),
+            each(queues("Ingest", "Scan", "Presets", "Extract", "Ocr", dlq=True), "sqs:GetQueueAttributes"),
             each(  # POST /admin/dlq/redrive: SQS's move task, or receive, send and delete where it is missing
                 [q for q in queues("Ingest", "Scan", "Presets", "Extract", "Ocr", dlq=True) if q.endswith("DLQ")],
                 "sqs:StartMessageMoveTask",
