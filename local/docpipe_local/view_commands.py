@@ -31,10 +31,12 @@ def cmd_queues(args: argparse.Namespace) -> int:
         return 0
     if body.get("scope") == "own":  # not an operator: only the caller's own open jobs, per lane
         mine = Table(title="your open jobs per lane (every queue's totals are for operators: `docpipe up --admin`)")
-        for column in ("lane", "uploading", "queued", "processing", "open"):
+        for column in ("lane", "uploading", "scanning", "queued", "processing", "open"):
             mine.add_column(column, justify="left" if column == "lane" else "right")
         for row in body["lanes"]:
-            mine.add_row(row["lane"], *(str(row[c]) for c in ("uploading", "queued", "processing", "open")))
+            mine.add_row(
+                row["lane"], *(str(row.get(c, 0)) for c in ("uploading", "scanning", "queued", "processing", "open"))
+            )
         out.print(mine)
         return 0
     table = Table(title="queues: waiting, being processed, dead-lettered")
