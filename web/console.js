@@ -79,6 +79,11 @@ const age = (s) => (s === null || s === undefined ? "–" : s < 120 ? `${Math.ro
 // ------------------------------------------------------------------ sparklines (inline SVG, drawn by hand)
 const SVG = "http://www.w3.org/2000/svg";
 
+// Every sparkline spans the same time: the last hour, or less when less is known (a stack that started a few
+// minutes ago, a console just opened): from the first point read, so that a young stack's lines fill the box.
+let knownSince = Date.now();
+const spanStart = (now) => Math.max(now - HOUR_MS, Math.min(knownSince, now - 60000));
+
 // points: [[epoch ms, value], ...] over the last hour; a missing count is zero (an idle queue publishes nothing).
 function sparkline(points, now) {
   const width = 96, height = 22;
@@ -92,7 +97,8 @@ function sparkline(points, now) {
   svg.dataset.points = String(shown.length);
   svg.dataset.max = String(Math.max(0, ...shown.map(([, v]) => v)));
   svg.dataset.last = shown.length ? String(shown[shown.length - 1][1]) : "";
-  const x = (t) => ((t - (now - HOUR_MS)) / HOUR_MS) * (width - 2) + 1;
+  const start = spanStart(now);
+  const x = (t) => ((Math.max(t, start) - start) / (now - start)) * (width - 2) + 1;
   const y = (v) => height - 1 - (v / max) * (height - 3);
   const base = document.createElementNS(SVG, "line");
   base.setAttribute("x1", 1);
@@ -108,7 +114,8 @@ function sparkline(points, now) {
     svg.append(line);
   }
   const title = document.createElementNS(SVG, "title");
-  title.textContent = `last hour: max ${svg.dataset.max}`;
+  const minutes = Math.round((now - start) / 60000);
+  title.textContent = `${minutes >= 60 ? "last hour" : `last ${minutes} min`}: max ${svg.dataset.max}`;
   svg.append(title);
   return svg;
 }
@@ -144,7 +151,11 @@ async function refreshMetrics() {
   for (const q of metrics.queues) {
     for (const key of ["depth", "inFlight", "oldestAgeSeconds", "dlqDepth", "deleted"]) recorded.set(`${q.concern}-${q.lane}/${key}`, q[key] || []);
   }
-  $("lanes-note").textContent = `(sparklines: the last hour, ${metrics.periodSeconds / 60}-minute points, then live every ${EVERY_MS / 1000} s)`;
+  for (const points of [...recorded.values(), ...(metrics.functions || []).map((f) => f.series?.invocations || [])]) {
+    for (const [t] of points) knownSince = Math.min(knownSince, t);
+  }
+  const since = spanStart(Date.now()) > Date.now() - HOUR_MS + 60000 ? ` (since ${new Date(spanStart(Date.now())).toLocaleTimeString()}: nothing older is known)` : "";
+  $("lanes-note").textContent = `(sparklines: the last hour${since}, ${metrics.periodSeconds / 60}-minute points, then live every ${EVERY_MS / 1000} s)`;
   drawFunctions();
 }
 
