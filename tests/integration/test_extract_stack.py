@@ -22,7 +22,7 @@ def test_a_scanned_pdf_gets_its_ocr_text_through_the_api(alice, tmp_path) -> Non
 
     job = alice.wait(alice.upload_file(path)["jobId"], timeout=120)
 
-    assert (job["state"], job["plan"]) == ("ready", ["extract"])
+    assert (job["state"], job["plan"]) == ("ready", ["scan", "extract"])
     text = job["tasks"]["extract"]["variants"]["text"]
     assert (text["pages"], text["methods"], text["url"]) == (2, ["ocr"], f"/files/{job['hash']}/text")
     assert "Invoice 2041" in text["excerpt"]

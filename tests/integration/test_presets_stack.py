@@ -18,7 +18,7 @@ def test_a_photo_gets_four_presets_served_through_the_api(alice, tmp_path) -> No
 
     job = alice.wait(alice.upload_file(path)["jobId"], timeout=60)
 
-    assert (job["state"], job["progress"], job["plan"]) == ("ready", 100, ["presets"])
+    assert (job["state"], job["progress"], job["plan"]) == ("ready", 100, ["scan", "presets"])
     variants = job["tasks"]["presets"]["variants"]
     assert {n: (v["width"], v["height"], v["format"]) for n, v in variants.items()} == {
         "ai-vision": (2048, 1365, "jpeg"),
