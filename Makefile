@@ -60,7 +60,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy layers/docpipe/docpipe functions/ingest/ingest functions/api/api functions/presets/presets functions/extract/extract functions/ocr/ocr functions/sweeper/sweeper functions/scan/scan functions/notifier/notifier functions/push/push
+	$(BIN)/mypy layers/docpipe/docpipe functions/ingest/ingest functions/api/api functions/presets/presets functions/extract/extract functions/ocr/ocr functions/sweeper/sweeper functions/scan/scan functions/notifier/notifier functions/push/push functions/complete/complete
 
 validate: $(SAM)
 	$(SAM) validate --lint

@@ -11,12 +11,15 @@ upload's time and throughput, the client's peak RSS, the ingest time (from the c
 job leaving ``uploading``: the S3 event, the ingest queue, the streaming SHA-256 and the server-side
 copy) and the job's end, and the emulator's peak RSS (moto builds a completed multipart object in memory).
 
-    python bench/upload.py [--parts-mib 1024 2048] [--post-mib 100] [--parallel 4]
+    python bench/upload.py [--parts-mib 1024 2048] [--post-mib 100] [--parallel 4] [--localstack]
 
 A size whose upload the machine's memory cannot hold is skipped with the reason: moto's peak RSS is
 about 3.5x the object (its parts, the joined object and its copy), and ``--reserve-gib`` (8) stays free
-for the machine's other users (there is no swap). The files are generated in a temporary
-directory, deleted after.
+for the machine's other users (there is no swap). ``--localstack`` runs S3 and SQS on LocalStack
+(host mode, from ``.tools/localstack``, started and stopped by the bench; DynamoDB stays embedded), whose
+S3 spools objects to temporary files on disk: there the check is free disk (the file, its parts and
+the joined object: 3x) and LocalStack's peak RSS is reported as the emulator's. The files are
+generated in a temporary directory, deleted after.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,6 +44,7 @@ sys.path[:0] = [str(ROOT / "local")]
 MIB = 1024 * 1024
 QUOTAS = ("UploadsPerMinute", "UploadBytesPerDay", "StoredBytesPerUser", "OpenJobsPerUser", "HighLaneBytesPerMinute")
 MOTO_PEAK_FACTOR = 3.5  # the emulator's peak RSS per byte of the object in parts (measured: 3.4 at 1 GiB)
+DISK_FACTOR = 3  # LocalStack: the generated file, its parts and the joined object, on disk
 
 
 def generate(path: Path, size: int) -> str:
@@ -179,6 +184,7 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for each job")
     parser.add_argument("--reserve-gib", type=float, default=8, help="memory left free for others (GiB)")
+    parser.add_argument("--localstack", action="store_true", help="S3 and SQS on LocalStack (host mode)")
     parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -193,15 +199,38 @@ def main() -> None:
     results, skipped = [], []
     with tempfile.TemporaryDirectory(prefix="docpipe-bench-upload-") as tmp:
         folder = Path(tmp)
-        stack = LocalStack(state_dir=folder / "stack", parameters=parameters).start()
+        server = _localstack(folder) if args.localstack else None
+        try:
+            if server is not None:
+                stack = LocalStack(
+                    endpoint=server.url,
+                    embedded_services=("dynamodb",),
+                    state_dir=folder / "stack",
+                    parameters=parameters,
+                    stack_name="docpipe-bench",
+                ).start()
+                emulator = PeakRss(server.pid)
+            else:
+                stack = LocalStack(state_dir=folder / "stack", parameters=parameters).start()
+                assert stack.moto is not None
+                emulator = PeakRss(stack.moto.process.pid)
+        except BaseException:
+            if server is not None:
+                server.stop()
+            raise
         token = stack.token_for("bench")
-        assert stack.moto is not None
-        emulator = PeakRss(stack.moto.process.pid)
         try:
             plan = [("post", args.post_mib)] + [("parts", mib) for mib in args.parts_mib]
             for kind, mib in plan:
+                if server is not None:
+                    free = shutil.disk_usage(tmp).free
+                    if free < mib * MIB * DISK_FACTOR + 10 * 1024 * MIB:
+                        skipped.append(
+                            f"{mib} MiB in parts: {free // MIB} MiB of disk free, about {DISK_FACTOR}x needed"
+                        )
+                        continue
                 need = int(mib * MIB * MOTO_PEAK_FACTOR + args.reserve_gib * 1024 * MIB)
-                if _available_bytes() < need:
+                if server is None and _available_bytes() < need:
                     skipped.append(
                         f"{mib} MiB in parts: {need // MIB} MiB of memory needed (the emulator peaks at about "
                         f"{MOTO_PEAK_FACTOR}x the object, plus {args.reserve_gib:g} GiB left to others), "
@@ -220,14 +249,34 @@ def main() -> None:
         finally:
             emulator.stop()
             stack.stop()
+            if server is not None:
+                server.stop()
     print()
-    print(f"machine: {os.cpu_count()} CPUs; single POST vs parts (--parallel {args.parallel}) over loopback, one run")
+    emulator_name = "LocalStack (S3, SQS) + embedded DynamoDB" if args.localstack else "moto"
+    print(
+        f"machine: {os.cpu_count()} CPUs; {emulator_name}; single POST vs parts (--parallel {args.parallel}) "
+        "over loopback, one run"
+    )
     post = next((r for r in results if r["kind"] == "post"), None)
     for r in results:
         ratio = f", {r['mib_per_s'] / post['mib_per_s']:.2f}x the POST's throughput" if post and r is not post else ""
         print(_line(r) + ratio)
     for reason in skipped:
         print(f"skipped: {reason}")
+
+
+def _localstack(folder: Path) -> Any:
+    """LocalStack in host mode on a free port, from ``.tools/localstack`` (``make localstack``)."""
+    import socket
+
+    from docpipe_local.localstack import LocalStackServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = LocalStackServer(ROOT / ".tools" / "localstack" / "bin" / "python", port, folder / "localstack.log")
+    server.start(timeout=180)
+    return server
 
 
 def _line(r: dict[str, Any]) -> str:

@@ -148,7 +148,7 @@ class Card {
     this.el.dataset.jobId = job.jobId;
     this.el.dataset.via = via;
     cards.set(job.jobId, this);
-    this.state(job.state);
+    this.state(job.state === "uploading" && job.step ? job.step : job.state);  // "completing": parts being joined
     if (job.state !== "uploading") this.bar("upload", 1);
     if (job.state === "processing" || (job.state !== "uploading" && typeof job.progress === "number")) {
       this.bar("processing", (job.progress || 0) / 100);

@@ -77,7 +77,9 @@ def _process(client: DocpipeClient, paths: list[Path], args: argparse.Namespace)
             job = feed.wait(
                 created["jobId"],
                 timeout=args.timeout,
-                on_update=lambda j: progress.update(task, completed=50 + j["progress"] / 2, status=j["state"]),
+                on_update=lambda j: progress.update(  # "completing": a large upload's parts being joined
+                    task, completed=50 + j["progress"] / 2, status=j.get("step") or j["state"]
+                ),
             )
         except ApiError as exc:
             progress.update(task, completed=100, status="refused")

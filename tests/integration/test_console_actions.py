@@ -170,6 +170,6 @@ def test_the_functions_table_lists_every_function_of_the_template(browser: Any, 
         30,
     )
 
-    expected = {"ingest", "scan", "presets", "extract", "ocr", "sweeper", "notifier", "push", "api"}
+    expected = {"ingest", "scan", "presets", "extract", "ocr", "sweeper", "complete", "notifier", "push", "api"}
     assert set(shown) == expected and len(shown) == len(expected)
     assert len(held_stack.template.functions()) == len(expected)

@@ -19,4 +19,6 @@ def test_the_api_monitors_every_function_of_the_template(template: Template) -> 
     # then each function of the template is there once, under its concern's name
     names = {template.physical_name(logical) for logical in template.functions()}
     assert sorted(monitored.values()) == sorted(names)
-    assert {"ingest", "scan", "presets", "extract", "ocr", "sweeper", "notifier", "push", "api"} == set(monitored)
+    assert {"ingest", "scan", "presets", "extract", "ocr", "sweeper", "complete", "notifier", "push", "api"} == set(
+        monitored
+    )

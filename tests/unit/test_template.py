@@ -297,6 +297,8 @@ def test_api_function_merges_its_own_variables_with_the_globals(template: Templa
     ingest = {"INGEST_QUEUE_HIGH", "INGEST_QUEUE_NORMAL", "INGEST_QUEUE_LOW"}
     own = {
         "MULTIPART_THRESHOLD_BYTES",
+        "MULTIPART_COMPLETE_INLINE_BYTES",  # larger multipart uploads are completed by CompleteFunction
+        "COMPLETE_QUEUE",
         "UPLOAD_URL_TTL_SECONDS",
         "UPLOAD_GRACE_SECONDS",
         "DOWNLOAD_URL_TTL_SECONDS",
@@ -379,6 +381,7 @@ def test_functions_are_named_after_the_stack(template: Template) -> None:
         "SweeperFunction",
         "PushFunction",
         "NotifierFunction",
+        "CompleteFunction",
     }
 
 

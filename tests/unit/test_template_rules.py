@@ -42,7 +42,14 @@ def test_every_source_reports_partial_batch_failures(template: Template) -> None
 def test_reserved_concurrency_covers_the_sources_when_it_is_on() -> None:
     template = Template.load(ROOT / "template.yaml", parameters={"UseReservedConcurrency": "true"})
     consumers = {spec.logical: spec for spec, _ in sources(template)}
-    assert set(consumers) == {"IngestFunction", "ScanFunction", "PresetsFunction", "ExtractFunction", "OcrFunction"}
+    assert set(consumers) == {
+        "IngestFunction",
+        "ScanFunction",
+        "PresetsFunction",
+        "ExtractFunction",
+        "OcrFunction",
+        "CompleteFunction",
+    }
     for name, spec in consumers.items():
         assert spec.reserved_concurrency is not None, name
         assert spec.reserved_concurrency >= sum(s.max_concurrency for s in spec.sqs_sources), name
@@ -147,6 +154,7 @@ SERVICES = {
     "ApiFunction": "api",
     "PushFunction": "push",
     "NotifierFunction": "notifier",
+    "CompleteFunction": "complete",
 }
 WORKERS = ("ScanFunction", "PresetsFunction", "ExtractFunction", "OcrFunction")
 
@@ -200,8 +208,8 @@ def test_each_function_names_its_own_service_in_the_docpipe_namespace(template: 
 
 def test_the_work_queues_are_the_event_sources(template: Template) -> None:
     assert work_queues(template) == {source.queue for _, source in sources(template)}
-    # the notifier's on-failure queue takes stream records, not a work queue's messages
-    assert len(work_queues(template)) == 15 and len(dead_letter_queues(template) - {"NotifierDLQ"}) == 15
+    # the notifier's on-failure queue takes stream records, not a work queue's messages; + 1: CompleteQueue
+    assert len(work_queues(template)) == 16 and len(dead_letter_queues(template) - {"NotifierDLQ"}) == 16
 
 
 def test_every_work_queue_alarms_on_its_depth_over_100(template: Template) -> None:
@@ -278,8 +286,8 @@ def test_the_failure_rate_alarms_minimum_count_follows_its_parameter() -> None:
 
 def test_alarms_treat_missing_data_as_fine_and_are_named_after_the_stack() -> None:
     found = alarms(Template.load(ROOT / "template.yaml", stack_name="prod-docs"))
-    # + 1: the notifier's DLQ; + 2: any infected file, scan failures
-    assert len(found) == 2 * 15 + 15 + 1 + 2 + len(WORKERS) + len(SERVICES)
+    # + 1: the notifier's DLQ; + 2: any infected file, scan failures; 16: the lanes' queues and CompleteQueue
+    assert len(found) == 2 * 16 + 16 + 1 + 2 + len(WORKERS) + len(SERVICES)
     assert all(a["TreatMissingData"] == "notBreaching" for a in found.values())
     names = [a["AlarmName"] for a in found.values()]
     assert all(n.startswith("prod-docs-") for n in names) and len(set(names)) == len(names)
@@ -353,6 +361,7 @@ FUNCTIONS = (
     "ApiFunction",
     "PushFunction",
     "NotifierFunction",
+    "CompleteFunction",
 )
 # The WebSocket API's management endpoint (PostToConnection) on its one stage, as grants() names it.
 CONNECTIONS = "PushApi/push/POST/@connections/*"
@@ -513,8 +522,8 @@ LEAST_PRIVILEGE: dict[str, dict[str, set[str]]] = {
         },
         "UsageTable": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
         **merged(
-            # presets, retries, redrives; GET /queues
-            each(queues("Ingest", "Scan", "Presets", "Extract", "Ocr"), "sqs:SendMessage"),
+            # presets, retries, redrives; GET /queues; a large multipart upload's completion
+            each([*queues("Ingest", "Scan", "Presets", "Extract", "Ocr"), "CompleteQueue"], "sqs:SendMessage"),
             each(queues("Ingest", "Scan", "Presets", "Extract", "Ocr", dlq=True), "sqs:GetQueueAttributes"),
             each(  # POST /admin/dlq/redrive: SQS's move task, or receive, send and delete where it is missing
                 [q for q in queues("Ingest", "Scan", "Presets", "Extract", "Ocr", dlq=True) if q.endswith("DLQ")],
@@ -525,6 +534,17 @@ LEAST_PRIVILEGE: dict[str, dict[str, set[str]]] = {
             ),
         ),
         "*": {"cloudwatch:GetMetricData"},
+    },
+    "CompleteFunction": {  # joins a large multipart upload's parts; a failure ends the job and drops them
+        "UploadsBucket": {"s3:ListBucket"},
+        "UploadsBucket/uploads/*": {
+            "s3:PutObject",  # CompleteMultipartUpload
+            "s3:GetObject",  # HeadObject: completed by an earlier attempt
+            "s3:ListMultipartUploadParts",
+            "s3:AbortMultipartUpload",
+        },
+        "JobsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
+        "UsageTable": {"dynamodb:UpdateItem"},
     },
     "PushFunction": {  # $connect records a connection (after counting the user's), $disconnect deletes it
         "ConnectionsTable": {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"},

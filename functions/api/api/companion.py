@@ -9,7 +9,8 @@ and ``headers`` options) calls, through ``@uppy/companion-client``'s ``RequestCl
 ``GET /s3/multipart/{uploadId}?key=``                  ``[{PartNumber, Size, ETag}]``
 ``GET /s3/multipart/{uploadId}/batch?key=&partNumbers=1,2``  ``{presignedUrls: {"1": url}, headers}``
 ``GET /s3/multipart/{uploadId}/{partNumber}?key=``     ``{url, expires}``
-``POST /s3/multipart/{uploadId}/complete?key=``        ``{location}`` (body ``{parts: [{PartNumber, ETag}]}``)
+``POST /s3/multipart/{uploadId}/complete?key=``        ``{location}`` (body ``{parts: [{PartNumber, ETag}]}``);
+                                                       200, or 202 while CompleteFunction joins large parts
 ``DELETE /s3/multipart/{uploadId}?key=``               ``{}``
 =====================================================  ==========================================
 
@@ -151,10 +152,13 @@ class CompleteRequest(BaseModel):
 @router.post("/s3/multipart/<upload_id>/complete")
 def complete(upload_id: str, key: Key, request: CompleteRequest) -> Response[str]:
     job = _job(upload_id, key)
-    done = multipart.complete(job, [(p.PartNumber, p.ETag) for p in request.parts])
+    done, queued = multipart.complete(job, [(p.PartNumber, p.ETag) for p in request.parts])
     # Where the bytes are is not the caller's business (they are ingested, then deleted): the job is.
     location = f"{_api_base()}/jobs/{done['jobId']}"
-    return json_response(200, {"location": location, "key": key, "jobId": done["jobId"]}, NO_STORE)
+    body = {"location": location, "key": key, "jobId": done["jobId"]}
+    # A large upload's parts are joined by CompleteFunction: 202, as any 2xx is success to Uppy's client
+    # (@uppy/companion-client reads the JSON of every ``ok`` response; @uppy/aws-s3 takes ``location`` from it).
+    return json_response(202 if queued else 200, {**body, "step": "completing"} if queued else body, NO_STORE)
 
 
 @router.delete("/s3/multipart/<upload_id>")

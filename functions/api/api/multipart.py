@@ -15,7 +15,9 @@ Uppy's Companion (:mod:`api.companion`, keyed by upload id and key). Either way:
 - **list**: the parts S3 holds, to resume after a reload or a dropped connection.
 - **complete**: the parts are read back from S3 (never taken from the client), and their total must
   not pass the declared size: more bytes end the job ``failed`` with ``file.too_large`` and the parts
-  are dropped (ingest checks the object's size again).
+  are dropped (ingest checks the object's size again). Small uploads are joined inside the request; a
+  large one is handed to ``CompleteFunction`` and the job's ``step`` is ``completing`` until it is
+  (:mod:`docpipe.completion`).
 - **abort**: the upload's parts are dropped and the job is ``cancelled``.
 
 The job's ``parts`` (``done``, ``total``, ``bytes``) show the upload's progress, and its history's
@@ -39,8 +41,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.context import adapters, current_user, json_response, settings, ttl_at, usage
 from api.uploads import PreparedUpload, UploadRequest, prepare
 from docpipe import control, jobs, quotas
-from docpipe.adapters.multipart import MultipartUploads, Part, PartsInvalid
-from docpipe.errors import BadRequest, Conflict, DocpipeError, FileTooLarge, NotFound
+from docpipe.adapters.multipart import CompletionQueue, MultipartUploads, Part
+from docpipe.completion import COMPLETING, MIN_PART_BYTES, S3_MIN_PART_BYTES, Completion
+from docpipe.errors import BadRequest, Conflict, DocpipeError, NotFound
 from docpipe.jobs import JobState
 from docpipe.observability import MetricUnit, logger, metrics
 
@@ -49,8 +52,7 @@ router = APIGatewayHttpRouter()
 MIB = 1024 * 1024
 # One presigned POST takes up to this (Uppy's default sends larger files in parts); larger files go in parts.
 SINGLE_POST_MAX_BYTES = 100 * MIB
-MIN_PART_BYTES = 8 * MIB  # the smallest part docpipe's own routes hand out (S3's own minimum is 5 MiB)
-S3_MIN_PART_BYTES = 5 * MIB  # what a client that picks its own part size (Uppy) may send
+__all__ = ["MIN_PART_BYTES", "S3_MIN_PART_BYTES"]  # docpipe.completion's, named here as before
 MAX_PARTS = 10_000  # S3's limit
 PART_URL_SECONDS = 900
 SIGN_BATCH = 100  # part URLs per request
@@ -143,12 +145,15 @@ def _multipart_job(
     }
 
 
-def open_upload(job: dict[str, Any]) -> dict[str, Any]:
-    """The job, which must be a multipart upload still ``uploading``."""
+def open_upload(job: dict[str, Any], completing: bool = False) -> dict[str, Any]:
+    """The job, which must be a multipart upload still ``uploading`` (and, unless ``completing`` is
+    allowed, whose parts are not being joined already)."""
     if not job.get("uploadId"):
         raise NotFound("This job is not a multipart upload.", code="upload.not_found")
     if job["state"] != JobState.UPLOADING:
         raise Conflict(f"The upload is over: the job is {job['state']}.", code="upload.finished")
+    if job.get("step") == COMPLETING and not completing:
+        raise Conflict("The upload's parts are being joined: it takes no more parts.", code="upload.completing")
     return job
 
 
@@ -197,9 +202,10 @@ def sign(job: dict[str, Any], wanted: list[tuple[int, str | None]]) -> list[dict
 
 
 def list_parts(job: dict[str, Any]) -> list[Part]:
-    open_upload(job)
+    open_upload(job, completing=True)
     parts = uploads().list_parts(settings.uploads_bucket, job["uploadKey"], job["uploadId"])
-    _record(job, parts)
+    if job.get("step") != COMPLETING:
+        _record(job, parts)
     return parts
 
 
@@ -213,71 +219,25 @@ def _record(job: dict[str, Any], parts: list[Part], total: int | None = None) ->
     adapters()[1].record_parts(job["jobId"], {"parts": shown, "partsAt": int(time.time())}, shown)
 
 
-def complete(job: dict[str, Any], claimed: list[tuple[int, str]] | None) -> dict[str, Any]:
-    """Join the parts S3 holds into the object (``claimed``: the client's list, checked against S3's);
-    the job afterwards. More bytes than declared fail the job with ``file.too_large``."""
+def completion() -> Completion:
+    queue = CompletionQueue(settings.complete_queue) if settings.complete_queue else None
+    return Completion(settings, uploads(), adapters()[1], usage(), queue)
+
+
+def complete(job: dict[str, Any], claimed: list[tuple[int, str]] | None) -> tuple[dict[str, Any], bool]:
+    """Join the parts S3 holds into the object (``claimed``: the client's list, checked against S3's), inline
+    when they are small, else by ``CompleteFunction`` (:mod:`docpipe.completion`); the job afterwards, and
+    whether the completion was queued (the job's ``step`` is then ``completing``). More bytes than declared
+    fail the job with ``file.too_large``. A completion asked again while queued answers the same."""
+    if job.get("step") == COMPLETING and job["state"] == JobState.UPLOADING:
+        return job, True
     open_upload(job)
-    held = uploads().list_parts(settings.uploads_bucket, job["uploadKey"], job["uploadId"])
-    parts = _chosen(held, claimed)
-    _check_sizes(job, parts)
-    total = sum(p.size for p in parts)
-    limit = int(job["declaredSize"]) if job.get("sizeDeclared") else settings.max_upload_bytes
-    if total > limit:
-        _refuse_too_large(job, total, limit)
-    if not job.get("sizeDeclared"):  # the reservation of MaxUploadBytes becomes the upload's real size
-        quotas.resize_upload(usage(), job["owner"], int(job["declaredSize"]), total, float(job["admittedAt"]))
-        adapters()[1].record_parts(job["jobId"], {"declaredSize": total, "sizeDeclared": True})
-    uploads().complete(settings.uploads_bucket, job["uploadKey"], job["uploadId"], parts)
-    _record(job, parts, len(parts))
-    metrics.add_metric(name="MultipartUploadsCompleted", unit=MetricUnit.Count, value=1)
-    logger.info("multipart upload completed", extra={"job_id": job["jobId"], "parts": len(parts), "size": total})
-    return adapters()[1].get(job["jobId"]) or job
-
-
-def _chosen(held: list[Part], claimed: list[tuple[int, str]] | None) -> list[Part]:
-    if not held:
-        raise PartsInvalid("No part has been uploaded.")
-    if claimed is None:
-        return held
-    by_number = {p.number: p for p in held}
-    chosen = []
-    for number, etag in claimed:
-        part = by_number.get(number)
-        if part is None or part.etag.strip('"') != etag.strip('"'):
-            raise PartsInvalid(f"Part {number} is not the part S3 holds (list the parts and upload it again).")
-        chosen.append(part)
-    if [p.number for p in chosen] != sorted({p.number for p in chosen}):
-        raise PartsInvalid("The parts must be listed once each, in ascending order.")
-    return chosen
-
-
-def _check_sizes(job: dict[str, Any], parts: list[Part]) -> None:
-    count = job.get("partCount")
-    if count and [p.number for p in parts] != list(range(1, int(count) + 1)):
-        missing = sorted(set(range(1, int(count) + 1)) - {p.number for p in parts})
-        raise PartsInvalid(f"{len(missing)} of the {count} parts are missing (first: {missing[:1]}).")
-    smallest = MIN_PART_BYTES if job.get("partSize") else S3_MIN_PART_BYTES
-    if any(p.size < smallest for p in parts[:-1]):
-        raise PartsInvalid(f"Every part but the last must have at least {smallest} bytes.")
-
-
-def _refuse_too_large(job: dict[str, Any], total: int, limit: int) -> None:
-    uploads().abort(settings.uploads_bucket, job["uploadKey"], job["uploadId"])
-    error = FileTooLarge(f"The parts hold {total} bytes, more than the {limit} bytes declared for the file.")
-    moved = adapters()[1].transition(
-        job["jobId"],
-        (JobState.UPLOADING,),
-        {"state": JobState.FAILED, "error": error.to_dict(), "updatedAt": jobs.now_iso(), "expiresAt": ttl_at()},
-    )
-    if moved is not None:
-        quotas.release_upload(usage(), job["owner"], int(job.get("declaredSize") or 0))
-    metrics.add_metric(name="IngestFailures", unit=MetricUnit.Count, value=1)
-    raise error
+    return completion().request(job, claimed)
 
 
 def abort(job: dict[str, Any]) -> dict[str, Any]:
     """Cancel the job and drop the parts; the job afterwards (409 ``job.finished`` once it has ended)."""
-    open_upload(job)
+    open_upload(job, completing=True)
     _, jobs_repo, files_repo = adapters()
     cancelled = control.cancel(job, jobs_repo, files_repo, ttl_at())
     drop_parts(job)
@@ -374,11 +334,12 @@ def get_parts(job_id: str) -> Response[str]:
 
 @router.post("/uploads/<job_id>/complete")
 def complete_upload(job_id: str, request: CompleteRequest) -> Response[str]:
-    """Join the parts: 202 with the job, which ingest then takes on (413 ``file.too_large`` when the parts
-    hold more than declared; the job has then failed)."""
+    """Join the parts: 202 with the job, which ingest then takes on; its ``step`` is ``completing`` while
+    CompleteFunction joins a large upload's parts (413 ``file.too_large`` when the parts hold more than
+    declared; the job has then failed)."""
     job = own_job(job_id, current_user())
     claimed = [(p.number, p.etag) for p in request.parts] if request.parts is not None else None
-    done = complete(job, claimed)
+    done, _ = complete(job, claimed)
     return json_response(202, jobs.public_view(done))
 
 

@@ -69,6 +69,10 @@ class Settings:
     max_upload_bytes: int = 100 * MIB
     # Files above it are sent in parts by docpipe's own clients (POST /uploads/multipart); see api.multipart.
     multipart_threshold_bytes: int = 64 * MIB
+    # A multipart upload of at most this many bytes is completed inside the API's request; a larger one by
+    # CompleteFunction, from ``complete_queue`` (docpipe.completion).
+    multipart_complete_inline_bytes: int = 256 * MIB
+    complete_queue: str | None = None
     upload_url_ttl_seconds: int = 900
     # A job still ``uploading`` this long after its upload URL expired, with no object under its key, is
     # ended as ``upload.expired`` by the sweeper (an upload that started just before the expiry may still
@@ -112,6 +116,8 @@ class Settings:
             files_table=_require(env, "FILES_TABLE"),
             max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", 100 * MIB),
             multipart_threshold_bytes=_int(env, "MULTIPART_THRESHOLD_BYTES", 64 * MIB),
+            multipart_complete_inline_bytes=_int(env, "MULTIPART_COMPLETE_INLINE_BYTES", 256 * MIB),
+            complete_queue=env.get("COMPLETE_QUEUE") or None,
             upload_url_ttl_seconds=_int(env, "UPLOAD_URL_TTL_SECONDS", 900),
             upload_grace_seconds=_int(env, "UPLOAD_GRACE_SECONDS", 900),
             download_url_ttl_seconds=_int(env, "DOWNLOAD_URL_TTL_SECONDS", 300),

@@ -258,6 +258,8 @@ def public_view(job: dict[str, Any], file: dict[str, Any] | None = None) -> dict
     for key in ("size", "type", "contentType", "width", "height", "error", "history", "parts"):
         if job.get(key) is not None:
             view[key] = job[key]
+    if job.get("step") and job["state"] == JobState.UPLOADING:  # ``completing``: a large upload's parts being joined
+        view["step"] = job["step"]
     if file and file.get("scanFlags") and job.get("hash"):  # found at scan time: a PDF's JavaScript, macros allowed
         view["flags"] = list(file["scanFlags"])
     return view

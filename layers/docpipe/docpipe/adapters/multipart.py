@@ -3,17 +3,20 @@
 Every presigned ``UploadPart`` URL carries its upload id and part number in the signed query, so it
 uploads that one part of that one upload and nothing else; given a size, it signs ``Content-Length``
 too (S3 refuses a part of another length), and given a SHA-256, it signs ``x-amz-checksum-sha256``
-(S3 refuses a part whose bytes do not match it).
+(S3 refuses a part whose bytes do not match it). :class:`CompletionQueue` hands a large upload's
+completion to ``CompleteFunction`` (:mod:`docpipe.completion`).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from docpipe import aws
+from docpipe.adapters.sqs import message_group
 from docpipe.errors import BadRequest, DocpipeError, NotFound, Transient
 
 _GONE = {"NoSuchUpload", "404", "NotFound"}
@@ -135,3 +138,32 @@ class MultipartUploads:
                 return False
             raise error from exc
         return True
+
+    def exists(self, bucket: str, key: str) -> bool:
+        """Whether the object ``key`` exists (HeadObject): an upload completed already."""
+        try:
+            self.client.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code", "")) in _GONE | {"NoSuchKey"}:
+                return False
+            raise Transient(f"S3 failed on HeadObject of {key}") from exc
+        return True
+
+
+class CompletionQueue:
+    """``CompleteQueue``: the completions of large multipart uploads, one ``{jobId}`` message each."""
+
+    def __init__(self, url: str, client: Any | None = None) -> None:
+        self.url, self._client = url, client
+
+    @property
+    def client(self) -> Any:
+        return self._client or aws.client("sqs")
+
+    def send(self, message: dict[str, Any], tenant: str) -> None:
+        try:
+            self.client.send_message(
+                QueueUrl=self.url, MessageBody=json.dumps(message), MessageGroupId=message_group(tenant)
+            )
+        except ClientError as exc:
+            raise Transient(f"could not queue the completion: {exc}") from exc

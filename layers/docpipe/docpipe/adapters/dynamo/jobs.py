@@ -121,6 +121,20 @@ class JobsRepository(_Table):
             set_also="#hist[0].parts = :parts" if parts is not None else "",
         )
 
+    def mark_completing(self, job_id: str, fingerprint: str, parts: dict[str, Any], at: str) -> dict[str, Any] | None:
+        """An ``uploading`` job whose parts CompleteFunction will join: its ``step`` is ``completing`` (with the
+        fingerprint of the checked parts) and its history gains a ``completing`` entry with the ``parts``
+        (done, total, bytes); ``None`` when it was
+        marked already or has moved on (one request queues one completion)."""
+        return self._update(
+            {"jobId": job_id},
+            {"step": "completing", "completeFingerprint": fingerprint, "parts": parts, "updatedAt": at},
+            "#state = :uploading AND attribute_not_exists(#step)",
+            {":uploading": "uploading", ":entry": [{"state": "completing", "at": at, "parts": parts}], ":none": []},
+            {"#state": "state", "#step": "step", "#hist": "history"},
+            set_also="#hist = list_append(if_not_exists(#hist, :none), :entry)",
+        )
+
     def count_retry(self, job_id: str, limit: int, amount: int = 1) -> bool:
         """Count a retry of the job against ``limit`` (0: unlimited); False when the job has used them all.
         ``amount=-1`` gives one back (a retry that did not happen after all)."""
