@@ -7,9 +7,10 @@ In one run, on one fresh local stack (quotas off: the bench measures uploads, no
    (``docpipe_local.multipart``: 8 MiB parts, ``--parallel`` at once, each with its SHA-256).
 
 Each upload runs in a process of its own, whose peak RSS is read from ``wait4``. For each it prints the
-upload's time and throughput, the client's peak RSS, the ingest time (from the completed upload to the
-job leaving ``uploading``: the S3 event, the ingest queue, the streaming SHA-256 and the server-side
-copy) and the job's end, and the emulator's peak RSS (moto builds a completed multipart object in memory).
+upload's time and throughput, the client's peak RSS, the ingest time (from the completion's answer to the
+job leaving ``uploading``: for an upload over ``MultipartCompleteInlineBytes`` CompleteFunction's
+``CompleteMultipartUpload``, shown apart to the second; then the S3 event, the ingest queue, the
+streaming SHA-256 and the server-side copy) and the job's end, and the emulator's peak RSS (moto builds a completed multipart object in memory).
 
     python bench/upload.py [--parts-mib 1024 2048] [--post-mib 100] [--parallel 4] [--localstack]
 
@@ -159,8 +160,15 @@ def measure(kind: str, path: Path, stack: Any, token: str, args: argparse.Namesp
     while job["state"] == "uploading" and time.monotonic() < deadline:
         time.sleep(0.05)
         job = client.job(run["jobId"])
-    left = job["history"][1] if len(job["history"]) > 1 else None
+    # the first state after the upload: past ``completing`` (a completion handed to CompleteFunction)
+    left = next((e for e in job["history"][1:] if e["state"] not in ("uploading", "completing")), None)
     ingest = _at(left) - run["uploaded"] if left else float("nan")
+    completion = float("nan")
+    if any(e["state"] == "completing" for e in job["history"]):  # when CompleteFunction joined the parts (1 s)
+        item = stack.client("dynamodb").get_item(
+            TableName=stack.template.physical_name("JobsTable"), Key={"jobId": {"S": run["jobId"]}}
+        )
+        completion = float(item["Item"]["partsAt"]["N"]) - run["uploaded"]
     job = client.wait(run["jobId"], timeout=max(1.0, deadline - time.monotonic()))  # as it stands at --timeout
     size = path.stat().st_size
     return {
@@ -171,6 +179,7 @@ def measure(kind: str, path: Path, stack: Any, token: str, args: argparse.Namesp
         "mib_per_s": size / MIB / run["seconds"],
         "client_peak_mib": peak_mib,
         "ingest_seconds": ingest,
+        "completion_seconds": completion,
         "state": job["state"],
         "error": (job.get("error") or {}).get("code"),
         "job": job,
@@ -283,7 +292,13 @@ def _line(r: dict[str, Any]) -> str:
     end = r["state"] + (f" ({r['error']})" if r["error"] else "")
     return (
         f"{r['kind']:5} {r['mib']:5d} MiB in {r['parts']:3d} part(s): {r['seconds']:6.1f} s, {r['mib_per_s']:6.1f} MiB/s, "
-        f"client peak RSS {r['client_peak_mib']:5.0f} MiB; ingest {r['ingest_seconds']:5.1f} s; "
+        f"client peak RSS {r['client_peak_mib']:5.0f} MiB; ingest {r['ingest_seconds']:5.1f} s"
+        + (
+            f" (of which completion {r['completion_seconds']:.0f} s)"
+            if r["completion_seconds"] == r["completion_seconds"]
+            else ""
+        )
+        + "; "
         f"emulator peak RSS {r.get('emulator_peak_mib', 0):6.0f} MiB; job {end}, SHA-256 "
         f"{'matches' if r['sha256_ok'] else 'DIFFERS'}"
     )

@@ -54,9 +54,14 @@ def page() -> Iterator[str]:
     server.shutdown()
 
 
-@pytest.fixture(scope="module")
-def uppy_stack(page: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+# Completed inside the API's request (the default, 256 MiB), and by CompleteFunction after a 202 (0: every upload).
+@pytest.fixture(scope="module", params=["inline", "queued"])
+def uppy_stack(
+    page: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[LocalStack]:
     parameters = {"AllowedOrigins": page, "UploadsPerMinute": "600"}
+    if request.param == "queued":
+        parameters["MultipartCompleteInlineBytes"] = "0"
     with LocalStack(state_dir=tmp_path_factory.mktemp("uppy"), tokens={"tok-uppy": "uppy"}, parameters=parameters) as s:
         yield s
 
