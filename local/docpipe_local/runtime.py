@@ -84,8 +84,6 @@ def _worker_main(
             del os.environ[key]
     os.environ.update(env)
     sys.path[:0] = paths
-    if meta.get("nice"):
-        os.nice(meta["nice"])
     try:
         module_name, _, function_name = handler.rpartition(".")
         module = __import__(module_name, fromlist=[function_name])
@@ -99,6 +97,10 @@ def _worker_main(
         traceback.print_exc()
         conn.send(json.dumps({"status": "init_error", "error": init_error}))
         return
+    # The CPU priority applies to invocations, not to the start: a worker started for a low lane or a busy
+    # tenant while the machine is loaded must not take so long to import its handler that it times out.
+    if meta.get("nice"):
+        os.nice(meta["nice"])
     conn.send(json.dumps({"status": "ready"}))
     while True:
         try:
