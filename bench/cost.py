@@ -40,8 +40,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from loadbench.corpus import describe
-from loadbench.metering import Metered, build_workload, run
+from loadbench.corpus import Item, describe
+from loadbench.metering import Metered, Workload, build_workload, run
 from loadbench.stats import pct
 from prices import PRICES, PRICES_DATE, REGION
 
@@ -110,7 +110,7 @@ def price(
     template declares); ``baseline``: the original design (see the module's text)."""
     p = PRICES
     uploads = len(m.workload.uploads)
-    scale = 1000 / uploads
+    scale = 1000 / max(1, uploads - m.counts.get("upload errors", 0))  # per file that reached the pipeline
     again = uploads / len(m.workload.distinct) if baseline else 1.0  # every upload processed
     factor = {fn: (again if fn in TASKS else 1.0) for fn in m.invocations}
     items = dict.fromkeys(ITEMS, 0.0)
@@ -165,7 +165,7 @@ def print_run(label: str, m: Metered) -> dict[str, float]:
     print(f"\n== {label}: {uploads} uploads of {distinct} distinct files ({describe(m.workload.distinct)})")
     print(f"   {m.counts}; all ended {m.seconds:.0f} s after the first upload; machine load average {m.load:.1f}")
     for error in m.errors:
-        print(f"   upload error: {error}")
+        print(f"   upload error: {error} (dollars are per upload that reached the pipeline; the mix is skewed)")
     print(f"   {'function':<18}{'calls':>6}{'billed p50':>11}{'p95':>9}{'mean':>9}{'CPU s':>8}{'peak MB p95':>12}")
     print(f"   {'':<18}{'':>6}{'ms':>11}{'ms':>9}{'ms':>9}{'':>8}{'(max)':>12}")
     for fn, calls in sorted(m.invocations.items()):
@@ -233,6 +233,21 @@ def print_ocr(m: Metered) -> None:
     print("     Textract's accuracy is not measurable offline.")
 
 
+def from_json(saved: dict[str, Any]) -> Metered:
+    """A run as ``--json`` wrote it."""
+
+    def item(d: dict[str, Any]) -> Item:
+        return Item(Path(d["path"]), d["kind"], d["size"], d["sha256"], d["pages"])
+
+    w = saved["workload"]
+    workload = Workload([(u, item(i)) for u, i in w["uploads"]], [item(i) for i in w["distinct"]])
+    fields = {k: v for k, v in saved.items() if k in Metered.__dataclass_fields__ and k != "workload"}
+    m = Metered(workload, **fields)
+    m.invocations = {fn: [tuple(c) for c in calls] for fn, calls in m.invocations.items()}
+    m.store = {k: tuple(v) for k, v in m.store.items()}
+    return m
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--files", type=int, default=40, help="uploads per run (default 40)")
@@ -244,7 +259,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the work folder (files, stack logs)")
     parser.add_argument("--json", help="write the measurements of each run to this file")
+    parser.add_argument("--reprice", help="print the runs a --json file holds again (prices, no run)")
     args = parser.parse_args()
+    if args.reprice:
+        for label, saved in json.loads(Path(args.reprice).read_text()).items():
+            m = from_json(saved)
+            print_run(label, m)
+            print_ocr(m)
+        return
     if not 0 <= args.dedupe < 1 or args.files < 2 or args.users < 2:
         parser.error("needs 0 <= --dedupe < 1, --files >= 2 and --users >= 2")
     work = Path(tempfile.mkdtemp(prefix="docpipe-cost-"))
@@ -261,7 +283,7 @@ def main() -> None:
             totals = print_run(label, m)
             if ocr:
                 print_ocr(m)
-            measured[label] = {"totals": totals, **{k: v for k, v in asdict(m).items() if k != "workload"}}
+            measured[label] = {"totals": totals, **asdict(m)}
         if args.json:
             Path(args.json).write_text(json.dumps(measured, indent=1, default=str))
     finally:
