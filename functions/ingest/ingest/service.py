@@ -107,9 +107,18 @@ class IngestService:
         except DocpipeError as exc:
             if exc.retryable:
                 raise
-            if isinstance(exc, FileTooLarge):  # bytes past the declared size (or the limit) are not kept
+            if isinstance(exc, FileTooLarge) and self._multipart(bucket, key):
+                # Bytes completed in parts past the declared size are not kept (up to 5 GiB a user never
+                # meant to store); a single POST's upload is kept for inspection, like every failed one.
                 self.store.delete(bucket, key)
             return self._fail(job, exc)
+
+    def _multipart(self, bucket: str, key: str) -> bool:
+        """Whether the object was completed from parts (its ETag is ``"<md5 of the parts' md5s>-<parts>"``)."""
+        try:
+            return "-" in self.store.head(bucket, key).etag
+        except ObjectNotFound:
+            return False
 
     def _ingest(self, bucket: str, key: str, job: dict[str, Any]) -> Outcome:
         info = self.store.head(bucket, key)
