@@ -37,6 +37,8 @@ EXPECTED: dict[str, object] = {
     # hash is dropped; either way the batch succeeds.
     "ExtractFunction/redelivered-task.json": {},
     "OcrFunction/redelivered-scanned-pages.json": {},
+    # A completion delivered again after its job moved on (completed and ingested, cancelled, or unknown): skipped.
+    "CompleteFunction/redelivered-completion.json": {},
     # GuardDuty's verdicts reach a stack that scans with ClamAV: ignored, and the upload each one names
     # (seeded by the replay) is scanned by ClamAV instead (test_guardduty_replay replays them on GuardDuty)
     "ScanFunction/guardduty-no-threats.json": {"gd-clean.txt": ("ready", None)},
