@@ -433,7 +433,7 @@ def merged(*grant_maps: dict[str, set[str]]) -> dict[str, set[str]]:
 STORED = ("files", "derived", "text")  # docpipe.storage.stored_prefixes: what a purge deletes
 WORKER_TABLES = {
     "FilesTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
-    "JobsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
+    "JobsTable": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"},  # a settle's open jobs
     "JobsTable/index/byOpenHash": {"dynamodb:Query"},  # settle the open jobs of a hash
     "UsageTable": {"dynamodb:UpdateItem"},  # a job that ends gives its open place back
 }

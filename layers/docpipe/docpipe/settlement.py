@@ -19,17 +19,22 @@ def settle_jobs(
 ) -> int:
     """Move each open job of ``digest`` to the state its file's tasks imply. Returns how many moved."""
     file = files_repo.get(digest) or {}
+    ids = job_ids if job_ids is not None else jobs_repo.open_ids_for_hash(digest)
+    read = jobs_repo.get_many(ids) if len(ids) > 1 else {}  # many open jobs: a read per hundred, not per job
     moved = 0
-    for job_id in job_ids if job_ids is not None else jobs_repo.open_ids_for_hash(digest):
-        moved += _settle_one(jobs_repo, job_id, file, ttl_at)
+    for job_id in ids:
+        moved += _settle_one(jobs_repo, job_id, file, ttl_at, read.get(job_id))
     return moved
 
 
-def _settle_one(jobs_repo: JobsRepository, job_id: str, file: dict[str, Any], ttl_at: int) -> int:
+def _settle_one(
+    jobs_repo: JobsRepository, job_id: str, file: dict[str, Any], ttl_at: int, read: dict[str, Any] | None = None
+) -> int:
     """Move one job to the state its file implies. The move is conditional on the state it was read in
-    (its history records the states between); when another settler moved it first, read it again."""
-    for _ in range(3):
-        job = jobs_repo.get(job_id)
+    (its history records the states between); when another settler moved it first, read it again.
+    ``read``: the job as just read (consistently) with others, else it is read here."""
+    for attempt in range(3):
+        job = read if attempt == 0 and read is not None else jobs_repo.get(job_id)
         if job is None or job["state"] not in OPEN:
             return 0
         state, error = jobs.settle(list(job.get("plan") or []), file)
