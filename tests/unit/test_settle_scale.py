@@ -14,6 +14,7 @@ import pytest
 
 from docpipe import aws as docpipe_aws
 from docpipe.adapters.dynamo import FilesRepository, JobsRepository, owner_hash
+from docpipe.adapters.dynamo.jobs import _with_history
 from docpipe.adapters.dynamo.table import _dump, _load
 from docpipe.config import Settings
 from docpipe.settlement import settle_jobs
@@ -22,6 +23,7 @@ from presets.service import PresetsService
 from tests.fixtures.files import image_bytes
 
 pytestmark = [pytest.mark.usefixtures("aws"), pytest.mark.slow]
+BLOCK = 25  # jobs a joining thread opens in one batch write (DynamoDB's BatchWriteItem limit)
 
 
 @pytest.fixture
@@ -116,28 +118,36 @@ def test_two_thousand_concurrent_jobs_of_one_new_hash_all_end_ready_and_no_item_
     queued = Counter[str]()
     joined = threading.Semaphore(0)
 
-    def join(i: int) -> str:
-        job_id, owner = f"job-{i:04d}", f"user-{i % 50}"
-        assert i == 0 or files_repo.add_ref(digest)  # job 0 stored the bytes: mark_stored counted its reference
-        files_repo.add_waiter(digest, "presets")
-        queued[str(files_repo.request_task(digest, "presets"))] += 1
-        jobs_repo.create(
-            {"jobId": job_id, "owner": owner, "name": "same.png", "state": "processing", "lane": "high"}
-            | {"plan": ["presets"], "createdAt": "2026-01-01T00:00:00.000Z", "hash": digest}
-            | {"ownerHash": owner_hash(owner, digest)}
-        )
-        joined.release()
-        return job_id
+    def join(block: int) -> list[str]:
+        """Jobs ``block`` x 25 to + 24 join: each takes a reference, waits on the task and asks for it, as
+        ingest does; then the 25 jobs open on the hash in one batch write (the setup's round trips: the
+        file item's updates, what the test is about, stay one call each)."""
+        jobs = []
+        for i in range(block * BLOCK, (block + 1) * BLOCK):
+            job_id, owner = f"job-{i:04d}", f"user-{i % 50}"
+            assert i == 0 or files_repo.add_ref(digest)  # job 0 stored the bytes: mark_stored counted its reference
+            files_repo.add_waiter(digest, "presets")
+            queued[str(files_repo.request_task(digest, "presets"))] += 1
+            jobs.append(
+                {"jobId": job_id, "owner": owner, "name": "same.png", "state": "processing", "lane": "high"}
+                | {"plan": ["presets"], "createdAt": "2026-01-01T00:00:00.000Z", "hash": digest}
+                | {"ownerHash": owner_hash(owner, digest)}
+            )
+        puts = [{"PutRequest": {"Item": _dump(_with_history(job))}} for job in jobs]
+        assert not aws["dynamodb"].batch_write_item(RequestItems={settings.jobs_table: puts})["UnprocessedItems"]
+        for _ in jobs:
+            joined.release()
+        return [job["jobId"] for job in jobs]
 
     # when the task runs and settles while half of the jobs are still joining (4 joining threads and the
     # task's thread race as much as 16 would: moto serves them one call at a time under the GIL, and more
     # threads only add switching)
     with ThreadPoolExecutor(4) as pool:
-        futures = [pool.submit(join, i) for i in range(2_000)]
+        futures = [pool.submit(join, block) for block in range(2_000 // BLOCK)]
         for _ in range(1_000):
             joined.acquire(timeout=60)
         assert presets.run(digest) == "done"
-        ids = [f.result() for f in futures]
+        ids = [job_id for f in futures for job_id in f.result()]
     # (a job that joined after the settle finds the task done, as ingest's own settle of its job does;
     # the open index names them: a job missing from it would stay open and fail the checks below)
     late = jobs_repo.open_ids_for_hash(digest)
