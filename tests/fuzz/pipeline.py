@@ -37,6 +37,7 @@ MIB = 1024 * 1024
 # The function each stage runs in (template.yaml's logical names).
 FUNCTIONS = {
     "ingest": "IngestFunction",
+    "scan": "ScanFunction",
     "presets": "PresetsFunction",
     "extract": "ExtractFunction",
     "ocr": "OcrFunction",
@@ -98,6 +99,7 @@ def warm_up() -> None:
     import ingest.content  # noqa: F401
     import ocr.engines  # noqa: F401
     import presets.render  # noqa: F401
+    import scan.checks  # noqa: F401
 
     global _baseline
     _baseline = rss_bytes()
@@ -201,6 +203,18 @@ def _chunks(data: bytes, size: int) -> Iterator[bytes]:
 # ------------------------------------------------------------------------------------------ tasks
 
 
+def _scan(job: Job, data: bytes, file_type: FileType, limits: Limits, engine: Any) -> None:
+    """The scan task's checks on the bytes themselves (an Office file's macro parts, a PDF's active content);
+    the malware engine is not run here (tests/unit/test_scan.py runs it)."""
+    from scan.checks import OFFICE_TYPES, macro_parts, pdf_active_content
+
+    with _stage(job, "scan", limits):
+        if file_type.name in OFFICE_TYPES:
+            macro_parts(io.BytesIO(data))
+        if file_type.name == "pdf":
+            pdf_active_content(io.BytesIO(data))
+
+
 def _presets(job: Job, data: bytes, file_type: FileType, limits: Limits, engine: Any) -> None:
     from presets.render import PRESETS, render
 
@@ -284,6 +298,7 @@ def _pdf_ocr(job: Job, data: bytes, numbers: list[int], pages: int, limits: Limi
 
 
 _TASKS: dict[str, Callable[[Job, bytes, FileType, Limits, Any], None]] = {
+    "scan": _scan,
     "presets": _presets,
     "ocr": _image_ocr,
     "extract": _extract,
