@@ -50,7 +50,7 @@ class Clamd:
     """A clamd of the stack's own, on a Unix socket, loaded with :func:`database`."""
 
     def __init__(self, state_dir: Path, db: Path | None = None, stream_max: str = STREAM_MAX) -> None:
-        self.dir = state_dir / "clamd"
+        self.dir = (state_dir / "clamd").resolve()  # clamd takes absolute paths only
         self.db = db or database()
         self.stream_max = stream_max
         self.socket = self.dir / "clamd.sock"
