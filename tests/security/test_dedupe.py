@@ -70,7 +70,7 @@ def test_a_known_file_has_a_fresh_uploads_history_facts_and_task_views(alice, bo
     control = upload(bob, tmp_path, "other.txt", unique(b"city,population\nLille,236000\n"))
 
     assert fresh["hash"] == known["hash"] and fresh["state"] == known["state"] == "ready"
-    assert [e["state"] for e in known["history"]] == ["uploading", "queued", "processing", "ready"]
+    assert [e["state"] for e in known["history"]] == ["uploading", "scanning", "queued", "processing", "ready"]
     assert shape(known) == shape(control)
     assert (known["type"], known["contentType"]) == ("text", "text/plain")  # bob's name, not alice's csv
 
@@ -94,7 +94,7 @@ def test_another_users_ocr_is_not_shown_or_served(alice, bob, tmp_path) -> None:
     without = upload(bob, tmp_path, "scan.png", photo)
 
     assert with_ocr["state"] == without["state"] == "ready" and with_ocr["hash"] == without["hash"]
-    assert set(with_ocr["tasks"]) == {"presets", "ocr"} and set(without["tasks"]) == {"presets"}
+    assert set(with_ocr["tasks"]) == {"scan", "presets", "ocr"} and set(without["tasks"]) == {"scan", "presets"}
     assert "text" not in bob.file(without["hash"])["variants"]
     assert "text" in alice.file(with_ocr["hash"])["variants"]
     response = bob.session.get(f"{bob.api_url}/files/{without['hash']}/text", allow_redirects=False, timeout=10)
