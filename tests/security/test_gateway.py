@@ -252,9 +252,9 @@ class Recorder:
     def __init__(self, api: Any) -> None:
         self.api, self.events = api, []
 
-    def invoke(self, event: dict[str, Any]) -> Any:
+    def invoke(self, event: dict[str, Any], **how: Any) -> Any:
         self.events.append(event)
-        return self.api.invoke(event)
+        return self.api.invoke(event, **how)
 
 
 def claims_of(recorder: Recorder) -> dict[str, Any]:
