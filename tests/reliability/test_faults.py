@@ -265,5 +265,9 @@ def test_queues_show_every_lane_through_the_cli_to_an_operator(faults, carol, ca
 
     rows = json.loads(capsys.readouterr().out)["queues"]
     assert code == 0
-    assert len(rows) == 12 and all(row["dlqDepth"] == 0 for row in rows)
+    concerns = ("ingest", "scan", "presets", "extract", "ocr")
+    assert sorted((row["concern"], row["lane"]) for row in rows) == sorted(
+        (concern, lane) for concern in concerns for lane in ("high", "normal", "low")
+    )
+    assert all(row["dlqDepth"] == 0 for row in rows)
     assert all(row["oldestAgeSeconds"] is not None for row in rows)  # the stack publishes queue ages
