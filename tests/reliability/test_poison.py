@@ -27,7 +27,10 @@ pytestmark = pytest.mark.reliability
 USERS = ("alice", "bob")
 UPLOADERS = 8  # uploads and waits in flight at once
 JOB_TIMEOUT = 150  # seconds for the whole corpus to reach terminal states
-SPARE_WORKERS = 2  # workers a function may start beyond its concurrency before it counts as a restart storm
+# Workers a function may start beyond its concurrency before it counts as a restart storm. Its pool keeps
+# workers of two CPU priorities warm, up to twice its concurrency (docpipe_local.runtime): a busy user's API
+# requests and a backlogged tenant's tasks run in workers of a lower priority.
+SPARE_WORKERS = 2
 
 
 @dataclass
@@ -168,14 +171,15 @@ def test_nothing_reaches_a_dead_letter_queue(stack: LocalStack, drained) -> None
 
     dead = {name: _depths(sqs, url) for name, url in _queues(stack, dead=True).items()}
 
-    assert len(dead) == len(_queues(stack, dead=False))  # one dead-letter queue per work queue
+    # one dead-letter queue per work queue (and the notifier's on-failure queue besides)
+    assert {name.removesuffix("Queue") + "DLQ" for name in _queues(stack, dead=False)} <= set(dead)
     assert {name: n for name, n in dead.items() if n} == {}
 
 
 def test_no_poison_file_crashes_or_restarts_a_worker(stack: LocalStack, drained) -> None:
     workers = {name: (rt.spawned, rt.concurrency, rt.failures) for name, rt in stack.runtimes.items()}
 
-    storms = {name: w for name, w in workers.items() if w[0] > w[1] + SPARE_WORKERS}
+    storms = {name: w for name, w in workers.items() if w[0] > 2 * w[1] + SPARE_WORKERS}
     failed = {name: w for name, w in workers.items() if w[2]}
     assert storms == {}, "(spawned, concurrency, failed invocations) per function"
     assert failed == {}, "invocations that crashed, timed out or raised, per function"
