@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from loadbench.corpus import KINDS, Item, describe, make_corpus, split_mix, twin
-from loadbench.harness import Clients, Observations, Upload, Uploader, count, wait_terminal
+from loadbench.harness import Clients, Observations, Upload, Uploader, count, follow_lists, wait_terminal
 from loadbench.measure import CPU, emf_totals, files_table, ingest_outcomes, store_bucket
 from loadbench.probes import cpu_by_group
 from loadbench.stack import unlimited_parameters
@@ -168,25 +168,6 @@ class Run:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def follow(clients: dict[str, Clients], obs: Observations, stop: threading.Event, every: float) -> None:
-    """List every user's jobs (``GET /jobs``, all pages) every ``every`` s until ``stop`` is set: a few
-    requests a round whatever the number of open jobs, so the watching costs both scopes the same."""
-    while not stop.wait(every):
-        for user_clients in clients.values():
-            cursor = None
-            try:
-                while True:
-                    page = user_clients.get().jobs(limit=100, cursor=cursor)
-                    at = time.time()
-                    for job in page["jobs"]:
-                        obs.record(job, at)
-                    cursor = page.get("nextCursor")
-                    if not cursor:
-                        break
-            except Exception as exc:  # a missed round is only a later observation
-                logging.getLogger("bench").warning("listing jobs failed: %s", exc)
-
-
 def run_scope(scope: str, corpus: Corpus, args: argparse.Namespace, work: Path) -> Run:
     tokens = {f"tok-{user}": user for user in corpus.users}
     parameters = {"DedupeScope": scope, **unlimited_parameters()}
@@ -201,7 +182,7 @@ def run_scope(scope: str, corpus: Corpus, args: argparse.Namespace, work: Path) 
         obs = Observations()
         result = Run(scope, [(user, Upload(item)) for user, item in corpus.order], obs)
         stop = threading.Event()
-        watcher = threading.Thread(target=follow, args=(clients, obs, stop, args.poll), daemon=True)
+        watcher = threading.Thread(target=follow_lists, args=(clients, obs, stop, args.poll), daemon=True)
         watcher.start()
         with ThreadPoolExecutor(args.threads) as pool:
             list(pool.map(lambda pair: uploaders[pair[0]](pair[1]), result.uploads))

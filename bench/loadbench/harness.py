@@ -14,6 +14,7 @@ retries are counted per upload, and the wait is part of that upload's time-to-re
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -277,6 +278,25 @@ def count(uploads: list[Upload], obs: Observations) -> dict[str, int]:
         end = obs.terminal(u.job_id)
         counts[end[0] if end else "lost"] += 1
     return counts
+
+
+def follow_lists(clients: dict[str, Clients], obs: Observations, stop: threading.Event, every: float) -> None:
+    """Each user lists their jobs (``GET /jobs``, all pages) every ``every`` s until ``stop`` is set, as a
+    client waiting would: a few requests a round whatever the number of open jobs."""
+    while not stop.wait(every):
+        for user_clients in clients.values():
+            cursor = None
+            try:
+                while True:
+                    page = user_clients.get().jobs(limit=100, cursor=cursor)
+                    at = time.time()
+                    for job in page["jobs"]:
+                        obs.record(job, at)
+                    cursor = page.get("nextCursor")
+                    if not cursor:
+                        break
+            except Exception as exc:  # a missed round is only a later observation
+                logging.getLogger("bench").warning("listing jobs failed: %s", exc)
 
 
 def wait_ingested(client: DocpipeClient, job_ids: list[str], deadline: float) -> None:

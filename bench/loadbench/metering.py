@@ -33,7 +33,7 @@ from docpipe_local.runtime import Invocation, Worker
 from docpipe_local.stack import LocalStack
 
 from .corpus import Item, make_corpus, scan_lines, split_mix
-from .harness import Clients, Observations, Upload, Uploader, count, wait_terminal
+from .harness import Clients, Observations, Upload, Uploader, count, follow_lists, wait_terminal
 from .measure import CPU, json_lines, store_bucket
 from .stack import unlimited_parameters
 
@@ -233,7 +233,7 @@ def run(
         uploads = [(u, Upload(item)) for u, item in workload.uploads]
         obs = Observations()
         stop = threading.Event()
-        watcher = threading.Thread(target=_follow, args=(clients, obs, stop, poll), daemon=True)
+        watcher = threading.Thread(target=follow_lists, args=(clients, obs, stop, poll), daemon=True)
         watcher.start()
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(lambda pair: uploaders[pair[0]](pair[1]), uploads))
@@ -272,21 +272,3 @@ def warm_up(clients: Clients, deadline: float) -> None:
             if time.time() > deadline:
                 raise
             time.sleep(2)
-
-
-def _follow(clients: dict[str, Clients], obs: Observations, stop: threading.Event, every: float) -> None:
-    """Each user lists their jobs (``GET /jobs``, all pages) every ``every`` s, as a client waiting would."""
-    while not stop.wait(every):
-        for user_clients in clients.values():
-            cursor = None
-            try:
-                while True:
-                    page = user_clients.get().jobs(limit=100, cursor=cursor)
-                    at = time.time()
-                    for job in page["jobs"]:
-                        obs.record(job, at)
-                    cursor = page.get("nextCursor")
-                    if not cursor:
-                        break
-            except Exception:  # a missed round is only a later observation
-                continue

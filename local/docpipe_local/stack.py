@@ -28,12 +28,8 @@ State lives in the emulator's memory: stopping the stack forgets it.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import shutil
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -41,7 +37,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
-import requests
 from botocore.config import Config
 
 from docpipe_local import clamav, push_local
@@ -51,6 +46,7 @@ from docpipe_local.fairness import FairDispatcher
 from docpipe_local.function_metrics import FunctionMetricsPublisher
 from docpipe_local.gateway import Gateway
 from docpipe_local.localstack import is_localstack
+from docpipe_local.moto_server import CREDENTIALS, MotoServer
 from docpipe_local.pollers import SqsPoller
 from docpipe_local.provision import provision
 from docpipe_local.queue_metrics import QueueAgePublisher, QueueAges
@@ -59,9 +55,6 @@ from docpipe_local.template import Template
 
 log = logging.getLogger("docpipe.local")
 DEFAULT_API_PORT = 8780
-# What every AWS call of the stack and of its functions is signed with: LocalStack validates S3 signatures
-# of an access key it does not know against the secret `test` (moto validates none).
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_SESSION_TOKEN": "test"}
 # The services the stack and its functions call; each is checked at an external endpoint before use.
 SERVICES = ("s3", "sqs", "dynamodb", "sts", "cloudwatch")
 
@@ -73,58 +66,6 @@ def project_root() -> Path:
         if (folder / "template.yaml").is_file():
             return folder
     return Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class MotoServer:
-    """moto's server in a child process, so the emulator has its own core and dies with a kill."""
-
-    def __init__(self, log_path: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._log = log_path.open("ab")
-        env = {**os.environ, **CREDENTIALS}
-        # moto's server with werkzeug's line per request turned off: under load the logging alone cost it
-        # a tenth of its CPU, and its CPU is every AWS call's latency.
-        # DynamoDB's writes made atomic under moto's threads, S3's response overrides of a presigned
-        # GET honoured, and its requests counted by service and operation (docpipe_local.emulator).
-        quiet = (
-            "import logging, sys; logging.getLogger('werkzeug').setLevel(logging.WARNING); "
-            "from docpipe_local import emulator; "
-            "emulator.serialize_dynamodb_writes(); emulator.honour_s3_response_overrides(); emulator.count_requests(); "
-            "from moto.server import main; main(sys.argv[1:])"
-        )
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", quiet, "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"moto's server exited with code {self.process.returncode}; see its log")
-            try:
-                requests.get(f"{self.url}/moto-api/data.json", timeout=1)
-                return
-            except requests.RequestException:
-                time.sleep(0.1)
-        raise RuntimeError(f"moto's server did not answer on {self.url} within {timeout} s")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self._log.close()
 
 
 # CPU priority (nice) of the workers that serve each lane's event source (by the source's name). On

@@ -12,7 +12,7 @@ import pytest
 
 from api import positions
 from docpipe.adapters.dynamo import FilesRepository, JobsRepository, owner_hash
-from docpipe.adapters.dynamo.files import BATCH_GET_KEYS
+from docpipe.adapters.dynamo.table import BATCH_GET_KEYS
 from docpipe.config import Settings
 from docpipe.errors import Transient
 from tests.unit.test_api import call  # noqa: F401 - the API fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -10,10 +9,6 @@ from botocore.exceptions import ClientError
 
 from docpipe.adapters.dynamo.table import _dump, _fault, _is_condition_failure, _load, _Table
 from docpipe.errors import Transient
-
-# DynamoDB's limit on the keys of one BatchGetItem, and how many times unprocessed keys are asked for.
-BATCH_GET_KEYS = 100
-BATCH_GET_ROUNDS = 5
 
 
 class FilesRepository(_Table):
@@ -39,26 +34,7 @@ class FilesRepository(_Table):
         after a short backoff, up to :data:`BATCH_GET_ROUNDS` rounds; any still left then is a
         :class:`Transient` fault rather than a record silently missing.
         """
-        wanted = list(dict.fromkeys(digests))  # each hash once, in the order given
-        found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(wanted), BATCH_GET_KEYS):
-            pending: list[dict[str, Any]] = [_dump({"hash": d}) for d in wanted[start : start + BATCH_GET_KEYS]]
-            for round_ in range(BATCH_GET_ROUNDS):
-                if round_:
-                    time.sleep(min(0.05 * 2**round_, 1.0))
-                try:
-                    r = self.client.batch_get_item(RequestItems={self.name: {"Keys": pending, "ConsistentRead": True}})
-                except ClientError as exc:
-                    raise _fault(exc, "batch_get_item") from exc
-                for item in r.get("Responses", {}).get(self.name, []):
-                    record = _load(item)
-                    found[record["hash"]] = record
-                pending = r.get("UnprocessedKeys", {}).get(self.name, {}).get("Keys", [])
-                if not pending:
-                    break
-            if pending:
-                raise Transient(f"DynamoDB left {len(pending)} file records unread after {BATCH_GET_ROUNDS} rounds")
-        return found
+        return self._get_many("hash", list(digests), "file records")
 
     def claim(self, item: dict[str, Any]) -> bool:
         """Become the one writer that stores these bytes. ``False`` when another writer got there first."""

@@ -7,7 +7,6 @@ import dataclasses
 import hashlib
 import json
 import re
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -60,28 +59,7 @@ class JobsRepository(_Table):
         most 100 keys (a settle of a popular file's open jobs: a call per hundred, not one per job); keys
         DynamoDB leaves unprocessed are asked for again, then a :class:`Transient` fault. A job that is
         not there is absent."""
-        from docpipe.adapters.dynamo.files import BATCH_GET_KEYS, BATCH_GET_ROUNDS
-
-        wanted = list(dict.fromkeys(job_ids))
-        found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(wanted), BATCH_GET_KEYS):
-            pending: list[dict[str, Any]] = [_dump({"jobId": j}) for j in wanted[start : start + BATCH_GET_KEYS]]
-            for round_ in range(BATCH_GET_ROUNDS):
-                if round_:
-                    time.sleep(min(0.05 * 2**round_, 1.0))
-                try:
-                    r = self.client.batch_get_item(RequestItems={self.name: {"Keys": pending, "ConsistentRead": True}})
-                except ClientError as exc:
-                    raise _fault(exc, "batch_get_item") from exc
-                for item in r.get("Responses", {}).get(self.name, []):
-                    job = _load(item)
-                    found[job["jobId"]] = job
-                pending = r.get("UnprocessedKeys", {}).get(self.name, {}).get("Keys", [])
-                if not pending:
-                    break
-            if pending:
-                raise Transient(f"DynamoDB left {len(pending)} jobs unread after {BATCH_GET_ROUNDS} rounds")
-        return found
+        return self._get_many("jobId", job_ids, "jobs")
 
     def transition(
         self, job_id: str, from_states: tuple[str, ...], fields: dict[str, Any], via: list[str] | tuple[str, ...] = ()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -37,6 +38,10 @@ def _is_condition_failure(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
+BATCH_GET_KEYS = 100  # BatchGetItem's limit per call
+BATCH_GET_ROUNDS = 5  # calls for the keys DynamoDB leaves unprocessed, before a Transient fault
+
+
 def _fault(exc: ClientError, what: str) -> Transient:
     return Transient(f"DynamoDB failed on {what}: {exc.response.get('Error', {}).get('Code', exc)}")
 
@@ -56,6 +61,33 @@ class _Table:
         except ClientError as exc:
             raise _fault(exc, "get_item") from exc
         return _load(r["Item"]) if "Item" in r else None
+
+    def _get_many(self, key_attr: str, keys: list[str], what: str) -> dict[str, dict[str, Any]]:
+        """Items by their ``key_attr`` value, read strongly consistent in ``BatchGetItem`` calls of at most
+        :data:`BATCH_GET_KEYS` keys; an item that is not there is absent. Keys DynamoDB leaves unprocessed
+        (throttling, the 16 MB response limit) are asked for again after a short backoff, up to
+        :data:`BATCH_GET_ROUNDS` rounds; any still left then is a :class:`Transient` fault, never an item
+        silently missing. ``what`` names the items in that fault."""
+        wanted = list(dict.fromkeys(keys))  # each key once, in the order given
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), BATCH_GET_KEYS):
+            pending: list[dict[str, Any]] = [_dump({key_attr: k}) for k in wanted[start : start + BATCH_GET_KEYS]]
+            for round_ in range(BATCH_GET_ROUNDS):
+                if round_:
+                    time.sleep(min(0.05 * 2**round_, 1.0))
+                try:
+                    r = self.client.batch_get_item(RequestItems={self.name: {"Keys": pending, "ConsistentRead": True}})
+                except ClientError as exc:
+                    raise _fault(exc, "batch_get_item") from exc
+                for item in r.get("Responses", {}).get(self.name, []):
+                    loaded = _load(item)
+                    found[loaded[key_attr]] = loaded
+                pending = r.get("UnprocessedKeys", {}).get(self.name, {}).get("Keys", [])
+                if not pending:
+                    break
+            if pending:
+                raise Transient(f"DynamoDB left {len(pending)} {what} unread after {BATCH_GET_ROUNDS} rounds")
+        return found
 
     def _put_new(self, item: dict[str, Any], key_attr: str) -> bool:
         try:
