@@ -69,10 +69,8 @@ ASSETS = {
     "/console.css": ("console.css", "text/css; charset=utf-8"),
 }
 IDLE_SECONDS = 60  # a connection that sends nothing (or stops halfway through a body) for this long is closed
-# A user with this many requests in flight is busy: their next ones wait behind other users' and run at a
-# lower CPU priority (Gateway._invoke_api).
+# A user with this many requests in flight is busy: their next ones wait behind other users' (Gateway._invoke_api).
 BUSY_REQUESTS = 4
-BUSY_NICE = 10
 _INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
 _DIGITS = re.compile(r"[0-9]+")
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,8}")
@@ -357,8 +355,9 @@ class Gateway:
         On AWS each request runs on compute of its own, up to the function's concurrency, so one user's
         burst of requests does not make another user's request wait. The local stack has a few workers on
         a few cores: a request from a user with fewer than :data:`BUSY_REQUESTS` requests in flight is
-        served before the queued requests of busier users, and a busy user's requests run at a lower CPU
-        priority (:data:`BUSY_NICE`).
+        served before the queued requests of busier users. (Their CPU priority is left alone: a pool of
+        lower-priority API workers meant cold starts in the middle of a burst, which on a loaded laptop ran
+        past the function's timeout.)
         """
         assert self.api is not None
         with self._flight_lock:
@@ -366,7 +365,7 @@ class Gateway:
             if user is not None:
                 self._in_flight[user] += 1
         try:
-            return self.api.invoke(event, nice=BUSY_NICE if busy else 0, first=not busy)
+            return self.api.invoke(event, first=not busy)
         finally:
             if user is not None:
                 with self._flight_lock:
