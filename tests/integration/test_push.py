@@ -200,6 +200,7 @@ def test_while_the_socket_is_up_a_waiting_client_reads_the_job_once_and_then_onl
     waiting.join(70)
 
     assert seen[-1] == "ready" and len(seen) >= 3
-    assert reads == [created["jobId"]]  # the first read when it started following; the rest came by push
+    # at most the first read when it started following (none when a pushed frame was there first); the rest by push
+    assert reads in ([], [created["jobId"]])
     assert feed.frames >= 2
     feed.close()
