@@ -6,11 +6,11 @@ runs by what they cost (``bench/dedupe_scope.py``)."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Any
 
+from docpipe_local.cpu_share import cpu_seconds
 from docpipe_local.runtime import Worker
 from docpipe_local.stack import LocalStack
 
@@ -19,13 +19,8 @@ from docpipe_local.stack import LocalStack
 
 def process_cpu(pid: int | None) -> float | None:
     """CPU seconds of a process and of its children it has reaped (utime, stime, cutime, cstime), or
-    None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
+    None once it is gone (:func:`docpipe_local.cpu_share.cpu_seconds`)."""
+    return None if not pid else cpu_seconds(pid)
 
 
 class InvocationCpu:
