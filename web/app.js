@@ -1,32 +1,14 @@
 "use strict";
 // The upload page: drop or pick files, upload each one straight to storage (presigned POST, with its bytes
 // sent shown), then follow its job: pushed over the WebSocket that GET /config names, polled while there is
-// none (or it is closed). No build step and no third-party code: this file is the whole client.
-const $ = (id) => document.getElementById(id);
-const trim = (url) => url.replace(/\/+$/, "");
-const fragment = new URLSearchParams(location.hash.slice(1));
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// none (or it is closed). No build step and no third-party code: with connection.js (the API and the token)
+// and parts.js (uploads in parts), this is the whole client.
 const TERMINAL = ["ready", "failed", "cancelled"];
 const isOpen = (state) => !TERMINAL.includes(state);  // uploading, scanning, queued, processing, …
 
-// The page sends its token only to its own origin or to an API listed in <meta name="docpipe-api-origins">:
-// a link's #api= can pick one of those, never another host.
-const listed = (document.querySelector('meta[name="docpipe-api-origins"]')?.content || "").split(/\s+/);
-const apis = [...new Set([...listed.filter(Boolean).map(trim), location.origin])];
-for (const url of apis) $("api").append(new Option(url, url));
-const wanted = trim(fragment.get("api") || sessionStorage.getItem("docpipe.api") || "");
-$("api").value = apis.includes(wanted) ? wanted : apis[0];
-const base = () => $("api").value;
-
-// The token lives in this tab's sessionStorage. One in the link (#token=, as `docpipe up` prints it) is read
-// once, then taken out of the address bar (the history entry is replaced). So is #poll= (milliseconds between
-// two reads of an open job while no push channel is up; 1 s by default).
-if (fragment.has("token")) sessionStorage.setItem("docpipe.token", fragment.get("token"));
+// The API, the token and the link's fragment come from connection.js. #poll= : milliseconds between two reads
+// of an open job while no push channel is up (1 s by default).
 const POLL_MS = Math.min(600000, Math.max(250, Number(fragment.get("poll")) || 1000));
-if (location.hash) history.replaceState(null, "", location.pathname + location.search);
-for (const key of ["docpipe.api", "docpipe.token"]) localStorage.removeItem(key);  // where older pages kept them
-$("token").value = sessionStorage.getItem("docpipe.token") || "";
-$("settings").open = !$("token").value;
 
 // What the tests (and a curious user, in the console) can read: how updates arrived.
 // parts: per multipart job, its part count and each start or resume (parts held then, parts sent, PUTs made).

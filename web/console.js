@@ -2,24 +2,9 @@
 // The operators' console: every lane live (GET /admin/queues every few seconds) over its last hour
 // (GET /admin/metrics), each function's throughput and failure rate, every user's jobs, and the actions that
 // mend them. Static and dependency-free like the upload page; the token is kept the same way.
-const $ = (id) => document.getElementById(id);
-const trim = (url) => url.replace(/\/+$/, "");
-const fragment = new URLSearchParams(location.hash.slice(1));
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-const listed = (document.querySelector('meta[name="docpipe-api-origins"]')?.content || "").split(/\s+/);
-const apis = [...new Set([...listed.filter(Boolean).map(trim), location.origin])];
-for (const url of apis) $("api").append(new Option(url, url));
-const wanted = trim(fragment.get("api") || sessionStorage.getItem("docpipe.api") || "");
-$("api").value = apis.includes(wanted) ? wanted : apis[0];
-const base = () => $("api").value;
-if (fragment.has("token")) sessionStorage.setItem("docpipe.token", fragment.get("token"));
+// The API, the token and the link's fragment come from connection.js.
 // #every= : milliseconds between two reads of the lanes (3 s by default), read once like #token.
 const EVERY_MS = Math.min(60000, Math.max(500, Number(fragment.get("every")) || 3000));
-if (location.hash) history.replaceState(null, "", location.pathname + location.search);
-for (const key of ["docpipe.api", "docpipe.token"]) localStorage.removeItem(key);
-$("token").value = sessionStorage.getItem("docpipe.token") || "";
-$("settings").open = !$("token").value;
 
 const HOUR_MS = 3600 * 1000;
 const METRICS_EVERY_MS = 60000;

@@ -60,6 +60,7 @@ WEB = Path(__file__).resolve().parents[2] / "web"
 ASSETS = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/index.html": ("index.html", "text/html; charset=utf-8"),
+    "/connection.js": ("connection.js", "text/javascript; charset=utf-8"),  # the API and token, for both pages
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/parts.js": ("parts.js", "text/javascript; charset=utf-8"),  # the page's uploads in parts
     "/app.css": ("app.css", "text/css; charset=utf-8"),

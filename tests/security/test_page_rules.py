@@ -137,7 +137,7 @@ def test_the_content_security_policy_keeps_the_page_from_other_hosts(browser, st
 @pytest.fixture
 def hosted_page(stack: LocalStack, tmp_path: Path) -> Iterator[str]:
     """The page hosted apart from the API (as on AWS), with the stack's API listed in its meta."""
-    for name in ("index.html", "app.js", "parts.js", "app.css"):
+    for name in ("index.html", "connection.js", "app.js", "parts.js", "app.css"):
         (tmp_path / name).write_bytes((ROOT / "web" / name).read_bytes())
     page = tmp_path / "index.html"
     page.write_text(
