@@ -121,7 +121,7 @@ def priority(
     )
 
 
-SEGMENTS = ["upload", "ingest wait", "ingest", "presets wait", "presets", "settle + poll", "total"]
+SEGMENTS = ["upload", "ingest wait", "ingest", "scan wait", "scan", "presets wait", "presets", "settle + poll", "total"]
 
 
 def segment_lines(parts: list[dict[str, float]], solo: list[dict[str, float]]) -> list[list[str]]:
@@ -145,9 +145,11 @@ def breakdown(phase: Phase, recorder: Recorder, logs: Path) -> list[dict[str, fl
             continue
         digest = str((phase.obs.latest.get(u.job_id) or {}).get("hash", ""))
         ingest = recorder.first_for(u.job_id, "IngestFunction")
+        scan = recorder.first_for(digest, "ScanFunction")
         presets = recorder.first_for(digest, "PresetsFunction")
         nan = math.nan
         done = ingested.get(u.job_id, ingest.end if ingest else nan)
+        scan_sent = scan.sent[scan.keys.index(digest)] if scan else nan
         sent = presets.sent[presets.keys.index(digest)] if presets else nan
         out.append(
             {
@@ -156,6 +158,8 @@ def breakdown(phase: Phase, recorder: Recorder, logs: Path) -> list[dict[str, fl
                 "ingest wait": (ingest.start if ingest else nan) - u.posted,
                 "ingest": done - (ingest.start if ingest else nan),
                 "batch": float(len(ingest.keys)) if ingest else nan,
+                "scan wait": (scan.start if scan else nan) - scan_sent,
+                "scan": (scan.end - scan.start) if scan else nan,
                 "presets wait": (presets.start if presets else nan) - sent,
                 "presets": (presets.end - presets.start) if presets else nan,
                 "settle + poll": end[1] - (presets.end if presets else nan),
@@ -214,7 +218,7 @@ def report_priority(
     print(
         "where the small photos' time went, s, alone (baseline) and behind the large files (ingest wait: S3 event\n"
         "+ ingest queue; ingest: its invocation until 'upload ingested'; batch: messages in that invocation;\n"
-        "presets wait: message sent to invocation start; settle + poll: invocation end to observed ready):"
+        "scan / presets wait: task message sent to invocation start; settle + poll: invocation end to observed ready):"
     )
     print(table(["segment", "alone p50", "p95", "loaded p50", "p95", "max"], lines))
     slow = sorted(parts, key=lambda b: b["total"], reverse=True)[:5]

@@ -179,17 +179,6 @@ def test_a_job_leaving_the_queue_moves_its_owners_later_jobs_up(repos) -> None:
     assert places[first] is None and places[second]["ahead"] == 0
 
 
-def test_nothing_is_read_or_built_for_an_owner_without_connections(repos) -> None:
-    jobs, _, _ = repos
-    stream = Stream(jobs.name)
-    channel = FakeChannel()
-
-    a_job(jobs, "carol")
-    sent = sum(notifier(repos, channel).handle(record) for record in stream.records())
-
-    assert sent == 0 and channel.frames == {}
-
-
 def test_a_user_holds_at_most_the_bound_of_connections_and_a_closed_one_frees_a_place(repos) -> None:
     _, _, connections = repos
     now = int(time.time())
@@ -200,3 +189,29 @@ def test_a_user_holds_at_most_the_bound_of_connections_and_a_closed_one_frees_a_
     assert connections.remove("tab-0") == "alice"
     assert connections.add("alice", "tab-3", now, 3600, 3)
     assert connections.add("alice", "later", now + 7200, 3600, 3)  # expired connections do not count
+
+
+def test_nothing_is_read_or_built_for_an_owner_without_connections(repos) -> None:
+    """Most changes belong to owners with nothing open: the notifier must not build their views (a job leaving
+    its queue would otherwise read every queued job of the owner, on every move)."""
+    jobs, _, connections = repos
+    connections.add("bob", "b-laptop", int(time.time()), 3600, 10)
+    queued = [a_job(jobs, "alice") for _ in range(5)]
+    stream = Stream(jobs.name)
+    jobs.client.update_item(
+        TableName=jobs.name,
+        Key={"jobId": {"S": queued[0]}},
+        UpdateExpression="SET #s = :p",
+        ExpressionAttributeNames={"#s": "state"},
+        ExpressionAttributeValues={":p": {"S": "processing"}},
+    )
+    records = stream.records()
+    calls: list[str] = []
+    for client in {id(c): c for c in (connections.client, jobs.client)}.values():  # one client, or two
+        client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    channel = FakeChannel()
+
+    sent = sum(notifier(repos, channel).handle(record) for record in records)
+
+    assert records and sent == 0 and channel.frames == {}
+    assert calls == ["Query"] * len(records)  # alice's connections, once a record; no job, view or queue read

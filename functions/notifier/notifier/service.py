@@ -33,43 +33,50 @@ class Notifier:
         self.clock = clock
 
     def handle(self, record: dict[str, Any]) -> int:
-        """Push what one stream record changed; returns how many frames were delivered."""
+        """Push what one stream record changed; returns how many frames were delivered.
+
+        An owner's connections are read once per record, before any job's view is built: most changes
+        belong to owners with no page open, and those cost one query, not a view and its reads."""
         change = push.change_of(record)
         if change is None:
             return 0
+        targets = _Targets(self.connections, int(self.clock()))
         if change.job_id is not None:
             job = change.job or self.jobs_repo.get(change.job_id)
-            sent = self.send(job, change.changed_at_ms) if job else 0
-            if job and change.left_queue:
-                sent += self._moved_up(job, change.changed_at_ms)
+            if job is None or not targets.of(str(job["owner"])):
+                return 0
+            sent = self.send(job, change.changed_at_ms, targets)
+            if change.left_queue:
+                sent += self._moved_up(job, change.changed_at_ms, targets)
             return sent
         sent = 0
         for job_id in self.jobs_repo.open_ids_for_hash(str(change.digest)):
             job = self.jobs_repo.get(job_id)
             if job is not None:
-                sent += self.send(job, change.changed_at_ms)
+                sent += self.send(job, change.changed_at_ms, targets)
         return sent
 
-    def send(self, job: dict[str, Any], changed_at_ms: int) -> int:
+    def send(self, job: dict[str, Any], changed_at_ms: int, targets: _Targets | None = None) -> int:
         """Post the job's view to each of its owner's open connections; prune the ones that are gone."""
         owner = str(job["owner"])
-        targets = self.connections.for_owner(owner, int(self.clock()))
-        if not targets:
+        connection_ids = (targets or _Targets(self.connections, int(self.clock()))).of(owner)
+        if not connection_ids:
             return 0
         frame = push.job_frame(self.views.view(job), int(self.clock() * 1000), changed_at_ms)
         delivered = 0
-        for connection_id in targets:
+        for connection_id in list(connection_ids):
             if self.channel.post(connection_id, frame):
                 delivered += 1
             else:
                 self.connections.drop(owner, connection_id)
+                connection_ids.remove(connection_id)
                 metrics.add_metric(name="PushConnectionsPruned", unit=MetricUnit.Count, value=1)
         if delivered:
             metrics.add_metric(name="PushFramesSent", unit=MetricUnit.Count, value=delivered)
         logger.debug("job pushed", extra={"job_id": job["jobId"], "connections": delivered})
         return delivered
 
-    def _moved_up(self, job: dict[str, Any], changed_at_ms: int) -> int:
+    def _moved_up(self, job: dict[str, Any], changed_at_ms: int, targets: _Targets) -> int:
         """The owner's jobs still queued in the lane ``job`` left: each is one place nearer its start."""
         sent = 0
         for other in self.jobs_repo.open_for_owner(str(job["owner"])):
@@ -80,5 +87,18 @@ class Notifier:
             ):
                 full = self.jobs_repo.get(str(other["jobId"]))
                 if full is not None:
-                    sent += self.send(full, changed_at_ms)
+                    sent += self.send(full, changed_at_ms, targets)
         return sent
+
+
+class _Targets:
+    """Each owner's open connections, read once for the record being handled (pruned as posts find them gone)."""
+
+    def __init__(self, connections: ConnectionsRepository, now: int) -> None:
+        self.connections, self.now = connections, now
+        self._by_owner: dict[str, list[str]] = {}
+
+    def of(self, owner: str) -> list[str]:
+        if owner not in self._by_owner:
+            self._by_owner[owner] = self.connections.for_owner(owner, self.now)
+        return self._by_owner[owner]
