@@ -30,6 +30,15 @@ for _spec in TEMPLATE.functions().values():
     os.environ.update(_spec.environment(TEMPLATE))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``make test`` runs two pytest-xdist workers with ``--dist loadgroup``: a module's tests stay on one
+    worker (its module- and session-scoped stacks start once), and the LocalStack suite is one group,
+    so one LocalStack serves it."""
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group("localstack" if path.startswith("tests/localstack/") else path))
+
+
 @pytest.fixture
 def template() -> Template:
     return Template.load(ROOT / "template.yaml")
@@ -42,10 +51,11 @@ def aws(template: Template) -> Iterator[dict[str, Any]]:
     from moto import mock_aws
 
     from docpipe import aws as docpipe_aws
-    from docpipe_local.emulator import serialize_dynamodb_writes
+    from docpipe_local.emulator import serialize_dynamodb_writes, speed_up_moto
     from docpipe_local.provision import provision
 
     serialize_dynamodb_writes()  # conditional writes atomic under threads, as on DynamoDB
+    speed_up_moto()  # as the embedded emulator runs: every test's queries go through its shortcuts
 
     with mock_aws():
         docpipe_aws.reset()

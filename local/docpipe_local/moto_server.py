@@ -34,11 +34,13 @@ class MotoServer:
         # moto's server with werkzeug's line per request turned off: under load the logging alone cost it
         # a tenth of its CPU, and its CPU is every AWS call's latency.
         # DynamoDB's writes made atomic under moto's threads, S3's response overrides of a presigned
-        # GET honoured, and its requests counted by service and operation (docpipe_local.emulator).
+        # GET honoured, its requests counted by service and operation, and two of its costs that grow with a
+        # busy stack cut (docpipe_local.emulator).
         quiet = (
             "import logging, sys; logging.getLogger('werkzeug').setLevel(logging.WARNING); "
             "from docpipe_local import emulator; "
             "emulator.serialize_dynamodb_writes(); emulator.honour_s3_response_overrides(); emulator.count_requests(); "
+            "emulator.speed_up_moto(); "
             "from moto.server import main; main(sys.argv[1:])"
         )
         self.process = subprocess.Popen(
