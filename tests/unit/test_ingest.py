@@ -162,7 +162,9 @@ def test_a_replayed_event_is_one_transition(aws, settings, service) -> None:
         (b"\xff\xd8\xff" + bytes(3000), "broken.jpg", "file.corrupt"),
         (docx_bytes()[:300], "cut.docx", "file.corrupt"),
     ],
-    ids=lambda value: value if isinstance(value, str) else "data",  # named by name and code: a docx's bytes carry a time
+    ids=lambda value: (
+        value if isinstance(value, str) else "data"
+    ),  # named by name and code: a docx's bytes carry a time
 )
 def test_bad_files_fail_their_job_with_a_code_and_keep_the_upload(aws, settings, service, data, name, code) -> None:
     job_id, key = new_upload(aws, settings, data, name)
