@@ -215,3 +215,37 @@ def test_nothing_is_read_or_built_for_an_owner_without_connections(repos) -> Non
 
     assert records and sent == 0 and channel.frames == {}
     assert calls == ["Query"] * len(records)  # alice's connections, once a record; no job, view or queue read
+
+
+def test_a_batch_reads_each_owners_connections_and_each_bytes_open_jobs_once(repos) -> None:
+    """One invocation's records share what they read: three jobs and two progress updates of the same bytes,
+    of an owner with nothing open, cost one read of the owner's connections and one of the bytes' open jobs."""
+    jobs, files, _ = repos
+    digest = "d" * 64
+    ids = [a_job(jobs, "alice", "processing", digest, openHash=digest) for _ in range(3)]
+    job_stream, file_stream = Stream(jobs.name), Stream(files.name)
+    client = boto3.client("dynamodb")
+    for job_id in ids:
+        client.update_item(
+            TableName=jobs.name,
+            Key={"jobId": {"S": job_id}},
+            UpdateExpression="SET progress = :p",
+            ExpressionAttributeValues={":p": {"N": "50"}},
+        )
+    for state in ("running", "done"):
+        client.put_item(
+            TableName=files.name,
+            Item={"hash": {"S": digest}, "status": {"S": "stored"}, "extractState": {"S": state}},
+        )
+    records = job_stream.records() + file_stream.records()
+    calls: list[str] = []
+    for repo_client in {id(c): c for c in (repos[2].client, jobs.client)}.values():
+        repo_client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    channel = FakeChannel()
+    handler = notifier(repos, channel)
+
+    handler.begin()
+    sent = sum(handler.handle(record) for record in records)
+
+    assert len(records) == 5 and sent == 0
+    assert calls == ["Query", "Query"]  # alice's connections; the bytes' open jobs (their owners known by then)

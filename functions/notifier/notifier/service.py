@@ -31,28 +31,50 @@ class Notifier:
     ) -> None:
         self.views, self.jobs_repo, self.connections, self.channel = views, jobs_repo, connections, channel
         self.clock = clock
+        self._batch: _Batch | None = None
+
+    def begin(self) -> None:
+        """A new batch of records (an invocation): what :meth:`handle` remembers between records is read afresh.
+
+        Within a batch, each owner's connections are read once, and so are the open jobs of some bytes and
+        each job's owner: a batch holds many records of the same bytes and owners, and most owners have no
+        page open, so their records then cost nothing. A connection opened during the batch gets its frames
+        from the next one (a client reads its open jobs itself when it connects); a job opened during the
+        batch is pushed by its own record."""
+        self._batch = _Batch(_Targets(self.connections, int(self.clock())))
 
     def handle(self, record: dict[str, Any]) -> int:
         """Push what one stream record changed; returns how many frames were delivered.
 
-        An owner's connections are read once per record, before any job's view is built: most changes
-        belong to owners with no page open, and those cost one query, not a view and its reads."""
+        An owner's connections are read before any job's view is built: most changes belong to owners with
+        no page open, and those cost one query (none if the batch has read them, see :meth:`begin`)."""
         change = push.change_of(record)
         if change is None:
             return 0
-        targets = _Targets(self.connections, int(self.clock()))
+        batch = self._batch or _Batch(_Targets(self.connections, int(self.clock())))
+        targets = batch.targets
         if change.job_id is not None:
             job = change.job or self.jobs_repo.get(change.job_id)
-            if job is None or not targets.of(str(job["owner"])):
+            if job is None:
+                return 0
+            batch.owners[str(job["jobId"])] = str(job["owner"])
+            if not targets.of(str(job["owner"])):
                 return 0
             sent = self.send(job, change.changed_at_ms, targets)
             if change.left_queue:
                 sent += self._moved_up(job, change.changed_at_ms, targets)
             return sent
+        digest = str(change.digest)
+        if digest not in batch.open_jobs:
+            batch.open_jobs[digest] = self.jobs_repo.open_ids_for_hash(digest)
         sent = 0
-        for job_id in self.jobs_repo.open_ids_for_hash(str(change.digest)):
+        for job_id in batch.open_jobs[digest]:
+            owner = batch.owners.get(job_id)
+            if owner is not None and not targets.of(owner):
+                continue
             job = self.jobs_repo.get(job_id)
             if job is not None:
+                batch.owners[job_id] = str(job["owner"])
                 sent += self.send(job, change.changed_at_ms, targets)
         return sent
 
@@ -92,7 +114,7 @@ class Notifier:
 
 
 class _Targets:
-    """Each owner's open connections, read once for the record being handled (pruned as posts find them gone)."""
+    """Each owner's open connections, read once for the records being handled (pruned as posts find them gone)."""
 
     def __init__(self, connections: ConnectionsRepository, now: int) -> None:
         self.connections, self.now = connections, now
@@ -102,3 +124,12 @@ class _Targets:
         if owner not in self._by_owner:
             self._by_owner[owner] = self.connections.for_owner(owner, self.now)
         return self._by_owner[owner]
+
+
+class _Batch:
+    """What the records of one batch share (see :meth:`Notifier.begin`)."""
+
+    def __init__(self, targets: _Targets) -> None:
+        self.targets = targets
+        self.open_jobs: dict[str, list[str]] = {}  # digest: its open jobs' ids
+        self.owners: dict[str, str] = {}  # job id: owner
