@@ -13,8 +13,6 @@ PY312  := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin) $(dir $(shel
 PY313  := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13 2>/dev/null))
 LOCALSTACK := $(TOOLS)/localstack/.installed
 export SAM_CLI_TELEMETRY = 0
-# pytest-xdist workers for `make test` (the suites wait on stacks and browsers as much as they compute)
-TEST_WORKERS ?= 2
 
 .PHONY: install demo up test lint typecheck validate checkov unit integration build browser screenshots clamav localstack uppy clean
 
@@ -55,7 +53,7 @@ up: install ## run the local stack until Ctrl-C
 	$(BIN)/docpipe up
 
 test: install $(SAM) browser clamav localstack uppy lint validate checkov typecheck ## everything CI runs: lint, template checks, types, all tests
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest
 
 lint: install
 	$(BIN)/ruff check .

@@ -30,15 +30,6 @@ for _spec in TEMPLATE.functions().values():
     os.environ.update(_spec.environment(TEMPLATE))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """``make test`` runs two pytest-xdist workers with ``--dist loadgroup``: a module's tests stay on one
-    worker (its module- and session-scoped stacks start once), and the LocalStack suite is one group,
-    so one LocalStack serves it."""
-    for item in items:
-        path = item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group("localstack" if path.startswith("tests/localstack/") else path))
-
-
 @pytest.fixture
 def template() -> Template:
     return Template.load(ROOT / "template.yaml")
