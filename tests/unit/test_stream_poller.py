@@ -88,7 +88,9 @@ def test_a_partial_failure_retries_from_the_failed_record_and_then_gives_it_to_t
 def test_bisecting_isolates_the_poisoned_record_and_delivers_the_rest() -> None:
     function, queue = Function({"job-2"}, partial=False), Queue()
 
-    poller(function, queue, bisect=True, retries=3).deliver([record(n) for n in range(1, 5)])  # enough to bisect down to one
+    poller(function, queue, bisect=True, retries=3).deliver(
+        [record(n) for n in range(1, 5)]
+    )  # enough to bisect down to one
 
     delivered = {key for batch in function.batches for key in batch if "job-2" not in batch}
     assert delivered == {"job-1", "job-3", "job-4"}
