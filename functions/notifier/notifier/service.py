@@ -41,7 +41,10 @@ class Notifier:
         page open, so their records then cost nothing. A connection opened during the batch gets its frames
         from the next one (a client reads its open jobs itself when it connects); a job opened during the
         batch is pushed by its own record."""
-        self._batch = _Batch(_Targets(self.connections, int(self.clock())))
+        self._batch = self._new_batch()
+
+    def _new_batch(self) -> _Batch:
+        return _Batch(_Targets(self.connections, int(self.clock())))
 
     def handle(self, record: dict[str, Any]) -> int:
         """Push what one stream record changed; returns how many frames were delivered.
@@ -51,7 +54,7 @@ class Notifier:
         change = push.change_of(record)
         if change is None:
             return 0
-        batch = self._batch or _Batch(_Targets(self.connections, int(self.clock())))
+        batch = self._batch or self._new_batch()  # without begin(): nothing shared between records
         targets = batch.targets
         if change.job_id is not None:
             job = change.job or self.jobs_repo.get(change.job_id)
@@ -78,10 +81,10 @@ class Notifier:
                 sent += self.send(job, change.changed_at_ms, targets)
         return sent
 
-    def send(self, job: dict[str, Any], changed_at_ms: int, targets: _Targets | None = None) -> int:
+    def send(self, job: dict[str, Any], changed_at_ms: int, targets: _Targets) -> int:
         """Post the job's view to each of its owner's open connections; prune the ones that are gone."""
         owner = str(job["owner"])
-        connection_ids = (targets or _Targets(self.connections, int(self.clock()))).of(owner)
+        connection_ids = targets.of(owner)
         if not connection_ids:
             return 0
         frame = push.job_frame(self.views.view(job), int(self.clock() * 1000), changed_at_ms)
