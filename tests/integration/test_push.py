@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,12 @@ def frames_until_ended(socket: websocket.WebSocket, job_id: str) -> list[dict[st
 def test_an_uploads_updates_arrive_by_push_to_ready_and_another_users_socket_gets_none(
     stack: LocalStack, alice: DocpipeClient, tmp_path: Path
 ) -> None:
-    # given: alice and bob each connected; nobody polls
-    mine = connect(alice, stack.token_for("alice"))
-    theirs = connect(alice, stack.token_for("bob"))
+    # given: two users of their own (the session's alice may still have jobs of other tests settling), each
+    # connected; nobody polls
+    owner, other = (f"{who}-{uuid.uuid4().hex[:8]}" for who in ("pusher", "watcher"))
+    alice = DocpipeClient(stack.api_url, stack.token_for(owner))
+    mine = connect(alice, stack.token_for(owner))
+    theirs = connect(alice, stack.token_for(other))
     path = a_text_file(tmp_path, "pushed progress of a text file")
 
     # when
@@ -70,7 +74,7 @@ def test_an_uploads_updates_arrive_by_push_to_ready_and_another_users_socket_get
     progress = [j["progress"] for j in jobs]
     assert progress == sorted(progress) and len(set(progress)) >= 3  # intermediate progress was pushed
     assert all(f["changedAt"] <= f["sentAt"] for f in frames)
-    # bob's socket: the first thing on it is the answer to his ping, so nothing of alice's came before it
+    # the other user's socket: the first thing on it is the answer to its ping, so nothing of the owner's came first
     theirs.send(json.dumps({"action": "ping"}))
     assert json.loads(theirs.recv()) == {"type": "pong"}
     mine.close()
