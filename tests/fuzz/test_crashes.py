@@ -56,6 +56,11 @@ CRASHES: dict[str, tuple[str, str]] = {
         "ready",
         "2.7 GB in presets, over PresetsFunction's 2048 MB: an 89 MP animation's frames held as RGBA beside libwebp's canvases",
     ),
+    "png-gray16-1x16777246.png": (
+        "ready",
+        "2.1 GB in presets, over PresetsFunction's 1769 MB: the SIMD resizer's filter weights for a 16.7 M-pixel axis "
+        "(960 MB a resize, whatever the output's size), two resizes side by side",
+    ),
     "gif-10272x6144-stripe-past-the-edge.gif": (
         "ready",
         "RuntimeError out of the resizer: presets' last stripe of a striped resize ended past the source's edge",
@@ -227,6 +232,19 @@ def test_a_huge_animation_gets_still_presets_within_the_presets_functions_memory
 
     assert animated == dict.fromkeys(("ai-vision", "ai-chat", "preview", "thumbnail"), False)
     assert grown < 2048 - 256  # the function's memory, less the runtime's own
+
+
+def test_an_image_one_pixel_wide_and_16_million_tall_gets_its_presets_within_the_functions_memory(
+    template: Template,
+) -> None:
+    from presets.render import render
+
+    data = _read("png-gray16-1x16777246.png")
+
+    sizes, grown = _peak_growth_in_a_child(lambda: {r.preset: [r.width, r.height] for r in render(data)})
+
+    assert sizes == {"ai-vision": [1, 4096], "ai-chat": [1, 3840], "preview": [1, 1600], "thumbnail": [1, 200]}
+    assert grown < template.function("PresetsFunction").memory_mb - 256  # the function's memory, less the runtime's
 
 
 def test_an_animation_is_animated_up_to_its_canvas_limit() -> None:

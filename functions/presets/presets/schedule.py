@@ -47,13 +47,23 @@ DERIVE_BAND = (2.0, 4.0)
 RESAMPLE = Image.Resampling.BICUBIC  # Pillow's
 REDUCING_GAP = 3.0  # Pillow only: big reductions reduce() by an integer factor first, leaving >= 3x for the filter
 FIR_MODES = frozenset({"RGB", "RGBA", "L"})
+# The SIMD resizer's filter weights take about 50 bytes per source pixel of the longer reduced axis, whatever
+# the output's size: a 1 x 16,777,246 PNG (16.7 MP, under the pixel limit) took 960 MB and 11 s per resize,
+# and two side by side passed PresetsFunction's memory (found by fuzzing). Past this factor on an axis,
+# Pillow resizes instead: an integer box ``reduce()`` first (``REDUCING_GAP``), then Lanczos on what is left.
+# A photo's presets stay far below it (a 100 MP square's thumbnail: 50x).
+EXTREME_REDUCTION = 64
 
 
 def resize(
     image: Image.Image, size: tuple[int, int], box: tuple[float, float, float, float] | None = None
 ) -> Image.Image:
     """``image`` (or its ``box``, as Pillow's: left, top, right, bottom) resized to ``size``: by the SIMD
-    resizer (Lanczos3) when it is installed and takes the mode, else by Pillow (BICUBIC)."""
+    resizer (Lanczos3) when it is installed and takes the mode, else by Pillow (BICUBIC); an extreme
+    reduction (:data:`EXTREME_REDUCTION`) by Pillow's box reduce and Lanczos."""
+    left, top, right, bottom = box or (0, 0, *image.size)
+    if max((right - left) / size[0], (bottom - top) / size[1]) > EXTREME_REDUCTION:
+        return image.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
     if Resizer is None or image.mode not in FIR_MODES:
         return image.resize(size, RESAMPLE, box=box, reducing_gap=REDUCING_GAP)
     options = ResizeOptions(resize_alg=ResizeAlg.convolution(FilterType.lanczos3))
