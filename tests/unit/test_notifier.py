@@ -249,3 +249,66 @@ def test_a_batch_reads_each_owners_connections_and_each_bytes_open_jobs_once(rep
 
     assert len(records) == 5 and sent == 0
     assert calls == ["Query", "Query"]  # alice's connections; the bytes' open jobs (their owners known by then)
+
+
+def test_a_change_to_the_bytes_that_no_view_shows_reads_and_pushes_nothing(repos) -> None:
+    """The bytes stored, a waiting job counted, a task's holder: the views of the jobs of those bytes are what
+    they were, so those records cost no read at all; a task's state pushes."""
+    jobs, files, connections = repos
+    connections.add("alice", "a-tab", int(time.time()), 3600, 10)
+    digest = "e" * 64
+    a_job(jobs, "alice", "processing", digest, openHash=digest)
+    client = boto3.client("dynamodb")
+    client.put_item(TableName=files.name, Item={"hash": {"S": digest}, "status": {"S": "storing"}})
+    stream = Stream(files.name)
+    values = {":stored": {"S": "stored"}, ":one": {"N": "1"}, ":holder": {"S": "m-1"}, ":running": {"S": "running"}}
+    for expression in (
+        "SET #status = :stored",
+        "ADD extractWaiters :one",
+        "SET extractHolder = :holder, refs = :one",
+        "SET extractState = :running",  # shown
+    ):
+        client.update_item(
+            TableName=files.name,
+            Key={"hash": {"S": digest}},
+            UpdateExpression=expression,
+            **({"ExpressionAttributeNames": {"#status": "status"}} if "#status" in expression else {}),
+            ExpressionAttributeValues={k: v for k, v in values.items() if k in expression},
+        )
+    records = stream.records()
+    calls: list[str] = []
+    for repo_client in {id(c): c for c in (connections.client, jobs.client, files.client)}.values():
+        repo_client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    channel = FakeChannel()
+    handler = notifier(repos, channel)
+
+    costs = []
+    for record in records:
+        before = len(calls)
+        handler.handle(record)
+        costs.append(len(calls) - before)
+
+    assert len(records) == 4 and costs[:3] == [0, 0, 0] and costs[3] > 0
+    assert [f["job"]["tasks"]["extract"]["state"] for f in channel.frames["a-tab"]] == ["running"]
+
+
+def test_a_stream_record_without_both_images_may_have_changed_anything() -> None:
+    from docpipe import push
+
+    keys = {"Keys": {"hash": {"S": "f" * 64}}, "ApproximateCreationDateTime": 1}
+    only_keys = {"eventName": "MODIFY", "dynamodb": keys}
+    waiters = {
+        "eventName": "MODIFY",
+        "dynamodb": {
+            **keys,
+            "OldImage": {"hash": {"S": "f" * 64}, "scanWaiters": {"N": "1"}},
+            "NewImage": {"hash": {"S": "f" * 64}, "scanWaiters": {"N": "2"}},
+        },
+    }
+    claimed = {
+        "eventName": "INSERT",
+        "dynamodb": {**keys, "NewImage": {"hash": {"S": "f" * 64}, "status": {"S": "storing"}}},
+    }
+
+    assert push.change_of(only_keys) is not None
+    assert push.change_of(waiters) is None and push.change_of(claimed) is None

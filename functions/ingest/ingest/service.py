@@ -147,8 +147,7 @@ class IngestService:
 
         deduplicated = self._store_once(bucket, key, info, digest, facts)
         plan = jobs.plan_for(file_type.mime, file_type.family, ocr=bool(job.get("ocr")))
-        gated = self._dispatch(digest, plan, lane, job)
-        file = self.files.get(digest) or {}
+        gated, file = self._dispatch(digest, plan, lane, job)
         state, error = jobs.settle(plan, file)
         joined = {**job, "plan": plan, "attemptsFrom": jobs.attempts_base(file, plan)}
         done = self.jobs.transition(
@@ -178,10 +177,14 @@ class IngestService:
         if self.jobs.usage is not None:
             quotas.settle_upload(self.jobs.usage, job["owner"], digest, int(job.get("declaredSize") or 0), scanned.size)
         if state not in jobs.TERMINAL:  # a task may have ended between dispatch and this transition
-            if gated and scanning.is_clean(self.files.get(digest)):
-                # the scan ended clean between dispatch and this transition, before this job was open
+            current = self.files.get(digest) or {}
+            if gated and scanning.is_clean(current):
+                # the scan ended clean between dispatch and this transition, before this job was open (the
+                # tasks it queues settle as they would unqueued: queued)
                 scanning.send_tasks(self.files, self.tasks, digest, plan[1:], lane, job["owner"])
-            settle_jobs(self.jobs, self.files, digest, self._job_ttl(), [job["jobId"]])
+            settle_jobs(
+                self.jobs, self.files, digest, self._job_ttl(), [job["jobId"]], file=current, read={job["jobId"]: done}
+            )
         if self.settings.scan_engine != "guardduty":  # GuardDuty scans the raw upload: its verdict deletes it
             self.store.delete(bucket, key)
         metrics.add_metric(name="UploadsIngested", unit=MetricUnit.Count, value=1)
@@ -193,23 +196,24 @@ class IngestService:
         )
         return Outcome("deduplicated" if deduplicated else "stored", job["jobId"], digest)
 
-    def _dispatch(self, digest: str, plan: list[str], lane: str, job: dict[str, Any]) -> bool:
+    def _dispatch(self, digest: str, plan: list[str], lane: str, job: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
         """Queue each task of the plan on its lane, once per content: a task that has a state already
         (queued, running, done or failed for the same bytes) is not queued again.
 
         The task's count of waiting jobs (``{task}Waiters``, in the same item) is first raised, so a
         cancel of another job of these bytes never marks work this job needs as ``cancelled``; a task
         that was cancelled is queued again. A count, not a set of job ids: the item stays the same size
-        however many jobs of the same bytes are open at once."""
-        for task in plan:
-            self.files.add_waiter(digest, task)
-        file = self.files.get(digest) or {}
+        however many jobs of the same bytes are open at once (all of the plan's tasks in one update, which
+        answers the record as it leaves it). Returns whether the rest of the plan waits for the scan
+        (gated), and the record as read before any task was queued: a task this call queues settles a job
+        as it would unqueued (``queued``)."""
+        file = self.files.add_waiters(digest, plan)
         if scanning.stale(file, self.clock(), self.settings.rescan_after_days):  # the verdict is redone first
             self.files.requeue_task(digest, jobs.SCAN, "done")
             file = self.files.get(digest) or {}
         # nothing but the scan before a clean verdict: the scan worker queues the rest once it has one
         scanning.send_tasks(self.files, self.tasks, digest, scanning.tasks_to_queue(plan, file), lane, job["owner"])
-        return not scanning.is_clean(file)  # gated: the rest waits for the scan
+        return not scanning.is_clean(file), file  # gated: the rest waits for the scan
 
     def _refuse_known_malware(self, bucket: str, key: str, sha256: str) -> None:
         """Bytes found infected before, by anyone, are refused at once; the raw upload goes (a copy is
@@ -231,17 +235,20 @@ class IngestService:
         """
         waited, pause = 0.0, 0.1
         while True:
-            existing = self.files.get(digest)
             lease = int(self.clock()) + STORE_LEASE_SECONDS
             claim = {"hash": digest, "status": "storing", "leaseUntil": lease, "firstSeenAt": jobs.now_iso(), **facts}
+            # claimed without a read first (most uploads are of new bytes); a failed claim answers the record
+            existing = self.files.claim_else_current(claim)
             if existing is None:
-                if self.files.claim(claim):
-                    return self._copy(bucket, key, info, digest, facts)
-            elif existing.get("status") == "stored":
+                return self._copy(bucket, key, info, digest, facts)
+            # {}: the record went between the claim and its answer (a purge finished): wait, and claim again
+            if existing.get("status") == "stored":
                 if self.files.add_ref(digest):
                     return True
-            elif existing.get("leaseUntil", 0) < self.clock() and self.files.take_over(
-                digest, existing["status"], existing["leaseUntil"], claim
+            elif (
+                existing
+                and existing.get("leaseUntil", 0) < self.clock()
+                and self.files.take_over(digest, existing["status"], existing["leaseUntil"], claim)
             ):  # its writer or deleter died
                 return self._copy(bucket, key, info, digest, facts)
             if waited >= self.store_wait_seconds:

@@ -59,9 +59,33 @@ def _approximate_ms(value: Any) -> int:
         return epoch_ms(value) or 0
 
 
+# What of a file's record a job's view shows (:func:`docpipe.jobs.public_view`): each task's state, error,
+# attempts and outputs, what ends a killed run, and the scan's flags.
+_SHOWN_SUFFIXES = ("State", "Error", "Attempts", "Artifacts", "Kills", "LeaseUntil", "FinalAttemptEnds")
+_SHOWN = frozenset({"scanFlags"})
+
+
+def shown(key: str) -> bool:
+    """Whether a file record's attribute ``key`` shows in the views of the jobs of those bytes."""
+    return key in _SHOWN or key.endswith(_SHOWN_SUFFIXES)
+
+
+def shows_a_change(record: dict[str, Any]) -> bool:
+    """Whether a FilesTable stream record changed something a job's view shows. Most writes to the record
+    of some bytes do not (a waiting job counted, the bytes claimed, stored or referenced, a task's message
+    taken by a worker that holds it): those push nothing. A record without both images (a stream that
+    carries only keys) may have changed anything."""
+    new, old = image(record, "NewImage"), image(record, "OldImage")
+    if new is None or (old is None and record.get("eventName") != "INSERT"):
+        return True
+    old = old or {}
+    return any(shown(key) and new.get(key) != old.get(key) for key in new.keys() | old.keys())
+
+
 def change_of(record: dict[str, Any]) -> Change | None:
     """The change a JobsTable or FilesTable stream record carries; None for a removal (a purged or expired
-    job has nothing left to show) or a record of neither table."""
+    job has nothing left to show), a change to some bytes' record that no job's view shows
+    (:func:`shows_a_change`), or a record of neither table."""
     if record.get("eventName") not in ("INSERT", "MODIFY"):
         return None
     body = record.get("dynamodb") or {}
@@ -74,7 +98,7 @@ def change_of(record: dict[str, Any]) -> Change | None:
         left = bool(old and old.get("state") == "queued" and (new or {}).get("state") != "queued")
         return Change(changed_at, job_id=str(keys["jobId"]["S"]), job=new, left_queue=left)
     if "hash" in keys:
-        return Change(changed_at, digest=str(keys["hash"]["S"]))
+        return Change(changed_at, digest=str(keys["hash"]["S"])) if shows_a_change(record) else None
     return None
 
 

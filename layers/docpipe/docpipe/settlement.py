@@ -15,12 +15,24 @@ OPEN = (JobState.SCANNING, JobState.QUEUED, JobState.PROCESSING)
 
 
 def settle_jobs(
-    jobs_repo: JobsRepository, files_repo: FilesRepository, digest: str, ttl_at: int, job_ids: list[str] | None = None
+    jobs_repo: JobsRepository,
+    files_repo: FilesRepository,
+    digest: str,
+    ttl_at: int,
+    job_ids: list[str] | None = None,
+    *,
+    file: dict[str, Any] | None = None,
+    read: dict[str, dict[str, Any]] | None = None,
 ) -> int:
-    """Move each open job of ``digest`` to the state its file's tasks imply. Returns how many moved."""
-    file = files_repo.get(digest) or {}
+    """Move each open job of ``digest`` to the state its file's tasks imply. Returns how many moved.
+
+    ``file``: the file's record as the caller has just read it (else it is read here); ``read``: jobs the
+    caller has just read or written, by id (the others are read here)."""
+    file = file if file is not None else files_repo.get(digest) or {}
     ids = job_ids if job_ids is not None else jobs_repo.open_ids_for_hash(digest)
-    read = jobs_repo.get_many(ids) if len(ids) > 1 else {}  # many open jobs: a read per hundred, not per job
+    if read is None or any(job_id not in read for job_id in ids):
+        # many open jobs: a read per hundred, not per job
+        read = {**(jobs_repo.get_many(ids) if len(ids) > 1 else {}), **(read or {})}
     moved = 0
     for job_id in ids:
         moved += _settle_one(jobs_repo, job_id, file, ttl_at, read.get(job_id))

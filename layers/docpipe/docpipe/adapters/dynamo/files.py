@@ -40,6 +40,11 @@ class FilesRepository(_Table):
         """Become the one writer that stores these bytes. ``False`` when another writer got there first."""
         return self._put_new({**item, "refs": 0, "refsCounted": True}, "hash")
 
+    def claim_else_current(self, item: dict[str, Any]) -> dict[str, Any] | None:
+        """:meth:`claim`, without a read first: ``None`` when this writer claimed the bytes, else their record
+        as it is (``{}`` when it went meanwhile). Most uploads are of bytes not stored yet: one write."""
+        return self._put_new_else_current({**item, "refs": 0, "refsCounted": True}, "hash")
+
     def put_once(self, item: dict[str, Any]) -> bool:
         """Put an item that is not a file record (an infected verdict, :func:`docpipe.scanning.infected_key`)
         unless one is there; ``False`` when it was."""
@@ -125,7 +130,7 @@ class FilesRepository(_Table):
         """Mark a task ``queued`` unless it has a state already (``cancelled`` counts as none). Returns
         ``None`` when this call queued it (the caller sends the message), else the state it has: the
         same bytes are processed once."""
-        queued = self._update(
+        queued, current = self._update_else_current(
             {"hash": digest},
             {f"{task}State": "queued"},
             "attribute_exists(#k) AND (attribute_not_exists(#s) OR #s = :cancelled)",
@@ -134,7 +139,6 @@ class FilesRepository(_Table):
         )
         if queued is not None:
             return None
-        current = self.get(digest) or {}
         return str(current.get(f"{task}State", "queued"))
 
     def update(self, digest: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -253,6 +257,24 @@ class FilesRepository(_Table):
         if item is None:
             raise Transient(f"file {digest} is not recorded")
         return int(item.get(f"{task}Waiters", 0))
+
+    def add_waiters(self, digest: str, tasks: Iterable[str]) -> dict[str, Any]:
+        """:meth:`add_waiter` for each of ``tasks`` in one update; the record afterwards."""
+        tasks = list(dict.fromkeys(tasks))
+        if not tasks:
+            return self.get(digest) or {}
+        names = {f"#w{i}": f"{task}Waiters" for i, task in enumerate(tasks)}
+        item = self._update(
+            {"hash": digest},
+            {},
+            "attribute_exists(#k)",
+            {":one": 1},
+            {"#k": "hash", **names},
+            add=", ".join(f"{name} :one" for name in names),
+        )
+        if item is None:
+            raise Transient(f"file {digest} is not recorded")
+        return item
 
     def drop_waiter(self, digest: str, task: str) -> None:
         """One open job fewer waits on ``task`` (its job was cancelled)."""

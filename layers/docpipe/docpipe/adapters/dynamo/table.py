@@ -90,18 +90,33 @@ class _Table:
         return found
 
     def _put_new(self, item: dict[str, Any], key_attr: str) -> bool:
+        return self._put_new_else_current(item, key_attr, read=False) is None
+
+    def _put_new_else_current(self, item: dict[str, Any], key_attr: str, read: bool = True) -> dict[str, Any] | None:
+        """Put ``item`` unless an item with its key is there: ``None`` when it was put, else the item that was
+        there (``{}`` when ``read`` is false, or when it went between the put and the read). The failed
+        condition returns that item (``ReturnValuesOnConditionCheckFailure``), so finding one costs no
+        read; it is read where the store does not return it."""
         try:
             self.client.put_item(
                 TableName=self.name,
                 Item=_dump(item),
                 ConditionExpression="attribute_not_exists(#k)",
                 ExpressionAttributeNames={"#k": key_attr},
+                **({"ReturnValuesOnConditionCheckFailure": "ALL_OLD"} if read else {}),
             )
         except ClientError as exc:
             if _is_condition_failure(exc):
-                return False
+                return self._current(exc, {key_attr: item[key_attr]}) if read else {}
             raise _fault(exc, "put_item") from exc
-        return True
+        return None
+
+    def _current(self, exc: ClientError, key: dict[str, Any]) -> dict[str, Any]:
+        """The item a failed condition returned, else the item read now (``{}`` when there is none)."""
+        returned = exc.response.get("Item")
+        if returned:
+            return _load(returned)
+        return self._get(key) or {}
 
     def _update(
         self,
@@ -119,6 +134,25 @@ class _Table:
         ``set_also`` is one more ``SET`` clause and ``add`` an ``ADD`` clause, with their names and
         values passed in ``extra_names`` and ``values``.
         """
+        return self._update_else_current(
+            key, fields, condition, values, extra_names, set_also=set_also, add=add, read=False
+        )[0]
+
+    def _update_else_current(
+        self,
+        key: dict[str, Any],
+        fields: dict[str, Any],
+        condition: str | None = None,
+        values: dict[str, Any] | None = None,
+        extra_names: dict[str, str] | None = None,
+        *,
+        set_also: str = "",
+        add: str = "",
+        read: bool = True,
+    ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """:meth:`_update`, and when its condition failed the item as it is (as :meth:`_put_new_else_current`
+        finds it: returned by the failed condition, else read; ``{}`` when there is none or ``read`` is
+        false). ``(new item, {})`` when it was updated, ``(None, current item)`` when it was not."""
         names: dict[str, str] = dict(extra_names or {})
         vals: dict[str, Any] = {}
         sets: list[str] = []
@@ -154,13 +188,15 @@ class _Table:
             kwargs["ExpressionAttributeValues"] = vals
         if condition:
             kwargs["ConditionExpression"] = condition
+            if read:
+                kwargs["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         try:
             r = self.client.update_item(**kwargs)
         except ClientError as exc:
             if _is_condition_failure(exc):
-                return None
+                return None, self._current(exc, key) if read else {}
             raise _fault(exc, "update_item") from exc
-        return _load(r["Attributes"])
+        return _load(r["Attributes"]), {}
 
     def ping(self) -> None:
         try:
