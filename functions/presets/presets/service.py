@@ -53,7 +53,7 @@ class PresetsService:
             return str(file[f"{TASK}State"])
         wanted = tuple(BY_NAME[name] for name in only if name in BY_NAME) if only else PRESETS
         if not only:
-            self._settle(digest)  # queued → processing (the worker's claim marked the task running)
+            self._settle(digest, file)  # queued → processing (the worker's claim marked the task running)
         started = time.perf_counter()
         try:
             too_big = task_limits.refusal(TASK, file, self.settings.max_image_pixels)
@@ -64,9 +64,9 @@ class PresetsService:
         except DocpipeError as exc:
             if exc.retryable:
                 raise
-            self.files.update(digest, {f"{TASK}State": "failed", f"{TASK}Error": exc.to_dict()})
+            failed = self.files.update(digest, {f"{TASK}State": "failed", f"{TASK}Error": exc.to_dict()})
             logger.info("presets refused", extra={"code": exc.code})
-            self._settle(digest)
+            self._settle(digest, failed)
             return "failed"
         artifacts: dict[str, Any] = dict(file.get(f"{TASK}Artifacts") or {})
         for result in rendered:
@@ -78,13 +78,15 @@ class PresetsService:
                 "animated": result.animated,
                 **describe(result),
             }
-        self.files.update(digest, {f"{TASK}State": "done", f"{TASK}Artifacts": artifacts, f"{TASK}Error": None})
+        done = self.files.update(digest, {f"{TASK}State": "done", f"{TASK}Artifacts": artifacts, f"{TASK}Error": None})
         metrics.add_metric(name="PresetsRendered", unit=MetricUnit.Count, value=len(rendered))
         metrics.add_metric(
             name="PresetsMilliseconds", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000
         )
-        self._settle(digest)
+        self._settle(digest, done)
         return "done"
 
-    def _settle(self, digest: str) -> None:
-        settle_jobs(self.jobs, self.files, digest, int(self.clock()) + self.settings.job_ttl_days * 86400)
+    def _settle(self, digest: str, file: dict[str, Any] | None = None) -> None:
+        """Settle the open jobs of the bytes from ``file``, the record as this run just read or wrote it
+        (else it is read)."""
+        settle_jobs(self.jobs, self.files, digest, int(self.clock()) + self.settings.job_ttl_days * 86400, file=file)

@@ -86,7 +86,7 @@ class ScanService:
         if file.get(f"{SCAN}State") in ("done", "failed"):  # a redelivery: make sure its jobs know
             self._settle(digest)
             return str(file[f"{SCAN}State"])
-        self._settle(digest)  # the jobs show scanning
+        self._settle(digest, file)  # the jobs show scanning
         if self.settings.scan_engine == guardduty.ENGINE:
             self._upload_again_for_guardduty(digest)
             logger.info("waiting for GuardDuty's verdict on the raw upload")
@@ -124,12 +124,11 @@ class ScanService:
             flags += checks.pdf_active_content(original)
             if flags and self.settings.refuse_pdf_active_content:
                 return self._refuse(digest, PdfActiveContent(), verdict, flags)
-        self.files.update(
+        done = self.files.update(
             digest, {f"{SCAN}State": "done", f"{SCAN}Error": None, "scanVerdict": verdict, "scanFlags": flags or None}
         )
         logger.info("scan clean", extra={"engine": result.engine, "flags": flags})
-        self._queue_rest(digest)
-        self._settle(digest)
+        self._queue_rest(digest, done)
         return "done"
 
     def _infected(self, digest: str, sha256: str, result: Result) -> str:
@@ -171,17 +170,26 @@ class ScanService:
         for prefix in stored_prefixes(digest):
             self.store.delete_prefix(bucket, prefix)
 
-    def _queue_rest(self, digest: str) -> None:
-        """Queue the rest of each open job's plan, on that job's lane and in its owner's group."""
-        for job_id in self.jobs.open_ids_for_hash(digest):
-            job = self.jobs.get(job_id)
+    def _queue_rest(self, digest: str, file: dict[str, Any]) -> None:
+        """Queue the rest of each open job's plan, on that job's lane and in its owner's group, then settle
+        those jobs from ``file`` (the record as the clean verdict left it; a task queued here settles a job
+        as it would unqueued). The open jobs are read once, after the verdict was written: a job that opens
+        later finds the verdict itself (ingest queues its rest)."""
+        ids = self.jobs.open_ids_for_hash(digest)
+        read = self.jobs.get_many(ids) if len(ids) > 1 else {i: job for i in ids if (job := self.jobs.get(i))}
+        for job_id in ids:
+            job = read.get(job_id)
             if job is None or job.get("state") in TERMINAL:
                 continue
             rest = [task for task in job.get("plan") or [] if task != SCAN]
             scanning.send_tasks(self.files, self.tasks, digest, rest, job.get("lane") or "normal", job["owner"])
+        settle_jobs(self.jobs, self.files, digest, self._ttl_at(), ids, file=file, read=read)
 
-    def _settle(self, digest: str) -> None:
-        settle_jobs(self.jobs, self.files, digest, int(self.clock()) + self.settings.job_ttl_days * 86400)
+    def _settle(self, digest: str, file: dict[str, Any] | None = None) -> None:
+        settle_jobs(self.jobs, self.files, digest, self._ttl_at(), file=file)
+
+    def _ttl_at(self) -> int:
+        return int(self.clock()) + self.settings.job_ttl_days * 86400
 
     # ------------------------------------------------------------------ GuardDuty's verdicts
     def apply_guardduty(self, event: dict[str, Any]) -> str:

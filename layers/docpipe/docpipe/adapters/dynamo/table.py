@@ -113,7 +113,7 @@ class _Table:
 
     def _current(self, exc: ClientError, key: dict[str, Any]) -> dict[str, Any]:
         """The item a failed condition returned, else the item read now (``{}`` when there is none)."""
-        returned = exc.response.get("Item")
+        returned: Any = exc.response.get("Item")
         if returned:
             return _load(returned)
         return self._get(key) or {}
