@@ -312,3 +312,29 @@ def test_a_stream_record_without_both_images_may_have_changed_anything() -> None
 
     assert push.change_of(only_keys) is not None
     assert push.change_of(waiters) is None and push.change_of(claimed) is None
+
+
+def test_a_jobs_owner_is_remembered_across_batches_so_its_bytes_progress_reads_no_job(repos) -> None:
+    """A job's owner never changes: once a batch has seen it (from the job's own record), a later batch's
+    change to the job's bytes costs the bytes' open jobs and the owner's connections, and no read of the job."""
+    jobs, files, connections = repos
+    digest = "a1" * 32
+    job_stream, file_stream = Stream(jobs.name), Stream(files.name)
+    a_job(jobs, "alice", "processing", digest, openHash=digest)
+    handler = notifier(repos, FakeChannel())
+    handler.begin()
+    for record in job_stream.records():  # the job's INSERT carries its owner
+        handler.handle(record)
+    boto3.client("dynamodb").put_item(
+        TableName=files.name, Item={"hash": {"S": digest}, "status": {"S": "stored"}, "extractState": {"S": "running"}}
+    )
+    records = file_stream.records()
+    calls: list[str] = []
+    for repo_client in {id(c): c for c in (connections.client, jobs.client, files.client)}.values():
+        repo_client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+
+    handler.begin()  # a later invocation
+    sent = sum(handler.handle(record) for record in records)
+
+    assert len(records) == 1 and sent == 0
+    assert calls == ["Query", "Query"]  # the bytes' open jobs; alice's connections (none)

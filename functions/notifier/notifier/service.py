@@ -19,6 +19,10 @@ from docpipe.adapters.push import ConnectionsRepository, PushChannel
 from docpipe.job_views import JobViews
 from docpipe.observability import MetricUnit, logger, metrics
 
+# Jobs whose owner a container remembers between invocations (a job's owner never changes): most records of
+# some bytes then cost no read of their jobs. About 100 bytes each.
+OWNERS_KEPT = 20_000
+
 
 class Notifier:
     def __init__(
@@ -32,6 +36,7 @@ class Notifier:
         self.views, self.jobs_repo, self.connections, self.channel = views, jobs_repo, connections, channel
         self.clock = clock
         self._batch: _Batch | None = None
+        self._owners: dict[str, str] = {}  # job id: owner, kept across batches (OWNERS_KEPT, oldest out first)
 
     def begin(self) -> None:
         """A new batch of records (an invocation): what :meth:`handle` remembers between records is read afresh.
@@ -40,11 +45,14 @@ class Notifier:
         each job's owner: a batch holds many records of the same bytes and owners, and most owners have no
         page open, so their records then cost nothing. A connection opened during the batch gets its frames
         from the next one (a client reads its open jobs itself when it connects); a job opened during the
-        batch is pushed by its own record."""
+        batch is pushed by its own record. A job's owner is remembered for later batches too: it never changes."""
         self._batch = self._new_batch()
 
     def _new_batch(self) -> _Batch:
-        return _Batch(_Targets(self.connections, int(self.clock())))
+        if len(self._owners) > OWNERS_KEPT:
+            for job_id in list(self._owners)[: len(self._owners) - OWNERS_KEPT // 2]:
+                del self._owners[job_id]
+        return _Batch(_Targets(self.connections, int(self.clock())), self._owners)
 
     def handle(self, record: dict[str, Any]) -> int:
         """Push what one stream record changed; returns how many frames were delivered.
@@ -130,9 +138,9 @@ class _Targets:
 
 
 class _Batch:
-    """What the records of one batch share (see :meth:`Notifier.begin`)."""
+    """What the records of one batch share (see :meth:`Notifier.begin`); ``owners`` outlives it."""
 
-    def __init__(self, targets: _Targets) -> None:
+    def __init__(self, targets: _Targets, owners: dict[str, str] | None = None) -> None:
         self.targets = targets
         self.open_jobs: dict[str, list[str]] = {}  # digest: its open jobs' ids
-        self.owners: dict[str, str] = {}  # job id: owner
+        self.owners: dict[str, str] = owners if owners is not None else {}  # job id: owner
