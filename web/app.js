@@ -121,9 +121,12 @@ class Card {
     el.querySelector(".detail").textContent = message && message !== plain(code) ? `(${message})` : "";
   }
 
-  // A job as GET /jobs/{id} shows it, whether read or pushed. Older news than what is shown is dropped.
+  // A job as GET /jobs/{id} shows it, whether read or pushed. Older news than what is shown is dropped: an
+  // earlier updatedAt, or the same one with less progress (two pushes can arrive out of the order their
+  // views were read in; progress only grows between two changes of the job itself).
   show(job, via) {
     if (!job || (this.job && job.updatedAt && this.job.updatedAt > job.updatedAt)) return;
+    if (this.job && job.updatedAt === this.job.updatedAt && (job.progress || 0) < (this.job.progress || 0)) return;
     if (this.parts && !this.parts.ended && job.state === "uploading") return;  // its parts' sender shows it
     const first = !this.job;
     this.job = job;

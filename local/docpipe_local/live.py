@@ -73,9 +73,12 @@ class JobFeed:
                 self._store(self.client.job(job_id))
 
     def _store(self, job: dict[str, Any]) -> None:
+        """Keep ``job`` unless what is known is newer: a later ``updatedAt``, or the same one with more progress.
+        Two frames can arrive out of the order their views were read in (a job's record and its bytes' are
+        pushed by invocations of their own), and a poll answered late is as old as its read."""
         with self.changed:
             known = self.jobs.get(job["jobId"])
-            if known is None or str(job.get("updatedAt", "")) >= str(known.get("updatedAt", "")):
+            if known is None or _newer_or_same(job, known):
                 self.jobs[job["jobId"]] = job
             self.changed.notify_all()
 
@@ -151,3 +154,10 @@ class JobFeed:
             if isinstance(frame, dict) and frame.get("type") == "job" and isinstance(frame.get("job"), dict):
                 self.frames += 1
                 self._store(frame["job"])
+
+
+def _newer_or_same(job: dict[str, Any], known: dict[str, Any]) -> bool:
+    """Whether ``job`` is no older than ``known`` (see :meth:`JobFeed._store`): progress only grows between two
+    changes of the job itself (a retry, which starts again from 0, is one)."""
+    updated, was = str(job.get("updatedAt", "")), str(known.get("updatedAt", ""))
+    return updated > was or (updated == was and int(job.get("progress") or 0) >= int(known.get("progress") or 0))

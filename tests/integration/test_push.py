@@ -71,7 +71,9 @@ def test_an_uploads_updates_arrive_by_push_to_ready_and_another_users_socket_get
     assert {j["jobId"] for j in jobs} == {created["jobId"]}
     assert jobs[-1]["state"] == "ready" and jobs[-1]["progress"] == 100
     assert jobs[-1] == alice.job(created["jobId"])
-    progress = [j["progress"] for j in jobs]
+    # in the order their views were read (sentAt): the job's record and its bytes' are pushed by invocations of
+    # their own, so two frames can arrive the other way round (clients keep the one with more progress)
+    progress = [f["job"]["progress"] for f in sorted(frames, key=lambda f: f["sentAt"])]
     assert progress == sorted(progress) and len(set(progress)) >= 3  # intermediate progress was pushed
     assert all(f["changedAt"] <= f["sentAt"] for f in frames)
     # the other user's socket: the first thing on it is the answer to its ping, so nothing of the owner's came first
@@ -208,3 +210,12 @@ def test_while_the_socket_is_up_a_waiting_client_reads_the_job_once_and_then_onl
     assert reads in ([], [created["jobId"]])
     assert feed.frames >= 2
     feed.close()
+
+
+def test_a_client_keeps_the_view_with_more_progress_when_two_frames_cross() -> None:
+    known = {"jobId": "j", "updatedAt": "2026-12-02T10:00:00.000Z", "progress": 99}
+
+    assert not live._newer_or_same({**known, "progress": 77}, known)  # read earlier, arrived later
+    assert live._newer_or_same({**known, "progress": 99}, known)
+    assert live._newer_or_same({**known, "updatedAt": "2026-12-02T10:00:01.000Z", "progress": 0}, known)  # a retry
+    assert not live._newer_or_same({**known, "updatedAt": "2026-12-02T09:59:59.000Z", "progress": 100}, known)

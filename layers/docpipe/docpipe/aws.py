@@ -8,14 +8,34 @@ moto or LocalStack without the handlers knowing. Tests call :func:`reset` betwee
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
 # Presigned URLs and POSTs must be SigV4 (what S3 requires in every region).
 _S3_CONFIG = _CONFIG.merge(Config(signature_version="s3v4"))
+
+
+_loader: Any = None
+_loader_lock = threading.Lock()
+
+
+def session() -> Any:
+    """A new boto3 session (its own credentials and settings, read from the environment now) that shares one
+    loader of the services' models with every other: a client's model is read from disk and parsed once a
+    process, not once a client (about 30 ms a client; 150 ms on a busy machine)."""
+    global _loader
+    core = botocore.session.get_session()
+    with _loader_lock:
+        if _loader is None:
+            _loader = core.get_component("data_loader")
+        else:
+            core.register_component("data_loader", _loader)
+    return boto3.session.Session(botocore_session=core)
 
 
 @functools.cache
@@ -26,16 +46,14 @@ def client(service: str, single_attempt: bool = False) -> Any:
     config = _S3_CONFIG if service == "s3" else _CONFIG
     if single_attempt:
         config = config.merge(Config(retries={"mode": "standard", "max_attempts": 1}))
-    session: Any = boto3.session.Session()
-    return session.client(service, config=config)
+    return session().client(service, config=config)
 
 
 @functools.cache
 def client_at(service: str, endpoint_url: str) -> Any:
     """The service's client at an endpoint of the stack's own (API Gateway's management API is reached at
     the WebSocket API's own host and stage, not at a regional endpoint)."""
-    session: Any = boto3.session.Session()
-    return session.client(service, config=_CONFIG, endpoint_url=endpoint_url)
+    return session().client(service, config=_CONFIG, endpoint_url=endpoint_url)
 
 
 def reset() -> None:

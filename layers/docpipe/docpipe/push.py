@@ -7,8 +7,11 @@ Server → client text frames::
     {"type": "pong"}                                  # the answer to {"action": "ping"}
 
 ``changedAt`` is when the write happened (the job's ``updatedAt``, else the stream record's
-``ApproximateCreationDateTime``), ``sentAt`` when the notifier posted the frame. A client re-reads
-``GET /jobs/{id}`` for each job it follows after every (re)connect, and polls while the socket is closed.
+``ApproximateCreationDateTime``), ``sentAt`` when the notifier made the frame, just after reading its view. A
+client re-reads ``GET /jobs/{id}`` for each job it follows after every (re)connect, and polls while the socket
+is closed. Frames of one job can arrive out of the order their views were read in (a job's record and its
+bytes' are pushed by invocations of their own): a client keeps what it has when a frame has an earlier
+``updatedAt``, or the same one and less progress (the CLI's :class:`docpipe_local.live.JobFeed`, the page).
 """
 
 from __future__ import annotations
