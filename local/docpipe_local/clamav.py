@@ -46,6 +46,12 @@ def database() -> Path:
     return TEST_DATABASE
 
 
+# With the test database, clamd computes no image fuzzy hashes: they serve only ``fuzzy_img`` signatures, which
+# that database has none of, and they were most of a scan's time (measured first scans, clamd caching clean
+# bytes after: a 0.25 MB photo 142 ms against 6 ms, a 3.4 MB photo 1.06 s against 0.05 s, a 20 MB scanned
+# PDF 5.3 s against 0.65 s). freshclam's database keeps ClamAV's defaults.
+
+
 class Clamd:
     """A clamd of the stack's own, on a Unix socket, loaded with :func:`database`."""
 
@@ -64,6 +70,7 @@ class Clamd:
             f"LocalSocket {self.socket}\nDatabaseDirectory {self.db}\nForeground yes\n"
             f"LogFile {self.dir / 'clamd.log'}\nStreamMaxLength {self.stream_max}\nMaxFileSize {self.stream_max}\n"
             f"MaxScanSize {self.stream_max}\nMaxThreads 4\nSelfCheck 0\n"
+            + ("ScanImageFuzzyHash no\n" if self.db == TEST_DATABASE else "")
         )
         binary = shutil.which("clamd")
         assert binary is not None, "clamd is not installed"

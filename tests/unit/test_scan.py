@@ -70,6 +70,20 @@ def test_clamd_over_its_socket_finds_eicar_and_passes_clean_bytes(clamd: clamav.
     assert not clean.infected and clean.version.startswith("ClamAV ")
 
 
+@needs_clamd
+def test_clamd_on_the_test_database_hashes_no_images_and_still_finds_a_signature_in_one(clamd: clamav.Clamd) -> None:
+    from tests.fixtures.files import image_bytes
+
+    engine = ClamdEngine(str(clamd.socket))
+    photo = image_bytes("JPEG", (1200, 900))
+
+    found = engine.scan(io.BytesIO(photo + EICAR))  # bytes after the image's end, where a payload hides
+    clean = engine.scan(io.BytesIO(photo))
+
+    assert "ScanImageFuzzyHash no" in (clamd.dir / "clamd.conf").read_text().splitlines()
+    assert found.infected and not clean.infected
+
+
 def test_clamd_that_does_not_answer_is_unavailable_never_clean(tmp_path: Path) -> None:
     with pytest.raises(ScanUnavailable):
         ClamdEngine(str(tmp_path / "no-such.sock")).scan(io.BytesIO(b"bytes"))
