@@ -118,25 +118,10 @@ class _Table:
             return _load(returned)
         return self._get(key) or {}
 
-    def _update(
-        self,
-        key: dict[str, Any],
-        fields: dict[str, Any],
-        condition: str | None = None,
-        values: dict[str, Any] | None = None,
-        extra_names: dict[str, str] | None = None,
-        *,
-        set_also: str = "",
-        add: str = "",
-    ) -> dict[str, Any] | None:
+    def _update(self, key: dict[str, Any], fields: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         """Set ``fields`` (``None`` removes) if ``condition`` holds; the new item, or ``None`` when it did not.
-
-        ``set_also`` is one more ``SET`` clause and ``add`` an ``ADD`` clause, with their names and
-        values passed in ``extra_names`` and ``values``.
-        """
-        return self._update_else_current(
-            key, fields, condition, values, extra_names, set_also=set_also, add=add, read=False
-        )[0]
+        The arguments are :meth:`_update_else_current`'s, which reads nothing here (``read`` false)."""
+        return self._update_else_current(key, fields, *args, **{**kwargs, "read": False})[0]
 
     def _update_else_current(
         self,
@@ -150,9 +135,13 @@ class _Table:
         add: str = "",
         read: bool = True,
     ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-        """:meth:`_update`, and when its condition failed the item as it is (as :meth:`_put_new_else_current`
-        finds it: returned by the failed condition, else read; ``{}`` when there is none or ``read`` is
-        false). ``(new item, {})`` when it was updated, ``(None, current item)`` when it was not."""
+        """Set ``fields`` (``None`` removes) if ``condition`` holds: ``(new item, {})`` when it did, else
+        ``(None, the item as it is)`` (as :meth:`_put_new_else_current` finds it: returned by the failed
+        condition, else read; ``{}`` when there is none or ``read`` is false).
+
+        ``set_also`` is one more ``SET`` clause and ``add`` an ``ADD`` clause, with their names and
+        values passed in ``extra_names`` and ``values``.
+        """
         names: dict[str, str] = dict(extra_names or {})
         vals: dict[str, Any] = {}
         sets: list[str] = []
