@@ -140,7 +140,7 @@ class _Targets:
 class _Batch:
     """What the records of one batch share (see :meth:`Notifier.begin`); ``owners`` outlives it."""
 
-    def __init__(self, targets: _Targets, owners: dict[str, str] | None = None) -> None:
+    def __init__(self, targets: _Targets, owners: dict[str, str]) -> None:
         self.targets = targets
         self.open_jobs: dict[str, list[str]] = {}  # digest: its open jobs' ids
-        self.owners: dict[str, str] = owners if owners is not None else {}  # job id: owner
+        self.owners = owners  # job id: owner

@@ -32,7 +32,7 @@ from docpipe.errors import (
 )
 from docpipe.jobs import SCAN, TERMINAL
 from docpipe.observability import MetricUnit, logger, metrics
-from docpipe.settlement import settle_jobs
+from docpipe.settlement import read_jobs, settle_jobs
 from docpipe.storage import original_key, parse_upload_key, stored_prefixes
 from scan import checks, guardduty
 from scan.engines import Result, ScanEngine, engine_for
@@ -176,7 +176,7 @@ class ScanService:
         as it would unqueued). The open jobs are read once, after the verdict was written: a job that opens
         later finds the verdict itself (ingest queues its rest)."""
         ids = self.jobs.open_ids_for_hash(digest)
-        read = self.jobs.get_many(ids) if len(ids) > 1 else {i: job for i in ids if (job := self.jobs.get(i))}
+        read = read_jobs(self.jobs, ids)
         for job_id in ids:
             job = read.get(job_id)
             if job is None or job.get("state") in TERMINAL:

@@ -126,9 +126,9 @@ def retry(
         raise Conflict(f"The job is {current['state']} now; nothing to retry.", code="job.not_retryable")
     digest, lane = job["hash"], job.get("lane") or "normal"
     file = files_repo.get(digest) or {}
+    files_repo.add_waiters(digest, job.get("plan") or [])
     queued = []
     for task in job.get("plan") or []:
-        files_repo.add_waiter(digest, task)
         seen = file.get(f"{task}State")
         state, _ = jobs.task_state(file, task)
         if state == "done" or state in jobs.OPEN_TASK_STATES:

@@ -30,13 +30,18 @@ def settle_jobs(
     caller has just read or written, by id (the others are read here)."""
     file = file if file is not None else files_repo.get(digest) or {}
     ids = job_ids if job_ids is not None else jobs_repo.open_ids_for_hash(digest)
-    if read is None or any(job_id not in read for job_id in ids):
-        # many open jobs: a read per hundred, not per job
-        read = {**(jobs_repo.get_many(ids) if len(ids) > 1 else {}), **(read or {})}
+    read = {**read_jobs(jobs_repo, [job_id for job_id in ids if job_id not in (read or {})]), **(read or {})}
     moved = 0
     for job_id in ids:
         moved += _settle_one(jobs_repo, job_id, file, ttl_at, read.get(job_id))
     return moved
+
+
+def read_jobs(jobs_repo: JobsRepository, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The jobs of ``ids`` that exist, by id: many in a read per hundred (``BatchGetItem``), one by itself."""
+    if len(ids) > 1:
+        return jobs_repo.get_many(ids)
+    return {job_id: job for job_id in ids if (job := jobs_repo.get(job_id)) is not None}
 
 
 def _settle_one(

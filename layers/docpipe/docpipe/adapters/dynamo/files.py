@@ -246,20 +246,11 @@ class FilesRepository(_Table):
         bytes open at once. A redelivered message may count a job twice; the count then only keeps a
         queued task from being cancelled (the work runs), never cancels work a job needs.
         """
-        item = self._update(
-            {"hash": digest},
-            {},
-            "attribute_exists(#k)",
-            {":one": 1},
-            {"#k": "hash", "#w": f"{task}Waiters"},
-            add="#w :one",
-        )
-        if item is None:
-            raise Transient(f"file {digest} is not recorded")
-        return int(item.get(f"{task}Waiters", 0))
+        return int(self.add_waiters(digest, [task]).get(f"{task}Waiters", 0))
 
     def add_waiters(self, digest: str, tasks: Iterable[str]) -> dict[str, Any]:
-        """:meth:`add_waiter` for each of ``tasks`` in one update; the record afterwards."""
+        """:meth:`add_waiter` for each of ``tasks`` in one update; the record afterwards (``Transient`` when
+        there is none)."""
         tasks = list(dict.fromkeys(tasks))
         if not tasks:
             return self.get(digest) or {}
