@@ -71,10 +71,12 @@ def test_an_uploads_updates_arrive_by_push_to_ready_and_another_users_socket_get
     assert {j["jobId"] for j in jobs} == {created["jobId"]}
     assert jobs[-1]["state"] == "ready" and jobs[-1]["progress"] == 100
     assert jobs[-1] == alice.job(created["jobId"])
-    # in the order their views were read (sentAt): the job's record and its bytes' are pushed by invocations of
-    # their own, so two frames can arrive the other way round (clients keep the one with more progress)
-    progress = [f["job"]["progress"] for f in sorted(frames, key=lambda f: f["sentAt"])]
-    assert progress == sorted(progress) and len(set(progress)) >= 3  # intermediate progress was pushed
+    # intermediate progress was pushed. Not asserted: its order. The job's record and its bytes' are pushed by
+    # invocations of their own, so two frames can arrive the other way round, and sentAt (taken just after each
+    # view is read) did not order them either on a loaded machine (77 before 55); clients keep the frame with
+    # more progress for the same updatedAt (test below)
+    progress = [f["job"]["progress"] for f in frames]
+    assert len(set(progress)) >= 3 and max(progress) == 100
     assert all(f["changedAt"] <= f["sentAt"] for f in frames)
     # the other user's socket: the first thing on it is the answer to its ping, so nothing of the owner's came first
     theirs.send(json.dumps({"action": "ping"}))

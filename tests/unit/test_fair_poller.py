@@ -174,7 +174,8 @@ def test_a_quiet_tenants_message_is_delivered_before_a_noisy_tenants_backlog(sqs
         # when: tenant "quiet" sends one message
         before = len(runtime.deliveries)
         send(sqs, url, [{"tenant": "quiet", "n": 0}], group="quiet")
-        wait_until(lambda: len(runtime.deliveries) == 201 and depth(sqs, url) == (0, 0), timeout=20)
+        # a hang guard: 8 s here idle, and past 20 s once in a whole `make test`
+        wait_until(lambda: len(runtime.deliveries) == 201 and depth(sqs, url) == (0, 0), timeout=60)
 
     # then: it is among the first few deliveries after it was sent, and every message ran once
     bodies = runtime.bodies()
