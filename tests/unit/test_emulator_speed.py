@@ -111,3 +111,96 @@ def test_queries_answer_what_the_whole_table_holds(table) -> None:
             (int(i["at"]["N"]) for i in mine if int(i["at"]["N"]) >= 20), reverse=True
         )
         assert sorted(map(str, ranged)) == sorted(str(i) for i in mine if int(i["at"]["N"]) >= 20)
+
+
+def test_json_answers_are_those_moto_serializes(monkeypatch) -> None:
+    """Every answer of a DynamoDB, DynamoDB Streams and SQS workload (items of every attribute type,
+    stream records, a table's description, messages with attributes) serializes to the same JSON with the
+    members of plain dicts picked directly as through moto's aliases, and the shortcut did take some."""
+    import json
+
+    from moto.core.responses import ActionResult
+    from moto.core.serialize import BaseJSONSerializer
+
+    speed_up_moto()
+    picked = BaseJSONSerializer._serialize_type_structure
+    original = picked._docpipe_original
+    answers: list[tuple[ActionResult, object]] = []
+    execute = ActionResult.execute_result
+
+    def recorded(self, context):
+        answers.append((self, context))
+        return execute(self, context)
+
+    monkeypatch.setattr(ActionResult, "execute_result", recorded)
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        ddb.create_table(
+            TableName="t",
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        item = {
+            "pk": {"S": "a"},
+            "n": {"N": "1.5"},
+            "b": {"B": b"\x00\xffbytes"},
+            "ss": {"SS": ["x", "y"]},
+            "ns": {"NS": ["1", "2"]},
+            "bs": {"BS": [b"a", b"b"]},
+            "m": {"M": {"deep": {"L": [{"S": "v"}, {"NULL": True}, {"BOOL": False}, {"N": "0"}]}}},
+            "empty": {"S": ""},
+        }
+        ddb.put_item(TableName="t", Item=item)
+        ddb.put_item(TableName="t", Item={"pk": {"S": "b"}, "flag": {"BOOL": True}})
+        ddb.get_item(TableName="t", Key={"pk": {"S": "a"}})
+        ddb.get_item(TableName="t", Key={"pk": {"S": "missing"}})
+        ddb.update_item(
+            TableName="t",
+            Key={"pk": {"S": "a"}},
+            UpdateExpression="ADD n :one SET m.deep[0] = :s",
+            ExpressionAttributeValues={":one": {"N": "1"}, ":s": {"S": "w"}},
+            ReturnValues="ALL_NEW",
+        )
+        ddb.query(TableName="t", KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "a"}})
+        ddb.scan(TableName="t", Limit=1)
+        ddb.batch_get_item(RequestItems={"t": {"Keys": [{"pk": {"S": "a"}}, {"pk": {"S": "b"}}]}})
+        ddb.describe_table(TableName="t")
+        streams = boto3.client("dynamodbstreams", region_name="us-east-1")
+        arn = ddb.describe_table(TableName="t")["Table"]["LatestStreamArn"]
+        shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+        iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+        streams.get_records(ShardIterator=iterator["ShardIterator"])
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="q")["QueueUrl"]
+        sqs.send_message(
+            QueueUrl=url,
+            MessageBody="body",
+            MessageGroupId="alice",
+            MessageAttributes={"kind": {"DataType": "String", "StringValue": "photo"}},
+        )
+        sqs.receive_message(QueueUrl=url, MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"])
+        sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
+
+        assert len(answers) >= 15
+        searched = {"moto": 0, "picked": 0}  # members found through moto's aliases, each way
+        search = BaseJSONSerializer._serialize_structure_member
+        for answer, context in answers:
+            serialized = {}
+            for way, method in (("moto", original), ("picked", picked)):
+                def counted(self, *args, _way=way):
+                    searched[_way] += 1
+                    return search(self, *args)
+
+                BaseJSONSerializer._serialize_type_structure = method
+                monkeypatch.setattr(BaseJSONSerializer, "_serialize_structure_member", counted)
+                try:
+                    serialized[way] = execute(answer, context)
+                finally:
+                    BaseJSONSerializer._serialize_type_structure = picked
+                    monkeypatch.setattr(BaseJSONSerializer, "_serialize_structure_member", search)
+            assert serialized["picked"][:2] == serialized["moto"][:2]
+            name = context.operation_model.name
+            assert json.loads(serialized["picked"][2] or "{}") == json.loads(serialized["moto"][2] or "{}"), name
+        assert searched["picked"] * 5 < searched["moto"], searched
