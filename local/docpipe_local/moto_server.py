@@ -1,5 +1,13 @@
 """moto's server in a child process of its own, patched as docpipe needs (:mod:`docpipe_local.emulator`),
-and the credentials every AWS call of the local stack and of its functions is signed with."""
+and the credentials every AWS call of the local stack and of its functions is signed with.
+
+moto's own server (werkzeug's development server) answers every request with ``Connection: close``:
+each AWS call of every function and poller opened a TCP connection, and the emulator started a thread
+for it. :func:`serve` serves the same application with waitress, which keeps connections alive and
+answers from a pool of threads, so an SDK's connection pool is used as on AWS. Its pool is sized for
+the stack's long polls (every SQS poller holds a thread for up to ``WaitTimeSeconds``), and its limits
+are S3's rather than a web site's: a single PUT of up to 5 GiB, and connections for every warm worker.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +19,11 @@ import time
 from pathlib import Path
 
 import requests
+
+THREADS = 128  # answers at once: every poller's long poll holds one
+CONNECTIONS = 4096  # kept-alive connections: each warm worker's SDK keeps a few
+MAX_BODY = 5 * 1024**3  # S3's limit for a single PUT
+IDLE_SECONDS = 300  # a kept-alive connection unused this long is closed
 
 # What every AWS call of the stack and of its functions is signed with: LocalStack validates S3 signatures
 # of an access key it does not know against the secret `test` (moto validates none).
@@ -31,8 +44,8 @@ class MotoServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log_path.open("ab")
         env = {**os.environ, **CREDENTIALS}
-        # moto's server with werkzeug's line per request turned off: under load the logging alone cost it
-        # a tenth of its CPU, and its CPU is every AWS call's latency.
+        # moto's app served with keep-alive (serve), without a log line per request: under load werkzeug's
+        # logging alone cost it a tenth of its CPU, and its CPU is every AWS call's latency.
         # DynamoDB's writes made atomic under moto's threads, S3's response overrides of a presigned
         # GET honoured, its requests counted by service and operation, and two of its costs that grow with a
         # busy stack cut (docpipe_local.emulator).
@@ -41,10 +54,10 @@ class MotoServer:
             "from docpipe_local import emulator; "
             "emulator.serialize_dynamodb_writes(); emulator.honour_s3_response_overrides(); emulator.count_requests(); "
             "emulator.speed_up_moto(); "
-            "from moto.server import main; main(sys.argv[1:])"
+            "from docpipe_local.moto_server import serve; serve('127.0.0.1', int(sys.argv[1]))"
         )
         self.process = subprocess.Popen(
-            [sys.executable, "-c", quiet, "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, "-c", quiet, str(self.port)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -69,3 +82,27 @@ class MotoServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self._log.close()
+
+
+def serve(host: str, port: int) -> None:
+    """Serve moto's application, as ``moto.server.main`` builds it, with waitress (HTTP keep-alive)."""
+    import logging
+
+    import waitress
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    os.environ.setdefault("MOTO_PORT", str(port))  # as moto's main sets it: some answers name the server
+    app = DomainDispatcherApplication(create_backend_app)
+    app.debug = True  # type: ignore[attr-defined]
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" under a burst
+    waitress.serve(
+        app,
+        host=host,
+        port=port,
+        threads=THREADS,
+        connection_limit=CONNECTIONS,
+        channel_timeout=IDLE_SECONDS,
+        max_request_body_size=MAX_BODY,
+        ident=None,
+        asyncore_use_poll=True,
+    )
