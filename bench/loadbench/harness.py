@@ -6,7 +6,9 @@ open, ``GET /jobs/{id}`` of each open one, whichever costs the emulator less, pa
 last round's time so the watcher does not become the load it measures; or each open job's own GET at a
 fixed pause, for the few photos whose seconds matter. The round period is reported as the polling
 granularity, and the server-side time (the job's ``updatedAt`` when it became ready, same machine
-clock) next to it: polling does not blur that one.
+clock) next to it: polling does not blur that one. Or, as the upload page and ``docpipe`` watch a
+user's jobs, over the push channel (:func:`push_feed`): each job frame is an observation when it
+arrives, and the stack does no work for a job that does not change.
 
 A ``POST /uploads`` refused with 429 (a per-user quota) is asked again after its ``Retry-After``; the
 retries are counted per upload, and the wait is part of that upload's time-to-ready.
@@ -28,6 +30,7 @@ from typing import Any
 from requests import Response
 
 from docpipe_local.client import TERMINAL, DocpipeClient, post_file
+from docpipe_local.live import JobFeed
 
 from .corpus import Item
 from .stats import pct, sec
@@ -156,6 +159,24 @@ class Observations:
 # What one job costs the emulator per look, measured on this machine (moto 5, idle stack): listed in a
 # page of GET /jobs about 3.5 ms of its CPU, one GET /jobs/{id} about 15 ms (two GetItems, whole items).
 LIST_COST_MS, GET_COST_MS = 3.5, 15.0
+
+
+def push_feed(client: DocpipeClient, observations: Observations) -> JobFeed:
+    """The user's push channel (:class:`~docpipe_local.live.JobFeed`, what the page and ``docpipe`` use),
+    every job frame recorded in ``observations`` as it arrives. Polling each open job instead costs the
+    stack a ``GET /jobs/{id}`` (about 25 ms of its CPU on this machine) per job per round, a load that
+    grows with the backlog it measures; a frame is sent only when a job changes."""
+
+    class Recording(JobFeed):
+        def _store(self, job: dict[str, Any]) -> None:
+            observations.record(job, time.time())
+            super()._store(job)
+
+    feed = Recording.open(client)
+    if not feed.up.is_set():
+        feed.close()
+        raise RuntimeError(f"the stack's push channel did not connect: {feed.refused or 'no push URL in /config'}")
+    return feed
 
 
 class Watcher(threading.Thread):
