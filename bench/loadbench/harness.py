@@ -44,6 +44,7 @@ class Upload:
     job_id: str | None = None
     lane: str | None = None
     requested: float = 0.0  # just before POST /uploads
+    created: float = 0.0  # POST /uploads answered with the job
     posted: float = 0.0  # the presigned POST to S3 answered
     error: str | None = None
     throttled: int = 0  # POST /uploads answered 429 this many times (each retried after Retry-After)
@@ -86,6 +87,7 @@ class Uploader:
         upload.requested = time.time()
         try:
             created = self.create(upload)
+            upload.created = time.time()
             upload.job_id, upload.lane = created["jobId"], created["lane"]
             self.ids.append(created["jobId"])
             post_file(created["upload"], item.path)

@@ -121,13 +121,24 @@ def priority(
     )
 
 
-SEGMENTS = ["upload", "ingest wait", "ingest", "scan wait", "scan", "presets wait", "presets", "settle + poll", "total"]
+SEGMENTS = [
+    "POST /uploads",
+    "S3 POST",
+    "ingest wait",
+    "ingest",
+    "scan wait",
+    "scan",
+    "presets wait",
+    "presets",
+    "settle + poll",
+    "total",
+]
 
 
 def segment_lines(parts: list[dict[str, float]], solo: list[dict[str, float]]) -> list[list[str]]:
     """One row per segment: p50 and p95 alone, then p50, p95 and max loaded."""
     lines = []
-    for s in [*SEGMENTS[:3], "batch", *SEGMENTS[3:]]:
+    for s in [*SEGMENTS[:4], "batch", *SEGMENTS[4:]]:
         values = [b[s] for b in parts if not math.isnan(b[s])]
         base = [b[s] for b in solo if not math.isnan(b[s])]
         stats = [pct(base, 0.5), pct(base, 0.95), pct(values, 0.5), pct(values, 0.95), max(values, default=math.nan)]
@@ -154,7 +165,8 @@ def breakdown(phase: Phase, recorder: Recorder, logs: Path) -> list[dict[str, fl
         out.append(
             {
                 "requested": u.requested - phase.started,
-                "upload": u.posted - u.requested,
+                "POST /uploads": u.created - u.requested,
+                "S3 POST": u.posted - u.created,
                 "ingest wait": (ingest.start if ingest else nan) - u.posted,
                 "ingest": done - (ingest.start if ingest else nan),
                 "batch": float(len(ingest.keys)) if ingest else nan,

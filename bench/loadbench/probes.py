@@ -212,6 +212,16 @@ class Recorder:
     def attach(self, stack: LocalStack) -> None:
         for name, runtime in stack.runtimes.items():
             runtime.invoke_acquired = self.timed(name, runtime.invoke_acquired)  # type: ignore[method-assign]
+        if stack.gateway is not None:  # an API request at the gateway: its wait for a worker, then its run
+            invoke_api = stack.gateway._invoke_api
+
+            def at_gateway(user: str | None, event: dict[str, Any]) -> Any:
+                start = time.time()
+                invocation = invoke_api(user, event)
+                self.record("API gateway", event, start, time.time(), invocation.ok)
+                return invocation
+
+            stack.gateway._invoke_api = at_gateway  # type: ignore[method-assign]
 
     def timed(self, name: str, original: Callable[..., Any]) -> Callable[..., Any]:
         """``original`` with its calls recorded; any further arguments the runtime takes pass through."""
@@ -264,11 +274,12 @@ class Recorder:
 
 
 def stage_table(calls: list[Call]) -> str:
-    """Per function and source queue: invocations, messages, queue wait per message, run time per invocation."""
+    """Per function and source queue: invocations, messages, queue wait per message, run time per invocation.
+    Invocations of no queue (the HTTP API's, a replay's) are a row ``direct`` of their function: their run
+    time is the invocation's, without the wait for a worker."""
     groups: dict[tuple[str, str], list[Call]] = {}
     for call in calls:
-        if call.queue != "direct":
-            groups.setdefault((call.function.removesuffix("Function"), call.queue), []).append(call)
+        groups.setdefault((call.function.removesuffix("Function"), call.queue), []).append(call)
     rows = []
     for (function, queue), group in sorted(groups.items()):
         waits = [c.start - sent for c in group for sent in c.sent if sent]

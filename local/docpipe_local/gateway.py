@@ -34,7 +34,6 @@ import re
 import socket
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BufferedIOBase
@@ -44,6 +43,7 @@ from urllib.parse import urlsplit
 
 from docpipe_local.apigw import http_event, response_body
 from docpipe_local.cors import Cors
+from docpipe_local.fairness import UserShare
 from docpipe_local.template import HttpRoute
 
 if TYPE_CHECKING:
@@ -70,8 +70,6 @@ ASSETS = {
     "/console.css": ("console.css", "text/css; charset=utf-8"),
 }
 IDLE_SECONDS = 60  # a connection that sends nothing (or stops halfway through a body) for this long is closed
-# A user with this many requests in flight is busy: their next ones wait behind other users' (Gateway._invoke_api).
-BUSY_REQUESTS = 4
 _INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
 _DIGITS = re.compile(r"[0-9]+")
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,8}")
@@ -216,8 +214,7 @@ class Gateway:
         self.routes = api.spec.http_routes if api else []
         self.push: PushHub | None = None  # the WebSocket API, set by the stack once its functions are up
         self.issuer: LocalIssuer | None = None  # the stack's JWT issuer
-        self._in_flight: Counter[str] = Counter()  # requests in flight per user
-        self._flight_lock = threading.Lock()
+        self.share = UserShare(api.concurrency if api else 1)  # the API's workers, shared among users
         gateway = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -253,6 +250,7 @@ class Gateway:
         are up, so that the buckets' CORS origins can follow its port)."""
         self.api = api
         self.routes = api.spec.http_routes if api else []
+        self.share = UserShare(api.concurrency if api else 1)
 
     def start(self) -> None:
         self.thread.start()
@@ -355,24 +353,17 @@ class Gateway:
 
         On AWS each request runs on compute of its own, up to the function's concurrency, so one user's
         burst of requests does not make another user's request wait. The local stack has a few workers on
-        a few cores: a request from a user with fewer than :data:`BUSY_REQUESTS` requests in flight is
-        served before the queued requests of busier users. (Their CPU priority is left alone: a pool of
+        a few cores, shared among users by :class:`~docpipe_local.fairness.UserShare`: a freed worker
+        goes to the user with the fewest requests running. (Their CPU priority is left alone: a pool of
         lower-priority API workers meant cold starts in the middle of a burst, which on a loaded laptop ran
         past the function's timeout.)
         """
         assert self.api is not None
-        with self._flight_lock:
-            busy = user is not None and self._in_flight[user] >= BUSY_REQUESTS
-            if user is not None:
-                self._in_flight[user] += 1
+        self.share.acquire(user)
         try:
-            return self.api.invoke(event, first=not busy)
+            return self.api.invoke(event)
         finally:
-            if user is not None:
-                with self._flight_lock:
-                    self._in_flight[user] -= 1
-                    if not self._in_flight[user]:
-                        del self._in_flight[user]
+            self.share.release(user)
 
     def _claims(self, token: str) -> dict[str, str] | None:
         """The claims API Gateway's JWT authorizer would pass for ``token``: a development token's user, or a

@@ -4,6 +4,7 @@ page's Content-Security-Policy with the local storage added, and how it reads a 
 from __future__ import annotations
 
 import io
+import time
 from email.message import Message
 from http.client import parse_headers
 from pathlib import Path
@@ -126,48 +127,111 @@ def test_a_request_without_a_length_has_no_body() -> None:
 
 
 # ------------------------------------------------------------------ one user's burst of requests
-def test_a_busy_users_requests_yield_to_other_users() -> None:
-    import threading
+def _wait_until(predicate, seconds: float = 5) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
 
-    from docpipe_local import gateway as gateway_module
+
+def test_a_freed_api_worker_goes_to_the_user_with_the_fewest_requests_running() -> None:
+    """Two workers, user a's burst of six requests, then one request of b: b's runs as soon as one of a's
+    ends, before a's four others; each user's requests run in the order they came; nothing is dropped."""
+    import threading
+    from types import SimpleNamespace
+
     from docpipe_local.gateway import Gateway
 
     class Api:
-        """Records how each request was invoked; holds them until released."""
+        concurrency = 2
+        spec = SimpleNamespace(http_routes=[])
 
         def __init__(self) -> None:
-            self.calls: list[tuple[str, int, bool]] = []
-            self.hold = threading.Event()
+            self.started: list[str] = []
+            self.release: dict[str, threading.Event] = {}
             self.lock = threading.Lock()
 
-        def invoke(self, event: dict, nice: int = 0, first: bool = False) -> dict:
+        def invoke(self, event: dict) -> dict:
             with self.lock:
-                self.calls.append((event["user"], nice, first))
-            self.hold.wait(5)
+                self.started.append(event["id"])
+                done = self.release.setdefault(event["id"], threading.Event())
+            assert done.wait(5)
             return {}
+
+        def finish(self, request_id: str) -> None:
+            with self.lock:
+                self.release.setdefault(request_id, threading.Event()).set()
 
     api = Api()
     gateway = Gateway(None, {}, {})
-    gateway.api = api  # type: ignore[assignment]
+    gateway.serve_api(api)  # type: ignore[arg-type]
+    threads = []
     try:
-        busy = gateway_module.BUSY_REQUESTS
-        burst = [threading.Thread(target=gateway._invoke_api, args=("a", {"user": "a"})) for _ in range(busy + 2)]
-        for thread in burst:
-            thread.start()
-        while len(api.calls) < busy + 2:
-            threading.Event().wait(0.01)
-        quiet = threading.Thread(target=gateway._invoke_api, args=("b", {"user": "b"}))
-        quiet.start()
-        while len(api.calls) < busy + 3:
-            threading.Event().wait(0.01)
-        api.hold.set()
-        for thread in [*burst, quiet]:
+        for n in range(6):
+            threads.append(threading.Thread(target=gateway._invoke_api, args=("a", {"id": f"a{n}"})))
+            threads[-1].start()
+            _wait_until(lambda n=n: len(api.started) == min(n + 1, 2) and _waiting(gateway.share) == max(0, n - 1))
+        threads.append(threading.Thread(target=gateway._invoke_api, args=("b", {"id": "b0"})))
+        threads[-1].start()
+        _wait_until(lambda: "b" in gateway.share.waiting)
+        api.finish("a0")
+        _wait_until(lambda: len(api.started) == 3)
+        assert api.started == ["a0", "a1", "b0"]  # b's request took the freed worker, before a2..a5
+        for request_id in ["a1", "b0", "a2", "a3", "a4", "a5"]:
+            api.finish(request_id)
+        for thread in threads:
             thread.join(5)
     finally:
+        for request_id in [f"a{n}" for n in range(6)] + ["b0"]:
+            api.finish(request_id)
         gateway.stop()
+    assert api.started == ["a0", "a1", "b0", "a2", "a3", "a4", "a5"]
+    assert gateway.share.free == 2 and not gateway.share.running and not gateway.share.waiting
 
-    a_calls = [(nice, first) for user, nice, first in api.calls if user == "a"]
-    # a's first requests, before a was busy, then two while it was
-    assert sorted(a_calls) == sorted([(0, True)] * busy + [(0, False)] * 2)
-    assert [(nice, first) for user, nice, first in api.calls if user == "b"] == [(0, True)]
-    assert gateway._in_flight == {}  # every request counted out
+
+def _waiting(share) -> int:
+    return sum(len(q) for q in share.waiting.values())
+
+
+def test_the_api_workers_are_shared_evenly_among_busy_users() -> None:
+    """a holds all three workers and has more waiting; then b and c wait too. As a's requests end one at
+    a time, the workers go to b, then c (nothing running, b asked first), then a: one each."""
+    import threading
+
+    from docpipe_local.fairness import UserShare
+
+    share = UserShare(3)
+    granted: list[str] = []
+    done: dict[str, threading.Event] = {}
+    lock = threading.Lock()
+
+    def request(request_id: str) -> None:
+        share.acquire(request_id[0])
+        with lock:
+            granted.append(request_id)
+            event = done.setdefault(request_id, threading.Event())
+        event.wait(5)
+        share.release(request_id[0])
+
+    def finish(request_id: str) -> None:
+        with lock:
+            done.setdefault(request_id, threading.Event()).set()
+
+    threads = []
+    for request_id in ["a0", "a1", "a2", "a3", "a4", "b0", "b1", "c0", "c1"]:
+        threads.append(threading.Thread(target=request, args=(request_id,)))
+        threads[-1].start()
+        _wait_until(lambda: len(granted) + _waiting(share) == len(threads))
+    try:
+        assert granted == ["a0", "a1", "a2"]
+        for n, request_id in enumerate(["a0", "a1", "a2"]):
+            finish(request_id)
+            _wait_until(lambda n=n: len(granted) == 4 + n)
+        assert granted[3:] == ["b0", "c0", "a3"]
+    finally:
+        for request_id in ["a0", "a1", "a2", "a3", "a4", "b0", "b1", "c0", "c1"]:
+            finish(request_id)
+        for thread in threads:
+            thread.join(5)
+    assert sorted(granted) == ["a0", "a1", "a2", "a3", "a4", "b0", "b1", "c0", "c1"]
+    assert share.free == 3 and not share.running and not share.waiting
