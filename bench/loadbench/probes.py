@@ -38,6 +38,7 @@ class Sample:
     depths: dict[str, int]  # visible + in flight, per queue
     rtt_ms: float  # median round trip of this sample's GetQueueAttributes calls to the emulator
     cpu: dict[str, float]  # CPU seconds so far, per process group (see cpu_by_group)
+    dynamodb_ms: float = math.nan  # round trip of one GetItem (of no item) to the DynamoDB emulator
 
 
 def dead_letter_queues(template: Template) -> set[str]:
@@ -58,6 +59,10 @@ class Sampler(threading.Thread):
         super().__init__(name="sampler", daemon=True)
         assert stack.template is not None
         self.sqs = stack.client("sqs")
+        self.dynamodb = stack.client("dynamodb")
+        tables = stack.template.of_type("AWS::DynamoDB::Table")
+        probed = "JobsTable" if "JobsTable" in tables else next(iter(tables), None)
+        self.table = stack.template.attributes[probed]["Ref"] if probed else None
         queues, dead = stack.template.of_type("AWS::SQS::Queue"), dead_letter_queues(stack.template)
         self.urls = {n: stack.template.attributes[n]["QueueUrl"] for n in queues if n not in dead}
         self.dlqs = {n: stack.template.attributes[n]["QueueUrl"] for n in queues if n in dead}
@@ -84,9 +89,22 @@ class Sampler(threading.Thread):
         busy = (now[0] - before[0]) / max(1e-9, now[1] - before[1])
         rtts: list[float] = []
         depths = self.depths(self.urls, rtts)
+        dynamodb = math.nan
+        if self.table:
+            started = time.perf_counter()
+            self.dynamodb.get_item(TableName=self.table, Key=self.missing_key())
+            dynamodb = (time.perf_counter() - started) * 1000
         cpu = cpu_by_group(self.state_dir, self.moto_pids)
-        self.samples.append(Sample(time.time(), busy, depths, pct(rtts, 0.5), cpu))
+        self.samples.append(Sample(time.time(), busy, depths, pct(rtts, 0.5), cpu, dynamodb))
         return now
+
+    def missing_key(self) -> dict[str, Any]:
+        """A key of no item in the probed table, of its key schema's attributes."""
+        if not hasattr(self, "_key"):
+            schema = self.dynamodb.describe_table(TableName=self.table)["Table"]
+            types = {a["AttributeName"]: a["AttributeType"] for a in schema["AttributeDefinitions"]}
+            self._key = {k["AttributeName"]: {types[k["AttributeName"]]: "0"} for k in schema["KeySchema"]}
+        return self._key
 
     def run(self) -> None:
         before = cpu_times()
@@ -218,7 +236,7 @@ class Recorder:
             def at_gateway(user: str | None, event: dict[str, Any]) -> Any:
                 start = time.time()
                 invocation = invoke_api(user, event)
-                self.record("API gateway", event, start, time.time(), invocation.ok)
+                self.record(f"API gateway, {user}", event, start, time.time(), invocation.ok)
                 return invocation
 
             stack.gateway._invoke_api = at_gateway  # type: ignore[method-assign]
@@ -321,9 +339,10 @@ def machine_line(sampler: Sampler, start: float, end: float) -> str:
     busy = sum(s.busy for s in window) / len(window) if window else math.nan
     cores["other processes on the machine"] = max(0.0, busy * cpus - sum(cores.values()))
     rtt50, rtt95 = pct([s.rtt_ms for s in window], 0.5), pct([s.rtt_ms for s in window], 0.95)
+    ddb50, ddb95 = pct([s.dynamodb_ms for s in window], 0.5), pct([s.dynamodb_ms for s in window], 0.95)
     spent = ", ".join(f"{g.removesuffix('Function')} {v:.2f}" for g, v in sorted(cores.items(), key=lambda x: -x[1]))
     return (
         f"CPU busy {busy * 100:.0f} % of {cpus} cores on average; cores used by: {spent}\n"
         f"  emulator round trip (GetQueueAttributes, sampled every {sampler.every:.0f} s): "
-        f"p50 {rtt50:.0f} ms, p95 {rtt95:.0f} ms"
+        f"p50 {rtt50:.0f} ms, p95 {rtt95:.0f} ms; DynamoDB's (GetItem): p50 {ddb50:.0f} ms, p95 {ddb95:.0f} ms"
     )
