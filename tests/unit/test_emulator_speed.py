@@ -189,6 +189,7 @@ def test_json_answers_are_those_moto_serializes(monkeypatch) -> None:
         for answer, context in answers:
             serialized = {}
             for way, method in (("moto", original), ("picked", picked)):
+
                 def counted(self, *args, _way=way):
                     searched[_way] += 1
                     return search(self, *args)
