@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -92,8 +93,16 @@ def serve(host: str, port: int) -> None:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     os.environ.setdefault("MOTO_PORT", str(port))  # as moto's main sets it: some answers name the server
-    app = DomainDispatcherApplication(create_backend_app)
-    app.debug = True  # type: ignore[attr-defined]
+    dispatcher = DomainDispatcherApplication(create_backend_app)
+    dispatcher.debug = True  # type: ignore[attr-defined]
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        # moto reads an S3 key from the raw request path, which werkzeug's server passes as RAW_URI and
+        # waitress as REQUEST_URI: without it, a key's percent-escapes would be decoded twice ("q%2541" as "qA").
+        if "RAW_URI" not in environ and "REQUEST_URI" in environ:
+            environ["RAW_URI"] = environ["REQUEST_URI"]
+        return dispatcher(environ, start_response)
+
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" under a burst
     waitress.serve(
         app,
