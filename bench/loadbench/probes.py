@@ -63,6 +63,7 @@ class Sampler(threading.Thread):
         tables = stack.template.of_type("AWS::DynamoDB::Table")
         probed = "JobsTable" if "JobsTable" in tables else next(iter(tables), None)
         self.table = stack.template.attributes[probed]["Ref"] if probed else None
+        self.missing_key = self._missing_key() if self.table else {}
         queues, dead = stack.template.of_type("AWS::SQS::Queue"), dead_letter_queues(stack.template)
         self.urls = {n: stack.template.attributes[n]["QueueUrl"] for n in queues if n not in dead}
         self.dlqs = {n: stack.template.attributes[n]["QueueUrl"] for n in queues if n in dead}
@@ -92,19 +93,17 @@ class Sampler(threading.Thread):
         dynamodb = math.nan
         if self.table:
             started = time.perf_counter()
-            self.dynamodb.get_item(TableName=self.table, Key=self.missing_key())
+            self.dynamodb.get_item(TableName=self.table, Key=self.missing_key)
             dynamodb = (time.perf_counter() - started) * 1000
         cpu = cpu_by_group(self.state_dir, self.moto_pids)
         self.samples.append(Sample(time.time(), busy, depths, pct(rtts, 0.5), cpu, dynamodb))
         return now
 
-    def missing_key(self) -> dict[str, Any]:
+    def _missing_key(self) -> dict[str, Any]:
         """A key of no item in the probed table, of its key schema's attributes."""
-        if not hasattr(self, "_key"):
-            schema = self.dynamodb.describe_table(TableName=self.table)["Table"]
-            types = {a["AttributeName"]: a["AttributeType"] for a in schema["AttributeDefinitions"]}
-            self._key = {k["AttributeName"]: {types[k["AttributeName"]]: "0"} for k in schema["KeySchema"]}
-        return self._key
+        schema = self.dynamodb.describe_table(TableName=self.table)["Table"]
+        types = {a["AttributeName"]: a["AttributeType"] for a in schema["AttributeDefinitions"]}
+        return {k["AttributeName"]: {types[k["AttributeName"]]: "0"} for k in schema["KeySchema"]}
 
     def run(self) -> None:
         before = cpu_times()

@@ -205,16 +205,15 @@ class Gateway:
         """``invoke_token`` opens the Invoke API (without one it answers no one); ``admins`` are the users
         whose claims carry ``admin_claim`` (``(claim, group)``); ``page_sources`` are the origins the
         upload page may talk to besides its own (the emulator's S3)."""
-        self.api, self.functions, self.tokens = api, functions, tokens
+        self.functions, self.tokens = functions, tokens
         self.invoke_token, self.admins, self.admin_claim = invoke_token, frozenset(admins), admin_claim
         self.page_sources = tuple(page_sources)
         self.cors: Cors | None = (
             None  # the HttpApi's CorsConfiguration (set by the stack once its parameters are known)
         )
-        self.routes = api.spec.http_routes if api else []
+        self.serve_api(api)
         self.push: PushHub | None = None  # the WebSocket API, set by the stack once its functions are up
         self.issuer: LocalIssuer | None = None  # the stack's JWT issuer
-        self.share = UserShare(api.concurrency if api else 1)  # the API's workers, shared among users
         gateway = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -250,7 +249,7 @@ class Gateway:
         are up, so that the buckets' CORS origins can follow its port)."""
         self.api = api
         self.routes = api.spec.http_routes if api else []
-        self.share = UserShare(api.concurrency if api else 1)
+        self.share = UserShare(api.concurrency if api else 1)  # the API's workers, shared among users
 
     def start(self) -> None:
         self.thread.start()

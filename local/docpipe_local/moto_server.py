@@ -45,20 +45,20 @@ class MotoServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log_path.open("ab")
         env = {**os.environ, **CREDENTIALS}
-        # moto's app served with keep-alive (serve), without a log line per request: under load werkzeug's
-        # logging alone cost it a tenth of its CPU, and its CPU is every AWS call's latency.
+        # moto's app served with keep-alive and no log line per request (serve): under load werkzeug's
+        # server and its logging cost a share of the CPU that is every AWS call's latency.
         # DynamoDB's writes made atomic under moto's threads, S3's response overrides of a presigned
-        # GET honoured, its requests counted by service and operation, and two of its costs that grow with a
-        # busy stack cut (docpipe_local.emulator).
-        quiet = (
-            "import logging, sys; logging.getLogger('werkzeug').setLevel(logging.WARNING); "
+        # GET honoured, its requests counted by service and operation, and three of its costs that grow
+        # with a busy stack cut (docpipe_local.emulator).
+        command = (
+            "import sys; "
             "from docpipe_local import emulator; "
             "emulator.serialize_dynamodb_writes(); emulator.honour_s3_response_overrides(); emulator.count_requests(); "
             "emulator.speed_up_moto(); "
             "from docpipe_local.moto_server import serve; serve('127.0.0.1', int(sys.argv[1]))"
         )
         self.process = subprocess.Popen(
-            [sys.executable, "-c", quiet, str(self.port)],
+            [sys.executable, "-c", command, str(self.port)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,

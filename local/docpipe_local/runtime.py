@@ -332,36 +332,33 @@ class FairSemaphore:
 
     ``threading.Semaphore`` lets a thread that just released re-acquire ahead of older waiters, so
     busy pollers could starve a direct invocation (a replay, an API call) for as long as they poll.
-    A waiter that asks for one ``first`` is served before the others (first come, first served among
-    such waiters): the local gateway's requests from a caller with few requests in flight.
+    (The local gateway shares the HTTP API's slots among users before it asks for one:
+    :class:`docpipe_local.fairness.UserShare`.)
     """
 
     def __init__(self, slots: int) -> None:
         self._free = slots
         self._lock = threading.Lock()
         self._waiters: deque[threading.Event] = deque()
-        self._first: deque[threading.Event] = deque()
 
-    def acquire(self, timeout: float | None = None, first: bool = False) -> bool:
+    def acquire(self, timeout: float | None = None) -> bool:
         with self._lock:
-            if self._free > 0 and not self._waiters and not self._first:
+            if self._free > 0 and not self._waiters:
                 self._free -= 1
                 return True
             turn = threading.Event()
-            (self._first if first else self._waiters).append(turn)
+            self._waiters.append(turn)
         if turn.wait(timeout):
             return True
         with self._lock:
             if turn.is_set():  # handed over just as the wait timed out
                 return True
-            (self._first if first else self._waiters).remove(turn)
+            self._waiters.remove(turn)
             return False
 
     def release(self) -> None:
         with self._lock:
-            if self._first:
-                self._first.popleft().set()
-            elif self._waiters:
+            if self._waiters:
                 self._waiters.popleft().set()
             else:
                 self._free += 1
@@ -449,9 +446,9 @@ class FunctionRuntime:
             outcomes, self._outcomes = self._outcomes, []
         return outcomes
 
-    def invoke(self, event: dict[str, Any], nice: int = 0, first: bool = False) -> Invocation:
-        """Invoke when a slot is free (``first``: before those already waiting without it), at CPU priority ``nice``."""
-        self._slots.acquire(first=first)
+    def invoke(self, event: dict[str, Any], nice: int = 0) -> Invocation:
+        """Invoke when a slot is free (first come, first served), at CPU priority ``nice``."""
+        self._slots.acquire()
         try:
             return self.invoke_acquired(event, nice)
         finally:

@@ -406,32 +406,3 @@ def test_a_waiter_that_times_out_leaves_the_queue_and_the_slot_free() -> None:
 def test_fair_semaphore_counts_its_slots() -> None:
     slots = FairSemaphore(2)
     assert [slots.acquire(timeout=0) for _ in range(3)] == [True, True, False]
-
-
-def test_a_waiter_asking_to_go_first_is_served_before_earlier_plain_waiters() -> None:
-    slots = FairSemaphore(1)
-    slots.acquire()
-    order: list[str] = []
-
-    def wait(name: str, first: bool) -> None:
-        slots.acquire(first=first)
-        order.append(name)
-        slots.release()
-
-    threads = []
-    for name, first in (("busy-1", False), ("busy-2", False), ("quiet-1", True), ("busy-3", False), ("quiet-2", True)):
-        threads.append(threading.Thread(target=wait, args=(name, first)))
-        threads[-1].start()
-        time.sleep(0.05)
-    slots.release()
-    for t in threads:
-        t.join()
-    assert order == ["quiet-1", "quiet-2", "busy-1", "busy-2", "busy-3"]
-
-
-def test_a_first_waiter_that_times_out_leaves_its_queue() -> None:
-    slots = FairSemaphore(1)
-    slots.acquire()
-    assert slots.acquire(timeout=0.05, first=True) is False
-    slots.release()
-    assert slots.acquire(timeout=0) is True

@@ -30,7 +30,8 @@ def settle_jobs(
     caller has just read or written, by id (the others are read here)."""
     file = file if file is not None else files_repo.get(digest) or {}
     ids = job_ids if job_ids is not None else jobs_repo.open_ids_for_hash(digest)
-    read = {**read_jobs(jobs_repo, [job_id for job_id in ids if job_id not in (read or {})]), **(read or {})}
+    known = read or {}
+    read = {**read_jobs(jobs_repo, [job_id for job_id in ids if job_id not in known]), **known}
     moved = 0
     for job_id in ids:
         moved += _settle_one(jobs_repo, job_id, file, ttl_at, read.get(job_id))
