@@ -338,3 +338,27 @@ def test_a_jobs_owner_is_remembered_across_batches_so_its_bytes_progress_reads_n
 
     assert len(records) == 1 and sent == 0
     assert calls == ["Query", "Query"]  # the bytes' open jobs; alice's connections (none)
+
+
+def test_of_several_changes_of_a_job_in_one_batch_only_its_latest_state_is_pushed(repos) -> None:
+    """queued → processing → ready in one batch: one frame, ``ready``. Its owner's later job still moves up
+    (the first job left the queue at a record that was not pushed), and another job's record is pushed."""
+    jobs, _, connections = repos
+    connections.add("alice", "a-tab", int(time.time()), 3600, 10)
+    stream = Stream(jobs.name)
+    first = a_job(jobs, "alice", openOwner="alice")
+    second = a_job(jobs, "alice", openOwner="alice")
+    jobs.transition(first, ("queued",), {"state": "processing", "updatedAt": now_iso()}, [])
+    jobs.transition(first, ("processing",), {"state": "ready", "updatedAt": now_iso()}, [])
+    records = stream.records()
+    channel = FakeChannel()
+    handler = notifier(repos, channel)
+
+    handler.begin(records)
+    sent = sum(handler.handle(record) for record in records)
+
+    assert len(records) == 4
+    frames = channel.frames["a-tab"]
+    states = [(f["job"]["jobId"], f["job"]["state"]) for f in frames]
+    assert states.count((first, "ready")) == 1 and not any(job == first and s != "ready" for job, s in states)
+    assert (second, "queued") in states and sent == len(frames)

@@ -49,5 +49,5 @@ def handle_record(record: DynamoDBRecord) -> None:
 @metrics.log_metrics(capture_cold_start_metric=True)
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    notifier().begin()
+    notifier().begin(event.get("Records") or [])
     return process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)

@@ -10,7 +10,7 @@ owner's later queued jobs up, so those are pushed too (at most ``OpenJobsPerUser
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from docpipe import push
@@ -38,8 +38,12 @@ class Notifier:
         self._batch: _Batch | None = None
         self._owners: dict[str, str] = {}  # job id: owner, kept across batches (OWNERS_KEPT, oldest out first)
 
-    def begin(self) -> None:
-        """A new batch of records (an invocation): what :meth:`handle` remembers between records is read afresh.
+    def begin(self, records: Iterable[dict[str, Any]] = ()) -> None:
+        """A new batch of ``records`` (an invocation): what :meth:`handle` remembers between records is read afresh.
+
+        Of several records of one job (or of some bytes) in the batch, only the last is pushed: its view is
+        the job's latest, which is what a client shows, and under load a batch holds many changes of each
+        job. If the job left its lane's queue at any of them, its owner's later jobs are pushed once, with it.
 
         Within a batch, each owner's connections are read once, and so are the open jobs of some bytes and
         each job's owner: a batch holds many records of the same bytes and owners, and most owners have no
@@ -47,6 +51,13 @@ class Notifier:
         from the next one (a client reads its open jobs itself when it connects); a job opened during the
         batch is pushed by its own record. A job's owner is remembered for later batches too: it never changes."""
         self._batch = self._new_batch()
+        for record in records:
+            change = push.change_of(record)
+            sequence = _sequence(record)
+            if change is not None and sequence is not None:
+                self._batch.last[_subject(change)] = sequence
+                if change.left_queue:
+                    self._batch.left_queue.add(_subject(change))
 
     def _new_batch(self) -> _Batch:
         if len(self._owners) > OWNERS_KEPT:
@@ -63,6 +74,9 @@ class Notifier:
         if change is None:
             return 0
         batch = self._batch or self._new_batch()  # without begin(): nothing shared between records
+        subject = _subject(change)
+        if batch.last.get(subject, _sequence(record)) != _sequence(record):
+            return 0  # a later record of the batch pushes the same job (or bytes) as they are now
         targets = batch.targets
         if change.job_id is not None:
             job = change.job or self.jobs_repo.get(change.job_id)
@@ -72,7 +86,7 @@ class Notifier:
             if not targets.of(str(job["owner"])):
                 return 0
             sent = self.send(job, change.changed_at_ms, targets)
-            if change.left_queue:
+            if change.left_queue or subject in batch.left_queue:
                 sent += self._moved_up(job, change.changed_at_ms, targets)
             return sent
         digest = str(change.digest)
@@ -144,3 +158,13 @@ class _Batch:
         self.targets = targets
         self.open_jobs: dict[str, list[str]] = {}  # digest: its open jobs' ids
         self.owners = owners  # job id: owner
+        self.last: dict[str, str] = {}  # job id or digest: the sequence number of its last record in the batch
+        self.left_queue: set[str] = set()  # job ids that left their lane's queue at some record of the batch
+
+
+def _subject(change: push.Change) -> str:
+    return f"job:{change.job_id}" if change.job_id is not None else f"hash:{change.digest}"
+
+
+def _sequence(record: dict[str, Any]) -> str | None:
+    return (record.get("dynamodb") or {}).get("SequenceNumber")
