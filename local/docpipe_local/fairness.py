@@ -412,9 +412,15 @@ class UserShare:
     one whose oldest waiting request came first), and each user's requests run in the order they came.
     A user's burst so takes only the workers nobody else asks for, and a user with one request at a time
     waits for at most the next worker to free, whatever the others send. Nothing is refused or dropped.
+
+    A quarter of the workers (``reserve``, none of fewer than four) are kept for users with no request
+    running: a user already running one takes a worker only while more than ``reserve`` are free. A
+    burst's requests can each take seconds on a loaded laptop, and without the reserve another user's
+    request waited for one of them to end.
     """
 
     def __init__(self, slots: int) -> None:
+        self.reserve = max(1, slots) // 4
         self.free = max(1, slots)
         self.running: Counter[str | None] = Counter()
         self.waiting: dict[str | None, deque[int]] = {}
@@ -426,7 +432,7 @@ class UserShare:
             self._turns += 1
             turn = self._turns
             self.waiting.setdefault(user, deque()).append(turn)
-            while not (self.free > 0 and self._next() == turn):
+            while not (self.free > (self.reserve if self.running[user] else 0) and self._next() == turn):
                 self._changed.wait()
             queue = self.waiting[user]
             queue.popleft()

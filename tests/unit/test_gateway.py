@@ -235,3 +235,37 @@ def test_the_api_workers_are_shared_evenly_among_busy_users() -> None:
             thread.join(5)
     assert sorted(granted) == ["a0", "a1", "a2", "a3", "a4", "b0", "b1", "c0", "c1"]
     assert share.free == 3 and not share.running and not share.waiting
+
+
+def test_a_quarter_of_the_api_workers_are_kept_for_users_with_nothing_running() -> None:
+    """Eight workers: a's burst takes six and waits with two free; b's request then runs at once."""
+    import threading
+
+    from docpipe_local.fairness import UserShare
+
+    share = UserShare(8)
+    granted: list[str] = []
+    done = threading.Event()
+
+    def request(request_id: str) -> None:
+        share.acquire(request_id[0])
+        granted.append(request_id)
+        done.wait(5)
+        share.release(request_id[0])
+
+    threads = [threading.Thread(target=request, args=(f"a{n}",)) for n in range(10)]
+    for thread in threads:
+        thread.start()
+    try:
+        _wait_until(lambda: len(granted) == 6 and _waiting(share) == 4)
+        time.sleep(0.05)
+        assert len(granted) == 6 and share.free == 2  # the reserve stays free while only a asks
+        threads.append(threading.Thread(target=request, args=("b0",)))
+        threads[-1].start()
+        _wait_until(lambda: "b0" in granted)
+        assert len(granted) == 7 and share.free == 1
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(5)
+    assert len(granted) == 11 and share.free == 8 and not share.running and not share.waiting
