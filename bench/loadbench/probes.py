@@ -255,6 +255,10 @@ class Recorder:
         records = event.get("Records") if isinstance(event, dict) else None
         if not records or not isinstance(records, list) or "eventSourceARN" not in records[0]:
             call = Call(function, "direct", start, end, ok, [], [], [])
+        elif "dynamodb" in records[0]:  # a table's stream (the notifier): records, each when it was written
+            table = records[0]["eventSourceARN"].split(":table/", 1)[-1].split("/", 1)[0]
+            created = [float(r["dynamodb"].get("ApproximateCreationDateTime", start)) for r in records]
+            call = Call(function, f"{table.removeprefix('docpipe-local-')} stream", start, end, ok, created, [], [])
         else:
             keys = []
             for record in records:
