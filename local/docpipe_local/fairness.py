@@ -420,8 +420,8 @@ class UserShare:
     """
 
     def __init__(self, slots: int) -> None:
-        self.reserve = max(1, slots) // 4
         self.free = max(1, slots)
+        self.reserve = self.free // 4
         self.running: Counter[str | None] = Counter()
         self.waiting: dict[str | None, deque[int]] = {}
         self._turns = 0

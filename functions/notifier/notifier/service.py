@@ -52,9 +52,11 @@ class Notifier:
         batch is pushed by its own record. A job's owner is remembered for later batches too: it never changes."""
         self._batch = self._new_batch()
         for record in records:
-            change = push.change_of(record)
             sequence = _sequence(record)
-            if change is not None and sequence is not None:
+            if sequence is None:
+                continue
+            change = self._batch.changes[sequence] = push.change_of(record)  # parsed once: handle() reuses it
+            if change is not None:
                 self._batch.last[_subject(change)] = sequence
                 if change.left_queue:
                     self._batch.left_queue.add(_subject(change))
@@ -70,12 +72,13 @@ class Notifier:
 
         An owner's connections are read before any job's view is built: most changes belong to owners with
         no page open, and those cost one query (none if the batch has read them, see :meth:`begin`)."""
-        change = push.change_of(record)
+        batch = self._batch or self._new_batch()  # without begin(): nothing shared between records
+        sequence = _sequence(record)
+        change = batch.changes[sequence] if sequence in batch.changes else push.change_of(record)
         if change is None:
             return 0
-        batch = self._batch or self._new_batch()  # without begin(): nothing shared between records
         subject = _subject(change)
-        if batch.last.get(subject, _sequence(record)) != _sequence(record):
+        if batch.last.get(subject, sequence) != sequence:
             return 0  # a later record of the batch pushes the same job (or bytes) as they are now
         targets = batch.targets
         if change.job_id is not None:
@@ -158,8 +161,9 @@ class _Batch:
         self.targets = targets
         self.open_jobs: dict[str, list[str]] = {}  # digest: its open jobs' ids
         self.owners = owners  # job id: owner
-        self.last: dict[str, str] = {}  # job id or digest: the sequence number of its last record in the batch
-        self.left_queue: set[str] = set()  # job ids that left their lane's queue at some record of the batch
+        self.changes: dict[str, push.Change | None] = {}  # sequence number: what its record changed
+        self.last: dict[str, str] = {}  # subject (a job or some bytes): the sequence number of its last record
+        self.left_queue: set[str] = set()  # subjects of jobs that left their lane's queue at some record
 
 
 def _subject(change: push.Change) -> str:
