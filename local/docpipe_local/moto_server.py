@@ -7,10 +7,16 @@ for it. :func:`serve` serves the same application with waitress, which keeps con
 answers from a pool of threads, so an SDK's connection pool is used as on AWS. Its pool is sized for
 the stack's long polls (every SQS poller holds a thread for up to ``WaitTimeSeconds``), and its limits
 are S3's rather than a web site's: a single PUT of up to 5 GiB, and connections for every warm worker.
+
+The server can run at a higher CPU priority than the stack (``ahead``): it stands for AWS's services,
+which have capacity of their own, and every function's call waits on it. At the same priority, a
+busy tenant's low-priority workers fill its queue of requests and every other function's call waits
+behind them (see :mod:`docpipe_local.stack`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -40,7 +46,9 @@ def _free_port() -> int:
 class MotoServer:
     """moto's server in a child process, so the emulator has its own core and dies with a kill."""
 
-    def __init__(self, log_path: Path) -> None:
+    def __init__(self, log_path: Path, ahead: int = 0) -> None:
+        """``ahead``: how many levels of CPU priority (nice) the server runs above its parent, when the
+        process may raise its priority (root, or ``CAP_SYS_NICE``); else at the parent's (see :attr:`ahead`)."""
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log_path.open("ab")
@@ -49,20 +57,30 @@ class MotoServer:
         # server and its logging cost a share of the CPU that is every AWS call's latency.
         # DynamoDB's writes made atomic under moto's threads, S3's response overrides of a presigned
         # GET honoured, its requests counted by service and operation, and three of its costs that grow
-        # with a busy stack cut (docpipe_local.emulator).
+        # with a busy stack cut (docpipe_local.emulator). The priority is set first, so that every
+        # thread of the server has it (on Linux a thread's nice is its own, inherited at its start).
         command = (
             "import sys; "
+            "from docpipe_local.moto_server import raise_priority; raise_priority(int(sys.argv[2])); "
             "from docpipe_local import emulator; "
             "emulator.serialize_dynamodb_writes(); emulator.honour_s3_response_overrides(); emulator.count_requests(); "
             "emulator.speed_up_moto(); "
             "from docpipe_local.moto_server import serve; serve('127.0.0.1', int(sys.argv[1]))"
         )
         self.process = subprocess.Popen(
-            [sys.executable, "-c", command, str(self.port)],
+            [sys.executable, "-c", command, str(self.port), str(max(0, ahead))],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
         )
+
+    @property
+    def ahead(self) -> int:
+        """How many levels of CPU priority the server runs above this process (0: none, or it has ended)."""
+        try:
+            return max(0, os.getpriority(os.PRIO_PROCESS, 0) - os.getpriority(os.PRIO_PROCESS, self.process.pid))
+        except OSError:
+            return 0
 
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.time() + timeout
@@ -83,6 +101,14 @@ class MotoServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self._log.close()
+
+
+def raise_priority(levels: int) -> None:
+    """Run this process ``levels`` of CPU priority (nice) higher, if it may (root, or ``CAP_SYS_NICE``);
+    else leave it as it is."""
+    if levels > 0:
+        with contextlib.suppress(OSError):
+            os.nice(-levels)
 
 
 def serve(host: str, port: int) -> None:

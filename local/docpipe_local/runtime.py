@@ -367,9 +367,13 @@ class FairSemaphore:
 class FunctionRuntime:
     """A pool of warm workers for one function, capped at its concurrency."""
 
-    def __init__(self, spec: FunctionSpec, env: dict[str, str], log_dir: Path, arn: str, concurrency: int) -> None:
+    def __init__(
+        self, spec: FunctionSpec, env: dict[str, str], log_dir: Path, arn: str, concurrency: int, nice: int = 0
+    ) -> None:
+        """``nice``: the CPU priority every worker runs below the caller's, before an invocation's own."""
         self.spec, self.env, self.arn = spec, env, arn
         self.concurrency = concurrency
+        self.nice = nice
         self.log_path = log_dir / f"{spec.logical}.log"
         self._slots = FairSemaphore(concurrency)
         self._idle: list[Worker] = []
@@ -390,12 +394,16 @@ class FunctionRuntime:
     def warm(self, nice: int = 0) -> None:
         """Start one worker ahead of the first invocation (a pre-warmed cold start)."""
         with self._lock:
-            if not any(w.nice == nice for w in self._idle):
+            if not any(w.nice == self._below(nice) for w in self._idle):
                 worker = self._spawn(nice)
                 self._idle.append(worker)
 
+    def _below(self, nice: int) -> int:
+        """The levels below the caller's priority of a worker for invocations at ``nice`` (19 at most)."""
+        return min(19, self.nice + nice)
+
     def _spawn(self, nice: int) -> Worker:
-        worker = Worker(self.spec, self.env, self.log_path, self.arn, nice)
+        worker = Worker(self.spec, self.env, self.log_path, self.arn, self._below(nice))
         self.spawned += 1
         self._all.add(worker)
         return worker
@@ -418,7 +426,7 @@ class FunctionRuntime:
         """
         retired = None
         with self._lock:
-            worker = next((w for w in reversed(self._idle) if w.nice == nice), None)
+            worker = next((w for w in reversed(self._idle) if w.nice == self._below(nice)), None)
             if worker is not None:
                 self._idle.remove(worker)
             else:

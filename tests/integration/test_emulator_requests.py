@@ -3,6 +3,9 @@ over real HTTP to moto's server as the local stack runs it."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +15,7 @@ import pytest
 import requests
 
 from docpipe_local.emulator import request_counts
-from docpipe_local.stack import CREDENTIALS, MotoServer
+from docpipe_local.stack import CREDENTIALS, WORKERS_BEHIND, MotoServer, worker_nice
 
 
 @pytest.fixture
@@ -92,3 +95,41 @@ def test_requests_are_counted_by_caller_service_and_operation_and_can_be_reset(
         "-": {"s3": {"HeadObject": [1, 1]}},
         "PresetsFunction": {"s3": {"HeadObject": [1, 1]}},
     }
+
+
+def may_raise_priority() -> bool:
+    """Whether a process started from here may run at a higher CPU priority (root, or CAP_SYS_NICE)."""
+    return subprocess.run([sys.executable, "-c", "import os; os.nice(-1)"], capture_output=True).returncode == 0
+
+
+def thread_nices(pid: int) -> set[int]:
+    """The nice value of each of a process's threads (on Linux each thread has its own)."""
+    tasks = Path(f"/proc/{pid}/task")
+    return {int((task / "stat").read_text().rsplit(")", 1)[1].split()[16]) for task in tasks.iterdir()}
+
+
+def test_the_emulator_runs_ahead_of_the_stack_where_it_may_and_workers_make_room_where_it_may_not(
+    tmp_path: Path,
+) -> None:
+    moto = MotoServer(tmp_path / "emulator.log", ahead=4)
+    try:
+        moto.wait_ready()
+        client("sqs", moto.url).list_queues()  # its request threads are running
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        if may_raise_priority():
+            assert moto.ahead == 4
+            assert thread_nices(moto.process.pid) == {own - 4}  # every thread of the server, not just its first
+            assert worker_nice([moto], None) == 0
+        else:
+            assert moto.ahead == 0
+            assert worker_nice([moto], None) == WORKERS_BEHIND
+        assert worker_nice([moto], "http://127.0.0.1:4566") == WORKERS_BEHIND  # another emulator: not ours to raise
+        assert worker_nice([], None) == WORKERS_BEHIND
+    finally:
+        moto.stop()
+    level = MotoServer(tmp_path / "level.log")
+    try:
+        level.wait_ready()
+        assert level.ahead == 0 and worker_nice([level], None) == WORKERS_BEHIND
+    finally:
+        level.stop()

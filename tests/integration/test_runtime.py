@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -44,6 +45,9 @@ def pid(event, context):
         os._exit(1)
     time.sleep(event.get("sleep", 0))
     return os.getpid()
+
+def priority(event, context):
+    return os.getpriority(os.PRIO_PROCESS, 0)
 
 def boom(event, context):
     raise ValueError("bad record")
@@ -95,7 +99,13 @@ def code(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def runtime(
-    code: Path, handler: str, tmp_path: Path, timeout: int = 2, memory_mb: int = 128, concurrency: int = 1
+    code: Path,
+    handler: str,
+    tmp_path: Path,
+    timeout: int = 2,
+    memory_mb: int = 128,
+    concurrency: int = 1,
+    nice: int = 0,
 ) -> FunctionRuntime:
     spec = FunctionSpec(
         logical="Fake",
@@ -111,7 +121,7 @@ def runtime(
         http_routes=[],
     )
     return FunctionRuntime(
-        spec, {"GREETING": "hi"}, tmp_path, "arn:aws:lambda:us-east-1:123456789012:function:fake", concurrency
+        spec, {"GREETING": "hi"}, tmp_path, "arn:aws:lambda:us-east-1:123456789012:function:fake", concurrency, nice
     )
 
 
@@ -406,3 +416,13 @@ def test_a_waiter_that_times_out_leaves_the_queue_and_the_slot_free() -> None:
 def test_fair_semaphore_counts_its_slots() -> None:
     slots = FairSemaphore(2)
     assert [slots.acquire(timeout=0) for _ in range(3)] == [True, True, False]
+
+
+def test_workers_run_the_pools_priority_below_the_caller_plus_each_invocations_own(code, tmp_path) -> None:
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    fn = runtime(code, "fakefn.handler.priority", tmp_path, concurrency=2, nice=5)
+    try:
+        seen = [fn.invoke({}, nice).result for nice in (0, 3, 0, 18)]
+    finally:
+        fn.stop()
+    assert seen == [min(19, own + 5), min(19, own + 8), min(19, own + 5), 19]
