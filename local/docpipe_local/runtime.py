@@ -238,6 +238,8 @@ class Worker:
         self.cpu_limit = (
             cpu_share.Limit(self.process.pid or 0, spec.memory_mb, _descendants) if cpu_share.enabled() else None
         )
+        self._ending = threading.Lock()  # the stack's stop and the invoking thread may both end a worker
+        self._ended = False
 
     def _await_ready(self, deadline: float) -> Invocation | None:
         if self.ready:
@@ -260,8 +262,11 @@ class Worker:
     def _wait(self, deadline: float) -> bool:
         """Wait for a message until ``deadline``, killing the worker if it exceeds its memory size."""
         while time.time() < deadline:
-            if self.conn.poll(0.05):
-                return True
+            try:
+                if self.conn.poll(0.05):
+                    return True
+            except OSError:
+                return True  # ended by another thread (the stack stopping); recv() will raise OSError
             if not self.process.is_alive():
                 return True  # recv() will raise EOFError
             memory = _memory_mb(self.process.pid or 0)
@@ -310,7 +315,18 @@ class Worker:
         return Invocation(status, error={"errorType": status, "errorMessage": message})
 
     def kill(self) -> None:
-        """End the worker and every process it started, as Lambda ends a whole execution environment."""
+        """End the worker and every process it started, as Lambda ends a whole execution environment.
+
+        Idempotent: when the stack stops while a worker is busy, the invoking thread sees it die and
+        ends it too, and a second close of the pipe would fail on a descriptor already reused.
+        """
+        with self._ending:
+            if self._ended:
+                return
+            self._ended = True
+            self._end()
+
+    def _end(self) -> None:
         if self.cpu_limit is not None:
             self.cpu_limit.stop()
         if self.process.is_alive():

@@ -235,6 +235,21 @@ def test_the_invocation_after_a_crash_runs_in_a_new_worker(code, tmp_path) -> No
     assert before.ok and after.ok and before.result != after.result
 
 
+def test_stopping_while_an_invocation_runs_ends_it_as_crashed_and_stops_cleanly(code, tmp_path) -> None:
+    # the stack's stop and the invoking thread both end the busy worker: the second must not fail
+    for _ in range(5):  # the two ends race; a few rounds make an unlucky order likely
+        fn = runtime(code, "fakefn.handler.slow", tmp_path, timeout=30)
+        fn.invoke({"sleep": 0})  # warm
+        outcome: list = []
+        invoking = threading.Thread(target=lambda fn=fn, outcome=outcome: outcome.append(fn.invoke({"sleep": 30})))
+        invoking.start()
+        time.sleep(0.3)
+        fn.stop()
+        invoking.join(timeout=10)
+        assert not invoking.is_alive()
+        assert [o.status for o in outcome] == ["crashed"]
+
+
 def test_growing_past_memory_size_is_out_of_memory(code, tmp_path) -> None:
     fn = runtime(code, "fakefn.handler.hog", tmp_path, timeout=10, memory_mb=256)
     try:
