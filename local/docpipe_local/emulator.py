@@ -20,12 +20,18 @@ the emulator's server answers, by service and operation, and serves the counts a
 
 Three of moto's costs grow with a busy stack and change no answer: :func:`speed_up_moto` cuts them.
 The embedded emulator's servers and the tests' in-process moto apply it.
+
+moto keeps every DynamoDB Streams shard iterator it hands out, and each ``GetRecords`` hands out one:
+a stream poller reading an idle shard ten times a second left about 100 MB an hour in the emulator.
+:func:`expire_stream_iterators` forgets an iterator 15 minutes after it was handed out, as AWS expires
+it. The embedded emulator's servers apply it.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
+import time
 from typing import Any
 
 _WRITES = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
@@ -120,6 +126,40 @@ def speed_up_moto() -> None:
     fast_query._docpipe_fast = True  # type: ignore[attr-defined]
     Table.query = fast_query  # type: ignore[method-assign]
     Table.all_items = items_for_query  # type: ignore[method-assign]
+
+
+# A DynamoDB Streams shard iterator expires 15 minutes after it is returned (AWS's GetShardIterator).
+STREAM_ITERATOR_SECONDS = 15 * 60
+
+
+def expire_stream_iterators() -> None:
+    """Make moto forget each shard iterator a ``GetRecords`` answers with once it is
+    :data:`STREAM_ITERATOR_SECONDS` old, as AWS expires it (idempotent). A ``GetRecords`` with an
+    iterator moto has forgotten fails, as one with an expired iterator fails on AWS."""
+    from moto.dynamodbstreams.models import DynamoDBStreamsBackend
+
+    get_records = DynamoDBStreamsBackend.get_records
+    if getattr(get_records, "_docpipe_expiring", False):
+        return
+    handed_out: dict[str, tuple[float, Any]] = {}  # iterator: (when, its backend), oldest first
+    lock = threading.Lock()
+
+    def expiring(self: Any, iterator_arn: str, limit: int) -> Any:
+        answer = get_records(self, iterator_arn, limit)
+        now = time.monotonic()
+        with lock:
+            handed_out[answer["NextShardIterator"]] = (now, self)
+            while handed_out:
+                oldest, (at, backend) = next(iter(handed_out.items()))
+                if now - at < STREAM_ITERATOR_SECONDS:
+                    break
+                del handed_out[oldest]
+                backend.shard_iterators.pop(oldest, None)
+        return answer
+
+    functools.update_wrapper(expiring, get_records)
+    expiring._docpipe_expiring = True  # type: ignore[attr-defined]
+    DynamoDBStreamsBackend.get_records = expiring  # type: ignore[method-assign]
 
 
 def _pick_members_of_plain_dicts() -> None:

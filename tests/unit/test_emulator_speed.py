@@ -1,16 +1,19 @@
 """The embedded emulator's shortcuts through moto (:func:`docpipe_local.emulator.speed_up_moto`) give the
 answers moto gives without them: Queries of a table and of its indexes, over items written, rewritten
-and deleted, compared with the same table read whole by a Scan."""
+and deleted, compared with the same table read whole by a Scan; and DynamoDB Streams' shard iterators
+expire (:func:`docpipe_local.emulator.expire_stream_iterators`)."""
 
 from __future__ import annotations
 
 import random
+import time
 
 import boto3
 import pytest
 from moto import mock_aws
 
-from docpipe_local.emulator import speed_up_moto
+from docpipe_local import emulator
+from docpipe_local.emulator import expire_stream_iterators, speed_up_moto
 
 
 @pytest.fixture
@@ -205,3 +208,36 @@ def test_json_answers_are_those_moto_serializes(monkeypatch) -> None:
             name = context.operation_model.name
             assert json.loads(serialized["picked"][2] or "{}") == json.loads(serialized["moto"][2] or "{}"), name
         assert searched["picked"] * 5 < searched["moto"], searched
+
+
+def test_stream_iterators_are_forgotten_once_expired_and_records_still_flow(monkeypatch) -> None:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+    expire_stream_iterators()
+    monkeypatch.setattr(emulator, "STREAM_ITERATOR_SECONDS", 0.5)
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        arn = ddb.create_table(
+            TableName="s",
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+        )["TableDescription"]["LatestStreamArn"]
+        streams = boto3.client("dynamodbstreams", region_name="us-east-1")
+        shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+        iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="LATEST")["ShardIterator"]
+        kept = dynamodbstreams_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].shard_iterators
+        before = len(kept)
+        for _ in range(5):  # an idle shard, read as a poller reads it: each answer is a new iterator
+            iterator = streams.get_records(ShardIterator=iterator)["NextShardIterator"]
+        assert len(kept) == before + 5
+        time.sleep(0.6)
+        ddb.put_item(TableName="s", Item={"pk": {"S": "a"}})
+        answer = streams.get_records(ShardIterator=iterator)
+        assert len(kept) == before + 1  # the five older ones are gone, the one just handed out is kept
+        assert [r["dynamodb"]["NewImage"]["pk"]["S"] for r in answer["Records"]] == ["a"]
+        ddb.put_item(TableName="s", Item={"pk": {"S": "b"}})
+        answer = streams.get_records(ShardIterator=answer["NextShardIterator"])
+        assert [r["dynamodb"]["NewImage"]["pk"]["S"] for r in answer["Records"]] == ["b"]
