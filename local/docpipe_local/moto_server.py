@@ -27,6 +27,8 @@ from typing import Any
 
 import requests
 
+from docpipe_local import request_priority
+
 THREADS = 128  # answers at once: every poller's long poll holds one
 CONNECTIONS = 4096  # kept-alive connections: each warm worker's SDK keeps a few
 MAX_BODY = 5 * 1024**3  # S3's limit for a single PUT
@@ -129,9 +131,11 @@ def serve(host: str, port: int) -> None:
             environ["RAW_URI"] = environ["REQUEST_URI"]
         return dispatcher(environ, start_response)
 
+    gate = request_priority.PriorityGate()  # the workers' requests in the order of their CPU priority
+
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" under a burst
     waitress.serve(
-        app,
+        request_priority.gated(app, gate),
         host=host,
         port=port,
         threads=THREADS,

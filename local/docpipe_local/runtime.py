@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from docpipe_local import cpu_share
+from docpipe_local import cpu_share, request_priority
 from docpipe_local.template import FunctionSpec
 
 _KEEP_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "PYTHONPATH", "VIRTUAL_ENV")
@@ -84,6 +84,7 @@ def _worker_main(
             del os.environ[key]
     os.environ.update(env)
     sys.path[:0] = paths
+    request_priority.tag_requests()  # the embedded emulator serves AWS calls in the order of CPU priority
     try:
         module_name, _, function_name = handler.rpartition(".")
         module = __import__(module_name, fromlist=[function_name])

@@ -1,0 +1,167 @@
+"""The emulator's priority gate: workers' AWS requests served in the order of their CPU priority, a worse
+priority handicapped but never starved, untagged requests never held (docpipe_local.request_priority)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+
+import boto3
+from botocore.endpoint import Endpoint
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from docpipe_local.request_priority import HEADER, PriorityGate, gated, tag_requests
+
+
+def _queue_behind(
+    gate: PriorityGate, nices: list[int], served: list[int], pause: float = 0.02
+) -> list[threading.Thread]:
+    """One thread per nice, queued in that order while the gate is full; each records its nice when served."""
+
+    def take(nice: int) -> None:
+        gate.acquire(nice)
+        served.append(nice)
+        gate.release()
+
+    threads = []
+    for nice in nices:
+        thread = threading.Thread(target=take, args=(nice,))
+        thread.start()
+        threads.append(thread)
+        while gate.waiting < len(threads):  # queued in this order
+            time.sleep(0.001)
+        time.sleep(pause)
+    return threads
+
+
+def test_a_better_priority_goes_before_a_worse_one_that_came_first_and_each_is_served_once() -> None:
+    # given a full gate, and a backlog at nice 10 queued before one request at nice 0
+    gate = PriorityGate(slots=1, seconds_per_level=0.05)
+    gate.acquire(0)
+    served: list[int] = []
+    threads = _queue_behind(gate, [10] * 20 + [0], served, pause=0.001)
+    # when the slot frees
+    gate.release()
+    for thread in threads:
+        thread.join(timeout=5)
+    # then the nice-0 request goes first, and every request once
+    assert served[0] == 0
+    assert sorted(served) == [0] + [10] * 20
+
+
+def test_a_worse_priority_that_has_waited_its_handicap_goes_first() -> None:
+    # given a nice-10 request that has waited longer than 10 levels are worth (10 x 0.01 s)
+    gate = PriorityGate(slots=1, seconds_per_level=0.01)
+    gate.acquire(0)
+    served: list[int] = []
+    threads = _queue_behind(gate, [10], served, pause=0.2)
+    threads += _queue_behind(gate, [0], served)
+    gate.release()
+    for thread in threads:
+        thread.join(timeout=5)
+    # then it is not starved by a younger request at a better priority
+    assert served == [10, 0]
+
+
+def test_equal_priorities_are_served_in_arrival_order() -> None:
+    gate = PriorityGate(slots=1)
+    gate.acquire(5)
+    served: list[int] = []
+    threads = _queue_behind(gate, [5, 5, 5], served)
+    order = [t.ident for t in threads]
+    done: list[int | None] = []
+    gate.release()
+    for thread in threads:
+        thread.join(timeout=5)
+        done.append(thread.ident)
+    assert served == [5, 5, 5] and done == order
+
+
+def test_slots_requests_run_at_once_and_the_next_waits() -> None:
+    gate = PriorityGate(slots=2)
+    gate.acquire(0)
+    gate.acquire(0)
+    third = threading.Thread(target=gate.acquire, args=(0,))
+    third.start()
+    third.join(timeout=0.2)
+    assert third.is_alive() and gate.waiting == 1
+    gate.release()
+    third.join(timeout=5)
+    assert not third.is_alive() and gate.waiting == 0
+
+
+def _app(seen: list[str | None]) -> Callable:
+    def app(environ, start_response):
+        seen.append(environ.get("HTTP_X_DOCPIPE_NICE"))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    return app
+
+
+def test_untagged_requests_pass_a_full_gate_and_tagged_ones_wait_for_it() -> None:
+    gate = PriorityGate(slots=1)
+    seen: list[str | None] = []
+    app = gated(_app(seen), gate)
+    gate.acquire(0)  # every slot held
+    assert list(app({}, lambda *a: None)) == [b"ok"]  # the stack's own request is not held
+    tagged = threading.Thread(target=lambda: list(app({"HTTP_X_DOCPIPE_NICE": "7"}, lambda *a: None)))
+    tagged.start()
+    tagged.join(timeout=0.2)
+    assert tagged.is_alive() and seen == [None]
+    gate.release()
+    tagged.join(timeout=5)
+    assert seen == [None, "7"] and gate.waiting == 0
+
+
+def test_a_tag_that_is_not_a_number_counts_as_nice_0() -> None:
+    gate = PriorityGate(slots=1)
+    seen: list[str | None] = []
+    app = gated(_app(seen), gate)
+    assert list(app({"HTTP_X_DOCPIPE_NICE": "soon"}, lambda *a: None)) == [b"ok"]
+    assert seen == ["soon"] and gate.waiting == 0
+
+
+def test_a_tagged_process_sends_its_threads_cpu_priority_with_every_aws_request(monkeypatch) -> None:
+    # given an HTTP server that records the header, and botocore tagged in this process (undone after)
+    monkeypatch.setattr(Endpoint, "_send", Endpoint._send)
+    seen: list[str | None] = []
+
+    @Request.application
+    def app(request: Request) -> Response:
+        seen.append(request.headers.get(HEADER))
+        return Response("<ListQueuesResponse/>", content_type="text/xml")
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    tag_requests()
+    once = Endpoint._send
+    tag_requests()  # idempotent: not a wrapper around a wrapper
+    assert Endpoint._send is once
+    try:
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=f"http://127.0.0.1:{server.port}",
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+        )
+        mine = os.getpriority(os.PRIO_PROCESS, 0)
+
+        def lower() -> None:  # a thread's nice is its own on Linux: the tag is the calling thread's
+            os.setpriority(os.PRIO_PROCESS, 0, min(19, mine + 3))
+            with contextlib.suppress(Exception):  # the answer's shape is not what this test is about
+                sqs.list_queues()
+
+        with contextlib.suppress(Exception):
+            sqs.list_queues()
+        thread = threading.Thread(target=lower)
+        thread.start()
+        thread.join(timeout=10)
+    finally:
+        server.shutdown()
+    assert seen == [str(mine), str(min(19, mine + 3))]
