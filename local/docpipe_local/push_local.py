@@ -42,8 +42,9 @@ def describe_api(template: Template, gateway: Gateway) -> WebSocketApi | None:
 
 
 def concurrency(spec: Any) -> int:
-    """Workers for a function with stream sources: one per source (each shard's poller invokes in turn)."""
-    return len(spec.stream_sources)
+    """Workers for a function with stream sources: one per source and concurrent batch of its shard
+    (``ParallelizationFactor``; each shard's batches of one key are invoked in turn)."""
+    return sum(max(1, source.parallelization) for source in spec.stream_sources)
 
 
 def start(
@@ -79,7 +80,14 @@ def start(
                     region,
                     stop,
                     queues.get(source.on_failure_arn or ""),
+                    _partition_key(template, source.table),
                 )
                 poller.start()
                 pollers.append(poller)
     return pollers
+
+
+def _partition_key(template: Template, table: str) -> str | None:
+    """The ``HASH`` attribute of a table's key schema (None when the template does not say)."""
+    schema = (template.resources().get(table) or {}).get("Properties", {}).get("KeySchema") or []
+    return next((str(k.get("AttributeName")) for k in schema if k.get("KeyType") == "HASH"), None)

@@ -8,6 +8,12 @@ records, invokes the function with ``{"Records": [...]}``, each record as Lambda
 invocation the batch is retried; with ``ReportBatchItemFailures`` from the first reported sequence
 number, with ``BisectBatchOnFunctionError`` in halves. A record still failing after
 ``MaximumRetryAttempts`` is described on the ``OnFailure`` queue, as Lambda does, and skipped.
+
+With a ``ParallelizationFactor`` above 1, Lambda processes that many batches of one shard at once and
+keeps the order of each partition key's records. The poller does the same: each record goes to one of
+that many lanes by a hash of its partition key, each lane invokes with its records in order (up to
+``BatchSize`` at a time), and a lane's slow batch holds only the keys hashed to it. The poller reads on
+while every lane holds fewer than ``BatchSize`` records waiting.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import json
 import logging
 import threading
 import time
+import zlib
+from collections import deque
 from datetime import datetime
 from typing import Any
 
@@ -58,7 +66,10 @@ class StreamPoller(threading.Thread):
         region: str,
         stop: threading.Event,
         on_failure_url: str | None = None,
+        partition_key: str | None = None,
     ) -> None:
+        """``partition_key``: the table's partition key attribute, which picks a record's lane when the
+        source's ``parallelization`` is above 1 (every key attribute, when it is not given)."""
         super().__init__(name=f"{runtime.spec.logical}-{source.name}", daemon=True)
         self.runtime, self.streams, self.sqs, self.source = runtime, streams, sqs, source
         self.stream_arn, self.shard_id, self.region = stream_arn, shard_id, region
@@ -69,9 +80,17 @@ class StreamPoller(threading.Thread):
             StreamArn=stream_arn, ShardId=shard_id, ShardIteratorType=position
         )["ShardIterator"]
         self.invocations = 0
+        self._counting = threading.Lock()
+        self.partition_key = partition_key
+        self.lanes = [_Lane(self, n) for n in range(source.parallelization)] if source.parallelization > 1 else []
 
     def run(self) -> None:
+        for lane in self.lanes:
+            lane.start()
         while not self.stop_event.is_set() and self.iterator:
+            if any(lane.waiting >= self.source.batch_size for lane in self.lanes):
+                self.stop_event.wait(POLL_SECONDS / 2)  # a lane is behind: its keys' records wait in the stream
+                continue
             try:
                 response = self.streams.get_records(
                     ShardIterator=self.iterator, Limit=min(self.source.batch_size, 1000)
@@ -83,13 +102,22 @@ class StreamPoller(threading.Thread):
                 continue
             self.iterator = response.get("NextShardIterator")
             records = response.get("Records") or []
-            if records:
+            if records and self.lanes:
+                for record in records:
+                    self.lanes[self._lane_of(record)].put(record)
+            elif records:
                 try:
                     self.deliver(records)
                 except Exception:  # a poller thread must outlive any one bad batch
                     log.exception("delivering %s records failed unexpectedly", self.stream_arn)
             else:
                 self.stop_event.wait(POLL_SECONDS)
+
+    def _lane_of(self, record: dict[str, Any]) -> int:
+        keys = (record.get("dynamodb") or {}).get("Keys") or {}
+        if self.partition_key is not None:
+            keys = {self.partition_key: keys.get(self.partition_key)}
+        return zlib.crc32(json.dumps(_plain(keys), sort_keys=True).encode()) % len(self.lanes)
 
     def deliver(self, records: list[dict[str, Any]]) -> None:
         """Invoke with ``records`` until each is delivered or given up on (then sent to the on-failure queue)."""
@@ -115,7 +143,8 @@ class StreamPoller(threading.Thread):
     def _invoke(self, batch: list[dict[str, Any]]) -> int | None:
         """Invoke once: None when the whole batch is done, else the index of the first record to retry."""
         invocation = self.runtime.invoke(stream_event(batch, self.stream_arn, self.region))
-        self.invocations += 1
+        with self._counting:  # lanes invoke side by side
+            self.invocations += 1
         if not invocation.ok:
             log.warning("%s failed: %s", self.runtime.spec.logical, (invocation.error or {}).get("errorMessage"))
             return 0
@@ -147,3 +176,37 @@ class StreamPoller(threading.Thread):
             },
         }
         self.sqs.send_message(QueueUrl=self.on_failure_url, MessageBody=json.dumps(body))
+
+
+class _Lane(threading.Thread):
+    """One of a shard's batches processed at once (``ParallelizationFactor``): the records of the keys
+    hashed to it, delivered in the order they were read."""
+
+    def __init__(self, poller: StreamPoller, index: int) -> None:
+        super().__init__(name=f"{poller.name}-{index}", daemon=True)
+        self.poller = poller
+        self._records: deque[dict[str, Any]] = deque()
+        self._ready = threading.Condition()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._records)
+
+    def put(self, record: dict[str, Any]) -> None:
+        with self._ready:
+            self._records.append(record)
+            self._ready.notify()
+
+    def run(self) -> None:
+        stop = self.poller.stop_event
+        while not stop.is_set():
+            with self._ready:
+                if not self._records:
+                    self._ready.wait(0.5)
+                batch = [self._records.popleft() for _ in range(min(len(self._records), self.poller.source.batch_size))]
+            if not batch:
+                continue
+            try:
+                self.poller.deliver(batch)
+            except Exception:  # a lane must outlive any one bad batch
+                log.exception("delivering %s records failed unexpectedly", self.poller.stream_arn)

@@ -376,6 +376,7 @@ class Template:
             max_retries=int(self.resolve(eprops.get("MaximumRetryAttempts", -1))),
             report_failures="ReportBatchItemFailures" in eprops.get("FunctionResponseTypes", []),
             on_failure_arn=str(failure) if failure else None,
+            parallelization=int(self.resolve(eprops.get("ParallelizationFactor", 1))),
         )
 
 
@@ -391,6 +392,7 @@ class StreamSource:
     max_retries: int  # -1: until the record expires
     report_failures: bool
     on_failure_arn: str | None
+    parallelization: int = 1  # ParallelizationFactor: batches of one shard processed at once
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -96,3 +97,75 @@ def test_bisecting_isolates_the_poisoned_record_and_delivers_the_rest() -> None:
     assert delivered == {"job-1", "job-3", "job-4"}
     assert ["job-2"] in function.batches
     assert [f["DDBStreamBatchInfo"]["batchSize"] for f in queue.sent] == [1]
+
+
+class OnceStreams(Streams):
+    """A shard that holds ``records`` once, then nothing new."""
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        self.records = records
+
+    def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:
+        records, self.records = self.records[:Limit], self.records[Limit:]
+        return {"NextShardIterator": "it-next", "Records": records}
+
+
+class Timed(Function):
+    """Records when each batch ran; a batch holding ``slow``'s record takes a second."""
+
+    def __init__(self, slow: str) -> None:
+        super().__init__(set(), partial=True)
+        self.slow = slow
+        self.ran: list[tuple[float, float, list[tuple[str, str]]]] = []  # (start, end, [(key, sequence)])
+
+    def invoke(self, event: dict[str, Any]) -> Invocation:
+        started = time.monotonic()
+        records = [(r["dynamodb"]["Keys"]["jobId"]["S"], r["dynamodb"]["SequenceNumber"]) for r in event["Records"]]
+        if any(key == self.slow for key, _ in records):
+            time.sleep(1)
+        self.ran.append((started, time.monotonic(), records))
+        return Invocation("ok", {"batchItemFailures": []})
+
+
+def keyed(key: str, sequence: int) -> dict[str, Any]:
+    return {
+        "eventID": f"e{sequence}",
+        "eventName": "MODIFY",
+        "dynamodb": {
+            "ApproximateCreationDateTime": datetime(2026, 11, 18, 9, 0, 0, tzinfo=UTC),
+            "Keys": {"jobId": {"S": key}, "at": {"N": str(sequence)}},  # a sort key never splits a partition
+            "SequenceNumber": str(sequence),
+        },
+    }
+
+
+def test_parallel_lanes_keep_each_keys_order_deliver_once_and_a_slow_batch_holds_only_its_lane() -> None:
+    # given a shard with 3 records of each of 30 keys, interleaved; the batch with job-0's records is slow
+    keys = [f"job-{n}" for n in range(30)]
+    records = [keyed(key, 1000 + 30 * round_ + n) for round_ in range(3) for n, key in enumerate(keys)]
+    function, stop = Timed("job-0"), threading.Event()
+    source = StreamSource("JobsStream", "JobsTable", 10, "LATEST", True, 2, True, None, parallelization=3)
+    poller = StreamPoller(
+        function, OnceStreams(records), Queue(), source, ARN, "shard-1", "us-east-1", stop, None, "jobId"
+    )  # type: ignore[arg-type]
+    # when it is polled until every record is delivered
+    poller.start()
+    deadline = time.monotonic() + 20
+    while sum(len(batch) for _, _, batch in function.ran) < len(records) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    poller.join(timeout=5)
+    delivered = [item for _, _, batch in sorted(function.ran) for item in batch]
+    # then each record once, and each key's records in the order of the stream
+    assert sorted(delivered) == sorted(
+        (r["dynamodb"]["Keys"]["jobId"]["S"], r["dynamodb"]["SequenceNumber"]) for r in records
+    )
+    for key in keys:
+        assert [int(s) for k, s in delivered if k == key] == sorted(int(s) for k, s in delivered if k == key)
+    # and each key went to one lane, a partition key's records together whatever their sort key
+    lanes = {key: {poller._lane_of(keyed(key, n)) for n in range(5)} for key in keys}
+    assert all(len(lane) == 1 for lane in lanes.values()) and len({next(iter(v)) for v in lanes.values()}) == 3
+    # and while job-0's slow batch ran, other lanes' batches ran and ended
+    slow_start, slow_end, _ = next(run for run in function.ran if any(k == "job-0" for k, _ in run[2]))
+    others = [run for run in function.ran if lanes[run[2][0][0]] != lanes["job-0"]]
+    assert any(slow_start <= end < slow_end for _, end, _ in others)

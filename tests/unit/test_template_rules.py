@@ -57,6 +57,15 @@ def test_reserved_concurrency_covers_the_sources_when_it_is_on() -> None:
             assert source.max_concurrency <= spec.reserved_concurrency, (name, source.name)
 
 
+def test_the_notifier_reads_each_stream_shard_in_parallel_batches_within_its_reservation() -> None:
+    template = Template.load(ROOT / "template.yaml", parameters={"UseReservedConcurrency": "true"})
+    notifier = template.functions()["NotifierFunction"]
+    factors = {source.name: source.parallelization for source in notifier.stream_sources}
+    assert factors == {"JobsStream": 3, "FilesStream": 3}
+    # two shards of each stream at once, each at its factor, within the function's reservation
+    assert notifier.reserved_concurrency is not None and notifier.reserved_concurrency >= 2 * sum(factors.values())
+
+
 def test_every_lane_of_ingest_and_the_tasks_has_its_own_queue_weighted_high_first(template: Template) -> None:
     for logical in ("IngestFunction", "ScanFunction", "PresetsFunction", "ExtractFunction", "OcrFunction"):
         lanes = {s.name: s.max_concurrency for s in template.function(logical).sqs_sources}
