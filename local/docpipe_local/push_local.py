@@ -89,5 +89,5 @@ def start(
 
 def _partition_key(template: Template, table: str) -> str | None:
     """The ``HASH`` attribute of a table's key schema (None when the template does not say)."""
-    schema = (template.resources().get(table) or {}).get("Properties", {}).get("KeySchema") or []
+    schema = (template.resources.get(table) or {}).get("Properties", {}).get("KeySchema") or []
     return next((str(k.get("AttributeName")) for k in schema if k.get("KeyType") == "HASH"), None)

@@ -169,3 +169,14 @@ def test_parallel_lanes_keep_each_keys_order_deliver_once_and_a_slow_batch_holds
     slow_start, slow_end, _ = next(run for run in function.ran if any(k == "job-0" for k, _ in run[2]))
     others = [run for run in function.ran if lanes[run[2][0][0]] != lanes["job-0"]]
     assert any(slow_start <= end < slow_end for _, end, _ in others)
+
+
+def test_a_records_lane_is_picked_by_its_tables_partition_key() -> None:
+    from pathlib import Path
+
+    from docpipe_local.push_local import _partition_key
+    from docpipe_local.template import Template
+
+    template = Template.load(Path(__file__).resolve().parents[2] / "template.yaml")
+    assert (_partition_key(template, "JobsTable"), _partition_key(template, "FilesTable")) == ("jobId", "hash")
+    assert _partition_key(template, "NoSuchTable") is None
