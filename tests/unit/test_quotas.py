@@ -190,3 +190,86 @@ def test_storage_is_settled_at_ingest_and_freed_by_a_purge(aws, call, usage, set
     assert usage.used("alice", [quotas.STORED, quotas.OPEN]) == {quotas.STORED: 0, quotas.OPEN: 0}
     assert FilesRepository(settings.files_table).get(digest) is None
     assert call("GET", f"/jobs/{created['jobId']}")[0] == 404
+
+
+class Counting:
+    """A DynamoDB client that counts the calls made through it."""
+
+    def __init__(self, client: Any) -> None:
+        self.client, self.calls = client, []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.client, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            return method(*args, **kwargs)
+
+        return counted
+
+
+def test_an_admission_is_one_conditional_update_once_the_windows_are_started(aws, settings) -> None:
+    counting = Counting(aws["dynamodb"])
+    usage = UsageRepository(settings.usage_table or "", client=counting)
+    slot = 29_000_000 * 60  # the start of a minute and of its first 10-second slot
+    quotas.admit(usage, "dora", 10, "high", {"UploadsPerMinute": 60}, now=slot)  # reads limits, starts windows
+    counting.calls.clear()
+
+    lanes = [quotas.admit(usage, "dora", 10, "high", {"UploadsPerMinute": 60}, now=slot + 1) for _ in range(3)]
+
+    assert lanes == ["high"] * 3
+    assert counting.calls == ["update_item"] * 3
+    minute = quotas.windows(slot)["UploadsPerMinute"].item
+    assert usage.used("dora", [minute, quotas.OPEN, quotas.STORED]) == {minute: 4, quotas.OPEN: 4, quotas.STORED: 40}
+
+
+def test_an_override_set_elsewhere_holds_from_the_next_admission(aws, settings) -> None:
+    # given a worker that has admitted dora under the defaults, so it knows her limits
+    worker = UsageRepository(settings.usage_table or "")
+    quotas.admit(worker, "dora", 10, "high", {"OpenJobsPerUser": 100})
+    # when another process lowers her open jobs to the one she has
+    UsageRepository(settings.usage_table or "").set_override("dora", "OpenJobsPerUser", 1)
+    # then the worker's next admission checks the new limit, not the one it had seen
+    with pytest.raises(QuotaExceeded) as refused:
+        quotas.admit(worker, "dora", 10, "high", {"OpenJobsPerUser": 100})
+    assert "OpenJobsPerUser (1 jobs)" in refused.value.message
+    assert worker.used("dora", [quotas.OPEN]) == {quotas.OPEN: 1}
+
+
+def test_a_refused_admission_counts_nothing_and_one_larger_than_a_limit_never_fits(aws, settings) -> None:
+    usage = UsageRepository(settings.usage_table or "")
+    defaults = {"UploadBytesPerDay": 1000, "StoredBytesPerUser": 5000}
+    quotas.admit(usage, "erin", 600, "high", defaults)
+    before = usage.used("erin", [quotas.OPEN, quotas.STORED, quotas.windows(time.time())["UploadBytesPerDay"].item])
+
+    for size in (500, 2000):  # past the day's bytes; larger than the day's limit itself
+        with pytest.raises(QuotaExceeded) as refused:
+            quotas.admit(usage, "erin", size, "high", defaults)
+        assert "UploadBytesPerDay (1000 bytes)" in refused.value.message
+
+    assert usage.used("erin", list(before)) == before  # no count moved, nothing to give back
+
+
+def test_a_count_of_a_window_that_is_over_is_left_alone(aws, settings) -> None:
+    usage = UsageRepository(settings.usage_table or "")
+    day = 29_000_000 * 60
+    quotas.admit(usage, "finn", 100, "high", {}, now=day)
+    quotas.admit(usage, "finn", 100, "high", {}, now=day + 86_400)  # the next day's window
+    yesterday, today = (
+        quotas.windows(day)["UploadBytesPerDay"].item,
+        quotas.windows(day + 86_400)["UploadBytesPerDay"].item,
+    )
+
+    assert usage.add("finn", yesterday, 50) == 0  # a resize of yesterday's upload: that day is over
+    assert usage.used("finn", [yesterday, today]) == {yesterday: 0, today: 100}
+
+
+def test_an_upload_larger_than_a_limit_the_worker_saw_is_admitted_once_the_limit_was_raised_elsewhere(
+    aws, settings
+) -> None:
+    worker = UsageRepository(settings.usage_table or "")
+    worker.set_override("gwen", "StoredBytesPerUser", 1000)  # the worker knows this limit
+    UsageRepository(settings.usage_table or "").set_override("gwen", "StoredBytesPerUser", 10_000)
+
+    assert quotas.admit(worker, "gwen", 5000, "normal", {}) == "normal"
+    assert worker.used("gwen", [quotas.STORED]) == {quotas.STORED: 5000}

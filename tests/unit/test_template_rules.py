@@ -529,7 +529,7 @@ LEAST_PRIVILEGE: dict[str, dict[str, set[str]]] = {
             "dynamodb:DeleteItem",
             "dynamodb:DescribeTable",
         },
-        "UsageTable": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
+        "UsageTable": {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
         **merged(
             # presets, retries, redrives; GET /queues; a large multipart upload's completion
             each([*queues("Ingest", "Scan", "Presets", "Extract", "Ocr"), "CompleteQueue"], "sqs:SendMessage"),

@@ -2,12 +2,11 @@
 
 Every limit is a template parameter (``0`` means unlimited), and a user's own override, an item in
 UsageTable, raises or lowers it (``docpipe quota set USER NAME VALUE`` locally). Admission happens at
-``POST /uploads``, before any work: each count is taken with one conditional ``ADD`` (see
-:mod:`docpipe.adapters.usage`), and what was taken is given back when a later limit refuses the same
-request. (One transaction for all of them would save round trips on AWS, but moto's
-``TransactWriteItems`` copies and restores whole tables, which loses concurrent writes: the local
-stack could not count exactly.) A store that cannot be reached refuses the request (503 ``quota.unavailable``): nothing is
-admitted unchecked.
+``POST /uploads``, before any work: every count is taken by one conditional update of the user's one
+counts item (see :mod:`docpipe.adapters.usage`), all or none, so nothing is given back. (A transaction
+over one item per count cost seven round trips and is not exact under moto, whose
+``TransactWriteItems`` copies and restores whole tables.) A store that cannot be reached refuses the
+request (503 ``quota.unavailable``): nothing is admitted unchecked.
 
 - ``UploadsPerMinute``: uploads asked for in the current minute (a fixed window of the clock's minutes),
   and at most a sixth of it in any 10-second slot, so the minute's allowance is spread over the minute.
@@ -28,9 +27,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from docpipe.adapters.usage import UsageRepository
-from docpipe.errors import QuotaExceeded
+from docpipe.adapters.usage import Take, UsageRepository, newer, used_of, window_held
+from docpipe.adapters.usage import current as usage_current
+from docpipe.errors import QuotaExceeded, QuotaUnavailable
 
 LIMIT_NAMES = (
     "UploadsPerMinute",
@@ -47,7 +48,9 @@ BURST_SECONDS = 10
 BURST_SLOTS = 60 // BURST_SECONDS
 # How long a full OpenJobsPerUser asks a client to wait: jobs end in seconds to minutes.
 OPEN_JOBS_RETRY_AFTER = 10
-_WINDOW_TTL_SECONDS = 2 * 86400  # window items linger a little past their window, then DynamoDB's TTL removes them
+# Conditional updates one admission may make: a window started, the limits changed, the high lane full,
+# and a race lost to the user's own concurrent requests each cost one more.
+ADMISSION_ROUNDS = 6
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,37 @@ def _describe(name: str, limit: int) -> str:
     return f"{name} ({limit} {unit})"
 
 
+def _windows_seen(counts: Mapping[str, Any], checks: list[tuple[str, Window, int, int]]) -> list[str | None]:
+    """For each windowed check, the window ``counts`` hold when it is later than the check's (else None)."""
+    seen = []
+    for _, window, _, _ in checks:
+        held = window_held(counts, window.item)
+        seen.append(held if held is not None and newer(held, window.item) else None)
+    return seen
+
+
+def _start(item: str) -> float:
+    """When the window ``item`` (one of :func:`windows`' or :func:`_burst`'s) begins, in epoch seconds."""
+    kind, number = item.rsplit("#", 1)
+    if kind.endswith("#d"):
+        return datetime.strptime(number, "%Y%m%d").replace(tzinfo=UTC).timestamp()
+    return int(number) * (BURST_SECONDS if kind.endswith(f"#s{BURST_SECONDS}") else 60)
+
+
+def _limits(overrides: Mapping[str, int], defaults: Mapping[str, int]) -> dict[str, int]:
+    return {name: int(overrides.get(name, defaults.get(name, 0))) for name in LIMIT_NAMES}
+
+
+def _refusal(name: str, limit: int, window: Window, now: float, spread: bool) -> QuotaExceeded:
+    retry_after = OPEN_JOBS_RETRY_AFTER if name == "OpenJobsPerUser" else window.retry_after(now)
+    message = f"The limit {_describe(name, limit)} is reached."
+    if spread:
+        message = f"The limit {_describe(name, limit)} allows a sixth of it in any 10 seconds."
+    if name == "StoredBytesPerUser":
+        message += " Delete files you no longer need (DELETE /jobs/{id}?purge=true) to make room."
+    return QuotaExceeded(message, retry_after=retry_after)
+
+
 def admit(
     usage: UsageRepository,
     owner: str,
@@ -108,42 +142,65 @@ def admit(
 ) -> str:
     """Count one upload of ``size`` declared bytes against ``owner``'s limits; the lane it goes to.
 
-    Raises :class:`QuotaExceeded` naming the first limit it would pass (with ``retry_after`` when a
-    window's reset or ending jobs will make room), having given back whatever it had counted.
+    One conditional update counts every limit at once (:meth:`UsageRepository.take_all`); when it is
+    refused, the user's counts in the answer say why: a window to start (then it asks again), limits
+    changed since this worker read them (again, with the new ones), the high lane's bytes (again, on the
+    normal lane), or a limit it would pass. Raises :class:`QuotaExceeded` naming the first such limit
+    (with ``retry_after`` when a window's reset or ending jobs will make room); nothing is counted then.
+    Raises :class:`QuotaUnavailable` when :data:`ADMISSION_ROUNDS` requests were not enough (the
+    user's own requests racing), which a client retries.
     """
     now = time.time() if now is None else now
-    limits = limits_for(usage, owner, defaults)
     current = windows(now)
     burst = _burst(now)
-    checks = [
-        ("UploadsPerMinute", burst, 1, math.ceil(limits["UploadsPerMinute"] / BURST_SLOTS)),
-        ("UploadsPerMinute", current["UploadsPerMinute"], 1, limits["UploadsPerMinute"]),
-        ("OpenJobsPerUser", current["OpenJobsPerUser"], 1, limits["OpenJobsPerUser"]),
-        ("UploadBytesPerDay", current["UploadBytesPerDay"], size, limits["UploadBytesPerDay"]),
-        ("StoredBytesPerUser", current["StoredBytesPerUser"], size, limits["StoredBytesPerUser"]),
-    ]
-    taken: list[tuple[str, int]] = []
-    for name, window, amount, limit in checks:
-        expires = window.resets_at + _WINDOW_TTL_SECONDS if window.resets_at else None
-        if usage.take(owner, window.item, amount, limit, expires):
-            taken.append((window.item, amount))
+    verified = False  # whether the limits were read now, not as this worker last saw them
+    for _ in range(ADMISSION_ROUNDS):
+        known = usage.limits(owner)
+        limits = _limits(known.overrides, defaults)
+        checks = [
+            ("UploadsPerMinute", burst, 1, math.ceil(limits["UploadsPerMinute"] / BURST_SLOTS)),
+            ("UploadsPerMinute", current["UploadsPerMinute"], 1, limits["UploadsPerMinute"]),
+            ("OpenJobsPerUser", current["OpenJobsPerUser"], 1, limits["OpenJobsPerUser"]),
+            ("UploadBytesPerDay", current["UploadBytesPerDay"], size, limits["UploadBytesPerDay"]),
+            ("StoredBytesPerUser", current["StoredBytesPerUser"], size, limits["StoredBytesPerUser"]),
+        ]
+        if lane == "high":
+            checks.append(
+                ("HighLaneBytesPerMinute", current["HighLaneBytesPerMinute"], size, limits["HighLaneBytesPerMinute"])
+            )
+        too_big = next((check for check in checks if check[3] and check[2] > check[3]), None)  # never fits
+        if too_big is not None and not verified:
+            usage.overrides(owner)  # refuse only on the limits as they are
+            verified = True
             continue
-        for item, back in taken:
-            usage.add(owner, item, -back)
-        retry_after = OPEN_JOBS_RETRY_AFTER if name == "OpenJobsPerUser" else window.retry_after(now)
-        message = f"The limit {_describe(name, limits[name])} is reached."
-        if window is burst:
-            message = f"The limit {_describe(name, limits[name])} allows a sixth of it in any 10 seconds."
-        if name == "StoredBytesPerUser":
-            message += " Delete files you no longer need (DELETE /jobs/{id}?purge=true) to make room."
-        raise QuotaExceeded(message, retry_after=retry_after)
-    if lane == "high":
-        window = current["HighLaneBytesPerMinute"]
-        if not usage.take(
-            owner, window.item, size, limits["HighLaneBytesPerMinute"], window.resets_at + _WINDOW_TTL_SECONDS
-        ):
-            return "normal"
-    return lane
+        if too_big is not None and too_big[0] == "HighLaneBytesPerMinute":
+            lane = "normal"
+            continue
+        if too_big is not None:
+            raise _refusal(too_big[0], limits[too_big[0]], too_big[1], now, too_big[1] is burst)
+        counts = usage.take_all(owner, [Take(w.item, n, limit - n if limit else None) for _, w, n, limit in checks])
+        if counts is None:
+            return lane
+        if usage.limits(owner).version != known.version:
+            continue  # the limits changed: check against the new ones
+        ahead = [_start(seen) for seen in _windows_seen(counts, checks) if seen is not None]
+        if ahead:  # another worker's clock is in a later window: count there
+            now = max(now, *ahead)
+            current, burst = windows(now), _burst(now)
+            continue
+        stale = [w.item for _, w, _, _ in checks if not usage_current(counts, w.item)]
+        if stale:
+            usage.start_windows(owner, stale, counts)
+            continue
+        over = next(((n, w, a, lim) for n, w, a, lim in checks if lim and used_of(counts, w.item) + a > lim), None)
+        if over is None:
+            continue  # counts moved since the refusal: ask again
+        name, window, _, _ = over
+        if name == "HighLaneBytesPerMinute":
+            lane = "normal"  # past the high lane's bytes: the normal lane instead of a refusal
+            continue
+        raise _refusal(name, limits[name], window, now, window is burst)
+    raise QuotaUnavailable("Usage limits cannot be checked right now (too many of your requests at once).")
 
 
 def release_upload(usage: UsageRepository, owner: str, declared: int) -> None:
