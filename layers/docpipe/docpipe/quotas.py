@@ -101,7 +101,7 @@ def _describe(name: str, limit: int) -> str:
     return f"{name} ({limit} {unit})"
 
 
-def _windows_seen(counts: Mapping[str, Any], checks: list[tuple[str, Window, int, int]]) -> list[str | None]:
+def _windows_seen(counts: dict[str, Any], checks: list[tuple[str, Window, int, int]]) -> list[str | None]:
     """For each windowed check, the window ``counts`` hold when it is later than the check's (else None)."""
     seen = []
     for _, window, _, _ in checks:

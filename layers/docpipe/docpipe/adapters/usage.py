@@ -152,7 +152,8 @@ class UsageRepository(_Table):
         except ClientError as exc:
             if not _is_condition_failure(exc):
                 raise _unavailable(exc, "update_item") from exc
-            counts = _load(exc.response.get("Item") or {}) if "Item" in exc.response else self._counts(owner)
+            held: Any = exc.response.get("Item")  # the item as the failed condition found it
+            counts = _load(held) if isinstance(held, dict) else self._counts(owner)
             self._remember(owner, limits_of(counts))
             return counts
         return None
