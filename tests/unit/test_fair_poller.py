@@ -180,7 +180,9 @@ def test_a_quiet_tenants_message_is_delivered_before_a_noisy_tenants_backlog(sqs
     # then: it is among the first few deliveries after it was sent, and every message ran once
     bodies = runtime.bodies()
     quiet = bodies.index({"tenant": "quiet", "n": 0})
-    assert quiet - before <= 8, f"the quiet message was delivery {quiet}, {quiet - before} after it was sent"
+    # first in, first out would deliver it after the 180 or so noisy messages still queued; 4 workers keep
+    # delivering the noisy tenant's until the dispatcher has received it (9 seen once, on a loaded machine)
+    assert quiet - before <= 20, f"the quiet message was delivery {quiet}, {quiet - before} after it was sent"
     assert before < 200 - 20  # the noisy backlog was far from done
     assert Counter(json.dumps(b, sort_keys=True) for b in bodies).most_common(1)[0][1] == 1
     assert len(bodies) == 201

@@ -385,13 +385,15 @@ def test_functions_are_named_after_the_stack(template: Template) -> None:
     }
 
 
-def test_the_notifier_reads_both_tables_streams_at_once_bisecting_failures(template: Template) -> None:
+def test_the_notifier_reads_both_tables_streams_at_once_in_parallel_batches_bisecting_failures(
+    template: Template,
+) -> None:
     from docpipe_local.template import StreamSource
 
     sources = template.function("NotifierFunction").stream_sources
     assert [(s.name, s.table) for s in sources] == [("JobsStream", "JobsTable"), ("FilesStream", "FilesTable")]
     assert all(
-        s == StreamSource(s.name, s.table, 100, "LATEST", True, 3, True, template.get_att("NotifierDLQ", "Arn"))
+        s == StreamSource(s.name, s.table, 100, "LATEST", True, 3, True, template.get_att("NotifierDLQ", "Arn"), 3)
         for s in sources
     )
     assert (
