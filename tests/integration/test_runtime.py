@@ -8,13 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
 
 from docpipe_local.request_priority import HEADER
 from docpipe_local.runtime import FairSemaphore, FunctionRuntime
 from docpipe_local.template import FunctionSpec
 from tests.fixtures.processes import running
+from tests.fixtures.recorder import header_recorder
 
 HANDLERS = """
 import os, time
@@ -459,21 +458,12 @@ def test_workers_run_the_pools_priority_below_the_caller_plus_each_invocations_o
 
 def test_a_workers_aws_requests_carry_its_cpu_priority_for_the_emulator(code, tmp_path) -> None:
     # given an endpoint that records the priority header of what reaches it
-    seen: list[str | None] = []
-
-    @Request.application
-    def app(request: Request) -> Response:
-        seen.append(request.headers.get(HEADER))
-        return Response("{}", content_type="application/x-amz-json-1.0")
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    fn = runtime(code, "fakefn.handler.aws_call", tmp_path, nice=4)
-    try:
-        nice = fn.invoke({"url": f"http://127.0.0.1:{server.port}"}, 2).result
-    finally:
-        fn.stop()
-        server.shutdown()
+    with header_recorder(HEADER) as (url, seen):
+        fn = runtime(code, "fakefn.handler.aws_call", tmp_path, nice=4)
+        try:
+            nice = fn.invoke({"url": url}, 2).result
+        finally:
+            fn.stop()
     # then the worker (4 + 2 levels below the caller) said so with its request
     assert nice == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 6)
     assert seen and set(seen) == {str(nice)}

@@ -11,10 +11,9 @@ from collections.abc import Callable
 
 import boto3
 from botocore.endpoint import Endpoint
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
 
 from docpipe_local.request_priority import HEADER, PriorityGate, gated, tag_requests
+from tests.fixtures.recorder import header_recorder
 
 
 def _queue_behind(
@@ -129,26 +128,13 @@ def test_a_tag_that_is_not_a_number_counts_as_nice_0() -> None:
 def test_a_tagged_process_sends_its_threads_cpu_priority_with_every_aws_request(monkeypatch) -> None:
     # given an HTTP server that records the header, and botocore tagged in this process (undone after)
     monkeypatch.setattr(Endpoint, "_send", Endpoint._send)
-    seen: list[str | None] = []
-
-    @Request.application
-    def app(request: Request) -> Response:
-        seen.append(request.headers.get(HEADER))
-        return Response("<ListQueuesResponse/>", content_type="text/xml")
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     tag_requests()
     once = Endpoint._send
     tag_requests()  # idempotent: not a wrapper around a wrapper
     assert Endpoint._send is once
-    try:
+    with header_recorder(HEADER) as (url, seen):
         sqs = boto3.client(
-            "sqs",
-            endpoint_url=f"http://127.0.0.1:{server.port}",
-            region_name="us-east-1",
-            aws_access_key_id="x",
-            aws_secret_access_key="x",
+            "sqs", endpoint_url=url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
         )
         mine = os.getpriority(os.PRIO_PROCESS, 0)
 
@@ -162,6 +148,4 @@ def test_a_tagged_process_sends_its_threads_cpu_priority_with_every_aws_request(
         thread = threading.Thread(target=lower)
         thread.start()
         thread.join(timeout=10)
-    finally:
-        server.shutdown()
     assert seen == [str(mine), str(min(19, mine + 3))]

@@ -139,24 +139,13 @@ class UsageRepository(_Table):
             if take.room is not None:
                 values[f":r{i}"] = {"N": str(take.room)}
                 conditions.append(f"(attribute_not_exists(#n{i}) OR #n{i} <= :r{i})")
-        try:
-            self.client.update_item(
-                TableName=self.name,
-                Key=_dump({"owner": owner, "item": COUNTS_ITEM}),
-                UpdateExpression="ADD " + ", ".join(adds),
-                ConditionExpression=" AND ".join(conditions),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            if not _is_condition_failure(exc):
-                raise _unavailable(exc, "update_item") from exc
-            held: Any = exc.response.get("Item")  # the item as the failed condition found it
-            counts = _load(held) if isinstance(held, dict) else self._counts(owner)
-            self._remember(owner, limits_of(counts))
-            return counts
-        return None
+        refused = self._update_if(owner, "ADD " + ", ".join(adds), conditions, names, values)
+        if refused is None:
+            return None
+        held: Any = refused.response.get("Item")  # the item as the failed condition found it
+        counts = _load(held) if isinstance(held, dict) else self._counts(owner)
+        self._remember(owner, limits_of(counts))
+        return counts
 
     def start_windows(self, owner: str, items: Sequence[str], counts: dict[str, Any]) -> None:
         """Start the windows ``items`` at zero where ``counts`` (as read) holds an older one, or none.
@@ -176,18 +165,28 @@ class UsageRepository(_Table):
             conditions.append(f"(attribute_not_exists(#w{i}) OR #w{i} < :w{i})")
         if not sets:
             return
+        self._update_if(owner, "SET " + ", ".join(sets), conditions, names, values)  # refused: started by another
+
+    def _update_if(
+        self, owner: str, expression: str, conditions: list[str], names: dict[str, str], values: dict[str, Any]
+    ) -> ClientError | None:
+        """Update the user's counts item if every one of ``conditions`` holds; the refusal when one did not
+        (with the item as it was, ``ReturnValuesOnConditionCheckFailure``), None when it was updated."""
         try:
             self.client.update_item(
                 TableName=self.name,
                 Key=_dump({"owner": owner, "item": COUNTS_ITEM}),
-                UpdateExpression="SET " + ", ".join(sets),
+                UpdateExpression=expression,
                 ConditionExpression=" AND ".join(conditions),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if not _is_condition_failure(exc):  # another request started them first: as good
+            if not _is_condition_failure(exc):
                 raise _unavailable(exc, "update_item") from exc
+            return exc
+        return None
 
     # ------------------------------------------------------------------ single counts
     def take(self, owner: str, item: str, amount: int, limit: int) -> bool:
