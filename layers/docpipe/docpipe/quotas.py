@@ -27,7 +27,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from docpipe.adapters.usage import Take, UsageRepository, newer, used_of, window_held
 from docpipe.adapters.usage import current as usage_current
@@ -90,24 +89,18 @@ def windows(now: float) -> dict[str, Window]:
     }
 
 
+def _limits(overrides: Mapping[str, int], defaults: Mapping[str, int]) -> dict[str, int]:
+    return {name: int(overrides.get(name, defaults.get(name, 0))) for name in LIMIT_NAMES}
+
+
 def limits_for(usage: UsageRepository, owner: str, defaults: Mapping[str, int]) -> dict[str, int]:
     """The stack's limits with the user's overrides applied."""
-    overrides = usage.overrides(owner)
-    return {name: int(overrides.get(name, defaults.get(name, 0))) for name in LIMIT_NAMES}
+    return _limits(usage.overrides(owner), defaults)
 
 
 def _describe(name: str, limit: int) -> str:
     unit = "bytes" if "Bytes" in name else "uploads" if name == "UploadsPerMinute" else "jobs"
     return f"{name} ({limit} {unit})"
-
-
-def _windows_seen(counts: dict[str, Any], checks: list[tuple[str, Window, int, int]]) -> list[str | None]:
-    """For each windowed check, the window ``counts`` hold when it is later than the check's (else None)."""
-    seen = []
-    for _, window, _, _ in checks:
-        held = window_held(counts, window.item)
-        seen.append(held if held is not None and newer(held, window.item) else None)
-    return seen
 
 
 def _start(item: str) -> float:
@@ -116,10 +109,6 @@ def _start(item: str) -> float:
     if kind.endswith("#d"):
         return datetime.strptime(number, "%Y%m%d").replace(tzinfo=UTC).timestamp()
     return int(number) * (BURST_SECONDS if kind.endswith(f"#s{BURST_SECONDS}") else 60)
-
-
-def _limits(overrides: Mapping[str, int], defaults: Mapping[str, int]) -> dict[str, int]:
-    return {name: int(overrides.get(name, defaults.get(name, 0))) for name in LIMIT_NAMES}
 
 
 def _refusal(name: str, limit: int, window: Window, now: float, spread: bool) -> QuotaExceeded:
@@ -183,7 +172,8 @@ def admit(
             return lane
         if usage.limits(owner).version != known.version:
             continue  # the limits changed: check against the new ones
-        ahead = [_start(seen) for seen in _windows_seen(counts, checks) if seen is not None]
+        held = [window_held(counts, w.item) for _, w, _, _ in checks]
+        ahead = [_start(h) for h, (_, w, _, _) in zip(held, checks, strict=True) if h is not None and newer(h, w.item)]
         if ahead:  # another worker's clock is in a later window: count there
             now = max(now, *ahead)
             current, burst = windows(now), _burst(now)

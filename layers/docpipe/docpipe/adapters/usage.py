@@ -101,10 +101,9 @@ def newer(item: str, than: Any) -> bool:
 
 def used_of(counts: dict[str, Any], item: str) -> int:
     """The count ``item`` in a user's ``counts`` as read (0 for a window that is not the current one)."""
-    window, count = _attributes(item)
-    if window is not None and counts.get(window) != item:
+    if not current(counts, item):
         return 0  # an older window (or none): nothing counted in this one yet
-    return int(counts.get(count, 0))
+    return int(counts.get(_attributes(item)[1], 0))
 
 
 class UsageRepository(_Table):
@@ -190,16 +189,14 @@ class UsageRepository(_Table):
 
     # ------------------------------------------------------------------ single counts
     def take(self, owner: str, item: str, amount: int, limit: int) -> bool:
-        """Count ``amount`` against ``limit`` (0: unlimited, still counted); False when it would pass the limit."""
+        """Count ``amount`` of a count without windows (``open``) against ``limit`` (0: unlimited, still
+        counted); False when it would pass the limit. (Windowed counts are taken by ``quotas.admit``.)"""
         if limit and amount > limit:
             return False
-        for _ in range(3):  # at most: a window started, the limits changed
+        for _ in range(3):  # again when the limits changed since this worker saw them
             counts = self.take_all(owner, [Take(item, amount, limit - amount if limit else None)])
             if counts is None:
                 return True
-            if not current(counts, item):  # (a count with a window is taken by quotas.admit)
-                self.start_windows(owner, [item], counts)
-                continue
             if limit and used_of(counts, item) + amount > limit:
                 return False
         return False
@@ -207,8 +204,6 @@ class UsageRepository(_Table):
     def add(self, owner: str, item: str, amount: int) -> int:
         """Change a count without a limit (a release, or a reservation settled at its real size); the new
         value. A window's count changes only while that window is the current one (else 0)."""
-        if item.startswith("ref#"):
-            return self._add_ref(owner, item, amount)
         window, count = _attributes(item)
         kwargs: dict[str, Any] = {
             "TableName": self.name,
