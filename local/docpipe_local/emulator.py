@@ -1,4 +1,4 @@
-"""What moto needs to keep AWS's promises: DynamoDB's under concurrency, S3's response overrides.
+"""What moto needs to keep AWS's promises: DynamoDB's and SQS's under concurrency, S3's response overrides.
 
 DynamoDB applies each write, with its condition, atomically: of twenty conditional ``ADD``s racing
 for the last unit of a quota, exactly one succeeds. moto evaluates the condition and applies the
@@ -7,6 +7,13 @@ writers can both pass the same condition, and its ``TransactWriteItems`` restore
 on failure, undoing concurrent writes. :func:`serialize_dynamodb_writes` puts one lock around
 moto's DynamoDB writes, which makes each of them atomic, as on AWS. The embedded emulator's server
 applies it at start, and the tests' in-process moto too.
+
+SQS never loses a message it accepted. moto's ``DeleteMessage`` rebuilds the queue's list of messages
+and puts the new list in its place without the lock ``SendMessage`` appends under, so a message sent
+while another is deleted could vanish: a 500-upload run lost two scan tasks that way, their jobs
+stuck in ``scanning``. :func:`serialize_sqs_deletes` takes that lock around the delete. The embedded
+emulator's servers and the tests' in-process moto apply it. (``PurgeQueue`` may drop a message sent
+while it runs: SQS documents that too.)
 
 A presigned S3 GET may override some of the response's headers with ``response-content-type``,
 ``response-content-disposition``, ``response-cache-control``, ``response-content-language``,
@@ -63,6 +70,23 @@ def serialize_dynamodb_writes() -> None:
         functools.update_wrapper(serialized, method)
         serialized._docpipe_serialized = True  # type: ignore[attr-defined]
         setattr(DynamoDBBackend, name, serialized)
+
+
+def serialize_sqs_deletes() -> None:
+    """Make moto's SQS delete change a queue's messages under the lock its sends append under (idempotent)."""
+    from moto.sqs.models import Queue
+
+    delete = Queue.delete_message
+    if getattr(delete, "_docpipe_serialized", False):
+        return
+
+    def serialized(self: Any, receipt_handle: str) -> None:
+        with self._messages_lock:
+            delete(self, receipt_handle)
+
+    functools.update_wrapper(serialized, delete)
+    serialized._docpipe_serialized = True  # type: ignore[attr-defined]
+    Queue.delete_message = serialized  # type: ignore[method-assign]
 
 
 def speed_up_moto() -> None:

@@ -57,15 +57,17 @@ class MotoServer:
         env = {**os.environ, **CREDENTIALS}
         # moto's app served with keep-alive and no log line per request (serve): under load werkzeug's
         # server and its logging cost a share of the CPU that is every AWS call's latency.
-        # DynamoDB's writes made atomic under moto's threads, S3's response overrides of a presigned
-        # GET honoured, its requests counted by service and operation, three of its costs that grow
-        # with a busy stack cut, and its stream iterators expired (docpipe_local.emulator). The priority is set first, so that every
-        # thread of the server has it (on Linux a thread's nice is its own, inherited at its start).
+        # DynamoDB's writes made atomic under moto's threads, SQS's deletes kept from losing a message
+        # sent meanwhile, S3's response overrides of a presigned GET honoured, its requests counted by
+        # service and operation, three of its costs that grow with a busy stack cut, and its stream
+        # iterators expired (docpipe_local.emulator). The priority is set first, so that every thread of
+        # the server has it (on Linux a thread's nice is its own, inherited at its start).
         command = (
             "import sys; "
             "from docpipe_local.moto_server import raise_priority; raise_priority(int(sys.argv[2])); "
             "from docpipe_local import emulator; "
-            "emulator.serialize_dynamodb_writes(); emulator.honour_s3_response_overrides(); emulator.count_requests(); "
+            "emulator.serialize_dynamodb_writes(); emulator.serialize_sqs_deletes(); emulator.honour_s3_response_overrides(); "
+            "emulator.count_requests(); "
             "emulator.speed_up_moto(); emulator.expire_stream_iterators(); "
             "from docpipe_local.moto_server import serve; serve('127.0.0.1', int(sys.argv[1]))"
         )
