@@ -59,7 +59,7 @@ class MotoServer:
         # server and its logging cost a share of the CPU that is every AWS call's latency.
         # DynamoDB's writes made atomic under moto's threads, SQS's deletes kept from losing a message
         # sent meanwhile, S3's response overrides of a presigned GET honoured, its requests counted by
-        # service and operation, three of its costs that grow with a busy stack cut, and its stream
+        # service and operation, four of its costs that grow with a busy stack cut, and its stream
         # iterators expired (docpipe_local.emulator). The priority is set first, so that every thread of
         # the server has it (on Linux a thread's nice is its own, inherited at its start).
         command = (

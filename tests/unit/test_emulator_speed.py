@@ -5,6 +5,7 @@ expire (:func:`docpipe_local.emulator.expire_stream_iterators`)."""
 
 from __future__ import annotations
 
+import json
 import random
 import time
 
@@ -45,6 +46,11 @@ def table():
                     ],
                     "Projection": {"ProjectionType": "ALL"},
                 },
+                {
+                    "IndexName": "byOpenWithAt",  # as the jobs' byOwnerOpen: keys and a few attributes
+                    "KeySchema": [{"AttributeName": "open", "KeyType": "HASH"}],
+                    "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["at", "tags"]},
+                },
             ],
         )
         yield client
@@ -60,10 +66,24 @@ def _all(client, **kwargs) -> list[dict]:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def _plain(item: dict) -> str:
+    """An item as comparable text: attributes in name order, a set's members sorted."""
+    return json.dumps(
+        {k: {t: sorted(v) if t == "SS" else v for t, v in a.items()} for k, a in item.items()}, sort_keys=True
+    )
+
+
 def test_queries_answer_what_the_whole_table_holds(table) -> None:
     rng = random.Random(7)
     for n in range(300):
-        item = {"pk": {"S": f"p{rng.randrange(20)}"}, "sk": {"N": str(n)}, "at": {"N": str(rng.randrange(50))}}
+        item = {
+            "pk": {"S": f"p{rng.randrange(20)}"},
+            "sk": {"N": str(n)},
+            "at": {"N": str(rng.randrange(50))},
+            "history": {"L": [{"M": {"state": {"S": "queued"}, "n": {"N": "1.50"}}}]},  # not projected
+        }
+        if n % 4:
+            item["tags"] = {"SS": ["a", f"t{n % 7}"]}
         if rng.random() < 0.6:
             item["open"] = {"S": f"h{rng.randrange(8)}"}
         table.put_item(TableName="t", Item=item)
@@ -102,6 +122,17 @@ def test_queries_answer_what_the_whole_table_holds(table) -> None:
             Limit=5,
         )
         assert sorted((k["pk"]["S"], k["sk"]["N"]) for k in keys) == sorted((i["pk"]["S"], i["sk"]["N"]) for i in mine)
+        assert all(set(k) == {"pk", "sk", "open"} for k in keys)
+        included = _all(
+            table,
+            IndexName="byOpenWithAt",
+            KeyConditionExpression="#o = :h",
+            ExpressionAttributeNames={"#o": "open"},
+            ExpressionAttributeValues=values,
+            Limit=5,
+        )
+        projected = [{k: v for k, v in i.items() if k in ("pk", "sk", "open", "at", "tags")} for i in mine]
+        assert sorted(map(_plain, included)) == sorted(map(_plain, projected))
         ranged = _all(
             table,
             IndexName="byOpenAt",
