@@ -62,9 +62,11 @@ BUFFER_LIMIT = 2000  # messages buffered per queue
 # between long polls, so half of it must be well over one long poll.
 HOLD_SECONDS = 60
 RECEIVE_WAIT_SECONDS = 5  # the receiver's long poll; it bounds how late a stop sees a receive return
-# A tenant with at least this many of its messages still buffered when one is taken has a backlog: its
-# invocations yield the laptop's CPU to those of tenants without one (see :meth:`FairDispatcher.backlogged`).
+# A tenant with at least this many of its messages still buffered when one is taken, and at least
+# 1/BACKLOG_SHARE of the largest tenant's, has a backlog: its invocations yield the laptop's CPU to those
+# of tenants without one (see :meth:`FairDispatcher.backlogged`).
 BACKLOG = 3
+BACKLOG_SHARE = 4
 
 
 def is_noisy(in_flight: int, total_in_flight: int, recent_seconds: float, total_recent_seconds: float) -> bool:
@@ -198,8 +200,16 @@ class FairDispatcher(threading.Thread):
         return self._hand_over(taken)
 
     def backlogged(self, messages: list[dict[str, Any]]) -> bool:
-        """Whether every tenant of ``messages`` (taken together) still has a backlog of :data:`BACKLOG`
-        messages or more in the buffer. Messages without a group (S3 notifications) never count as backlogged.
+        """Whether every tenant of ``messages`` (taken together) still has a backlog in the buffer: at least
+        :data:`BACKLOG` messages, and at least 1/:data:`BACKLOG_SHARE` of the largest tenant's. Messages
+        without a group (S3 notifications) never count as backlogged.
+
+        The share keeps a steady tenant beside a burst at its lane's priority: a photo a second whose
+        scans queue up a few deep under load is not the burst. Counted against :data:`BACKLOG` alone, a
+        tenant that fell a few messages behind ran at the lower priority, its AWS calls yielded to
+        everyone else's too (``docpipe_local.request_priority``), it fell further behind, and it stayed
+        there: a 500-upload tenants run saw a steady tenant's scans take 5 s each and its queue grow to
+        hundreds, where it had kept up at 0.5 s.
 
         On AWS every invocation has compute of its own, so a tenant's burst takes nothing from another
         tenant's next photo once the fair queue has delivered it. On a laptop's two cores the invocations
@@ -211,7 +221,9 @@ class FairDispatcher(threading.Thread):
         if not groups or "" in groups:
             return False
         with self._cond:
-            return all(len(self._groups.get(group, ())) >= BACKLOG for group in groups)
+            largest = max((len(line) for name, line in self._groups.items() if name), default=0)
+            least = max(BACKLOG, largest // BACKLOG_SHARE)
+            return all(len(self._groups.get(group, ())) >= least for group in groups)
 
     def done(self, messages: list[dict[str, Any]], seconds: float) -> None:
         """``messages`` taken together are settled (deleted or left to come back) after ``seconds`` of invocation."""

@@ -13,7 +13,10 @@ behind, see ``docpipe_local.stack``); the emulator now honours the same priority
   others wait, and the one whose ``arrival + nice x SECONDS_PER_LEVEL`` is smallest goes next. A
   request at a worse priority is handicapped, never starved: each level counts as
   :data:`SECONDS_PER_LEVEL` of waiting, so a backlogged tenant's request (10 levels behind) yields to
-  requests up to half a second younger, and goes once it has waited that long.
+  requests up to a tenth of a second younger, and goes once it has waited that long. (At half a
+  second, a tenant whose work ran at the lower priority waited that long for nearly every one of its
+  calls while others kept the emulator busy: its scans took 5 s instead of 0.5 s, so it could not
+  catch up with its own backlog.)
 - requests without the tag (the stack's event source pollers, the gateway, a test's or a bench's
   clients, which stand for calls AWS serves at once) are not gated.
 
@@ -32,7 +35,7 @@ from typing import Any
 
 HEADER = "X-Docpipe-Nice"
 SLOTS = 2  # tagged requests answered at once: one can be reading or writing while the other computes
-SECONDS_PER_LEVEL = 0.05  # the waiting that one level of CPU priority is worth
+SECONDS_PER_LEVEL = 0.01  # the waiting that one level of CPU priority is worth
 
 
 class PriorityGate:

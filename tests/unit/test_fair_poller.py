@@ -212,6 +212,25 @@ def test_a_backlogged_tenants_invocations_yield_the_cpu_and_a_quiet_tenants_do_n
     assert len(nices) == 103
 
 
+def test_a_tenant_a_few_messages_behind_a_burst_keeps_its_lanes_priority(sqs) -> None:
+    # given: tenant "burst" has 100 messages queued and tenant "steady" fell 6 behind (past BACKLOG alone)
+    url = new_queue(sqs)
+    send(sqs, url, [{"tenant": "burst", "n": n} for n in range(100)], group="burst")
+    send(sqs, url, [{"tenant": "steady", "n": n} for n in range(6)], group="steady")
+    runtime = FakeRuntime(concurrency=1, seconds=0.01)
+    runtime.gate.clear()
+    with pollers(sqs, url, runtime, count=1, batch_size=1, backlog_nice=10):
+        wait_until(lambda: depth(sqs, url) == (0, 106), timeout=15)
+        runtime.gate.set()
+        wait_until(lambda: len(runtime.deliveries) == 106 and depth(sqs, url) == (0, 0), timeout=20)
+
+    # then: steady's six ran among the first ten (quiet), at the lane's priority: a small share of burst's backlog
+    nices = {(d.body["tenant"], d.body["n"]): d.nice for d in runtime.deliveries}
+    assert [nices["steady", n] for n in range(6)] == [0] * 6
+    assert [d.body["tenant"] for d in runtime.deliveries[:10]].count("steady") == 6
+    assert all(nices["burst", n] == 10 for n in range(90))
+
+
 def test_one_tenants_messages_are_delivered_in_the_order_sent(sqs) -> None:
     url = new_queue(sqs)
     for n in range(30):
