@@ -66,6 +66,18 @@ def _all(client, **kwargs) -> list[dict]:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def _open(client, index: str, values: dict) -> list[dict]:
+    """Every item of ``index`` whose ``open`` is ``:h`` of ``values``, 5 a page."""
+    return _all(
+        client,
+        IndexName=index,
+        KeyConditionExpression="#o = :h",
+        ExpressionAttributeNames={"#o": "open"},
+        ExpressionAttributeValues=values,
+        Limit=5,
+    )
+
+
 def _plain(item: dict) -> str:
     """An item as comparable text: attributes in name order, a set's members sorted."""
     return json.dumps(
@@ -113,24 +125,10 @@ def test_queries_answer_what_the_whole_table_holds(table) -> None:
     for h in range(9):
         values = {":h": {"S": f"h{h}"}}
         mine = [i for i in everything if i.get("open", {}).get("S") == f"h{h}"]
-        keys = _all(
-            table,
-            IndexName="byOpen",
-            KeyConditionExpression="#o = :h",
-            ExpressionAttributeNames={"#o": "open"},
-            ExpressionAttributeValues=values,
-            Limit=5,
-        )
+        keys = _open(table, "byOpen", values)
         assert sorted((k["pk"]["S"], k["sk"]["N"]) for k in keys) == sorted((i["pk"]["S"], i["sk"]["N"]) for i in mine)
         assert all(set(k) == {"pk", "sk", "open"} for k in keys)
-        included = _all(
-            table,
-            IndexName="byOpenWithAt",
-            KeyConditionExpression="#o = :h",
-            ExpressionAttributeNames={"#o": "open"},
-            ExpressionAttributeValues=values,
-            Limit=5,
-        )
+        included = _open(table, "byOpenWithAt", values)
         projected = [{k: v for k, v in i.items() if k in ("pk", "sk", "open", "at", "tags")} for i in mine]
         assert sorted(map(_plain, included)) == sorted(map(_plain, projected))
         ranged = _all(

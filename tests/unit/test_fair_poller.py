@@ -189,12 +189,19 @@ def test_a_quiet_tenants_message_is_delivered_before_a_noisy_tenants_backlog(sqs
     assert depth(sqs, url) == (0, 0)
 
 
-def test_a_backlogged_tenants_invocations_yield_the_cpu_and_a_quiet_tenants_do_not(sqs) -> None:
-    # given: tenant "burst" has 100 messages queued and tenant "steady" sends one now and then
+def burst_held(sqs, concurrency: int) -> tuple[str, FakeRuntime]:
+    """A new queue holding tenant "burst"'s 100 messages, and a runtime that holds every invocation
+    until its gate is set."""
     url = new_queue(sqs)
     send(sqs, url, [{"tenant": "burst", "n": n} for n in range(100)], group="burst")
-    runtime = FakeRuntime(concurrency=2, seconds=0.01)
+    runtime = FakeRuntime(concurrency=concurrency, seconds=0.01)
     runtime.gate.clear()
+    return url, runtime
+
+
+def test_a_backlogged_tenants_invocations_yield_the_cpu_and_a_quiet_tenants_do_not(sqs) -> None:
+    # given: tenant "burst" has 100 messages queued and tenant "steady" sends one now and then
+    url, runtime = burst_held(sqs, concurrency=2)
     with pollers(sqs, url, runtime, count=2, batch_size=1, backlog_nice=10):
         wait_until(lambda: depth(sqs, url) == (0, 100), timeout=15)
         runtime.gate.set()
@@ -214,11 +221,8 @@ def test_a_backlogged_tenants_invocations_yield_the_cpu_and_a_quiet_tenants_do_n
 
 def test_a_tenant_a_few_messages_behind_a_burst_keeps_its_lanes_priority(sqs) -> None:
     # given: tenant "burst" has 100 messages queued and tenant "steady" fell 6 behind (past BACKLOG alone)
-    url = new_queue(sqs)
-    send(sqs, url, [{"tenant": "burst", "n": n} for n in range(100)], group="burst")
+    url, runtime = burst_held(sqs, concurrency=1)
     send(sqs, url, [{"tenant": "steady", "n": n} for n in range(6)], group="steady")
-    runtime = FakeRuntime(concurrency=1, seconds=0.01)
-    runtime.gate.clear()
     with pollers(sqs, url, runtime, count=1, batch_size=1, backlog_nice=10):
         wait_until(lambda: depth(sqs, url) == (0, 106), timeout=15)
         runtime.gate.set()
