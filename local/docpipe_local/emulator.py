@@ -150,7 +150,7 @@ def speed_up_moto() -> None:
     def fast_query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
         index_name = kwargs.get("index_name") if "index_name" in kwargs else (args[6] if len(args) > 6 else None)
         scope.table, scope.partition = self, (None if index_name else hash_key)
-        index = self.get_index(index_name) if index_name else None
+        index = next((i for i in self.all_indexes() if i.name == index_name), None) if index_name else None
         # moto copies every item it keeps, then projects the copies: the projection is the copy
         scope.projecting = index if (index is not None and _projects_part(index)) else None
         try:
