@@ -172,8 +172,11 @@ def admit(
             return lane
         if usage.limits(owner).version != known.version:
             continue  # the limits changed: check against the new ones
-        held = [window_held(counts, w.item) for _, w, _, _ in checks]
-        ahead = [_start(h) for h, (_, w, _, _) in zip(held, checks, strict=True) if h is not None and newer(h, w.item)]
+        ahead = [
+            _start(held)
+            for _, w, _, _ in checks
+            if (held := window_held(counts, w.item)) is not None and newer(held, w.item)
+        ]
         if ahead:  # another worker's clock is in a later window: count there
             now = max(now, *ahead)
             current, burst = windows(now), _burst(now)
