@@ -55,7 +55,7 @@ def dead_letter_queues(template: Template) -> set[str]:
 class Sampler(threading.Thread):
     """Every ``every`` seconds: queue depths, the emulator's round-trip time, CPU busy and CPU by process."""
 
-    def __init__(self, stack: LocalStack, every: float = 2.0) -> None:
+    def __init__(self, stack: LocalStack, every: float = 5.0) -> None:
         super().__init__(name="sampler", daemon=True)
         assert stack.template is not None
         self.sqs = stack.client("sqs")

@@ -180,3 +180,29 @@ def test_a_records_lane_is_picked_by_its_tables_partition_key() -> None:
     template = Template.load(Path(__file__).resolve().parents[2] / "template.yaml")
     assert (_partition_key(template, "JobsTable"), _partition_key(template, "FilesTable")) == ("jobId", "hash")
     assert _partition_key(template, "NoSuchTable") is None
+
+
+class BusyStreams(Streams):
+    """A shard with a new record at every read, as under a burst; counts the reads."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:
+        self.reads += 1
+        return {"NextShardIterator": "it-next", "Records": [keyed(f"job-{self.reads}", 1000 + self.reads)]}
+
+
+def test_a_busy_shard_is_read_at_lambdas_rate_not_again_at_once() -> None:
+    # given a shard that always has a record to give, and a function that takes no time
+    streams, function, stop = BusyStreams(), Timed("none"), threading.Event()
+    source = StreamSource("JobsStream", "JobsTable", 100, "LATEST", True, 2, True, None)
+    poller = StreamPoller(function, streams, Queue(), source, ARN, "shard-1", "us-east-1", stop, None, "jobId")  # type: ignore[arg-type]
+    # when it is polled for a second and a half
+    poller.start()
+    time.sleep(1.5)
+    stop.set()
+    poller.join(timeout=5)
+    # then it was read about every POLL_SECONDS (0.25 s: 7 reads at most), and each record delivered
+    assert 3 <= streams.reads <= 7
+    assert sum(len(batch) for _, _, batch in function.ran) == streams.reads
