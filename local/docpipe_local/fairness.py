@@ -62,11 +62,10 @@ BUFFER_LIMIT = 2000  # messages buffered per queue
 # between long polls, so half of it must be well over one long poll.
 HOLD_SECONDS = 60
 RECEIVE_WAIT_SECONDS = 5  # the receiver's long poll; it bounds how late a stop sees a receive return
-# A tenant with at least this many of its messages still buffered when one is taken, and at least
-# 1/BACKLOG_SHARE of the largest tenant's, has a backlog: its invocations yield the laptop's CPU to those
-# of tenants without one (see :meth:`FairDispatcher.backlogged`).
-BACKLOG = 3
-BACKLOG_SHARE = 4
+# A tenant with more than this many times an equal share of the stack's recent processing time (every fair
+# queue's invocations of the last WINDOW_SECONDS, among the tenants that had any) is heavy: its invocations
+# yield the laptop's CPU to other tenants' (see :meth:`SharedUsage.heavy`).
+HEAVY_SHARE = 1.5
 
 
 def is_noisy(in_flight: int, total_in_flight: int, recent_seconds: float, total_recent_seconds: float) -> bool:
@@ -130,6 +129,41 @@ class TenantUsage:
                 del self._times[group], self._recent[group]
 
 
+class SharedUsage:
+    """Each tenant's processing time over every fair queue of a stack (thread-safe): who is heavy."""
+
+    def __init__(self, window: float = WINDOW_SECONDS, share: float = HEAVY_SHARE) -> None:
+        self.share = share
+        self._usage = TenantUsage(window)
+        self._lock = threading.Lock()
+
+    def add(self, group: str, seconds: float, now: float) -> None:
+        if group and seconds > 0:
+            with self._lock:
+                self._usage.finished(group, 0, seconds, now)
+
+    def heavy(self, groups: set[str], now: float) -> bool:
+        """Whether every one of ``groups`` had more than :data:`HEAVY_SHARE` times an equal share of the
+        recent processing time, among at least two tenants that had any.
+
+        A share of processing time, not a backlog: a tenant's backlog in one queue grows as soon as its
+        invocations slow down, so yielding by backlog made whichever tenant fell behind first slower
+        still. In 500-upload tenants runs, with A's uploads held to a file a second by its quota, B's and
+        C's photos (a second each) fell behind A's in the high scan lane, ran at the lower priority from
+        then on and never caught up (B 127 photos deep, A 16). A burst of heavy files is a large share of
+        the processing time whatever its queues hold, and a tenant that yields does not gain share by
+        yielding: a steady tenant beside it never reaches the share."""
+        if not groups or "" in groups:
+            return False
+        with self._lock:
+            active = self._usage.active(now)
+            if len(active) < 2:
+                return False
+            total = sum(self._usage.recent(group, now) for group in active)
+            least = self.share * total / len(active)
+            return all(self._usage.recent(group, now) > least for group in groups)
+
+
 @dataclass
 class _Held:
     message: dict[str, Any]
@@ -158,10 +192,13 @@ class FairDispatcher(threading.Thread):
         stop: threading.Event,
         ages: QueueAges | None = None,
         buffer_limit: int = BUFFER_LIMIT,
+        shared: SharedUsage | None = None,
     ) -> None:
+        """``shared``: the processing time of every fair queue of the stack (a queue's own without it)."""
         super().__init__(name=f"fair-{queue_url.rsplit('/', 1)[-1]}", daemon=True)
         self.sqs, self.queue_url, self.stop_event, self.ages = sqs, queue_url, stop, ages
         self.buffer_limit = buffer_limit
+        self.shared = shared if shared is not None else SharedUsage()
         self.visibility_timeout = 30  # the queue's own, read when started
         self.usage = TenantUsage()
         self._cond = threading.Condition()
@@ -204,42 +241,17 @@ class FairDispatcher(threading.Thread):
                 self._cond.wait()  # so that its extension cannot land after the visibility set below
         return self._hand_over(taken)
 
-    def backlogged(self, messages: list[dict[str, Any]]) -> bool:
-        """Whether every tenant of ``messages`` (taken together) still has a backlog in the buffer (at least
-        :data:`BACKLOG` messages, and at least 1/:data:`BACKLOG_SHARE` of the largest tenant's) while another
-        tenant of this queue has none: one with messages in flight, processing time in the last
-        :data:`WINDOW_SECONDS` or a few messages buffered. Messages without a group (S3 notifications) never
-        count as backlogged.
-
-        A backlog yields only to someone: when every tenant the queue serves has one, or there is one
-        tenant, none of them yields. Yielding then slowed the whole lane against the stages before it,
-        which kept feeding it at their own priority: in a 500-upload tenants run every tenant of the high
-        scan lane had a backlog, every scan ran 10 levels down while ingest did not, scans took 2.8 s
-        instead of 0.7 s, and the lane's queue grew for everyone alike (B's and C's photos as deep as A's).
-
-        The share keeps a steady tenant beside a burst at its lane's priority: a photo a second whose
-        scans queue up a few deep under load is not the burst. Counted against :data:`BACKLOG` alone, a
-        tenant that fell a few messages behind ran at the lower priority, its AWS calls yielded to
-        everyone else's too (``docpipe_local.request_priority``), it fell further behind, and it stayed
-        there: a 500-upload tenants run saw a steady tenant's scans take 5 s each and its queue grow to
-        hundreds, where it had kept up at 0.5 s.
+    def heavy(self, messages: list[dict[str, Any]]) -> bool:
+        """Whether every tenant of ``messages`` (taken together) is heavy (:meth:`SharedUsage.heavy`).
+        Messages without a group (S3 notifications) never are.
 
         On AWS every invocation has compute of its own, so a tenant's burst takes nothing from another
         tenant's next photo once the fair queue has delivered it. On a laptop's two cores the invocations
-        share the CPU; the local stack runs a backlogged tenant's invocations at a lower CPU priority (see
-        :data:`docpipe_local.stack.BACKLOG_NICE`), which approximates that separation. It changes nothing
+        share the CPU; the local stack runs a heavy tenant's invocations at a lower CPU priority (see
+        :data:`docpipe_local.stack.HEAVY_NICE`), which approximates that separation. It changes nothing
         about the order of delivery, which stays AWS's.
         """
-        groups = {group_of(m) for m in messages}
-        if not groups or "" in groups:
-            return False
-        with self._cond:
-            lines = {name: len(line) for name, line in self._groups.items() if name}
-            least = max(BACKLOG, max(lines.values(), default=0) // BACKLOG_SHARE)
-            if any(lines.get(group, 0) < least for group in groups):
-                return False
-            others = (set(lines) | self.usage.active(time.monotonic())) - groups - {""}
-            return any(lines.get(other, 0) < least for other in others)
+        return self.shared.heavy({group_of(m) for m in messages}, time.monotonic())
 
     def done(self, messages: list[dict[str, Any]], seconds: float) -> None:
         """``messages`` taken together are settled (deleted or left to come back) after ``seconds`` of invocation."""
@@ -248,6 +260,8 @@ class FairDispatcher(threading.Thread):
         with self._cond:
             for group, count in counts.items():
                 self.usage.finished(group, count, seconds * count / len(messages), now)
+        for group, count in counts.items():
+            self.shared.add(group, seconds * count / len(messages), now)
 
     def _choose(self, limit: int, now: float) -> list[str]:
         """The groups to take from, one a message, each choice counting the messages chosen before it."""

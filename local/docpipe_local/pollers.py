@@ -95,11 +95,11 @@ class SqsPoller(threading.Thread):
         ages: QueueAges | None = None,
         nice: int = 0,
         dispatcher: FairDispatcher | None = None,
-        backlog_nice: int = 0,
+        heavy_nice: int = 0,
     ) -> None:
         """With a ``dispatcher``, messages come from it (which reports their ages itself), else from SQS.
-        ``nice`` is the CPU priority of the invocations; ``backlog_nice`` is added to it (up to 19) for a
-        batch whose tenants all have a backlog (:meth:`FairDispatcher.backlogged`)."""
+        ``nice`` is the CPU priority of the invocations; ``heavy_nice`` is added to it (up to 19) for a
+        batch whose tenants are all heavy (:meth:`FairDispatcher.heavy`)."""
         super().__init__(name=f"{runtime.spec.logical}-{source.name}-{index}", daemon=True)
         self.runtime, self.sqs, self.source = runtime, sqs, source
         self.queue_url, self.queue_arn, self.region = queue_url, queue_arn, region
@@ -107,7 +107,7 @@ class SqsPoller(threading.Thread):
         self.ages = ages
         self.nice = nice
         self.dispatcher = dispatcher
-        self.backlog_nice = backlog_nice
+        self.heavy_nice = heavy_nice
 
     def run(self) -> None:
         while not self.stop_event.is_set():
@@ -144,8 +144,8 @@ class SqsPoller(threading.Thread):
             return 0
         seconds = 0.0
         nice = self.nice
-        if self.backlog_nice and self.dispatcher is not None and self.dispatcher.backlogged(messages):
-            nice = min(19, nice + self.backlog_nice)
+        if self.heavy_nice and self.dispatcher is not None and self.dispatcher.heavy(messages):
+            nice = min(19, nice + self.heavy_nice)
         try:
             started = time.monotonic()
             invocation = self.runtime.invoke_acquired(sqs_event(messages, self.queue_arn, self.region), nice)

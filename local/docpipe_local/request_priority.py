@@ -12,7 +12,7 @@ behind, see ``docpipe_local.stack``); the emulator now honours the same priority
 - the emulator's server lets :data:`SLOTS` tagged requests run at once (:class:`PriorityGate`); the
   others wait, and the one whose ``arrival + nice x SECONDS_PER_LEVEL`` is smallest goes next. A
   request at a worse priority is handicapped, never starved: each level counts as
-  :data:`SECONDS_PER_LEVEL` of waiting, so a backlogged tenant's request (10 levels behind) yields to
+  :data:`SECONDS_PER_LEVEL` of waiting, so a heavy tenant's request (10 levels behind) yields to
   requests up to a tenth of a second younger, and goes once it has waited that long. (At half a
   second, a tenant whose work ran at the lower priority waited that long for nearly every one of its
   calls while others kept the emulator busy: its scans took 5 s instead of 0.5 s, so it could not

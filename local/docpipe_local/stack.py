@@ -42,7 +42,7 @@ from botocore.config import Config
 from docpipe_local import clamav, push_local
 from docpipe_local.cors import Cors
 from docpipe_local.endpoints import EndpointUnavailable, unavailable
-from docpipe_local.fairness import FairDispatcher
+from docpipe_local.fairness import FairDispatcher, SharedUsage
 from docpipe_local.function_metrics import FunctionMetricsPublisher
 from docpipe_local.gateway import Gateway
 from docpipe_local.localstack import is_localstack
@@ -72,10 +72,11 @@ def project_root() -> Path:
 # AWS each invocation has compute of its own; on a laptop's few cores, a low lane's OCR would slow a
 # high lane's chat photo, so lower lanes run at lower priority. Sources with other names run at 0.
 LANE_NICE = {"high": 0, "normal": 5, "low": 10}
-# Added to that for the invocations of a tenant with a backlog in the queue (the fair queue's noisy
-# neighbour, seen from the laptop): its burst yields the CPU to other tenants' work, which AWS would run
-# on compute of its own (see docpipe_local.fairness.FairDispatcher.backlogged).
-BACKLOG_NICE = 10
+# Added to that for the invocations of a heavy tenant (more than 1.5 times an equal share of the last
+# minute's processing time over every fair queue: the fair queue's noisy neighbour, seen from the laptop):
+# its burst yields the CPU to other tenants' work, which AWS would run on compute of its own (see
+# docpipe_local.fairness.SharedUsage.heavy).
+HEAVY_NICE = 10
 # The emulator stands for AWS's services, which have capacity of their own, and every function's AWS
 # call waits on it. Run at the workers' priority, it served a busy tenant's low-priority workers'
 # requests in turn with a quiet tenant's, so nice stopped at the emulator's door: under the tenants
@@ -159,6 +160,7 @@ class LocalStack:
         self.issuer: Any = None  # the stack's JWT issuer (docpipe_local.tokens.LocalIssuer)
         self._jwts: dict[str, str] = {}
         self.dispatchers: dict[str, FairDispatcher] = {}  # by queue URL
+        self.tenant_usage = SharedUsage()  # each tenant's processing time over every fair queue
         self.gateway: Gateway | None = None
         self._stop = threading.Event()
         self.template: Template | None = None
@@ -379,7 +381,9 @@ class LocalStack:
                 queue = self.template.attributes[source.queue]
                 dispatcher = self.dispatchers.get(queue["QueueUrl"])
                 if dispatcher is None:
-                    dispatcher = FairDispatcher(receiver, queue["QueueUrl"], self._stop, self.queue_ages)
+                    dispatcher = FairDispatcher(
+                        receiver, queue["QueueUrl"], self._stop, self.queue_ages, shared=self.tenant_usage
+                    )
                     dispatcher.start()
                     self.dispatchers[queue["QueueUrl"]] = dispatcher
                 for index in range(min(source.max_concurrency, concurrency)):
@@ -395,7 +399,7 @@ class LocalStack:
                         self.queue_ages,
                         LANE_NICE.get(source.name.lower(), 0),
                         dispatcher,
-                        BACKLOG_NICE,
+                        HEAVY_NICE,
                     )
                     poller.start()
                     self.pollers.append(poller)

@@ -29,7 +29,7 @@ UPLOADERS = 8  # uploads and waits in flight at once
 JOB_TIMEOUT = 150  # seconds for the whole corpus to reach terminal states
 # Workers a function may start beyond its concurrency before it counts as a restart storm. Its pool keeps
 # workers of two CPU priorities warm, up to twice its concurrency (docpipe_local.runtime): a busy user's API
-# requests and a backlogged tenant's tasks run in workers of a lower priority.
+# requests and a heavy tenant's tasks run in workers of a lower priority.
 SPARE_WORKERS = 2
 
 

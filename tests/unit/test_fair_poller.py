@@ -129,7 +129,7 @@ class FakeRuntime:
 
 @contextmanager
 def pollers(
-    sqs: Any, url: str, runtime: FakeRuntime, count: int, batch_size: int, backlog_nice: int = 0
+    sqs: Any, url: str, runtime: FakeRuntime, count: int, batch_size: int, heavy_nice: int = 0
 ) -> Iterator[FairDispatcher]:
     stop = threading.Event()
     dispatcher = FairDispatcher(sqs, url, stop)
@@ -146,7 +146,7 @@ def pollers(
             stop,
             i,
             dispatcher=dispatcher,
-            backlog_nice=backlog_nice,
+            heavy_nice=heavy_nice,
         )
         for i in range(count)
     ]
@@ -199,11 +199,11 @@ def burst_held(sqs, concurrency: int) -> tuple[str, FakeRuntime]:
     return url, runtime
 
 
-def test_a_backlogged_tenants_invocations_yield_the_cpu_and_a_quiet_tenants_do_not(sqs) -> None:
+def test_a_heavy_tenants_invocations_yield_the_cpu_and_a_light_tenants_do_not(sqs) -> None:
     # given: tenant "burst" has 100 messages queued and tenant "steady" sends one now and then
     url, runtime = burst_held(sqs, concurrency=2)
     send(sqs, url, [{"tenant": "steady", "n": 0}], group="steady")
-    with pollers(sqs, url, runtime, count=2, batch_size=1, backlog_nice=10):
+    with pollers(sqs, url, runtime, count=2, batch_size=1, heavy_nice=10):
         wait_until(lambda: depth(sqs, url) == (0, 101), timeout=15)
         runtime.gate.set()
         for n in range(1, 3):
@@ -211,47 +211,72 @@ def test_a_backlogged_tenants_invocations_yield_the_cpu_and_a_quiet_tenants_do_n
             send(sqs, url, [{"tenant": "steady", "n": n}], group="steady")
         wait_until(lambda: len(runtime.deliveries) == 103 and depth(sqs, url) == (0, 0), timeout=20)
 
-    # then: the burst ran at the lower priority while it had a backlog beside steady, steady never did;
-    # the last few of the burst, with no backlog left behind them, ran at the lane's own priority
+    # then: once the burst had most of the processing time it ran at the lower priority, to the end;
+    # steady never did
     nices = {(d.body["tenant"], d.body["n"]): d.nice for d in runtime.deliveries}
     assert [nices["steady", n] for n in range(3)] == [0, 0, 0]
-    # (the two pollers may each have taken one of the burst before steady's first was received: alone, it
-    # had no one to yield to)
-    assert all(nices["burst", n] == 10 for n in range(2, 90))
-    assert nices["burst", 99] == 0
+    assert all(nices["burst", n] == 10 for n in range(10, 100))
     assert len(nices) == 103
 
 
 def test_a_tenant_a_few_messages_behind_a_burst_keeps_its_lanes_priority(sqs) -> None:
-    # given: tenant "burst" has 100 messages queued and tenant "steady" fell 6 behind (past BACKLOG alone)
+    # given: tenant "burst" has 100 messages queued and tenant "steady" fell 6 behind
     url, runtime = burst_held(sqs, concurrency=1)
     send(sqs, url, [{"tenant": "steady", "n": n} for n in range(6)], group="steady")
-    with pollers(sqs, url, runtime, count=1, batch_size=1, backlog_nice=10):
+    with pollers(sqs, url, runtime, count=1, batch_size=1, heavy_nice=10):
         wait_until(lambda: depth(sqs, url) == (0, 106), timeout=15)
         runtime.gate.set()
         wait_until(lambda: len(runtime.deliveries) == 106 and depth(sqs, url) == (0, 0), timeout=20)
 
-    # then: steady's six ran among the first ten (quiet), at the lane's priority: a small share of burst's backlog
+    # then: steady's six ran among the first ten (quiet), at the lane's priority: a small share of the time
     nices = {(d.body["tenant"], d.body["n"]): d.nice for d in runtime.deliveries}
     assert [nices["steady", n] for n in range(6)] == [0] * 6
     assert [d.body["tenant"] for d in runtime.deliveries[:10]].count("steady") == 6
-    assert all(nices["burst", n] == 10 for n in range(1, 90))  # (its first may be taken before steady's arrive)
+    assert all(nices["burst", n] == 10 for n in range(10, 100))
 
 
-@pytest.mark.parametrize(("others", "prefix"), [(0, 90), (1, 60)])
-def test_a_backlog_yields_to_no_one_when_every_tenant_of_the_queue_has_one(sqs, others, prefix) -> None:
-    # given: tenant "burst" has 100 messages queued, and as many for each other tenant (none, or "second")
+def test_a_tenant_alone_never_yields(sqs) -> None:
     url, runtime = burst_held(sqs, concurrency=2)
-    send(sqs, url, [{"tenant": "second", "n": n} for n in range(100 * others)], group="second")
-    with pollers(sqs, url, runtime, count=2, batch_size=1, backlog_nice=10):
-        wait_until(lambda: depth(sqs, url) == (0, 100 + 100 * others), timeout=15)
+    with pollers(sqs, url, runtime, count=2, batch_size=1, heavy_nice=10):
+        wait_until(lambda: depth(sqs, url) == (0, 100), timeout=15)
         runtime.gate.set()
-        wait_until(lambda: len(runtime.deliveries) == 100 + 100 * others and depth(sqs, url) == (0, 0), timeout=30)
+        wait_until(lambda: len(runtime.deliveries) == 100 and depth(sqs, url) == (0, 0), timeout=30)
 
-    # then: while every tenant had a backlog, nobody without one was there to yield to, and each ran at the
-    # lane's priority (later, one tenant's backlog short beside the other's, the other's yields)
-    assert [d.nice for d in runtime.deliveries[:prefix]] == [0] * prefix
-    assert len(runtime.deliveries) == 100 + 100 * others
+    assert [d.nice for d in runtime.deliveries] == [0] * 100
+
+
+@pytest.mark.parametrize(
+    ("seconds", "heavy"),
+    [
+        ({"a": 5.0}, set()),  # alone: nobody to yield to
+        ({"a": 5.0, "b": 5.0}, set()),
+        ({"a": 8.0, "b": 2.0}, {"a"}),  # over 1.5 x an equal share (75 % of two)
+        ({"a": 7.0, "b": 3.0}, set()),
+        ({"a": 6.0, "b": 2.0, "c": 2.0}, {"a"}),  # over 50 % of three
+        ({"a": 4.0, "b": 3.0, "c": 3.0}, set()),
+    ],
+)
+def test_a_tenant_is_heavy_with_over_one_and_a_half_equal_shares_of_the_stacks_processing_time(seconds, heavy) -> None:
+    shared = fairness.SharedUsage()
+    for group, spent in seconds.items():
+        shared.add(group, spent / 2, now=100.0)
+        shared.add(group, spent / 2, now=101.0)
+
+    assert {group for group in seconds if shared.heavy({group}, now=102.0)} == heavy
+    assert not shared.heavy({""}, now=102.0)  # no group: S3 notifications
+    assert not shared.heavy(set(seconds), now=101.0 + fairness.WINDOW_SECONDS + 1)  # all forgotten
+
+
+def test_the_stack_shares_one_account_of_processing_time_among_its_queues(sqs) -> None:
+    # given: two queues' dispatchers of one stack; tenant "burst" ran long in the first, "steady" briefly in the second
+    shared, stop = fairness.SharedUsage(), threading.Event()
+    first, second = (FairDispatcher(sqs, new_queue(sqs), stop, shared=shared) for _ in range(2))
+    first.done([{"Attributes": {"MessageGroupId": "burst"}}], seconds=9.0)
+    second.done([{"Attributes": {"MessageGroupId": "steady"}}], seconds=1.0)
+
+    # then: in the second queue, "burst" is heavy though it never ran there
+    assert second.heavy([{"Attributes": {"MessageGroupId": "burst"}}])
+    assert not second.heavy([{"Attributes": {"MessageGroupId": "steady"}}])
 
 
 def test_one_tenants_messages_are_delivered_in_the_order_sent(sqs) -> None:
