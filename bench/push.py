@@ -5,9 +5,9 @@ An embedded stack is started; one user connects to the WebSocket API (``GET /con
 and creates a job (``POST /uploads``). Then, ``--updates`` times, the bench writes the job's record in
 JobsTable (an ``UpdateItem`` of its ``updatedAt``, as every state change does) and waits for the frame
 carrying that ``updatedAt``. The path measured is the whole one: the table's stream (moto's DynamoDB
-Streams, read every 100 ms by the stack's stream poller), the NotifierFunction in its worker process
-(the job's view, the owner's connections, ``PostToConnection`` to the gateway's management API) and the
-WebSocket frame. Printed beside it, measured in the same run: a plain ``GET /jobs/{id}`` round trip
+Streams, read at most every 250 ms by the stack's stream poller, as Lambda reads a shard), the
+NotifierFunction in its worker process (the job's view, the owner's connections, ``PostToConnection`` to
+the gateway's management API) and the WebSocket frame. Printed beside it, measured in the same run: a plain ``GET /jobs/{id}`` round trip
 (what one poll of the job costs) and the stream poll interval.
 
     python bench/push.py [--updates 200]

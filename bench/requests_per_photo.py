@@ -1,0 +1,81 @@
+"""AWS requests per photo, by function and operation: what each photo costs the emulator (and AWS).
+
+    .venv/bin/python bench/requests_per_photo.py [--photos 10] [--every 1.0]
+
+Starts a fresh local stack (state in a temporary folder), sends two photos to warm the workers, then
+``--photos`` photos (0.1-0.5 MB JPEGs, the load bench's) one every ``--every`` seconds as one user with
+no page open, waits until each is terminal, and prints the requests the emulator counted meanwhile
+(``docpipe_local.emulator.count_requests``), per photo. Callers are the functions (their SDK's
+``app/<id>``) and ``-`` for the stack's own (event source pollers, the gateway) and this script's. The
+DynamoDB total beside the others is the ratio that bounds the local stack's throughput: the emulator's
+DynamoDB process serves every function's calls on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from loadbench.corpus import Item, make_corpus
+
+from docpipe_local.client import DocpipeClient, post_file
+from docpipe_local.emulator import request_counts
+from docpipe_local.stack import LocalStack
+
+TERMINAL = ("ready", "failed", "cancelled")
+
+
+def send(client: DocpipeClient, photos: list[Item], every: float) -> list[str]:
+    ids = []
+    for photo in photos:
+        created = client.create_upload(photo.path.name, photo.size, photo.content_type)
+        post_file(created["upload"], photo.path)
+        ids.append(created["jobId"])
+        time.sleep(every)
+    deadline = time.time() + 300
+    while time.time() < deadline and not all(client.job(i)["state"] in TERMINAL for i in ids):
+        time.sleep(1)
+    return [client.job(i)["state"] for i in ids]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=int, default=10)
+    parser.add_argument("--every", type=float, default=1.0)
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="docpipe-requests-"))
+    (folder / "files").mkdir()
+    photos = make_corpus([("photo", seed) for seed in range(args.photos + 2)], folder / "files")
+    stack = LocalStack(state_dir=folder / "state", tokens={"tok-u": "u"}).start()
+    try:
+        client = DocpipeClient(stack.api_url, stack.token_for("u"))
+        send(client, photos[:2], args.every)
+        time.sleep(3)
+        urls = [m.url for m in (stack.moto, stack.moto_dynamodb) if m is not None]
+        for url in urls:
+            request_counts(url, reset=True)
+        states = send(client, photos[2:], args.every)
+        time.sleep(3)
+        counts: Counter[tuple[str, str, str]] = Counter()
+        for url in urls:
+            for caller, services in request_counts(url).items():
+                for service, operations in services.items():
+                    for operation, (requests, _) in operations.items():
+                        counts[(service, caller, operation)] += requests
+    finally:
+        stack.stop()
+    print(f"{len(states)} photos, one every {args.every} s: {Counter(states)}")
+    for (service, caller, operation), requests in sorted(counts.items()):
+        print(f"  {service:16} {caller:18} {operation:30} {requests / args.photos:6.1f} a photo")
+    dynamodb = sum(n for (service, _, _), n in counts.items() if service.startswith("dynamodb"))
+    print(
+        f"DynamoDB {dynamodb / args.photos:.1f} requests a photo; "
+        f"everything else {(sum(counts.values()) - dynamodb) / args.photos:.1f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
