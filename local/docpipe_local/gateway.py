@@ -30,8 +30,10 @@ import contextlib
 import hmac
 import html
 import json
+import logging
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -53,7 +55,10 @@ if TYPE_CHECKING:
     from docpipe_local.tokens import LocalIssuer
     from docpipe_local.websocket import PushHub
 
+log = logging.getLogger("docpipe.local")
 MAX_BODY = 10 * 1024 * 1024  # HTTP API's payload limit
+# A client that went away: closed or reset its connection, or let it stall past the idle timeout.
+GONE = (BrokenPipeError, ConnectionResetError, TimeoutError)
 WEB = Path(__file__).resolve().parents[2] / "web"
 # What the gateway serves of web/: the page and its script and style (files of their own, so that the
 # page's Content-Security-Policy needs no 'unsafe-inline').
@@ -226,12 +231,12 @@ class Gateway:
             def do_GET(self) -> None:
                 try:
                     gateway.handle(self)
-                except (BrokenPipeError, ConnectionResetError, TimeoutError):  # the client went away or stalled
+                except GONE:  # the client went away or stalled
                     self.close_connection = True
 
             do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server = GatewayServer((host, port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, name="gateway", daemon=True)
         # The Host values it answers: its loopback address by number and by name, with its port.
@@ -470,3 +475,17 @@ def _linger(request: BaseHTTPRequestHandler) -> None:
         deadline = time.monotonic() + 1
         while time.monotonic() < deadline and request.connection.recv(65536):
             pass
+
+
+class GatewayServer(ThreadingHTTPServer):
+    """http.server's threading server, quiet about clients that went away.
+
+    socketserver prints a traceback to stderr for any exception a request's handling raises; one raised
+    while reading the next request of a kept-alive connection (a client that gave up on a slow answer,
+    or closed between requests) is none of the gateway's business, as it is none of API Gateway's.
+    Anything else is logged once, with its traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], GONE):
+            return
+        log.exception("the gateway failed on a request from %s", client_address)

@@ -269,3 +269,22 @@ def test_a_quarter_of_the_api_workers_are_kept_for_users_with_nothing_running() 
         for thread in threads:
             thread.join(5)
     assert len(granted) == 11 and share.free == 8 and not share.running and not share.waiting
+
+
+def test_a_client_gone_between_requests_leaves_no_traceback_and_any_other_failure_is_logged(capsys, caplog) -> None:
+    from http.server import BaseHTTPRequestHandler
+
+    from docpipe_local.gateway import GatewayServer
+
+    server = GatewayServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    try:
+        for error in (ConnectionResetError(104, "Connection reset by peer"), BrokenPipeError(), ValueError("boom")):
+            try:
+                raise error
+            except Exception:
+                server.handle_error(None, ("127.0.0.1", 40000))
+    finally:
+        server.server_close()
+
+    assert capsys.readouterr().err == ""  # socketserver's own handle_error prints each traceback there
+    assert [(r.levelname, r.exc_info[1]) for r in caplog.records if r.exc_info] == [("ERROR", error)]
