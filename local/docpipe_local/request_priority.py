@@ -4,7 +4,7 @@ On AWS, DynamoDB, S3 and SQS have capacity of their own: a busy tenant's calls d
 tenant's. The embedded emulator is one Python process per service group, and under moto's global
 interpreter lock every request it is answering slows every other: with forty workers calling at once, a
 GetItem that costs 2 ms of CPU took 35 ms, in turn with a busy tenant's backlog (the tenants bench). The
-local stack already runs each invocation at a CPU priority (its lane, and a tenant's backlog further
+local stack already runs each invocation at a CPU priority (its lane, and a heavy tenant's further
 behind, see ``docpipe_local.stack``); the emulator now honours the same priority:
 
 - a worker tags each AWS request with its CPU priority (:data:`HEADER`, its nice; :func:`tag_requests`,

@@ -438,7 +438,7 @@ class FunctionRuntime:
         compute, so a low lane's OCR never slows a high lane's photo; on two shared cores the local
         stack runs lower lanes' workers at a lower CPU priority (a higher nice value) instead. Idle
         workers of other priorities stay warm until the pool would grow past twice the concurrency (a
-        lane's invocations change priority with their tenants' backlogs, and a retired worker's
+        lane's invocations change priority as their tenants turn heavy and light, and a retired worker's
         replacement would be a cold start); then the oldest idle one is retired.
         """
         retired = None
