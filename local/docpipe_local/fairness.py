@@ -92,14 +92,18 @@ class TenantUsage:
         self.in_flight[group] -= count
         if self.in_flight[group] <= 0:
             del self.in_flight[group]
+        self.spent(group, seconds, now)
+
+    def spent(self, group: str, seconds: float, now: float) -> None:
+        """``group``'s invocations took ``seconds`` of processing, ending ``now`` (0: nothing counted)."""
         if seconds > 0:
             self._times.setdefault(group, deque()).append((now, seconds))
             self._recent[group] = self._recent.get(group, 0.0) + seconds
 
-    def active(self, now: float) -> set[str]:
-        """The tenants with messages in flight or processing time in the window."""
+    def recent_all(self, now: float) -> dict[str, float]:
+        """Each tenant's processing seconds in the window (the tenants with any)."""
         self._forget(now)
-        return set(self.in_flight) | set(self._recent)
+        return dict(self._recent)
 
     def recent(self, group: str, now: float) -> float:
         self._forget(now)
@@ -138,9 +142,9 @@ class SharedUsage:
         self._lock = threading.Lock()
 
     def add(self, group: str, seconds: float, now: float) -> None:
-        if group and seconds > 0:
+        if group:
             with self._lock:
-                self._usage.finished(group, 0, seconds, now)
+                self._usage.spent(group, seconds, now)
 
     def heavy(self, groups: set[str], now: float) -> bool:
         """Whether every one of ``groups`` had more than :data:`HEAVY_SHARE` times an equal share of the
@@ -156,12 +160,11 @@ class SharedUsage:
         if not groups or "" in groups:
             return False
         with self._lock:
-            active = self._usage.active(now)
-            if len(active) < 2:
-                return False
-            total = sum(self._usage.recent(group, now) for group in active)
-            least = self.share * total / len(active)
-            return all(self._usage.recent(group, now) > least for group in groups)
+            recent = self._usage.recent_all(now)
+        if len(recent) < 2:
+            return False
+        least = self.share * sum(recent.values()) / len(recent)
+        return all(recent.get(group, 0.0) > least for group in groups)
 
 
 @dataclass
