@@ -21,24 +21,18 @@ from pathlib import Path
 
 from loadbench.corpus import Item, make_corpus
 
-from docpipe_local.client import DocpipeClient, post_file
+from docpipe_local.client import DocpipeClient
 from docpipe_local.emulator import request_counts
 from docpipe_local.stack import LocalStack
 
-TERMINAL = ("ready", "failed", "cancelled")
-
 
 def send(client: DocpipeClient, photos: list[Item], every: float) -> list[str]:
+    """Upload each photo, one every ``every`` s; the state each job ends in (or is in after 300 s)."""
     ids = []
     for photo in photos:
-        created = client.create_upload(photo.path.name, photo.size, photo.content_type)
-        post_file(created["upload"], photo.path)
-        ids.append(created["jobId"])
+        ids.append(client.upload_file(photo.path)["jobId"])
         time.sleep(every)
-    deadline = time.time() + 300
-    while time.time() < deadline and not all(client.job(i)["state"] in TERMINAL for i in ids):
-        time.sleep(1)
-    return [client.job(i)["state"] for i in ids]
+    return [client.wait(job_id, timeout=300)["state"] for job_id in ids]
 
 
 def main() -> None:
