@@ -14,6 +14,7 @@ DynamoDB process serves every function's calls on one core.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from collections import Counter
@@ -35,6 +36,17 @@ def send(client: DocpipeClient, photos: list[Item], every: float) -> list[str]:
     return [client.wait(job_id, timeout=300)["state"] for job_id in ids]
 
 
+def cpu_seconds(stack: LocalStack) -> dict[str, float]:
+    """CPU seconds (user and system) each emulator process has used so far, by the services it serves."""
+    servers = {"DynamoDB": stack.moto_dynamodb, "S3, SQS and the rest": stack.moto}
+    used = {}
+    for name, server in servers.items():
+        if server is not None:
+            fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            used[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return used
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=10)
@@ -51,8 +63,10 @@ def main() -> None:
         urls = [m.url for m in (stack.moto, stack.moto_dynamodb) if m is not None]
         for url in urls:
             request_counts(url, reset=True)
+        before = cpu_seconds(stack)
         states = send(client, photos[2:], args.every)
         time.sleep(3)
+        spent = {name: seconds - before[name] for name, seconds in cpu_seconds(stack).items()}
         counts: Counter[tuple[str, str, str]] = Counter()
         for url in urls:
             for caller, services in request_counts(url).items():
@@ -69,6 +83,8 @@ def main() -> None:
         f"DynamoDB {dynamodb / args.photos:.1f} requests a photo; "
         f"everything else {(sum(counts.values()) - dynamodb) / args.photos:.1f}"
     )
+    for name, seconds in spent.items():
+        print(f"{name} emulator: {seconds / args.photos * 1000:.0f} ms of CPU a photo")
 
 
 if __name__ == "__main__":

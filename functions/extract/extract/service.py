@@ -27,6 +27,7 @@ from docpipe.config import Settings
 from docpipe.errors import DocpipeError, TooSlow, Transient
 from docpipe.observability import MetricUnit, logger, metrics
 from docpipe.storage import original_key
+from docpipe.worker import claimed_record
 from extract.formats import PDF_SECONDS, extract, pdf_page_count
 
 TASK = "extract"
@@ -74,7 +75,7 @@ class ExtractService:
         cut_short = until < own
         deadline = min(own, until)
         logger.append_keys(hash=digest, task=TASK)
-        file = self.files.get(digest)
+        file = claimed_record(digest) or self.files.get(digest)  # the claim answered it, mostly
         if file is None or file.get("status") != "stored":
             logger.warning("no stored original for this hash; message dropped")
             return "missing"

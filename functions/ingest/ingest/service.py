@@ -145,9 +145,10 @@ class IngestService:
         logger.thread_safe_append_keys(hash=digest)
         self._refuse_known_malware(bucket, key, scanned.sha256)
 
-        deduplicated = self._store_once(bucket, key, info, digest, facts)
         plan = jobs.plan_for(file_type.mime, file_type.family, ocr=bool(job.get("ocr")))
-        gated, file = self._dispatch(digest, plan, lane, job)
+        stored = self._store_once(bucket, key, info, digest, facts, plan)
+        deduplicated = stored is None
+        gated, file = self._dispatch(digest, plan, lane, job, stored)
         state, error = jobs.settle(plan, file)
         joined = {**job, "plan": plan, "attemptsFrom": jobs.attempts_base(file, plan)}
         done = self.jobs.transition(
@@ -196,7 +197,9 @@ class IngestService:
         )
         return Outcome("deduplicated" if deduplicated else "stored", job["jobId"], digest)
 
-    def _dispatch(self, digest: str, plan: list[str], lane: str, job: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+    def _dispatch(
+        self, digest: str, plan: list[str], lane: str, job: dict[str, Any], stored: dict[str, Any] | None
+    ) -> tuple[bool, dict[str, Any]]:
         """Queue each task of the plan on its lane, once per content: a task that has a state already
         (queued, running, done or failed for the same bytes) is not queued again.
 
@@ -206,7 +209,15 @@ class IngestService:
         however many jobs of the same bytes are open at once (all of the plan's tasks in one update, which
         answers the record as it leaves it). Returns whether the rest of the plan waits for the scan
         (gated), and the record as read before any task was queued: a task this call queues settles a job
-        as it would unqueued (``queued``)."""
+        as it would unqueued (``queued``).
+
+        ``stored``: the record as this upload's store left it, new bytes (:meth:`_copy`), whose waiters that
+        write counted and whose scan it marked ``queued``: the scan's message is all there is left to send
+        (a job's state reads the same from the record either side of that mark)."""
+        if stored is not None:
+            first = scanning.tasks_to_queue(plan, stored)
+            scanning.send_tasks(self.files, self.tasks, digest, first, lane, job["owner"], marked=first)
+            return True, stored
         file = self.files.add_waiters(digest, plan)
         if scanning.stale(file, self.clock(), self.settings.rescan_after_days):  # the verdict is redone first
             self.files.requeue_task(digest, jobs.SCAN, "done")
@@ -225,9 +236,12 @@ class IngestService:
         signature = known.get("signature") or "a known signature"
         raise FileInfected(f"The file contains malware ({signature}); it was found in these bytes before.")
 
-    def _store_once(self, bucket: str, key: str, info: ObjectInfo, digest: str, facts: dict[str, Any]) -> bool:
+    def _store_once(
+        self, bucket: str, key: str, info: ObjectInfo, digest: str, facts: dict[str, Any], plan: list[str]
+    ) -> dict[str, Any] | None:
         """Store the bytes under ``files/{hash}/original`` unless they are there already, and take a
-        reference to them. True when they were there (a dedupe hit).
+        reference to them. ``None`` when they were there (a dedupe hit), else the record as the store left
+        it (:meth:`_copy`).
 
         Another writer's copy in progress, or a purge deleting the same bytes, is waited for (seconds,
         not the queue's visibility timeout of minutes); a writer or deleter whose lease ran out is taken
@@ -240,27 +254,31 @@ class IngestService:
             # claimed without a read first (most uploads are of new bytes); a failed claim answers the record
             existing = self.files.claim_else_current(claim)
             if existing is None:
-                return self._copy(bucket, key, info, digest, facts)
+                return self._copy(bucket, key, info, digest, facts, plan)
             # {}: the record went between the claim and its answer (a purge finished): wait, and claim again
             if existing.get("status") == "stored":
                 if self.files.add_ref(digest):
-                    return True
+                    return None
             elif (
                 existing
                 and existing.get("leaseUntil", 0) < self.clock()
                 and self.files.take_over(digest, existing["status"], existing["leaseUntil"], claim)
             ):  # its writer or deleter died
-                return self._copy(bucket, key, info, digest, facts)
+                return self._copy(bucket, key, info, digest, facts, plan)
             if waited >= self.store_wait_seconds:
                 raise Transient("Another upload (or a purge) of the same bytes is in progress; retrying.")
             self.sleep(pause)
             waited += pause
             pause = min(pause * 2, 1.0)
 
-    def _copy(self, bucket: str, key: str, info: ObjectInfo, digest: str, facts: dict[str, Any]) -> bool:
+    def _copy(
+        self, bucket: str, key: str, info: ObjectInfo, digest: str, facts: dict[str, Any], plan: list[str]
+    ) -> dict[str, Any]:
+        """Copy the bytes of a record this upload claimed new, and mark them stored in one update that also
+        counts this job as waiting on its plan and marks its first task, the scan, ``queued``; the record."""
         self.store.copy_pinned(bucket, key, info.etag, self.settings.store_bucket, original_key(digest))
-        self.files.mark_stored(digest, {**facts, "storedAt": jobs.now_iso()})
-        return False
+        first = [task for task in plan[:1] if task == jobs.SCAN]
+        return self.files.mark_stored(digest, {**facts, "storedAt": jobs.now_iso()}, waiting=plan, queued=first)
 
     def _upload_vanished(self, job: dict[str, Any]) -> Outcome:
         current = self.jobs.get(job["jobId"]) or job

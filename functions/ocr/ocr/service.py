@@ -31,6 +31,7 @@ from docpipe.config import Settings
 from docpipe.errors import DocpipeError
 from docpipe.observability import MetricUnit, logger, metrics
 from docpipe.storage import original_key
+from docpipe.worker import claimed_record
 from ocr.engines import OcrEngine, OcrPage, PdfSource
 from ocr.pages import page_count
 
@@ -72,7 +73,7 @@ class OcrService:
 
     def run(self, digest: str, pages: list[int] | None = None, for_task: str | None = None) -> str:
         logger.append_keys(hash=digest, task=TASK, forTask=for_task)
-        file = self.files.get(digest)
+        file = claimed_record(digest) or self.files.get(digest)  # the claim answered it, mostly
         if file is None or file.get("status") != "stored":
             logger.warning("no stored original for this hash; message dropped")
             return "missing"

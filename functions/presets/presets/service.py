@@ -18,6 +18,7 @@ from docpipe.errors import DocpipeError
 from docpipe.observability import MetricUnit, logger, metrics
 from docpipe.settlement import settle_jobs
 from docpipe.storage import derived_key, original_key
+from docpipe.worker import claimed_record
 from presets.render import BY_NAME, PRESETS, describe, render
 
 TASK = "presets"
@@ -44,7 +45,7 @@ class PresetsService:
     def run(self, digest: str, only: list[str] | None = None) -> str:
         """Render all presets (or ``only`` those, to regenerate them). Returns the task's state."""
         logger.append_keys(hash=digest, task=TASK)
-        file = self.files.get(digest)
+        file = claimed_record(digest) or self.files.get(digest)  # the claim answered it, mostly
         if file is None or file.get("status") != "stored":
             logger.warning("no stored original for this hash; message dropped")
             return "missing"

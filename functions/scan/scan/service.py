@@ -34,6 +34,7 @@ from docpipe.jobs import SCAN, TERMINAL
 from docpipe.observability import MetricUnit, logger, metrics
 from docpipe.settlement import read_jobs, settle_jobs
 from docpipe.storage import original_key, parse_upload_key, stored_prefixes
+from docpipe.worker import claimed_record
 from scan import checks, guardduty
 from scan.engines import Result, ScanEngine, engine_for
 
@@ -79,14 +80,14 @@ class ScanService:
     def run(self, digest: str) -> str:
         """Scan the bytes of ``digest`` (a ``scan`` task message). Returns the task's state."""
         logger.append_keys(hash=digest, task=SCAN)
-        file = self.files.get(digest)
+        file = claimed_record(digest) or self.files.get(digest)  # the claim answered it, mostly
         if file is None or file.get("status") != "stored":
             logger.warning("no stored original for this hash; message dropped")
             return "missing"
         if file.get(f"{SCAN}State") in ("done", "failed"):  # a redelivery: make sure its jobs know
             self._settle(digest)
             return str(file[f"{SCAN}State"])
-        self._settle(digest, file)  # the jobs show scanning
+        # its jobs show scanning already: ingest settled each from the record that queued this scan
         if self.settings.scan_engine == guardduty.ENGINE:
             self._upload_again_for_guardduty(digest)
             logger.info("waiting for GuardDuty's verdict on the raw upload")

@@ -65,12 +65,19 @@ def tasks_to_queue(plan: Iterable[str], file: Mapping[str, Any] | None) -> list[
 
 
 def send_tasks(
-    files: FilesRepository, queues: TaskQueues, digest: str, tasks: Iterable[str], lane: str, tenant: str
+    files: FilesRepository,
+    queues: TaskQueues,
+    digest: str,
+    tasks: Iterable[str],
+    lane: str,
+    tenant: str,
+    marked: Iterable[str] = (),
 ) -> list[str]:
-    """Queue each task once per content (a task with a state already is not queued again); the ones sent."""
-    sent = []
+    """Queue each task once per content (a task with a state already is not queued again); the ones sent.
+    ``marked``: tasks the caller has marked ``queued`` itself (:meth:`FilesRepository.mark_stored`)."""
+    sent, marked = [], set(marked)
     for task in tasks:
-        if files.request_task(digest, task) is not None:
+        if task not in marked and files.request_task(digest, task) is not None:
             continue
         try:
             queues.send(task, lane, {"hash": digest}, tenant=tenant)

@@ -48,6 +48,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,16 @@ BACKOFF_BASE_SECONDS = 5
 BACKOFF_FACTOR = 4
 BACKOFF_CAP_SECONDS = 900
 FINISHED = ("done", "failed", "ocr")
+
+# The file record as the running task's worker last wrote it (its claim, or its final attempt's mark), by hash.
+_written: ContextVar[tuple[str, dict[str, Any]] | None] = ContextVar("written", default=None)
+
+
+def claimed_record(digest: str) -> dict[str, Any] | None:
+    """The file record of ``digest`` as the running task's worker just wrote it (the claim answers the whole
+    record), else ``None``: a task's run starts from it instead of reading the record again."""
+    written = _written.get()
+    return dict(written[1]) if written is not None and written[0] == digest else None
 
 
 def backoff_seconds(receive_count: int, jitter: float = 0.2, rand: Callable[[], float] = random.random) -> int:
@@ -167,19 +178,22 @@ class TaskRunner:
         if message.sent_at_ms:
             wait_ms = max(0.0, self.clock() * 1000 - message.sent_at_ms)
             metrics.add_metric(name="QueueWait", unit=MetricUnit.Milliseconds, value=wait_ms)
+        written: dict[str, Any] | None = None
         if message.opening:
-            refusal = self._claim(message, deadline)
+            refusal, written = self._claim(message, deadline)
             if refusal is not None:
                 return refusal
         if message.final:
-            self.files.update(message.digest, {f"{message.task}FinalAttemptEnds": int(deadline) + 1})
+            written = self.files.update(message.digest, {f"{message.task}FinalAttemptEnds": int(deadline) + 1})
         started = time.perf_counter()
+        scope = _written.set((message.digest, written) if written is not None else None)
         try:
             state = run()
         except Exception as exc:
             self._failed(message, exc)
             raise
         finally:
+            _written.reset(scope)
             metrics.add_metric(
                 name="TaskDuration", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000
             )
@@ -190,36 +204,40 @@ class TaskRunner:
         metrics.add_metric(name="TaskFailed" if state == "failed" else "TaskSucceeded", unit=MetricUnit.Count, value=1)
         return state
 
-    def _claim(self, message: Message, deadline: float) -> str | None:
-        """Claim an opening message's task; the outcome to report instead of running, or ``None`` to run."""
+    def _claim(self, message: Message, deadline: float) -> tuple[str | None, dict[str, Any] | None]:
+        """Claim an opening message's task: the outcome to report instead of running (``None`` to run), and
+        the file record the claim answered (or read, when it runs unclaimed: a redelivery of finished work)."""
         file = self.files.get(message.digest) or {}
         state = file.get(f"{message.task}State")
         if state == "cancelled":
             metrics.add_metric(name="TaskSkipped", unit=MetricUnit.Count, value=1)
             logger.info("task skipped: every job waiting on it was cancelled")
-            return "skipped"
+            return "skipped", None
         if state in FINISHED or file.get("status") != "stored":
-            return None  # the run settles the jobs of finished work (a redelivery), or drops a stray message
+            return (
+                None,
+                file or None,
+            )  # the run settles the jobs of finished work (a redelivery), or drops a stray message
         if message.task != SCAN and not is_clean(file):  # nothing is made before a clean scan
             if state == "queued":  # the scan queues it again once the bytes are clean
                 self.files.update(message.digest, {f"{message.task}State": None})
             metrics.add_metric(name="TaskSkipped", unit=MetricUnit.Count, value=1)
             logger.warning("task message dropped: its bytes have no clean scan verdict")
-            return "unscanned"
+            return "unscanned", None
         now = int(self.clock())
         claimed = self.files.claim_task(message.digest, message.task, message.message_id, int(deadline) + 1, now)
         if claimed is not None:
-            return self._after_kills(message, claimed, int(file.get(f"{message.task}Kills") or 0))
+            return self._after_kills(message, claimed, int(file.get(f"{message.task}Kills") or 0)), claimed
         current = (self.files.get(message.digest) or {}).get(f"{message.task}State")
         if current == "cancelled":
             metrics.add_metric(name="TaskSkipped", unit=MetricUnit.Count, value=1)
-            return "skipped"
+            return "skipped", None
         if current in FINISHED:
-            return None
+            return None, None
         if message.final:  # the holder is alive and owns its own message: this duplicate can go
             logger.warning("duplicate task message dropped: another invocation holds the task")
             metrics.add_metric(name="TaskSkipped", unit=MetricUnit.Count, value=1)
-            return "duplicate"
+            return "duplicate", None
         exc = TaskBusy()
         self._failed(message, exc)
         raise exc

@@ -66,15 +66,23 @@ class FilesRepository(_Table):
             raise _fault(exc, "put_item") from exc
         return True
 
-    def mark_stored(self, digest: str, fields: dict[str, Any]) -> None:
-        """The writer's copy is done: the file is ``stored``, referenced by the writer's job."""
-        self._update(
+    def mark_stored(
+        self, digest: str, fields: dict[str, Any], waiting: Iterable[str] = (), queued: Iterable[str] = ()
+    ) -> dict[str, Any]:
+        """The writer's copy is done: the file is ``stored``, referenced by the writer's job; the record
+        afterwards. In the same update, the writer's job waits on the tasks ``waiting`` (their counts, as
+        :meth:`add_waiters`), and the tasks ``queued`` are marked ``queued`` as :meth:`request_task` marks
+        them for the caller to send: the writer claimed the record new, so no task has a state yet."""
+        waiting = list(dict.fromkeys(waiting))
+        names = {"#r": "refs", **{f"#w{i}": f"{task}Waiters" for i, task in enumerate(waiting)}}
+        item = self._update(
             {"hash": digest},
-            {**fields, "status": "stored", "leaseUntil": None},
+            {**fields, **{f"{task}State": "queued" for task in queued}, "status": "stored", "leaseUntil": None},
             values={":one": 1},
-            extra_names={"#r": "refs"},
-            add="#r :one",
+            extra_names=names,
+            add=", ".join(f"{name} :one" for name in names),
         )
+        return item or {}
 
     def add_ref(self, digest: str) -> bool:
         """One more job references the stored bytes; ``False`` when they are not ``stored`` (being deleted)."""
