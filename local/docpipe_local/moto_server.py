@@ -60,13 +60,15 @@ class MotoServer:
         # DynamoDB's writes made atomic under moto's threads, SQS's deletes kept from losing a message
         # sent meanwhile, S3's response overrides of a presigned GET honoured, its requests counted by
         # service and operation, four of its costs that grow with a busy stack cut, and its stream
-        # iterators expired (docpipe_local.emulator). The priority is set first, so that every thread of
+        # iterators expired (docpipe_local.emulator); DynamoDB's requests answered without moto's Flask
+        # application (docpipe_local.emulator_dynamodb). The priority is set first, so that every thread of
         # the server has it (on Linux a thread's nice is its own, inherited at its start).
         command = (
             "import sys; "
             "from docpipe_local.moto_server import raise_priority; raise_priority(int(sys.argv[2])); "
             "from docpipe_local import emulator; "
             "emulator.serialize_dynamodb_writes(); emulator.serialize_sqs_deletes(); emulator.honour_s3_response_overrides(); "
+            "from docpipe_local.emulator_dynamodb import answer_dynamodb_directly; answer_dynamodb_directly(); "
             "emulator.count_requests(); "
             "emulator.speed_up_moto(); emulator.expire_stream_iterators(); "
             "from docpipe_local.moto_server import serve; serve('127.0.0.1', int(sys.argv[1]))"

@@ -1,0 +1,52 @@
+"""DynamoDB's requests answered by moto's handler without moto's Flask application (see
+:func:`answer_dynamodb_directly`)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+TARGET = "DynamoDB_20120810."  # the X-Amz-Target of DynamoDB's operations (its streams' differ)
+
+
+def answer_dynamodb_directly() -> None:
+    """Answer DynamoDB's requests without moto's Flask application (idempotent; apply it before
+    :func:`docpipe_local.emulator.count_requests`, which then counts them as before).
+
+    moto's server hands each request to a Flask application per service, whose only route for DynamoDB
+    calls ``DynamoHandler.dispatch`` with the werkzeug request, its URL and its headers, and turns the
+    handler's ``(status, headers, body)`` into a response. The application's context, its routing, its
+    request hooks (a gzip body, which no SDK sends DynamoDB) and its CORS headers (for browsers, which
+    do not call DynamoDB here) were a tenth of the DynamoDB emulator's CPU under a stream of photos, on
+    every call of every function. A DynamoDB request (a ``POST`` with DynamoDB's ``X-Amz-Target``) now
+    goes to the same handler with the same werkzeug request, URL and headers, and its answer and a
+    ``ClientError``'s 400 are made as moto's ``convert_to_flask_response`` makes them. Every other
+    request goes the way it went."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    call = DomainDispatcherApplication.__call__
+    if getattr(call, "_docpipe_direct", False):
+        return
+
+    def direct(self: Any, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("REQUEST_METHOD") != "POST" or not environ.get("HTTP_X_AMZ_TARGET", "").startswith(TARGET):
+            return call(self, environ, start_response)
+        return _answer(environ, start_response)
+
+    functools.update_wrapper(direct, call)
+    direct._docpipe_direct = True  # type: ignore[attr-defined]
+    DomainDispatcherApplication.__call__ = direct  # type: ignore[method-assign]
+
+
+def _answer(environ: dict[str, Any], start_response: Any) -> Any:
+    from botocore.exceptions import ClientError
+    from moto.dynamodb.responses import DynamoHandler
+    from werkzeug.wrappers import Request, Response
+
+    request = Request(environ)
+    try:
+        result = DynamoHandler.dispatch(request, request.url, dict(request.headers))
+    except ClientError as exc:
+        result = 400, {}, exc.response["Error"]["Message"]
+    status, headers, body = result if len(result) == 3 else (200, {}, result)
+    return Response(response=body, status=status, headers=headers)(environ, start_response)

@@ -1,0 +1,183 @@
+"""DynamoDB's requests answered without moto's Flask application
+(:func:`docpipe_local.emulator_dynamodb.answer_dynamodb_directly`) get the answers the application gives:
+the same operations, successes and errors, sent to two tables of the same server, one each way."""
+
+from __future__ import annotations
+
+import json
+import uuid
+import zlib
+from typing import Any
+
+import pytest
+from flask import Flask
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from werkzeug.test import Client
+
+from docpipe_local.emulator_dynamodb import answer_dynamodb_directly
+
+HEADERS = {
+    "Content-Type": "application/x-amz-json-1.0",
+    "Authorization": "AWS4-HMAC-SHA256 Credential=test/20261203/us-east-1/dynamodb/aws4_request, "
+    "SignedHeaders=host, Signature=0",
+    "Host": "localhost",
+}
+
+
+def _operations(table: str) -> list[tuple[str, dict[str, Any]]]:
+    """Successes and failures of the kinds the functions send, on ``table``."""
+    key = {"pk": {"S": "job-1"}}
+    return [
+        (
+            "CreateTable",
+            {
+                "TableName": table,
+                "BillingMode": "PAY_PER_REQUEST",
+                "AttributeDefinitions": [
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "open", "AttributeType": "S"},
+                ],
+                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+                "GlobalSecondaryIndexes": [
+                    {
+                        "IndexName": "byOpen",
+                        "KeySchema": [{"AttributeName": "open", "KeyType": "HASH"}],
+                        "Projection": {"ProjectionType": "KEYS_ONLY"},
+                    }
+                ],
+            },
+        ),
+        ("PutItem", {"TableName": table, "Item": {**key, "state": {"S": "uploading"}, "open": {"S": "h1"}}}),
+        (
+            "PutItem",  # a second put of the same key, refused
+            {"TableName": table, "Item": key, "ConditionExpression": "attribute_not_exists(pk)"},
+        ),
+        (
+            "UpdateItem",
+            {
+                "TableName": table,
+                "Key": key,
+                "UpdateExpression": "SET #s = :new, #h = list_append(if_not_exists(#h, :empty), :step) ADD #n :one",
+                "ConditionExpression": "#s = :old",
+                "ExpressionAttributeNames": {"#s": "state", "#h": "history", "#n": "moves"},
+                "ExpressionAttributeValues": {
+                    ":new": {"S": "scanning"},
+                    ":old": {"S": "uploading"},
+                    ":empty": {"L": []},
+                    ":step": {"L": [{"M": {"to": {"S": "scanning"}}}]},
+                    ":one": {"N": "1"},
+                },
+                "ReturnValues": "ALL_NEW",
+            },
+        ),
+        (
+            "UpdateItem",  # the same move again: its condition fails, and the item comes back
+            {
+                "TableName": table,
+                "Key": key,
+                "UpdateExpression": "SET #s = :new",
+                "ConditionExpression": "#s = :old",
+                "ExpressionAttributeNames": {"#s": "state"},
+                "ExpressionAttributeValues": {":new": {"S": "scanning"}, ":old": {"S": "uploading"}},
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            },
+        ),
+        ("GetItem", {"TableName": table, "Key": key, "ConsistentRead": True}),
+        ("GetItem", {"TableName": table, "Key": {"pk": {"S": "nobody"}}}),
+        (
+            "Query",
+            {
+                "TableName": table,
+                "IndexName": "byOpen",
+                "KeyConditionExpression": "#o = :h",
+                "ExpressionAttributeNames": {"#o": "open"},
+                "ExpressionAttributeValues": {":h": {"S": "h1"}},
+            },
+        ),
+        ("BatchGetItem", {"RequestItems": {table: {"Keys": [key, {"pk": {"S": "nobody"}}]}}}),
+        (
+            "TransactWriteItems",  # cancelled: one condition fails
+            {
+                "TransactItems": [
+                    {"Put": {"TableName": table, "Item": {"pk": {"S": "job-2"}}}},
+                    {
+                        "ConditionCheck": {
+                            "TableName": table,
+                            "Key": key,
+                            "ConditionExpression": "#s = :x",
+                            "ExpressionAttributeNames": {"#s": "state"},
+                            "ExpressionAttributeValues": {":x": {"S": "ready"}},
+                        }
+                    },
+                ]
+            },
+        ),
+        ("UpdateItem", {"TableName": table, "Key": key, "UpdateExpression": "SET = broken"}),  # a validation error
+        ("GetItem", {"TableName": table + "-missing", "Key": key}),  # no such table
+        ("DeleteItem", {"TableName": table, "Key": key, "ReturnValues": "ALL_OLD"}),
+        ("DeleteTable", {"TableName": table}),
+    ]
+
+
+def _call(client: Client, operation: str, body: dict[str, Any]) -> tuple[int, str, dict[str, Any], str]:
+    answer = client.post(
+        "/", data=json.dumps(body), headers={**HEADERS, "X-Amz-Target": f"DynamoDB_20120810.{operation}"}
+    )
+    text = answer.get_data(as_text=True)
+    assert answer.headers.get("x-amz-crc32") == str(zlib.crc32(answer.get_data()))
+    return answer.status_code, answer.headers.get("Content-Type", ""), json.loads(text or "{}"), text
+
+
+def _plain(answer: dict[str, Any], table: str) -> Any:
+    """An answer with its table's name, and the times and ids that differ between two tables, taken out."""
+    text = json.dumps(answer).replace(table, "TABLE")
+    plain = json.loads(text)
+    for description in (plain.get("TableDescription") or {},):
+        for varying in ("CreationDateTime", "TableId", "LatestStreamLabel"):
+            description.pop(varying, None)
+        for index in description.get("GlobalSecondaryIndexes") or []:
+            index.pop("IndexArn", None)
+    return plain
+
+
+@pytest.fixture(scope="module")
+def clients() -> tuple[Client, Client]:
+    """One server's application, reached directly (patched) and through moto's Flask application."""
+    answer_dynamodb_directly()
+    app = DomainDispatcherApplication(create_backend_app)
+    through_flask = DomainDispatcherApplication.__call__.__wrapped__  # type: ignore[attr-defined]
+    return Client(app), Client(lambda environ, start: through_flask(app, environ, start))
+
+
+def test_every_answer_is_the_one_moto_s_application_gives(
+    clients: tuple[Client, Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given one server, reached directly and through moto's Flask application, and a table for each way
+    direct, flask = clients
+    through_flask = []
+    wsgi_app = Flask.wsgi_app
+    monkeypatch.setattr(Flask, "wsgi_app", lambda app, *args: through_flask.append(1) or wsgi_app(app, *args))
+    mine, theirs = f"direct-{uuid.uuid4().hex[:8]}", f"flask-{uuid.uuid4().hex[:8]}"
+    statuses = []
+    # when the same operations are sent to each table, each its own way
+    for (operation, body), (_, same) in zip(_operations(mine), _operations(theirs), strict=True):
+        got, want = _call(direct, operation, body), _call(flask, operation, same)
+        # then the status, the content type and the answer are the same
+        assert got[:2] == want[:2], (operation, got, want)
+        assert _plain(got[2], mine) == _plain(want[2], theirs), operation
+        statuses.append(got[0])
+    # and the operations included successes and failures, and only the second way went through Flask
+    assert statuses.count(200) >= 8 and statuses.count(400) >= 4
+    assert len(through_flask) == len(statuses)
+
+
+def test_other_requests_go_through_moto_s_application(clients: tuple[Client, Client]) -> None:
+    # given the direct way in place, when DynamoDB Streams is asked (another target), then moto answers it
+    direct, _ = clients
+    answer = direct.post(
+        "/",
+        data="{}",
+        headers={**HEADERS, "X-Amz-Target": "DynamoDBStreams_20120810.ListStreams"},
+    )
+    assert answer.status_code == 200
+    assert "Streams" in json.loads(answer.get_data(as_text=True))
