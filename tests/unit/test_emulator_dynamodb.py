@@ -1,6 +1,8 @@
 """DynamoDB's requests answered without moto's Flask application
 (:func:`docpipe_local.emulator_dynamodb.answer_dynamodb_directly`) get the answers the application gives:
-the same operations, successes and errors, sent to two tables of the same server, one each way."""
+the same operations, successes and errors, sent to two tables of the same server, one each way. Update
+expressions parsed once (:func:`~docpipe_local.emulator_dynamodb.remember_update_expressions`) apply as
+before."""
 
 from __future__ import annotations
 
@@ -9,12 +11,16 @@ import uuid
 import zlib
 from typing import Any
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
 from flask import Flask
+from moto import mock_aws
+from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.test import Client
 
-from docpipe_local.emulator_dynamodb import answer_dynamodb_directly
+from docpipe_local.emulator_dynamodb import answer_dynamodb_directly, remember_update_expressions
 
 HEADERS = {
     "Content-Type": "application/x-amz-json-1.0",
@@ -181,3 +187,46 @@ def test_other_requests_go_through_moto_s_application(clients: tuple[Client, Cli
     )
     assert answer.status_code == 200
     assert "Streams" in json.loads(answer.get_data(as_text=True))
+
+
+def test_an_update_expression_is_parsed_once_and_applied_as_before() -> None:
+    # given update expressions remembered, and a table
+    remember_update_expressions()
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName="t",
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        )
+        expression = "SET #s = :s, #h = list_append(if_not_exists(#h, :empty), :step) ADD #n :one"
+        parses = UpdateExpressionParser.make.cache_info().hits  # type: ignore[attr-defined]
+        # when the same expression updates an item three times, with other values each time
+        for state in ("queued", "processing", "ready"):
+            item = client.update_item(
+                TableName="t",
+                Key={"pk": {"S": "a"}},
+                UpdateExpression=expression,
+                ExpressionAttributeNames={"#s": "state", "#h": "history", "#n": "moves"},
+                ExpressionAttributeValues={
+                    ":s": {"S": state},
+                    ":empty": {"L": []},
+                    ":step": {"L": [{"S": state}]},
+                    ":one": {"N": "1"},
+                },
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        # then each applied its own values to the item the one before left
+        assert item == {
+            "pk": {"S": "a"},
+            "state": {"S": "ready"},
+            "history": {"L": [{"S": "queued"}, {"S": "processing"}, {"S": "ready"}]},
+            "moves": {"N": "3"},
+        }
+        # and the later ones (moto parses each twice) reused the first parse
+        assert UpdateExpressionParser.make.cache_info().hits - parses >= 5  # type: ignore[attr-defined]
+        # and an expression that does not parse is refused every time
+        for _ in range(2):
+            with pytest.raises(ClientError, match="ValidationException"):
+                client.update_item(TableName="t", Key={"pk": {"S": "a"}}, UpdateExpression="SET = broken")
