@@ -110,12 +110,8 @@ def speed_up_moto() -> None:
       only top-level attributes), and stands for moto's copy of each whole item kept, which moto made
       only to project it: the answer shares the stored attributes' values, which nothing changes.
     - **Answers of the JSON protocols** (DynamoDB, its streams, SQS): see :func:`_pick_members_of_plain_dicts`.
-    - **Action lookup.** moto finds the method of each request's action by listing every member of its
-      handler's class (``inspect.getmembers``), on every request: 5 % of the DynamoDB emulator's CPU under
-      a stream of photos. The list depends only on the class, so it is kept per class.
     """
     _pick_members_of_plain_dicts()
-    _remember_method_names()
     from moto.dynamodb.models.dynamo_type import Item
     from moto.dynamodb.models.table import SecondaryIndex, Table
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
@@ -173,25 +169,6 @@ def speed_up_moto() -> None:
     fast_query._docpipe_fast = True  # type: ignore[attr-defined]
     Table.query = fast_query  # type: ignore[method-assign]
     Table.all_items = items_for_query  # type: ignore[method-assign]
-
-
-def _remember_method_names() -> None:
-    """moto's ``method_names_from_class`` as :func:`speed_up_moto` keeps it: once per class (idempotent)."""
-    from moto.core import responses
-
-    names_of = responses.method_names_from_class
-    if getattr(names_of, "_docpipe_fast", False):
-        return
-    known: dict[type, list[str]] = {}
-
-    def remembered(clazz: Any) -> list[str]:
-        if clazz not in known:
-            known[clazz] = names_of(clazz)
-        return list(known[clazz])
-
-    functools.update_wrapper(remembered, names_of)
-    remembered._docpipe_fast = True  # type: ignore[attr-defined]
-    responses.method_names_from_class = remembered  # type: ignore[assignment]
 
 
 def _projects_part(index: Any) -> bool:

@@ -59,18 +59,19 @@ class MotoServer:
         # server and its logging cost a share of the CPU that is every AWS call's latency.
         # DynamoDB's writes made atomic under moto's threads, SQS's deletes kept from losing a message
         # sent meanwhile, S3's response overrides of a presigned GET honoured, its requests counted by
-        # service and operation, five of its costs that grow with a busy stack cut, and its stream
+        # service and operation, four of its costs that grow with a busy stack cut, and its stream
         # iterators expired (docpipe_local.emulator); DynamoDB's requests answered without moto's Flask
-        # application, and its update expressions parsed once (docpipe_local.emulator_dynamodb). The
-        # priority is set first, so that every thread of the server has it (on Linux a thread's nice is
-        # its own, inherited at its start).
+        # application, its update expressions parsed once and the names it works out on every request
+        # remembered (docpipe_local.emulator_costs). The priority is set first, so that every thread of
+        # the server has it (on Linux a thread's nice is its own, inherited at its start).
         command = (
             "import sys; "
             "from docpipe_local.moto_server import raise_priority; raise_priority(int(sys.argv[2])); "
             "from docpipe_local import emulator; "
             "emulator.serialize_dynamodb_writes(); emulator.serialize_sqs_deletes(); emulator.honour_s3_response_overrides(); "
-            "from docpipe_local import emulator_dynamodb; "
-            "emulator_dynamodb.answer_dynamodb_directly(); emulator_dynamodb.remember_update_expressions(); "
+            "from docpipe_local import emulator_costs; "
+            "emulator_costs.answer_dynamodb_directly(); emulator_costs.remember_update_expressions(); "
+            "emulator_costs.remember_names(); "
             "emulator.count_requests(); "
             "emulator.speed_up_moto(); emulator.expire_stream_iterators(); "
             "from docpipe_local.moto_server import serve; serve('127.0.0.1', int(sys.argv[1]))"

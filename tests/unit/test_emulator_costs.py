@@ -1,8 +1,9 @@
 """DynamoDB's requests answered without moto's Flask application
-(:func:`docpipe_local.emulator_dynamodb.answer_dynamodb_directly`) get the answers the application gives:
+(:func:`docpipe_local.emulator_costs.answer_dynamodb_directly`) get the answers the application gives:
 the same operations, successes and errors, sent to two tables of the same server, one each way. Update
-expressions parsed once (:func:`~docpipe_local.emulator_dynamodb.remember_update_expressions`) apply as
-before."""
+expressions parsed once (:func:`~docpipe_local.emulator_costs.remember_update_expressions`) apply as
+before, and queues whose names are remembered (:func:`~docpipe_local.emulator_costs.remember_names`)
+answer as before."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ import pytest
 from botocore.exceptions import ClientError
 from flask import Flask
 from moto import mock_aws
+from moto.core import responses as moto_responses
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from moto.sqs.responses import SQSResponse
 from werkzeug.test import Client
 
-from docpipe_local.emulator_dynamodb import answer_dynamodb_directly, remember_update_expressions
+from docpipe_local.emulator_costs import answer_dynamodb_directly, remember_names, remember_update_expressions
 
 HEADERS = {
     "Content-Type": "application/x-amz-json-1.0",
@@ -230,3 +233,35 @@ def test_an_update_expression_is_parsed_once_and_applied_as_before() -> None:
         for _ in range(2):
             with pytest.raises(ClientError, match="ValidationException"):
                 client.update_item(TableName="t", Key={"pk": {"S": "a"}}, UpdateExpression="SET = broken")
+
+
+def test_names_are_worked_out_once_and_queues_answer_as_before() -> None:
+    # given names remembered, and a queue with a dead-letter queue
+    remember_names()
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        dlq = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3})
+        url = sqs.create_queue(QueueName="q", Attributes={"VisibilityTimeout": "45", "RedrivePolicy": redrive})[
+            "QueueUrl"
+        ]
+        before = moto_responses.camelcase_to_underscores.cache_info().hits
+        # when messages are sent and received, and the attributes read
+        for n in range(3):
+            sqs.send_message(QueueUrl=url, MessageBody=f"m{n}")
+        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)["Messages"]
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        # then the answers are SQS's
+        assert sorted(m["Body"] for m in received) == ["m0", "m1", "m2"]
+        assert (
+            attributes["VisibilityTimeout"] == "45" and json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 3
+        )
+        assert attributes["ApproximateNumberOfMessages"] == "3"
+        # and the names were worked out before, not again
+        assert moto_responses.camelcase_to_underscores.cache_info().hits - before > 20
+        # and each handler's actions are listed once, the same each time (a caller's change to a list stays its own)
+        names = moto_responses.method_names_from_class(SQSResponse)
+        assert "receive_message" in names
+        names.clear()
+        assert "receive_message" in moto_responses.method_names_from_class(SQSResponse)
