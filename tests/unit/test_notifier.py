@@ -362,3 +362,35 @@ def test_of_several_changes_of_a_job_in_one_batch_only_its_latest_state_is_pushe
     states = [(f["job"]["jobId"], f["job"]["state"]) for f in frames]
     assert states.count((first, "ready")) == 1 and not any(job == first and s != "ready" for job, s in states)
     assert (second, "queued") in states and sent == len(frames)
+
+
+def test_a_backlog_moving_up_costs_a_batch_a_few_reads_not_a_read_per_queued_job(repos) -> None:
+    """Three of a user's 30 queued jobs start in one batch, with a page open: each of the 27 left is pushed
+    once with its new place, from one read of the user's open jobs and one batch read of the 27 (before, each
+    job that started read every queued job, and all the open ones again for each of them)."""
+    jobs, _, connections = repos
+    connections.add("alice", "a-tab", int(time.time()), 3600, 10)
+    queued = []
+    for _ in range(30):
+        queued.append(a_job(jobs, "alice", openOwner="alice"))
+        time.sleep(0.002)  # each its own createdAt: the lane's order
+    stream = Stream(jobs.name)
+    for job_id in queued[:3]:
+        jobs.transition(job_id, ("queued",), {"state": "processing", "updatedAt": now_iso()}, [])
+    records = stream.records()
+    calls: list[str] = []
+    for client in {id(c): c for c in (connections.client, jobs.client)}.values():
+        client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    channel = FakeChannel()
+    handler = notifier(repos, channel)
+
+    handler.begin(records)
+    sent = sum(handler.handle(record) for record in records)
+
+    frames = channel.frames["a-tab"]
+    moved = [f["job"] for f in frames if f["job"]["jobId"] in queued[3:]]
+    assert sorted(job["jobId"] for job in moved) == sorted(queued[3:])  # each once
+    assert sorted(job["queue"]["ahead"] for job in moved) == list(range(27))  # nearer their start
+    assert sent == len(frames)
+    # alice's connections and her open jobs, a query each; the 27 jobs in one batch read; no job read alone
+    assert calls.count("Query") == 2 and calls.count("BatchGetItem") == 1 and "GetItem" not in calls

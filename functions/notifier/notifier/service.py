@@ -4,7 +4,11 @@ A stream record names a job (JobsTable) or some bytes (FilesTable: every open jo
 tasks' states, progress and variants). Each job's view is built by :class:`docpipe.job_views.JobViews`,
 the code ``GET /jobs/{id}`` answers with, and posted to every connection its owner has open; a
 connection that answers ``GoneException`` is forgotten. A job that leaves its lane's queue moves its
-owner's later queued jobs up, so those are pushed too (at most ``OpenJobsPerUser`` of them).
+owner's later queued jobs up, so those are pushed too (at most ``OpenJobsPerUser`` of them), once a batch
+for each owner and lane however many of the owner's jobs left it, from one read of the owner's open jobs
+and a batch read of the ones pushed: a user with a backlog (a page open on hundreds of queued jobs)
+costs a batch a few reads, not a read of every queued job, and of all the open ones, for each job that
+starts.
 """
 
 from __future__ import annotations
@@ -65,7 +69,7 @@ class Notifier:
         if len(self._owners) > OWNERS_KEPT:
             for job_id in list(self._owners)[: len(self._owners) - OWNERS_KEPT // 2]:
                 del self._owners[job_id]
-        return _Batch(_Targets(self.connections, int(self.clock())), self._owners)
+        return _Batch(_Targets(self.connections, int(self.clock())), self._owners, self.jobs_repo)
 
     def handle(self, record: dict[str, Any]) -> int:
         """Push what one stream record changed; returns how many frames were delivered.
@@ -88,9 +92,11 @@ class Notifier:
             batch.owners[str(job["jobId"])] = str(job["owner"])
             if not targets.of(str(job["owner"])):
                 return 0
-            sent = self.send(job, change.changed_at_ms, targets)
-            if change.left_queue or subject in batch.left_queue:
-                sent += self._moved_up(job, change.changed_at_ms, targets)
+            sent = self.send(job, change.changed_at_ms, targets, batch)
+            moved = (str(job["owner"]), str(job.get("lane")))
+            if (change.left_queue or subject in batch.left_queue) and moved not in batch.moved_up:
+                batch.moved_up.add(moved)  # one push of the lane's queued jobs for the batch
+                sent += self._moved_up(job, change.changed_at_ms, targets, batch)
             return sent
         digest = str(change.digest)
         if digest not in batch.open_jobs:
@@ -103,16 +109,24 @@ class Notifier:
             job = self.jobs_repo.get(job_id)
             if job is not None:
                 batch.owners[job_id] = str(job["owner"])
-                sent += self.send(job, change.changed_at_ms, targets)
+                sent += self.send(job, change.changed_at_ms, targets, batch)
         return sent
 
-    def send(self, job: dict[str, Any], changed_at_ms: int, targets: _Targets) -> int:
-        """Post the job's view to each of its owner's open connections; prune the ones that are gone."""
+    def send(self, job: dict[str, Any], changed_at_ms: int, targets: _Targets, batch: _Batch | None = None) -> int:
+        """Post the job's view to each of its owner's open connections; prune the ones that are gone. A
+        queued job's place comes from its owner's open jobs as ``batch`` has read them (once a batch)."""
         owner = str(job["owner"])
+        if not targets.of(owner):
+            return 0
+        queued = job.get("state") == "queued" and batch is not None
+        return self.post(owner, self.views.view(job, batch.open_of(owner) if queued else None), changed_at_ms, targets)
+
+    def post(self, owner: str, view: dict[str, Any], changed_at_ms: int, targets: _Targets) -> int:
+        """Post ``owner``'s job's view to each of their open connections; prune the ones that are gone."""
         connection_ids = targets.of(owner)
         if not connection_ids:
             return 0
-        frame = push.job_frame(self.views.view(job), int(self.clock() * 1000), changed_at_ms)
+        frame = push.job_frame(view, int(self.clock() * 1000), changed_at_ms)
         delivered = 0
         for connection_id in list(connection_ids):
             if self.channel.post(connection_id, frame):
@@ -123,21 +137,31 @@ class Notifier:
                 metrics.add_metric(name="PushConnectionsPruned", unit=MetricUnit.Count, value=1)
         if delivered:
             metrics.add_metric(name="PushFramesSent", unit=MetricUnit.Count, value=delivered)
-        logger.debug("job pushed", extra={"job_id": job["jobId"], "connections": delivered})
+        logger.debug("job pushed", extra={"job_id": view["jobId"], "connections": delivered})
         return delivered
 
-    def _moved_up(self, job: dict[str, Any], changed_at_ms: int, targets: _Targets) -> int:
-        """The owner's jobs still queued in the lane ``job`` left: each is one place nearer its start."""
+    def _moved_up(self, job: dict[str, Any], changed_at_ms: int, targets: _Targets, batch: _Batch) -> int:
+        """The owner's jobs still queued in the lane ``job`` left: each is one place nearer its start. Read
+        in one batch (the jobs, then their files), placed from the owner's open jobs as ``batch`` has them."""
+        owner = str(job["owner"])
+        open_jobs = batch.open_of(owner)
+        ids = [
+            str(other["jobId"])
+            for other in open_jobs
+            if other.get("state") == "queued"
+            and other.get("lane") == job.get("lane")
+            and other["jobId"] != job["jobId"]
+        ]
+        if not ids:
+            return 0
+        read = self.jobs_repo.get_many(ids)
+        views = self.views.views([read[job_id] for job_id in ids if job_id in read])
+        places = self.views.positions(owner, views, open_jobs)
         sent = 0
-        for other in self.jobs_repo.open_for_owner(str(job["owner"])):
-            if (
-                other.get("state") == "queued"
-                and other.get("lane") == job.get("lane")
-                and other["jobId"] != job["jobId"]
-            ):
-                full = self.jobs_repo.get(str(other["jobId"]))
-                if full is not None:
-                    sent += self.send(full, changed_at_ms, targets)
+        for view in views:
+            if place := places.get(view["jobId"]):
+                view["queue"] = place
+            sent += self.post(owner, view, changed_at_ms, targets)
         return sent
 
 
@@ -157,13 +181,21 @@ class _Targets:
 class _Batch:
     """What the records of one batch share (see :meth:`Notifier.begin`); ``owners`` outlives it."""
 
-    def __init__(self, targets: _Targets, owners: dict[str, str]) -> None:
-        self.targets = targets
+    def __init__(self, targets: _Targets, owners: dict[str, str], jobs_repo: JobsRepository) -> None:
+        self.targets, self.jobs_repo = targets, jobs_repo
         self.open_jobs: dict[str, list[str]] = {}  # digest: its open jobs' ids
         self.owners = owners  # job id: owner
         self.changes: dict[str, push.Change | None] = {}  # sequence number: what its record changed
         self.last: dict[str, str] = {}  # subject (a job or some bytes): the sequence number of its last record
         self.left_queue: set[str] = set()  # subjects of jobs that left their lane's queue at some record
+        self.moved_up: set[tuple[str, str]] = set()  # (owner, lane) whose queued jobs this batch pushed
+        self._open: dict[str, list[dict[str, Any]]] = {}  # owner: their open jobs, read once
+
+    def open_of(self, owner: str) -> list[dict[str, Any]]:
+        """The owner's open jobs (:meth:`JobsRepository.open_for_owner`), read once for the batch."""
+        if owner not in self._open:
+            self._open[owner] = self.jobs_repo.open_for_owner(owner)
+        return self._open[owner]
 
 
 def _subject(change: push.Change) -> str:

@@ -69,11 +69,12 @@ class JobViews:
             return self.jobs_repo.get(job["jobId"]) or job
         return job
 
-    def view(self, job: dict[str, Any]) -> dict[str, Any]:
-        """One job as ``GET /jobs/{id}`` shows it, with its place in its lane while it is queued."""
+    def view(self, job: dict[str, Any], open_jobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """One job as ``GET /jobs/{id}`` shows it, with its place in its lane while it is queued
+        (``open_jobs``: its owner's, as :meth:`positions` takes them)."""
         file = self.files_repo.get(job["hash"]) if job.get("hash") and job.get("plan") else None
         view = public_view(self.settled(job, file), file)
-        if place := self.positions(str(job["owner"]), [view]).get(view["jobId"]):
+        if place := self.positions(str(job["owner"]), [view], open_jobs).get(view["jobId"]):
             view["queue"] = place
         return view
 
@@ -87,13 +88,16 @@ class JobViews:
             out.append(public_view(self.settled(job, file), file))
         return out
 
-    def positions(self, owner: str, items: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    def positions(
+        self, owner: str, items: Iterable[dict[str, Any]], open_jobs: list[dict[str, Any]] | None = None
+    ) -> dict[str, dict[str, Any]]:
         """The place in its lane of each of ``owner``'s queued jobs among ``items``, by job id (see
-        :mod:`docpipe.positions`): one query of the owner's open jobs, and each lane's throughput."""
+        :mod:`docpipe.positions`): one query of the owner's open jobs (unless the caller has read them:
+        ``open_jobs``, :meth:`JobsRepository.open_for_owner`'s answer), and each lane's throughput."""
         queued = [job for job in items if job.get("state") == job_states.JobState.QUEUED]
         if not queued:
             return {}
-        open_jobs = self.jobs_repo.open_for_owner(owner)
+        open_jobs = open_jobs if open_jobs is not None else self.jobs_repo.open_for_owner(owner)
         out = {}
         for job in queued:
             lane = str(job.get("lane"))
