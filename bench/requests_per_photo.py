@@ -8,7 +8,9 @@ no page open, waits until each is terminal, and prints the requests the emulator
 (``docpipe_local.emulator.count_requests``), per photo. Callers are the functions (their SDK's
 ``app/<id>``) and ``-`` for the stack's own (event source pollers, the gateway) and this script's. The
 DynamoDB total beside the others is the ratio that bounds the local stack's throughput: the emulator's
-DynamoDB process serves every function's calls on one core.
+DynamoDB process serves every function's calls on one core. Last, each emulator process's CPU a photo
+(user and system time over the same photos): what a photo costs the machine's cores besides the
+functions' own work.
 """
 
 from __future__ import annotations

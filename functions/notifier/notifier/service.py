@@ -118,8 +118,8 @@ class Notifier:
         owner = str(job["owner"])
         if not targets.of(owner):
             return 0
-        queued = job.get("state") == "queued" and batch is not None
-        return self.post(owner, self.views.view(job, batch.open_of(owner) if queued else None), changed_at_ms, targets)
+        open_jobs = batch.open_of(owner) if batch is not None and job.get("state") == "queued" else None
+        return self.post(owner, self.views.view(job, open_jobs), changed_at_ms, targets)
 
     def post(self, owner: str, view: dict[str, Any], changed_at_ms: int, targets: _Targets) -> int:
         """Post ``owner``'s job's view to each of their open connections; prune the ones that are gone."""
