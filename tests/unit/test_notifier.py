@@ -394,3 +394,39 @@ def test_a_backlog_moving_up_costs_a_batch_a_few_reads_not_a_read_per_queued_job
     assert sent == len(frames)
     # alice's connections and her open jobs, a query each; the 27 jobs in one batch read; no job read alone
     assert calls.count("Query") == 2 and calls.count("BatchGetItem") == 1 and "GetItem" not in calls
+
+
+def test_the_files_of_a_batch_s_jobs_are_read_together(repos) -> None:
+    """Five of a user's jobs change in one batch, each of other bytes, with a page open: their five file
+    records are read in one batch read, not one read a job, and each frame shows its own file's tasks."""
+    jobs, files, connections = repos
+    connections.add("alice", "a-tab", int(time.time()), 3600, 10)
+    digests = [f"{n:x}" * 64 for n in range(1, 6)]
+    ids = [a_job(jobs, "alice", "processing", digest, openHash=digest) for digest in digests]
+    client = boto3.client("dynamodb")
+    for n, digest in enumerate(digests):
+        client.put_item(
+            TableName=files.name,
+            Item={
+                "hash": {"S": digest},
+                "status": {"S": "stored"},
+                "extractState": {"S": "done" if n % 2 else "running"},
+            },
+        )
+    stream = Stream(jobs.name)
+    for job_id in ids:
+        jobs.transition(job_id, ("processing",), {"state": "ready", "updatedAt": now_iso()}, [])
+    records = stream.records()
+    calls: list[str] = []
+    for repo_client in {id(c): c for c in (connections.client, jobs.client, files.client)}.values():
+        repo_client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    channel = FakeChannel()
+    handler = notifier(repos, channel)
+
+    handler.begin(records)
+    sent = sum(handler.handle(record) for record in records)
+
+    assert sent == 5
+    shown = {f["job"]["jobId"]: f["job"]["tasks"]["extract"]["state"] for f in channel.frames["a-tab"]}
+    assert shown == {job_id: "done" if n % 2 else "running" for n, job_id in enumerate(ids)}
+    assert calls == ["Query", "BatchGetItem"]  # alice's connections; the five files together

@@ -8,7 +8,7 @@ owner's later queued jobs up, so those are pushed too (at most ``OpenJobsPerUser
 for each owner and lane however many of the owner's jobs left it, from one read of the owner's open jobs
 and a batch read of the ones pushed: a user with a backlog (a page open on hundreds of queued jobs)
 costs a batch a few reads, not a read of every queued job, and of all the open ones, for each job that
-starts.
+starts. The files of a batch's jobs are read together too, when the first view needs one.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ class Notifier:
             change = self._batch.changes[sequence] = push.change_of(record)  # parsed once: handle() reuses it
             if change is not None:
                 self._batch.last[_subject(change)] = sequence
+                if change.job and change.job.get("hash") and change.job.get("plan"):
+                    self._batch.hashes[str(change.job["hash"])] = str(change.job["owner"])
                 if change.left_queue:
                     self._batch.left_queue.add(_subject(change))
 
@@ -69,7 +71,7 @@ class Notifier:
         if len(self._owners) > OWNERS_KEPT:
             for job_id in list(self._owners)[: len(self._owners) - OWNERS_KEPT // 2]:
                 del self._owners[job_id]
-        return _Batch(_Targets(self.connections, int(self.clock())), self._owners, self.jobs_repo)
+        return _Batch(_Targets(self.connections, int(self.clock())), self._owners, self.jobs_repo, self.views)
 
     def handle(self, record: dict[str, Any]) -> int:
         """Push what one stream record changed; returns how many frames were delivered.
@@ -119,7 +121,8 @@ class Notifier:
         if not targets.of(owner):
             return 0
         open_jobs = batch.open_of(owner) if batch is not None and job.get("state") == "queued" else None
-        return self.post(owner, self.views.view(job, open_jobs), changed_at_ms, targets)
+        files = batch.files() if batch is not None else None
+        return self.post(owner, self.views.view(job, open_jobs, files), changed_at_ms, targets)
 
     def post(self, owner: str, view: dict[str, Any], changed_at_ms: int, targets: _Targets) -> int:
         """Post ``owner``'s job's view to each of their open connections; prune the ones that are gone."""
@@ -181,8 +184,8 @@ class _Targets:
 class _Batch:
     """What the records of one batch share (see :meth:`Notifier.begin`); ``owners`` outlives it."""
 
-    def __init__(self, targets: _Targets, owners: dict[str, str], jobs_repo: JobsRepository) -> None:
-        self.targets, self.jobs_repo = targets, jobs_repo
+    def __init__(self, targets: _Targets, owners: dict[str, str], jobs_repo: JobsRepository, views: JobViews) -> None:
+        self.targets, self.jobs_repo, self.views = targets, jobs_repo, views
         self.open_jobs: dict[str, list[str]] = {}  # digest: its open jobs' ids
         self.owners = owners  # job id: owner
         self.changes: dict[str, push.Change | None] = {}  # sequence number: what its record changed
@@ -190,6 +193,17 @@ class _Batch:
         self.left_queue: set[str] = set()  # subjects of jobs that left their lane's queue at some record
         self.moved_up: set[tuple[str, str]] = set()  # (owner, lane) whose queued jobs this batch pushed
         self._open: dict[str, list[dict[str, Any]]] = {}  # owner: their open jobs, read once
+        self.hashes: dict[str, str] = {}  # the bytes of the batch's jobs: their owner
+        self._files: dict[str, dict[str, Any]] | None = None
+
+    def files(self) -> dict[str, dict[str, Any]]:
+        """The file records of the batch's jobs whose owners have a page open, read together (one
+        ``BatchGetItem`` a hundred) the first time a view needs one: not one read a job."""
+        if self._files is None:
+            self._files = self.views.files_repo.get_many(
+                digest for digest, owner in self.hashes.items() if self.targets.of(owner)
+            )
+        return self._files
 
     def open_of(self, owner: str) -> list[dict[str, Any]]:
         """The owner's open jobs (:meth:`JobsRepository.open_for_owner`), read once for the batch."""

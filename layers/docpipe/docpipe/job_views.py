@@ -10,7 +10,7 @@ its lane, :mod:`docpipe.positions`). :class:`JobViews` reads the three and hands
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from docpipe import jobs as job_states
@@ -69,10 +69,21 @@ class JobViews:
             return self.jobs_repo.get(job["jobId"]) or job
         return job
 
-    def view(self, job: dict[str, Any], open_jobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    def view(
+        self,
+        job: dict[str, Any],
+        open_jobs: list[dict[str, Any]] | None = None,
+        files: Mapping[str, dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
         """One job as ``GET /jobs/{id}`` shows it, with its place in its lane while it is queued
-        (``open_jobs``: its owner's, as :meth:`positions` takes them)."""
-        file = self.files_repo.get(job["hash"]) if job.get("hash") and job.get("plan") else None
+        (``open_jobs``: its owner's, as :meth:`positions` takes them; ``files``: file records the caller
+        has just read, by hash: the job's is read here unless it is among them)."""
+        digest = job.get("hash") if job.get("plan") else None
+        file = (
+            (files[digest] if files is not None and digest in files else self.files_repo.get(digest))
+            if digest
+            else None
+        )
         view = public_view(self.settled(job, file), file)
         if place := self.positions(str(job["owner"]), [view], open_jobs).get(view["jobId"]):
             view["queue"] = place
