@@ -84,6 +84,14 @@ def a_job(jobs: JobsRepository, owner: str, state: str = "queued", digest: str |
     return job_id
 
 
+def recorded_calls(*clients: Any) -> list[str]:
+    """The DynamoDB operations the clients (of the repositories: one client, or several) make from now on."""
+    calls: list[str] = []
+    for client in {id(c): c for c in clients}.values():
+        client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    return calls
+
+
 def notifier(repos, channel: FakeChannel) -> Notifier:
     jobs, files, connections = repos
     views = JobViews(jobs, files, Settings.from_env().task_queues, lambda names: None)
@@ -206,9 +214,7 @@ def test_nothing_is_read_or_built_for_an_owner_without_connections(repos) -> Non
         ExpressionAttributeValues={":p": {"S": "processing"}},
     )
     records = stream.records()
-    calls: list[str] = []
-    for client in {id(c): c for c in (connections.client, jobs.client)}.values():  # one client, or two
-        client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    calls = recorded_calls(connections.client, jobs.client)
     channel = FakeChannel()
 
     sent = sum(notifier(repos, channel).handle(record) for record in records)
@@ -238,9 +244,7 @@ def test_a_batch_reads_each_owners_connections_and_each_bytes_open_jobs_once(rep
             Item={"hash": {"S": digest}, "status": {"S": "stored"}, "extractState": {"S": state}},
         )
     records = job_stream.records() + file_stream.records()
-    calls: list[str] = []
-    for repo_client in {id(c): c for c in (repos[2].client, jobs.client)}.values():
-        repo_client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    calls = recorded_calls(repos[2].client, jobs.client)
     channel = FakeChannel()
     handler = notifier(repos, channel)
 
@@ -276,9 +280,7 @@ def test_a_change_to_the_bytes_that_no_view_shows_reads_and_pushes_nothing(repos
             ExpressionAttributeValues={k: v for k, v in values.items() if k in expression},
         )
     records = stream.records()
-    calls: list[str] = []
-    for repo_client in {id(c): c for c in (connections.client, jobs.client, files.client)}.values():
-        repo_client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    calls = recorded_calls(connections.client, jobs.client, files.client)
     channel = FakeChannel()
     handler = notifier(repos, channel)
 
@@ -329,9 +331,7 @@ def test_a_jobs_owner_is_remembered_across_batches_so_its_bytes_progress_reads_n
         TableName=files.name, Item={"hash": {"S": digest}, "status": {"S": "stored"}, "extractState": {"S": "running"}}
     )
     records = file_stream.records()
-    calls: list[str] = []
-    for repo_client in {id(c): c for c in (connections.client, jobs.client, files.client)}.values():
-        repo_client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    calls = recorded_calls(connections.client, jobs.client, files.client)
 
     handler.begin()  # a later invocation
     sent = sum(handler.handle(record) for record in records)
@@ -378,9 +378,7 @@ def test_a_backlog_moving_up_costs_a_batch_a_few_reads_not_a_read_per_queued_job
     for job_id in queued[:3]:
         jobs.transition(job_id, ("queued",), {"state": "processing", "updatedAt": now_iso()}, [])
     records = stream.records()
-    calls: list[str] = []
-    for client in {id(c): c for c in (connections.client, jobs.client)}.values():
-        client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    calls = recorded_calls(connections.client, jobs.client)
     channel = FakeChannel()
     handler = notifier(repos, channel)
 
@@ -417,9 +415,7 @@ def test_the_files_of_a_batch_s_jobs_are_read_together(repos) -> None:
     for job_id in ids:
         jobs.transition(job_id, ("processing",), {"state": "ready", "updatedAt": now_iso()}, [])
     records = stream.records()
-    calls: list[str] = []
-    for repo_client in {id(c): c for c in (connections.client, jobs.client, files.client)}.values():
-        repo_client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    calls = recorded_calls(connections.client, jobs.client, files.client)
     channel = FakeChannel()
     handler = notifier(repos, channel)
 
