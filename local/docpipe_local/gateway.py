@@ -45,8 +45,8 @@ from urllib.parse import urlsplit
 
 from docpipe_local.apigw import http_event, response_body
 from docpipe_local.cors import Cors
-from docpipe_local.fairness import UserShare
 from docpipe_local.template import HttpRoute
+from docpipe_local.user_share import UserShare
 
 if TYPE_CHECKING:
     from email.message import Message
@@ -357,7 +357,7 @@ class Gateway:
 
         On AWS each request runs on compute of its own, up to the function's concurrency, so one user's
         burst of requests does not make another user's request wait. The local stack has a few workers on
-        a few cores, shared among users by :class:`~docpipe_local.fairness.UserShare`: a freed worker
+        a few cores, shared among users by :class:`~docpipe_local.user_share.UserShare`: a freed worker
         goes to the user with the fewest requests running. (Their CPU priority is left alone: a pool of
         lower-priority API workers meant cold starts in the middle of a burst, which on a loaded laptop ran
         past the function's timeout.)

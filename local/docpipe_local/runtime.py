@@ -350,7 +350,7 @@ class FairSemaphore:
     ``threading.Semaphore`` lets a thread that just released re-acquire ahead of older waiters, so
     busy pollers could starve a direct invocation (a replay, an API call) for as long as they poll.
     (The local gateway shares the HTTP API's slots among users before it asks for one:
-    :class:`docpipe_local.fairness.UserShare`.)
+    :class:`docpipe_local.user_share.UserShare`.)
     """
 
     def __init__(self, slots: int) -> None:

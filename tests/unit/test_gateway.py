@@ -198,7 +198,7 @@ def test_the_api_workers_are_shared_evenly_among_busy_users() -> None:
     a time, the workers go to b, then c (nothing running, b asked first), then a: one each."""
     import threading
 
-    from docpipe_local.fairness import UserShare
+    from docpipe_local.user_share import UserShare
 
     share = UserShare(3)
     granted: list[str] = []
@@ -241,7 +241,7 @@ def test_a_quarter_of_the_api_workers_are_kept_for_users_with_nothing_running() 
     """Eight workers: a's burst takes six and waits with two free; b's request then runs at once."""
     import threading
 
-    from docpipe_local.fairness import UserShare
+    from docpipe_local.user_share import UserShare
 
     share = UserShare(8)
     granted: list[str] = []
