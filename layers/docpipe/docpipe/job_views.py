@@ -79,11 +79,9 @@ class JobViews:
         (``open_jobs``: its owner's, as :meth:`positions` takes them; ``files``: file records the caller
         has just read, by hash: the job's is read here unless it is among them)."""
         digest = job.get("hash") if job.get("plan") else None
-        file = (
-            (files[digest] if files is not None and digest in files else self.files_repo.get(digest))
-            if digest
-            else None
-        )
+        file = None
+        if digest:
+            file = files[digest] if files is not None and digest in files else self.files_repo.get(digest)
         view = public_view(self.settled(job, file), file)
         if place := self.positions(str(job["owner"]), [view], open_jobs).get(view["jobId"]):
             view["queue"] = place

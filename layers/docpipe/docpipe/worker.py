@@ -214,10 +214,8 @@ class TaskRunner:
             logger.info("task skipped: every job waiting on it was cancelled")
             return "skipped", None
         if state in FINISHED or file.get("status") != "stored":
-            return (
-                None,
-                file or None,
-            )  # the run settles the jobs of finished work (a redelivery), or drops a stray message
+            # the run settles the jobs of finished work (a redelivery), or drops a stray message
+            return None, file or None
         if message.task != SCAN and not is_clean(file):  # nothing is made before a clean scan
             if state == "queued":  # the scan queues it again once the bytes are clean
                 self.files.update(message.digest, {f"{message.task}State": None})
