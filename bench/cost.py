@@ -71,7 +71,7 @@ def requests_of(m: Metered, callers: tuple[str, ...] | None = None) -> dict[str,
         if callers is not None and caller not in callers:
             continue
         for service, ops in services.items():
-            for op, (n, items) in ops.items():
+            for op, (n, items, *_) in ops.items():
                 into = out.setdefault(service, {})
                 into[op] = into.get(op, 0) + (items if service == "dynamodb" else n)
     return out

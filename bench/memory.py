@@ -83,7 +83,7 @@ def cpu_basis_ms(m: Metered, fn: str) -> float:
         for caller, services in m.requests.items()
         if caller == fn
         for ops in services.values()
-        for n, _ in ops.values()
+        for n, *_ in ops.values()
     )
     cpu = m.cpu.get(fn, 0.0) / max(1, len(calls))
     return (cpu / min(1.0, share(m.memory_mb[fn])) + own / max(1, len(calls)) * REQUEST_SECONDS) * 1000

@@ -5,7 +5,7 @@
 Starts a fresh local stack (state in a temporary folder), sends two photos to warm the workers, then
 ``--photos`` photos (0.1-0.5 MB JPEGs, the load bench's) one every ``--every`` seconds as one user with
 no page open, waits until each is terminal, and prints the requests the emulator counted meanwhile
-(``docpipe_local.emulator.count_requests``), per photo. Callers are the functions (their SDK's
+(``docpipe_local.emulator.count_requests``), per photo, with the emulator's CPU time answering them. Callers are the functions (their SDK's
 ``app/<id>``) and ``-`` for the stack's own (event source pollers, the gateway) and this script's. The
 DynamoDB total beside the others is the ratio that bounds the local stack's throughput: the emulator's
 DynamoDB process serves every function's calls on one core. Last, each emulator process's CPU a photo
@@ -70,16 +70,19 @@ def main() -> None:
         time.sleep(3)
         spent = {name: seconds - before[name] for name, seconds in cpu_seconds(stack).items()}
         counts: Counter[tuple[str, str, str]] = Counter()
+        cpu: Counter[tuple[str, str, str]] = Counter()
         for url in urls:
             for caller, services in request_counts(url).items():
                 for service, operations in services.items():
-                    for operation, (requests, _) in operations.items():
+                    for operation, (requests, _, seconds) in operations.items():
                         counts[(service, caller, operation)] += requests
+                        cpu[(service, caller, operation)] += seconds
     finally:
         stack.stop()
     print(f"{len(states)} photos, one every {args.every} s: {Counter(states)}")
     for (service, caller, operation), requests in sorted(counts.items()):
-        print(f"  {service:16} {caller:18} {operation:30} {requests / args.photos:6.1f} a photo")
+        ms = cpu[(service, caller, operation)] / args.photos * 1000
+        print(f"  {service:16} {caller:18} {operation:30} {requests / args.photos:6.1f} a photo {ms:6.1f} ms of CPU")
     dynamodb = sum(n for (service, _, _), n in counts.items() if service.startswith("dynamodb"))
     print(
         f"DynamoDB {dynamodb / args.photos:.1f} requests a photo; "

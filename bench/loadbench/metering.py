@@ -137,12 +137,12 @@ class Metered:
 
 
 def merge(into: dict[str, Any], other: dict[str, Any]) -> None:
-    """Sum nested ``{caller: {service: {operation: [n, items]}}}`` counts."""
+    """Sum nested ``{caller: {service: {operation: [n, items, cpu seconds]}}}`` counts."""
     for key, value in other.items():
         if isinstance(value, dict):
             merge(into.setdefault(key, {}), value)
         else:
-            old = into.setdefault(key, [0, 0])
+            old = into.setdefault(key, [0] * len(value))
             into[key] = [a + b for a, b in zip(old, value, strict=True)]
 
 

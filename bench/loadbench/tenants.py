@@ -5,8 +5,9 @@ meanwhile users B and C each send a small photo (under 1 MB) every ``--tenant-ev
 burst is all posted, and at least ``--tenant-small`` each. Before that, on the drained stack, B and C
 send ``--baseline`` photos each the same way (their idle baseline), and A posts the burst's sub-1 MB
 files alone as a burst (twins: the same pictures and documents, fresh bytes), the reference for A's
-own small files. A's quotas are lifted (the bench measures the pipeline's fairness, not admission); B
-and C keep the stack's defaults, and any 429 is waited out and counted.
+own small files. Every user keeps the stack's default quotas (``--tenant-quotas lifted`` lifts A's),
+and any 429 is waited out and counted. The report ends with where the emulator's CPU went during A's
+burst: its costliest operations, by caller.
 
 B and C watch their photos as the upload page does, over the push channel: a photo's observed time is
 when its ``ready`` frame arrived (each user's jobs are also listed every 5-15 s, a net under a frame
@@ -25,11 +26,13 @@ import math
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from docpipe_local.emulator import request_counts
 from docpipe_local.stack import LocalStack
 
 from .corpus import Item, split_mix, twin
@@ -54,6 +57,7 @@ USERS = {"A": "tenant-a", "B": "tenant-b", "C": "tenant-c"}
 TOKENS = {"tok-a": "tenant-a", "tok-b": "tenant-b", "tok-c": "tenant-c"}
 SMALL_BYTES = 1024 * 1024  # "under 1 MB": the high lane's bound
 WITHIN = 10.0  # seconds, for the share of files ready that soon
+EMULATOR_ROWS = 20  # the emulator's costliest operations printed
 
 
 def mix(args: argparse.Namespace) -> dict[str, int]:
@@ -110,6 +114,8 @@ class Tenants:
     burst: Phase  # A's mixed burst
     during: dict[str, Phase]  # B's and C's photos during it
     every: float  # B's and C's pace, s
+    emulator: Counter[tuple[str, str, str]]  # (service, caller, operation): the emulator's CPU s, during A's burst
+    requests: Counter[tuple[str, str, str]]  # and the requests
 
 
 def steady(
@@ -182,6 +188,9 @@ def tenants(stack: LocalStack, f: Files, args: argparse.Namespace, sampler: Samp
     depths = drain(sampler)
     print(f"  queues before the mixed burst: {'all empty' if not any(depths.values()) else depths}", flush=True)
 
+    emulators = [m.url for m in (stack.moto, stack.moto_dynamodb) if m is not None]
+    for url in emulators:
+        request_counts(url, reset=True)
     done = threading.Event()
 
     def photos_of(u: str) -> Callable[[int], Item]:
@@ -213,6 +222,14 @@ def tenants(stack: LocalStack, f: Files, args: argparse.Namespace, sampler: Samp
         end = wait_terminal(uploads, obs, deadline, f"tenants, {u}")
         during[u] = Phase(uploads, obs, watchers[u], min(x.requested for x in uploads), end, count(uploads, obs))
     end = wait_terminal(mixed, obs, deadline, "tenants, A")
+    cpu: Counter[tuple[str, str, str]] = Counter()
+    requests: Counter[tuple[str, str, str]] = Counter()
+    for url in emulators:
+        for caller, services in request_counts(url).items():
+            for service, operations in services.items():
+                for operation, (n, _, seconds) in operations.items():
+                    requests[(service, caller, operation)] += int(n)
+                    cpu[(service, caller, operation)] += seconds
     for w in watchers.values():
         w.stop()
     for u, feed in feeds.items():
@@ -224,6 +241,8 @@ def tenants(stack: LocalStack, f: Files, args: argparse.Namespace, sampler: Samp
         Phase(mixed, obs, watchers["A"], first, end, count(mixed, obs)),
         during,
         args.tenant_every,
+        cpu,
+        requests,
     )
 
 
@@ -320,6 +339,16 @@ def report_tenants(
     print(table(["segment", "alone p50", "p95", "during p50", "p95", "max"], lines))
     print("stages during A's burst, s:")
     print_stages(recorder, sampler, a.started, a.finished)
+    spent = sum(t.emulator.values())
+    print(
+        f"the emulator's CPU answering requests from A's first upload to every job's end: {spent:.0f} s "
+        f"({spent / max(1.0, a.finished - a.started):.2f} cores); the operations that took most:"
+    )
+    top = []
+    for (service, caller, operation), seconds in t.emulator.most_common(EMULATOR_ROWS):
+        n = t.requests[(service, caller, operation)]
+        top.append([service, caller, operation, str(n), f"{seconds:.1f}", f"{seconds / max(1, n) * 1000:.1f}"])
+    print(table(["service", "caller", "operation", "requests", "CPU s", "ms each"], top))
 
     # (met, phase row's measure, value, target): printed as PASS/FAIL lines and as rows of the results
     checks: list[tuple[bool, str, str, str]] = []

@@ -315,7 +315,8 @@ REQUESTS_PATH = "/_docpipe/requests"
 # DynamoDB operations whose request units follow the items they name, not the request
 _DYNAMODB_ITEMS = {"BatchWriteItem": "RequestItems", "BatchGetItem": "RequestItems"}
 _DYNAMODB_TRANSACT = ("TransactWriteItems", "TransactGetItems")
-_requests: dict[str, dict[str, dict[str, list[int]]]] = {}  # caller: service: operation: [requests, items]
+# caller: service: operation: [requests, items, CPU seconds]
+_requests: dict[str, dict[str, dict[str, list[float]]]] = {}
 NO_CALLER = "-"
 _requests_lock = threading.Lock()
 
@@ -393,11 +394,14 @@ def _caller(environ: dict[str, Any]) -> str:
 def count_requests() -> None:
     """Count every request moto's server answers, by caller, service and operation (idempotent). ``GET
     /_docpipe/requests`` answers the counts as JSON, ``{caller: {service: {operation: [requests,
-    items]}}}`` (items: those a DynamoDB batch or transaction names, else the requests; caller: the
-    function whose SDK made the request, ``-`` for the stack's own: its event source pollers, a test's
-    or a bench's clients); ``DELETE`` sets them to zero. What a bench prices per file; AWS bills each of
-    these requests (DynamoDB by the items' request units)."""
+    items, seconds]}}}`` (items: those a DynamoDB batch or transaction names, else the requests;
+    seconds: the CPU time the server's thread spent answering them, up to the first byte of the answer
+    it streams; caller: the function whose SDK made the request, ``-`` for the stack's own: its event
+    source pollers, a test's or a bench's clients); ``DELETE`` sets them to zero. What a bench prices
+    per file, as AWS bills each of these requests (DynamoDB by the items' request units), and where
+    the emulator's own CPU goes."""
     import json
+    import time
 
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
@@ -413,21 +417,26 @@ def count_requests() -> None:
                 body = json.dumps(_requests).encode()
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
+        started = time.thread_time()
         service, operation = _service_and_operation(environ)
         items = _items_named(environ, operation) if service == "dynamodb" else 1
-        with _requests_lock:
-            by_service = _requests.setdefault(_caller(environ), {})
-            counts = by_service.setdefault(service, {}).setdefault(operation, [0, 0])
-            counts[0] += 1
-            counts[1] += items
-        return call(self, environ, start_response)
+        try:
+            return call(self, environ, start_response)
+        finally:
+            spent = time.thread_time() - started
+            with _requests_lock:
+                by_service = _requests.setdefault(_caller(environ), {})
+                counts = by_service.setdefault(service, {}).setdefault(operation, [0, 0, 0.0])
+                counts[0] += 1
+                counts[1] += items
+                counts[2] += spent
 
     functools.update_wrapper(counted, call)
     counted._docpipe_counted = True  # type: ignore[attr-defined]
     DomainDispatcherApplication.__call__ = counted  # type: ignore[method-assign]
 
 
-def request_counts(url: str, reset: bool = False) -> dict[str, dict[str, dict[str, list[int]]]]:
+def request_counts(url: str, reset: bool = False) -> dict[str, dict[str, dict[str, list[float]]]]:
     """The counts of the emulator's server at ``url`` (:func:`count_requests`); ``reset`` zeroes them after."""
     import requests
 
