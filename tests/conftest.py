@@ -71,13 +71,18 @@ def _provisioned() -> _Provisioned:
     from moto.s3.models import s3_backends
 
     from docpipe_local.emulator import serialize_dynamodb_writes, serialize_sqs_deletes, speed_up_moto
-    from docpipe_local.emulator_costs import remember_names, remember_update_expressions
+    from docpipe_local.emulator_costs import (
+        remember_condition_expressions,
+        remember_names,
+        remember_update_expressions,
+    )
     from docpipe_local.provision import provision
 
     serialize_dynamodb_writes()  # conditional writes atomic under threads, as on DynamoDB
     serialize_sqs_deletes()  # a message sent while another is deleted is kept, as on SQS
     speed_up_moto()  # as the embedded emulator runs: every test's queries go through its shortcuts
-    remember_update_expressions()  # and its updates and names
+    remember_update_expressions()  # and its updates, conditions and names
+    remember_condition_expressions()
     remember_names()
     _copyable_locks()
     template, saved = Template.load(ROOT / "template.yaml"), _Provisioned()

@@ -3,7 +3,8 @@
 the same operations, successes and errors, sent to two tables of the same server, one each way. Update
 expressions parsed once (:func:`~docpipe_local.emulator_costs.remember_update_expressions`) apply as
 before, and queues whose names are remembered (:func:`~docpipe_local.emulator_costs.remember_names`)
-answer as before."""
+answer as before, and so are conditions parsed once for their names
+(:func:`~docpipe_local.emulator_costs.remember_condition_expressions`)."""
 
 from __future__ import annotations
 
@@ -18,12 +19,18 @@ from botocore.exceptions import ClientError
 from flask import Flask
 from moto import mock_aws
 from moto.core import responses as moto_responses
+from moto.dynamodb.comparisons import ConditionExpressionParser
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.sqs.responses import SQSResponse
 from werkzeug.test import Client
 
-from docpipe_local.emulator_costs import answer_dynamodb_directly, remember_names, remember_update_expressions
+from docpipe_local.emulator_costs import (
+    answer_dynamodb_directly,
+    remember_condition_expressions,
+    remember_names,
+    remember_update_expressions,
+)
 
 HEADERS = {
     "Content-Type": "application/x-amz-json-1.0",
@@ -233,6 +240,124 @@ def test_an_update_expression_is_parsed_once_and_applied_as_before() -> None:
         for _ in range(2):
             with pytest.raises(ClientError, match="ValidationException"):
                 client.update_item(TableName="t", Key={"pk": {"S": "a"}}, UpdateExpression="SET = broken")
+
+
+def _conditions(table: str) -> list[tuple[str, dict[str, Any]]]:
+    """Conditional writes, checks and filters, each condition sent again with other values (first parsed,
+    then kept), passing and failing, and conditions moto refuses."""
+    names = {"#s": "state", "#n": "moves", "#h": "history", "#t": "tags"}
+    key = {"pk": {"S": "a"}}
+
+    def update(condition: str, values: dict[str, Any], used: tuple[str, ...] = ("#s", "#n")) -> dict[str, Any]:
+        return {
+            "TableName": table,
+            "Key": key,
+            "UpdateExpression": "SET #s = :new ADD #n :one",
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {k: names[k] for k in {*used, "#s", "#n"}},
+            "ExpressionAttributeValues": {":new": {"S": "moved"}, ":one": {"N": "1"}, **values},
+            "ReturnValues": "ALL_NEW",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+
+    item = {
+        "pk": {"S": "a"},
+        "state": {"S": "queued"},
+        "moves": {"N": "0"},
+        "history": {"L": [{"S": "x"}]},
+        "tags": {"SS": ["red", "blue"]},
+    }
+    absent = "attribute_not_exists(pk)"
+    window = "#s IN (:a, :b) AND #n BETWEEN :lo AND :hi"
+    typed = "attribute_type(#s, :type) AND NOT begins_with(#s, :p) OR size(#h) > :size"
+    filtered = "contains(#t, :tag) AND #n < :max"
+    return [
+        ("PutItem", {"TableName": table, "Item": item, "ConditionExpression": absent}),
+        ("PutItem", {"TableName": table, "Item": item, "ConditionExpression": absent}),  # now refused
+        ("UpdateItem", update(window, {":a": {"S": "queued"}, ":b": {"S": "x"}, ":lo": {"N": "0"}, ":hi": {"N": "2"}})),
+        ("UpdateItem", update(window, {":a": {"S": "moved"}, ":b": {"S": "x"}, ":lo": {"N": "5"}, ":hi": {"N": "9"}})),
+        ("UpdateItem", update(window, {":a": {"S": "moved"}, ":b": {"S": "y"}, ":lo": {"N": "0"}, ":hi": {"N": "1"}})),
+        (
+            "UpdateItem",
+            update(typed, {":type": {"S": "S"}, ":p": {"S": "mo"}, ":size": {"N": "0"}}, ("#h",)),
+        ),
+        (
+            "UpdateItem",
+            update(typed, {":type": {"S": "N"}, ":p": {"S": "zz"}, ":size": {"N": "5"}}, ("#h",)),
+        ),
+        ("UpdateItem", update("#s = :nope", {":a": {"S": "moved"}})),  # a placeholder with no value
+        ("UpdateItem", update("#s = :a", {":a": {"S": "moved"}, ":unused": {"S": "x"}})),  # a value unused
+        ("UpdateItem", update("#missing = :a", {":a": {"S": "moved"}})),  # a name with no attribute name
+        ("UpdateItem", update("#s = = :a", {":a": {"S": "moved"}})),  # does not parse
+        ("UpdateItem", update("#s = = :a", {":a": {"S": "moved"}})),  # and again
+        *[
+            (
+                "Scan",
+                {
+                    "TableName": table,
+                    "FilterExpression": filtered,
+                    "ExpressionAttributeNames": {"#t": "tags", "#n": "moves"},
+                    "ExpressionAttributeValues": {":tag": {"S": tag}, ":max": {"N": limit}},
+                },
+            )
+            for tag, limit in (("red", "9"), ("green", "9"), ("blue", "1"))
+        ],
+        (
+            "DeleteItem",
+            {
+                "TableName": table,
+                "Key": key,
+                "ConditionExpression": "#s = :s",
+                "ExpressionAttributeNames": {"#s": "state"},
+                "ExpressionAttributeValues": {":s": {"S": "moved"}},
+                "ReturnValues": "ALL_OLD",
+            },
+        ),
+    ]
+
+
+def test_a_condition_is_parsed_once_and_tested_as_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given conditions remembered, and two tables
+    remember_condition_expressions()
+    counts = ConditionExpressionParser.parse.counts  # type: ignore[attr-defined]
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        for table in ("kept", "moto"):
+            client.create_table(
+                TableName=table,
+                BillingMode="PAY_PER_REQUEST",
+                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            )
+
+        def run(table: str) -> list[Any]:
+            answers: list[Any] = []
+            for operation, body in _conditions(table):
+                try:
+                    answer = getattr(client, moto_responses.camelcase_to_underscores(operation))(**body)
+                    answer.pop("ResponseMetadata", None)
+                    answers.append(("ok", answer))
+                except ClientError as exc:
+                    answers.append(("error", exc.response["Error"], exc.response.get("Item")))
+                except (KeyError, ValueError) as exc:  # moto's own failures, raised as they are in process
+                    answers.append(("raised", repr(exc)))
+            return answers
+
+        before = dict(counts)
+        # when the same requests go to one table with conditions kept, and to the other as moto parses them
+        kept = run("kept")
+        with monkeypatch.context() as m:
+            m.setattr(ConditionExpressionParser, "parse", ConditionExpressionParser.parse.__wrapped__)  # type: ignore[attr-defined]
+            theirs = run("moto")
+    # then every answer is moto's: passes, refusals with the item, errors, filtered items
+    assert json.dumps(kept, sort_keys=True) == json.dumps(theirs, sort_keys=True).replace('"moto"', '"kept"')
+    outcomes = [a[0] for a in kept]
+    assert outcomes.count("error") == 6, kept  # the second put, four refused updates, an unused value
+    assert outcomes.count("raised") == 4, kept  # a placeholder or a name with no value, twice one that does not parse
+    assert sorted(len(a[1]["Items"]) for a in kept if "Items" in a[1]) == [0, 0, 1]
+    # and each distinct condition was parsed once, the rest were copies of it with their own values
+    assert counts["parsed"] - before["parsed"] <= 7
+    assert counts["reused"] - before["reused"] >= 10
 
 
 def test_names_are_worked_out_once_and_queues_answer_as_before() -> None:
