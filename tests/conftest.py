@@ -72,6 +72,7 @@ def _provisioned() -> _Provisioned:
 
     from docpipe_local.emulator import serialize_dynamodb_writes, serialize_sqs_deletes, speed_up_moto
     from docpipe_local.emulator_costs import (
+        count_sqs_messages_cheaply,
         remember_condition_expressions,
         remember_names,
         remember_update_expressions,
@@ -84,6 +85,7 @@ def _provisioned() -> _Provisioned:
     remember_update_expressions()  # and its updates, conditions and names
     remember_condition_expressions()
     remember_names()
+    count_sqs_messages_cheaply()
     _copyable_locks()
     template, saved = Template.load(ROOT / "template.yaml"), _Provisioned()
     with mock_aws():

@@ -61,8 +61,8 @@ class MotoServer:
         # sent meanwhile, S3's response overrides of a presigned GET honoured, its requests counted by
         # service and operation, four of its costs that grow with a busy stack cut, and its stream
         # iterators expired (docpipe_local.emulator); DynamoDB's requests answered without moto's Flask
-        # application, its update and condition expressions parsed once and the names it works out on every request
-        # remembered (docpipe_local.emulator_costs). The priority is set first, so that every thread of
+        # application, its update and condition expressions parsed once, SQS's passes over a queue's
+        # messages cut and the names it works out on every request remembered (docpipe_local.emulator_costs). The priority is set first, so that every thread of
         # the server has it (on Linux a thread's nice is its own, inherited at its start).
         command = (
             "import sys; "
@@ -72,6 +72,7 @@ class MotoServer:
             "from docpipe_local import emulator_costs; "
             "emulator_costs.answer_dynamodb_directly(); emulator_costs.remember_update_expressions(); "
             "emulator_costs.remember_condition_expressions(); emulator_costs.remember_names(); "
+            "emulator_costs.count_sqs_messages_cheaply(); "
             "emulator.count_requests(); "
             "emulator.speed_up_moto(); emulator.expire_stream_iterators(); "
             "from docpipe_local.moto_server import serve; serve('127.0.0.1', int(sys.argv[1]))"

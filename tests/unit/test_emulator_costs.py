@@ -4,7 +4,8 @@ the same operations, successes and errors, sent to two tables of the same server
 expressions parsed once (:func:`~docpipe_local.emulator_costs.remember_update_expressions`) apply as
 before, and queues whose names are remembered (:func:`~docpipe_local.emulator_costs.remember_names`)
 answer as before, and so are conditions parsed once for their names
-(:func:`~docpipe_local.emulator_costs.remember_condition_expressions`)."""
+(:func:`~docpipe_local.emulator_costs.remember_condition_expressions`) and queues whose messages are
+counted cheaply (:func:`~docpipe_local.emulator_costs.count_sqs_messages_cheaply`)."""
 
 from __future__ import annotations
 
@@ -22,11 +23,13 @@ from moto.core import responses as moto_responses
 from moto.dynamodb.comparisons import ConditionExpressionParser
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from moto.sqs import models as sqs_models
 from moto.sqs.responses import SQSResponse
 from werkzeug.test import Client
 
 from docpipe_local.emulator_costs import (
     answer_dynamodb_directly,
+    count_sqs_messages_cheaply,
     remember_condition_expressions,
     remember_names,
     remember_update_expressions,
@@ -390,3 +393,43 @@ def test_names_are_worked_out_once_and_queues_answer_as_before() -> None:
         assert "receive_message" in names
         names.clear()
         assert "receive_message" in moto_responses.method_names_from_class(SQSResponse)
+
+
+def test_a_receive_costs_no_pass_over_the_queue_per_message_and_answers_as_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given queues counted cheaply: one with 300 messages, 250 of them in flight
+    count_sqs_messages_cheaply()
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="busy", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+        for n in range(0, 300, 10):
+            sqs.send_message_batch(
+                QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"m{n + i}"} for i in range(10)]
+            )
+        for _ in range(25):
+            sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300)
+        built = []
+        attributes = sqs_models.Queue.attributes
+        monkeypatch.setattr(sqs_models.Queue, "attributes", property(lambda q: built.append(1) or attributes.fget(q)))
+        # when ten are received
+        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300)["Messages"]
+        # then they are the next ten, and no message cost a build of the queue's attributes (moto: one each)
+        assert [m["Body"] for m in received] == [f"m{n}" for n in range(250, 260)]
+        assert built == []
+        # and named attributes are moto's, built once for the request (moto: three times a name)
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "VisibilityTimeout"]
+        answer = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+        assert answer == {
+            "ApproximateNumberOfMessages": "40",
+            "ApproximateNumberOfMessagesNotVisible": "260",
+            "VisibilityTimeout": "30",
+        }
+        assert len(built) == 1
+        with pytest.raises(ClientError, match="InvalidAttributeName"):
+            sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["NoSuchAttribute"])
+        # and a message past the queue's retention period is not delivered
+        backend = sqs_models.sqs_backends["123456789012"]["us-east-1"]
+        for message in backend.get_queue("busy")._messages[-40:]:
+            message.sent_timestamp -= 61_000
+        assert sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []) == []
