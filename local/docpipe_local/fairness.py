@@ -31,8 +31,11 @@ Lambda's semantics are kept. The buffer receives a message once, with a visibili
 :data:`HOLD_SECONDS` that it extends while the message waits, so the message is never received
 twice before a poller runs it (a second receive would count towards ``maxReceiveCount``). When a
 poller takes a message, its visibility is set to the queue's own ``VisibilityTimeout``, so an
-invocation that fails, times out or crashes sees it come back after exactly that, with an
-``ApproximateReceiveCount`` one higher, as on Lambda. On stop, buffered messages are made visible
+invocation that fails, times out or crashes sees it come back after that, with an
+``ApproximateReceiveCount`` one higher, as on Lambda. That change, and the delete of a message whose
+invocation succeeded (:meth:`FairDispatcher.settle`), are sent by the queue's
+:class:`~docpipe_local.settler.Settler`, off the pollers' path, as Lambda's pollers do not hold a
+function's concurrency while they call SQS. On stop, buffered messages are made visible
 again. One local-only difference: messages in the buffer are still waiting, but the emulator counts
 them in flight (``ApproximateNumberOfMessagesNotVisible``) rather than waiting
 (``ApproximateNumberOfMessages``). The oldest-message-age metric counts them as waiting
@@ -51,6 +54,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from docpipe_local.queue_metrics import QueueAges
+from docpipe_local.settler import Settler
 
 log = logging.getLogger("docpipe.local")
 
@@ -209,12 +213,14 @@ class FairDispatcher(threading.Thread):
         self._by_id: dict[str, _Held] = {}
         self._extending: set[str] = set()  # ids whose visibility the receiver is extending now
         self._seq = 0
+        self.settler = Settler(sqs, queue_url, ages)  # taken messages' visibility and deletes, in order
 
     def start(self) -> None:
         attributes = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout"])
         self.visibility_timeout = int(attributes["Attributes"]["VisibilityTimeout"])
         if self.ages is not None:
             self.ages.hold(self.queue_url, self.oldest_sent)
+        self.settler.start()
         super().start()
 
     @property
@@ -242,7 +248,12 @@ class FairDispatcher(threading.Thread):
             self._cond.notify_all()  # room for the receiver
             while self._extending.intersection(h.id for h in taken):
                 self._cond.wait()  # so that its extension cannot land after the visibility set below
-        return self._hand_over(taken)
+        self.settler.hide([h.message["ReceiptHandle"] for h in taken], self.visibility_timeout)
+        return [h.message for h in taken]
+
+    def settle(self, messages: list[dict[str, Any]]) -> None:
+        """Delete ``messages`` (their invocation succeeded), off the caller's path (:class:`Settler`)."""
+        self.settler.delete([m["ReceiptHandle"] for m in messages])
 
     def heavy(self, messages: list[dict[str, Any]]) -> bool:
         """Whether every tenant of ``messages`` (taken together) is heavy (:meth:`SharedUsage.heavy`).
@@ -289,49 +300,6 @@ class FairDispatcher(threading.Thread):
             del self._groups[group]
         del self._by_id[held.id]
         return held
-
-    def _hand_over(self, taken: list[_Held]) -> list[dict[str, Any]]:
-        """Set the queue's visibility timeout on the taken messages; one whose receipt SQS refuses is dropped
-        (it was received again, or deleted), and on an error they all go back to the buffer."""
-        refused: set[str] = set()
-        try:
-            for i in range(0, len(taken), 10):
-                chunk = taken[i : i + 10]
-                answer = self.sqs.change_message_visibility_batch(
-                    QueueUrl=self.queue_url,
-                    Entries=[
-                        {
-                            "Id": str(n),
-                            "ReceiptHandle": h.message["ReceiptHandle"],
-                            "VisibilityTimeout": self.visibility_timeout,
-                        }
-                        for n, h in enumerate(chunk)
-                    ],
-                )
-                for failure in answer.get("Failed", []):
-                    held = chunk[int(failure["Id"])]
-                    log.warning("dropping %s from its batch: %s", held.id, failure.get("Code"))
-                    refused.add(held.id)
-        except Exception:
-            self._put_back(taken)
-            raise
-        if refused:
-            now = time.monotonic()
-            with self._cond:
-                for held in taken:
-                    if held.id in refused:
-                        self.usage.finished(held.group, 1, 0.0, now)
-        return [h.message for h in taken if h.id not in refused]
-
-    def _put_back(self, taken: list[_Held]) -> None:
-        now = time.monotonic()
-        with self._cond:
-            for held in reversed(taken):
-                self.usage.finished(held.group, 1, 0.0, now)
-                if held.id not in self._by_id:  # not received again meanwhile
-                    self._groups.setdefault(held.group, deque()).appendleft(held)
-                    self._by_id[held.id] = held
-            self._cond.notify_all()
 
     # ------------------------------------------------------------------ receiver
     def run(self) -> None:
@@ -424,8 +392,11 @@ class FairDispatcher(threading.Thread):
 
     # ------------------------------------------------------------------ stop
     def stop(self) -> None:
-        """Wake the pollers and make buffered messages visible again (errors ignored: the emulator may be gone)."""
+        """Wake the pollers, send what the settler holds, and make buffered messages visible again (errors
+        ignored: the emulator may be gone)."""
         self.stop_event.set()
+        if self.settler.is_alive():
+            self.settler.stop()
         with self._cond:
             self._cond.wait_for(lambda: not self._extending, timeout=5)  # else it could hide them again
             handles = [h.message["ReceiptHandle"] for h in self._by_id.values()]

@@ -5,7 +5,8 @@ A poller takes a function slot before it receives, so messages never wait out th
 timeout behind a throttle. The local stack gives the pollers of a queue one
 :class:`~docpipe_local.fairness.FairDispatcher`, which delivers quiet tenants' messages before a
 noisy tenant's backlog as an SQS fair queue does; a poller without one receives from SQS directly,
-first in, first out. After the invocation: success deletes the batch; with
+first in, first out. After the invocation: success deletes the batch (with a dispatcher, its
+:class:`~docpipe_local.settler.Settler` sends the delete while the poller goes on); with
 ``ReportBatchItemFailures`` only the listed messages stay (an unknown or empty identifier fails the
 whole batch, as on Lambda); an error, timeout or crash deletes nothing and the messages come back
 after the queue's visibility timeout, to reach the DLQ after ``maxReceiveCount`` receives.
@@ -166,6 +167,9 @@ class SqsPoller(threading.Thread):
                 (invocation.error or {}).get("errorMessage"),
             )
         done = [m for m in messages if m["MessageId"] not in keep]
+        if self.dispatcher is not None:
+            self.dispatcher.settle(done)  # sent by its settler, which counts them deleted
+            return
         for i in range(0, len(done), 10):
             self.sqs.delete_message_batch(
                 QueueUrl=self.queue_url,

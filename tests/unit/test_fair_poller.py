@@ -324,6 +324,41 @@ def test_a_failed_message_comes_back_after_the_visibility_timeout_received_once_
     assert [d.receive_count for d in ok] == [1]
 
 
+class SlowDeletes:
+    """An SQS client whose deletes take ``seconds`` more, recording when each ended."""
+
+    def __init__(self, sqs: Any, seconds: float) -> None:
+        self.sqs, self.seconds = sqs, seconds
+        self.deleted_at: list[float] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sqs, name)
+
+    def delete_message_batch(self, **kwargs: Any) -> Any:
+        time.sleep(self.seconds)
+        answer = self.sqs.delete_message_batch(**kwargs)
+        self.deleted_at.append(time.monotonic())
+        return answer
+
+
+def test_a_poller_runs_its_next_message_while_the_last_ones_delete_is_sent(sqs) -> None:
+    # given: three messages, one poller, and deletes that take half a second each
+    url = new_queue(sqs)
+    send(sqs, url, [{"n": n} for n in range(3)], group="t")
+    slow = SlowDeletes(sqs, 0.5)
+    runtime = FakeRuntime(concurrency=1, seconds=0.01)
+
+    # when
+    with pollers(slow, url, runtime, count=1, batch_size=1):
+        wait_until(lambda: len(runtime.deliveries) == 3 and depth(sqs, url) == (0, 0), timeout=15)
+
+    # then: the second and third ran before the first's delete was done (Lambda's pollers do not hold the
+    # function's concurrency while they call SQS), and every message ran once and was deleted
+    assert runtime.deliveries[2].at < slow.deleted_at[0]
+    assert [d.body["n"] for d in runtime.deliveries] == [0, 1, 2]
+    assert [d.receive_count for d in runtime.deliveries] == [1, 1, 1]
+
+
 def test_a_message_buffered_past_its_hold_is_still_received_once(sqs, monkeypatch) -> None:
     monkeypatch.setattr(fairness, "HOLD_SECONDS", 3)  # extended with less than 1.5 s left, polls of 1 s
     url = new_queue(sqs)
