@@ -51,6 +51,7 @@ from docpipe_local.pollers import SqsPoller
 from docpipe_local.provision import provision
 from docpipe_local.queue_metrics import QueueAgePublisher, QueueAges
 from docpipe_local.runtime import FunctionRuntime
+from docpipe_local.streams import LambdaShapedRecords
 from docpipe_local.template import Template
 
 log = logging.getLogger("docpipe.local")
@@ -301,7 +302,10 @@ class LocalStack:
             self.gateway,
             push_api,
             self.runtimes,
-            {"dynamodbstreams": self.client("dynamodbstreams"), "sqs": self.client("sqs")},
+            {
+                "dynamodbstreams": LambdaShapedRecords(self.client("dynamodbstreams"), CREDENTIALS),
+                "sqs": self.client("sqs"),
+            },
             self.region,
             self._stop,
         )

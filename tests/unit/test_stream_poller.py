@@ -1,16 +1,24 @@
-"""The local stack's DynamoDB stream event source: Lambda's event shape, and what it does with failures
-(partial batch failures, bisecting, retries, the on-failure queue), with a function that fails on cue."""
+"""The local stack's DynamoDB stream event source: Lambda's event shape (records read as the service sends
+them make the event boto3's would), and what it does with failures (partial batch failures, bisecting,
+retries, the on-failure queue), with a function that fails on cue."""
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from docpipe_local.moto_server import CREDENTIALS, MotoServer
 from docpipe_local.runtime import Invocation
-from docpipe_local.streams import StreamPoller, stream_event
+from docpipe_local.streams import LambdaShapedRecords, StreamPoller, stream_event
 from docpipe_local.template import StreamSource
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/docpipe-local-JobsTable/stream/2026-11-18T00:00:00.000"
@@ -209,3 +217,69 @@ def test_a_busy_shard_is_read_at_lambdas_rate_not_again_at_once() -> None:
     delivered = [record for _, _, batch in function.ran for record in batch]
     assert streams.reads - 1 <= len(delivered) <= streams.reads
     assert delivered == [(f"job-{n}", str(1000 + n)) for n in range(1, len(delivered) + 1)]
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    server = MotoServer(tmp_path_factory.mktemp("moto") / "emulator.log")
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+def test_records_read_as_sent_are_the_event_boto3s_would_make(emulator: MotoServer) -> None:
+    # given a table whose stream holds an insert and a change of every kind of value
+    kwargs = {
+        "endpoint_url": emulator.url,
+        "region_name": "us-east-1",
+        "aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        "aws_session_token": CREDENTIALS["AWS_SESSION_TOKEN"],
+    }
+    dynamodb, streams = boto3.client("dynamodb", **kwargs), boto3.client("dynamodbstreams", **kwargs)
+    dynamodb.create_table(
+        TableName="jobs",
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "jobId", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "jobId", "KeyType": "HASH"}],
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    arn = dynamodb.describe_table(TableName="jobs")["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    item = {
+        "jobId": {"S": "job-1"},
+        "size": {"N": "12.5"},
+        "digest": {"B": b"\x00\xffbytes"},
+        "tags": {"SS": ["a", "b"]},
+        "parts": {"BS": [b"\x01", b"\x02"]},
+        "tasks": {"M": {"scan": {"M": {"state": {"S": "ready"}, "done": {"BOOL": True}, "none": {"NULL": True}}}}},
+        "history": {"L": [{"S": "queued"}, {"N": "3"}]},
+    }
+    dynamodb.put_item(TableName="jobs", Item=item)
+    dynamodb.update_item(
+        TableName="jobs",
+        Key={"jobId": {"S": "job-1"}},
+        UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "state"},
+        ExpressionAttributeValues={":s": {"S": "ready"}},
+    )
+
+    def read(reader: Any) -> list[dict[str, Any]]:
+        iterator = reader.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+        return list(reader.get_records(ShardIterator=iterator["ShardIterator"], Limit=100)["Records"])
+
+    # when the stream is read through boto3, and as sent
+    through_boto3, as_sent = read(streams), read(LambdaShapedRecords(streams, CREDENTIALS))
+
+    # then the two events are the same, binary values in base64 and times in epoch seconds
+    theirs = stream_event(through_boto3, ARN, "us-east-1")
+    mine = stream_event(as_sent, ARN, "us-east-1", shaped=True)
+    assert len(mine["Records"]) == 2
+    assert json.dumps(mine, sort_keys=True) == json.dumps(theirs, sort_keys=True)
+    assert mine["Records"][0]["dynamodb"]["NewImage"]["digest"] == {"B": base64.b64encode(b"\x00\xffbytes").decode()}
+    assert isinstance(mine["Records"][1]["dynamodb"]["ApproximateCreationDateTime"], float)
+    # and a read the service refuses is botocore's ClientError
+    with pytest.raises(ClientError):
+        LambdaShapedRecords(streams, CREDENTIALS).get_records(ShardIterator="not-an-iterator", Limit=10)
