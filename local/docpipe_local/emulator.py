@@ -100,7 +100,10 @@ def speed_up_moto() -> None:
     - **Query.** moto answers a DynamoDB ``Query`` by sorting every item of the table and keeping those
       of the key; on a table of thousands of jobs that is most of the Query's time. A Query of the
       table now reads only the items of its partition key, and a Query of an index reads the items
-      unsorted (moto sorts the ones it keeps, as before). ``Scan`` is unchanged.
+      unsorted (moto sorts the ones it keeps, as before) and, of those, only the ones whose index key is
+      the string asked for (a plain comparison of strings; moto compares its typed values again). Under
+      the tenants bench, a listing of a user's jobs had moto compare every job of the table: 52 ms of
+      the emulator's CPU a Query. ``Scan`` is unchanged.
     - **Index projections.** moto projects each item a Query of a ``KEYS_ONLY`` or ``INCLUDE`` index
       keeps by turning the whole item into plain JSON once per projected attribute, and back: for a
       user with hundreds of open jobs (a burst), each job view's Query of the ``byOwnerOpen`` index
@@ -143,13 +146,18 @@ def speed_up_moto() -> None:
             if found is None:
                 return []
             return list(found.values()) if self.range_key_attr else [found]
-        return [
+        items = [
             item for kept in list(self.items.values()) for item in (kept.values() if self.range_key_attr else [kept])
         ]
+        for name, value in scope.strings:  # the index's string keys asked for: moto checks them again
+            items = [i for i in items if (v := i.attrs.get(name)) is not None and v.type == "S" and v.value == value]
+        return items
 
     def fast_query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
         index_name = kwargs.get("index_name") if "index_name" in kwargs else (args[6] if len(args) > 6 else None)
         scope.table, scope.partition = self, (None if index_name else hash_key)
+        conditions = (kwargs.get("hash_key_conditions") or []) if index_name else []
+        scope.strings = [(name, value.value) for name, value in conditions if value.type == "S"]
         index = next((i for i in self.all_indexes() if i.name == index_name), None) if index_name else None
         # moto copies every item it keeps, then projects the copies: the projection is the copy
         scope.projecting = index if (index is not None and _projects_part(index)) else None
@@ -157,6 +165,7 @@ def speed_up_moto() -> None:
             return query(self, hash_key, *args, **kwargs)
         finally:
             scope.table = scope.partition = scope.projecting = None
+            scope.strings = []
 
     def copied(self: Any, memo: dict[int, Any]) -> Any:
         index = getattr(scope, "projecting", None)

@@ -12,6 +12,7 @@ import time
 import boto3
 import pytest
 from moto import mock_aws
+from moto.dynamodb.models.table import Table
 
 from docpipe_local import emulator
 from docpipe_local.emulator import expire_stream_iterators, speed_up_moto
@@ -143,6 +144,20 @@ def test_queries_answer_what_the_whole_table_holds(table) -> None:
             (int(i["at"]["N"]) for i in mine if int(i["at"]["N"]) >= 20), reverse=True
         )
         assert sorted(map(str, ranged)) == sorted(str(i) for i in mine if int(i["at"]["N"]) >= 20)
+
+
+def test_a_query_of_an_index_has_moto_examine_only_the_items_of_its_key(table, monkeypatch) -> None:
+    # given 60 items spread over six index keys, and a count of the items moto's Query examines
+    for n in range(60):
+        table.put_item(TableName="t", Item={"pk": {"S": "p"}, "sk": {"N": str(n)}, "open": {"S": f"h{n % 6}"}})
+    examined = []
+    all_items = Table.all_items
+    monkeypatch.setattr(Table, "all_items", lambda t: examined.append(len(items := all_items(t))) or items)
+    # when one key is asked for
+    keys = _open(table, "byOpen", {":h": {"S": "h1"}})
+    # then its ten items are the answer, and the only ones moto compared (a page of five at a time)
+    assert sorted(int(k["sk"]["N"]) for k in keys) == list(range(1, 60, 6))
+    assert examined and set(examined) == {10}
 
 
 def test_json_answers_are_those_moto_serializes(monkeypatch) -> None:
