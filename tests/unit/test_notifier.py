@@ -365,9 +365,10 @@ def test_of_several_changes_of_a_job_in_one_batch_only_its_latest_state_is_pushe
 
 
 def test_a_backlog_moving_up_costs_a_batch_a_few_reads_not_a_read_per_queued_job(repos) -> None:
-    """Three of a user's 30 queued jobs start in one batch, with a page open: each of the 27 left is pushed
-    once with its new place, from one read of the user's open jobs and one batch read of the 27 (before, each
-    job that started read every queued job, and all the open ones again for each of them)."""
+    """Three of a user's 30 queued jobs start in one batch, with a page open: the next ten of the 27 left
+    are pushed once each with their new places, from one read of the user's open jobs and one batch read of
+    the ten (before, each job that started read every queued job, and all the open ones again for each of
+    them; and every queued job was pushed)."""
     jobs, _, connections = repos
     connections.add("alice", "a-tab", int(time.time()), 3600, 10)
     queued = []
@@ -387,10 +388,10 @@ def test_a_backlog_moving_up_costs_a_batch_a_few_reads_not_a_read_per_queued_job
 
     frames = channel.frames["a-tab"]
     moved = [f["job"] for f in frames if f["job"]["jobId"] in queued[3:]]
-    assert sorted(job["jobId"] for job in moved) == sorted(queued[3:])  # each once
-    assert sorted(job["queue"]["ahead"] for job in moved) == list(range(27))  # nearer their start
+    assert sorted(job["jobId"] for job in moved) == sorted(queued[3:13])  # the next ten, each once
+    assert sorted(job["queue"]["ahead"] for job in moved) == list(range(10))  # nearer their start
     assert sent == len(frames)
-    # alice's connections and her open jobs, a query each; the 27 jobs in one batch read; no job read alone
+    # alice's connections and her open jobs, a query each; the ten jobs in one batch read; no job read alone
     assert calls.count("Query") == 2 and calls.count("BatchGetItem") == 1 and "GetItem" not in calls
 
 

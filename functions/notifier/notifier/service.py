@@ -4,7 +4,7 @@ A stream record names a job (JobsTable) or some bytes (FilesTable: every open jo
 tasks' states, progress and variants). Each job's view is built by :class:`docpipe.job_views.JobViews`,
 the code ``GET /jobs/{id}`` answers with, and posted to every connection its owner has open; a
 connection that answers ``GoneException`` is forgotten. A job that leaves its lane's queue moves its
-owner's later queued jobs up, so those are pushed too (at most ``OpenJobsPerUser`` of them), once a batch
+owner's later queued jobs up, so the next :data:`MOVED_UP_PUSHED` of them are pushed too, once a batch
 for each owner and lane however many of the owner's jobs left it, from one read of the owner's open jobs
 and a batch read of the ones pushed: a user with a backlog (a page open on hundreds of queued jobs)
 costs a batch a few reads, not a read of every queued job, and of all the open ones, for each job that
@@ -23,6 +23,11 @@ from docpipe.adapters.push import ConnectionsRepository, PushChannel
 from docpipe.job_views import JobViews
 from docpipe.observability import MetricUnit, logger, metrics
 
+# A job leaving its lane's queue pushes this many of its owner's next queued jobs in the lane: the places a page
+# shows first, and the ones that change what a user waits for. A job further back is pushed once it is among
+# them (every start moves it nearer); a page's listing shows it meanwhile. Pushing every queued job of a user
+# with a backlog cost a batch a frame per queued job, each time one of them started.
+MOVED_UP_PUSHED = 10
 # Jobs whose owner a container remembers between invocations (a job's owner never changes): most records of
 # some bytes then cost no read of their jobs. About 100 bytes each.
 OWNERS_KEPT = 20_000
@@ -144,17 +149,20 @@ class Notifier:
         return delivered
 
     def _moved_up(self, job: dict[str, Any], changed_at_ms: int, targets: _Targets, batch: _Batch) -> int:
-        """The owner's jobs still queued in the lane ``job`` left: each is one place nearer its start. Read
-        in one batch (the jobs, then their files), placed from the owner's open jobs as ``batch`` has them."""
+        """The owner's next :data:`MOVED_UP_PUSHED` jobs still queued in the lane ``job`` left: each is one
+        place nearer its start. Read in one batch (the jobs, then their files), placed from the owner's open
+        jobs as ``batch`` has them."""
         owner = str(job["owner"])
         open_jobs = batch.open_of(owner)
-        ids = [
-            str(other["jobId"])
+        queued = [
+            other
             for other in open_jobs
             if other.get("state") == "queued"
             and other.get("lane") == job.get("lane")
             and other["jobId"] != job["jobId"]
         ]
+        queued.sort(key=lambda other: str(other.get("createdAt", "")))  # the lane's order
+        ids = [str(other["jobId"]) for other in queued[:MOVED_UP_PUSHED]]
         if not ids:
             return 0
         read = self.jobs_repo.get_many(ids)
