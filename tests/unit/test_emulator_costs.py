@@ -21,6 +21,7 @@ from flask import Flask
 from moto import mock_aws
 from moto.core import responses as moto_responses
 from moto.dynamodb.comparisons import ConditionExpressionParser
+from moto.dynamodb.parsing import validators
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.sqs import models as sqs_models
@@ -215,6 +216,7 @@ def test_an_update_expression_is_parsed_once_and_applied_as_before() -> None:
         )
         expression = "SET #s = :s, #h = list_append(if_not_exists(#h, :empty), :step) ADD #n :one"
         parses = UpdateExpressionParser.make.cache_info().hits  # type: ignore[attr-defined]
+        unpickled = validators.deepcopy.copies["unpickled"]  # type: ignore[attr-defined]
         # when the same expression updates an item three times, with other values each time
         for state in ("queued", "processing", "ready"):
             item = client.update_item(
@@ -237,8 +239,10 @@ def test_an_update_expression_is_parsed_once_and_applied_as_before() -> None:
             "history": {"L": [{"S": "queued"}, {"S": "processing"}, {"S": "ready"}]},
             "moves": {"N": "3"},
         }
-        # and the later ones (moto parses each twice) reused the first parse
+        # and the later ones (moto parses each twice) reused the first parse, each applying its own copy of
+        # it, unpickled from the kept tree's bytes
         assert UpdateExpressionParser.make.cache_info().hits - parses >= 5  # type: ignore[attr-defined]
+        assert validators.deepcopy.copies["unpickled"] - unpickled == 4  # type: ignore[attr-defined]  # a new item: 2
         # and an expression that does not parse is refused every time
         for _ in range(2):
             with pytest.raises(ClientError, match="ValidationException"):
