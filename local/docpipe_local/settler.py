@@ -5,8 +5,8 @@ concurrency counts only its invocations. The local stack's pollers each hold a f
 of their calls to the emulator's SQS held it too: under the tenants bench, a third of a busy lane's
 poller time went to setting the visibility of the messages it took and deleting the ones it ran, each
 call a round trip to an emulator busy with the uploads' bytes, while the lane's workers stood idle. A
-:class:`Settler` per queue now sends them: a poller hands its messages over and goes on to its next
-batch or invocation.
+:class:`Settler` per queue now sends them, ten to a call, visibility changes first: a poller hands
+its messages over and goes on to its next batch or invocation.
 
 What it changes, locally only: a taken message's visibility is the queue's ``VisibilityTimeout`` from
 a moment after its invocation started rather than just before (a failure still comes back after at
@@ -38,22 +38,29 @@ class Settler(threading.Thread):
     def __init__(self, sqs: Any, queue_url: str, ages: QueueAges | None = None) -> None:
         super().__init__(name=f"settle-{queue_url.rsplit('/', 1)[-1]}", daemon=True)
         self.sqs, self.queue_url, self.ages = sqs, queue_url, ages
-        self._work: deque[tuple[str, str, int]] = deque()  # (what, receipt handle, visibility timeout)
+        self._hides: deque[tuple[str, int]] = deque()  # (receipt handle, visibility timeout)
+        self._deletes: deque[str] = deque()
+        self._deleting: set[str] = set()  # receipts waiting in _deletes: their hide is moot
         self._cond = threading.Condition()
         self._stopping = False
         self._busy = False
 
     def hide(self, receipts: list[str], seconds: int) -> None:
         """Make these messages invisible for ``seconds`` from when the change is sent."""
-        self._add([(HIDE, receipt, seconds) for receipt in receipts])
+        with self._cond:
+            self._hides.extend((receipt, seconds) for receipt in receipts)
+            self._cond.notify_all()
 
     def delete(self, receipts: list[str]) -> None:
-        self._add([(DELETE, receipt, 0) for receipt in receipts])
+        with self._cond:
+            self._deletes.extend(receipts)
+            self._deleting.update(receipts)
+            self._cond.notify_all()
 
     def flush(self, timeout: float) -> bool:
         """Wait until everything handed over so far has been sent (or ``timeout`` passes)."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._work and not self._busy, timeout)
+            return self._cond.wait_for(lambda: not self._hides and not self._deletes and not self._busy, timeout)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Send what is queued, then end the thread."""
@@ -62,28 +69,34 @@ class Settler(threading.Thread):
             self._cond.notify_all()
         self.join(timeout)
 
-    def _add(self, work: list[tuple[str, str, int]]) -> None:
-        if not work:
-            return
-        with self._cond:
-            self._work.extend(work)
-            self._cond.notify_all()
-
     def run(self) -> None:
+        """Hides first, ten at a time: a taken message's hold runs out while its hide waits, and then SQS
+        would deliver it again; a delete that waits costs nothing (the message is hidden for the queue's
+        visibility timeout). A hide of a message whose delete is already queued is not sent."""
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._work or self._stopping)
-                if not self._work:
-                    return  # stopping, and nothing left
-                what = self._work[0][0]
-                chunk = []
-                while self._work and self._work[0][0] == what and len(chunk) < BATCH:
-                    chunk.append(self._work.popleft())
+                self._cond.wait_for(lambda: self._hides or self._deletes or self._stopping)
+                hides: list[tuple[str, int]] = []
+                while self._hides and len(hides) < BATCH:
+                    hide = self._hides.popleft()
+                    if hide[0] not in self._deleting:
+                        hides.append(hide)
+                deletes: list[str] = []
+                while not hides and self._deletes and len(deletes) < BATCH:
+                    deletes.append(self._deletes.popleft())
+                self._deleting.difference_update(deletes)
+                if not hides and not deletes:
+                    if self._stopping and not self._hides and not self._deletes:
+                        return  # stopping, and nothing left
+                    continue
                 self._busy = True
             try:
-                self._send(what, chunk)
+                if hides:
+                    self._send(HIDE, [(receipt, seconds) for receipt, seconds in hides])
+                else:
+                    self._send(DELETE, [(receipt, 0) for receipt in deletes])
             except (BotoCoreError, ClientError) as exc:
-                log.warning("settling %d messages of %s failed: %s", len(chunk), self.queue_url, exc)
+                log.warning("settling messages of %s failed: %s", self.queue_url, exc)
             except Exception:  # the settler must outlive any one bad answer
                 log.exception("settling messages of %s failed unexpectedly", self.queue_url)
             finally:
@@ -91,15 +104,15 @@ class Settler(threading.Thread):
                     self._busy = False
                     self._cond.notify_all()
 
-    def _send(self, what: str, chunk: list[tuple[str, str, int]]) -> None:
+    def _send(self, what: str, chunk: list[tuple[str, int]]) -> None:
         if what == HIDE:
             entries = [
                 {"Id": str(n), "ReceiptHandle": receipt, "VisibilityTimeout": seconds}
-                for n, (_, receipt, seconds) in enumerate(chunk)
+                for n, (receipt, seconds) in enumerate(chunk)
             ]
             answer = self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
         else:
-            entries = [{"Id": str(n), "ReceiptHandle": receipt} for n, (_, receipt, _) in enumerate(chunk)]
+            entries = [{"Id": str(n), "ReceiptHandle": receipt} for n, (receipt, _) in enumerate(chunk)]
             answer = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
         failed = answer.get("Failed", [])
         for failure in failed:

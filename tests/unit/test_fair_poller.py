@@ -22,6 +22,7 @@ from docpipe_local.fairness import FairDispatcher, TenantUsage, is_noisy
 from docpipe_local.pollers import SqsPoller
 from docpipe_local.queue_metrics import QueueAgePublisher, QueueAges
 from docpipe_local.runtime import FairSemaphore, Invocation
+from docpipe_local.settler import Settler
 from docpipe_local.stack import CREDENTIALS, MotoServer
 from docpipe_local.template import SqsSource
 
@@ -357,6 +358,47 @@ def test_a_poller_runs_its_next_message_while_the_last_ones_delete_is_sent(sqs) 
     assert runtime.deliveries[2].at < slow.deleted_at[0]
     assert [d.body["n"] for d in runtime.deliveries] == [0, 1, 2]
     assert [d.receive_count for d in runtime.deliveries] == [1, 1, 1]
+
+
+class Recording:
+    """An SQS client that records each batch call the settler makes: (what, how many)."""
+
+    def __init__(self, sqs: Any) -> None:
+        self.sqs = sqs
+        self.calls: list[tuple[str, int]] = []
+
+    def change_message_visibility_batch(self, **kwargs: Any) -> Any:
+        self.calls.append(("hide", len(kwargs["Entries"])))
+        return self.sqs.change_message_visibility_batch(**kwargs)
+
+    def delete_message_batch(self, **kwargs: Any) -> Any:
+        self.calls.append(("delete", len(kwargs["Entries"])))
+        return self.sqs.delete_message_batch(**kwargs)
+
+
+def test_the_settler_sends_hides_first_ten_at_a_time_and_no_hide_of_a_message_being_deleted(sqs) -> None:
+    # given 25 messages received with a short visibility, all to be hidden for a minute, five of them
+    # deleted as well, handed to a settler before it starts
+    url = new_queue(sqs)
+    send(sqs, url, [{"n": n} for n in range(25)])
+    received: list[dict[str, Any]] = []
+    while len(received) < 25:
+        received += sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=3)["Messages"]
+    receipts = [m["ReceiptHandle"] for m in received]
+    recording = Recording(sqs)
+    settler = Settler(recording, url)
+    settler.hide(receipts, 60)
+    settler.delete(receipts[:5])
+
+    # when it runs
+    settler.start()
+    assert settler.flush(timeout=10)
+    settler.stop()
+
+    # then two calls hid the twenty kept, then one deleted the five; the twenty stay hidden past the 3 s
+    assert recording.calls == [("hide", 10), ("hide", 10), ("delete", 5)]
+    time.sleep(3.5)
+    assert depth(sqs, url) == (0, 20)
 
 
 def test_a_message_buffered_past_its_hold_is_still_received_once(sqs, monkeypatch) -> None:
