@@ -213,7 +213,7 @@ class FairDispatcher(threading.Thread):
         self._by_id: dict[str, _Held] = {}
         self._extending: set[str] = set()  # ids whose visibility the receiver is extending now
         self._seq = 0
-        self.settler = Settler(sqs, queue_url, ages)  # taken messages' visibility and deletes, in order
+        self.settler = Settler(sqs, queue_url, ages)  # taken messages' visibility, then deletes, off the pollers
 
     def start(self) -> None:
         attributes = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout"])

@@ -1,4 +1,4 @@
-"""A queue's visibility changes and deletes, sent off the pollers' path, in order, ten at a time.
+"""A queue's visibility changes and deletes, sent off the pollers' path, ten at a time, visibility changes first.
 
 Lambda's event source mapping receives, changes visibility and deletes on its own fleet: a function's
 concurrency counts only its invocations. The local stack's pollers each hold a function slot, and each
