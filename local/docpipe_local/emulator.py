@@ -255,7 +255,11 @@ def _pick_members_of_plain_dicts() -> None:
     members' names, of a structure whose members have no serialization name of their own, and the
     service transforms no answer, every search ends at the member's own name: the members are read
     from the dict directly. Anything else (an object, an alias, a key the model does not declare) goes
-    the way it went, and every value is serialized by moto's own code as before."""
+    the way it went, and every value is serialized by moto's own code as before. A DynamoDB attribute
+    value whose JSON is itself (a string, a number, a boolean, null, their sets, maps and lists of them:
+    everything but binary values) is copied as it is, not walked member by member: the answers of
+    listings (a page of a hundred jobs, their files) were a sixth of the DynamoDB emulator's CPU under
+    the tenants bench."""
     from moto.core.serialize import BaseJSONSerializer
 
     structure = BaseJSONSerializer._serialize_type_structure
@@ -270,6 +274,11 @@ def _pick_members_of_plain_dicts() -> None:
         return bool(known)
 
     def picked(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        if key and shape.name == "AttributeValue" and type(value) is dict:
+            answer = _plain_attribute(value)
+            if answer is not None:  # already its JSON: a string, number, boolean or null, sets and nestings of them
+                serialized[self.get_serialized_name(shape, key)] = answer
+                return
         members = shape.members
         if (
             type(value) is not dict
@@ -292,6 +301,38 @@ def _pick_members_of_plain_dicts() -> None:
     picked._docpipe_fast = True  # type: ignore[attr-defined]
     picked._docpipe_original = structure  # type: ignore[attr-defined]
     BaseJSONSerializer._serialize_type_structure = picked  # type: ignore[method-assign]
+
+
+def _plain_attribute(value: dict[str, Any]) -> dict[str, Any] | None:
+    """A DynamoDB attribute value that is its own JSON (``S``, ``N``, ``BOOL``, ``NULL``, ``SS``, ``NS``, and
+    ``M`` and ``L`` of those), copied; None for anything else (binary values, which moto encodes), which
+    moto's serializer then walks member by member as before."""
+    if len(value) != 1:
+        return None
+    ((kind, inner),) = value.items()
+    if (kind in ("S", "N") and type(inner) is str) or (kind == "BOOL" and type(inner) is bool):
+        return {kind: inner}
+    if kind == "NULL" and inner is True:
+        return {kind: True}
+    if kind in ("SS", "NS") and type(inner) is list and all(type(member) is str for member in inner):
+        return {kind: list(inner)}
+    if kind == "M" and type(inner) is dict:
+        members = {}
+        for name, member in inner.items():
+            plain = _plain_attribute(member) if type(member) is dict else None
+            if plain is None:
+                return None
+            members[name] = plain
+        return {kind: members}
+    if kind == "L" and type(inner) is list:
+        items = []
+        for member in inner:
+            plain = _plain_attribute(member) if type(member) is dict else None
+            if plain is None:
+                return None
+            items.append(plain)
+        return {kind: items}
+    return None
 
 
 def honour_s3_response_overrides() -> None:

@@ -163,7 +163,8 @@ def test_a_query_of_an_index_has_moto_examine_only_the_items_of_its_key(table, m
 def test_json_answers_are_those_moto_serializes(monkeypatch) -> None:
     """Every answer of a DynamoDB, DynamoDB Streams and SQS workload (items of every attribute type,
     stream records, a table's description, messages with attributes) serializes to the same JSON with the
-    members of plain dicts picked directly as through moto's aliases, and the shortcut did take some."""
+    members of plain dicts picked directly as through moto's aliases, and attribute values that are their
+    own JSON copied, and the shortcuts did take some."""
     import json
 
     from moto.core.responses import ActionResult
@@ -232,7 +233,8 @@ def test_json_answers_are_those_moto_serializes(monkeypatch) -> None:
 
         assert len(answers) >= 15
         searched = {"moto": 0, "picked": 0}  # members found through moto's aliases, each way
-        search = BaseJSONSerializer._serialize_structure_member
+        walked = {"moto": 0, "picked": 0}  # values moto's serializer walked, each way
+        search, walk = BaseJSONSerializer._serialize_structure_member, BaseJSONSerializer._serialize
         for answer, context in answers:
             serialized = {}
             for way, method in (("moto", original), ("picked", picked)):
@@ -241,17 +243,25 @@ def test_json_answers_are_those_moto_serializes(monkeypatch) -> None:
                     searched[_way] += 1
                     return search(self, *args)
 
+                def walking(self, *args, _way=way):
+                    walked[_way] += 1
+                    return walk(self, *args)
+
                 BaseJSONSerializer._serialize_type_structure = method
                 monkeypatch.setattr(BaseJSONSerializer, "_serialize_structure_member", counted)
+                monkeypatch.setattr(BaseJSONSerializer, "_serialize", walking)
                 try:
                     serialized[way] = execute(answer, context)
                 finally:
                     BaseJSONSerializer._serialize_type_structure = picked
                     monkeypatch.setattr(BaseJSONSerializer, "_serialize_structure_member", search)
+                    monkeypatch.setattr(BaseJSONSerializer, "_serialize", walk)
             assert serialized["picked"][:2] == serialized["moto"][:2]
             name = context.operation_model.name
             assert json.loads(serialized["picked"][2] or "{}") == json.loads(serialized["moto"][2] or "{}"), name
         assert searched["picked"] * 5 < searched["moto"], searched
+        # and the attribute values that are their own JSON were copied, not walked member by member
+        assert walked["picked"] * 4 < walked["moto"] * 3, walked
 
 
 def test_stream_iterators_are_forgotten_once_expired_and_records_still_flow(monkeypatch) -> None:
