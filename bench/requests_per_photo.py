@@ -23,6 +23,7 @@ from collections import Counter
 from pathlib import Path
 
 from loadbench.corpus import Item, make_corpus
+from loadbench.measure import emulator_operations
 
 from docpipe_local.client import DocpipeClient
 from docpipe_local.emulator import request_counts
@@ -69,14 +70,7 @@ def main() -> None:
         states = send(client, photos[2:], args.every)
         time.sleep(3)
         spent = {name: seconds - before[name] for name, seconds in cpu_seconds(stack).items()}
-        counts: Counter[tuple[str, str, str]] = Counter()
-        cpu: Counter[tuple[str, str, str]] = Counter()
-        for url in urls:
-            for caller, services in request_counts(url).items():
-                for service, operations in services.items():
-                    for operation, (requests, _, seconds) in operations.items():
-                        counts[(service, caller, operation)] += requests
-                        cpu[(service, caller, operation)] += seconds
+        counts, cpu = emulator_operations(urls)
     finally:
         stack.stop()
     print(f"{len(states)} photos, one every {args.every} s: {Counter(states)}")

@@ -1,20 +1,40 @@
 """What a bench run cost, read from the local stack and its processes: each function invocation's CPU
-(read from the worker's ``/proc`` entry around ``Worker.invoke``), the metrics the functions wrote in
-their logs, the FilesTable's items and the store bucket's objects. Shared by the benches that compare
+(read from the worker's ``/proc`` entry around ``Worker.invoke``), the emulator's requests and CPU by
+operation, the metrics the functions wrote in their logs, the FilesTable's items and the store bucket's
+objects. Shared by the benches that compare
 runs by what they cost (``bench/dedupe_scope.py``)."""
 
 from __future__ import annotations
 
 import json
 import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from docpipe_local.cpu_share import cpu_seconds
+from docpipe_local.emulator import request_counts
 from docpipe_local.runtime import Worker
 from docpipe_local.stack import LocalStack
 
 # ------------------------------------------------------------------------------------------------- CPU
+
+Operation = tuple[str, str, str]  # (service, caller, operation)
+
+
+def emulator_operations(urls: list[str]) -> tuple[Counter[Operation], Counter[Operation]]:
+    """The requests the emulator's servers at ``urls`` answered since their counts were last reset, and the
+    CPU seconds they spent answering them, per (service, caller, operation)
+    (:func:`docpipe_local.emulator.request_counts`)."""
+    requests: Counter[Operation] = Counter()
+    seconds: Counter[Operation] = Counter()
+    for url in urls:
+        for caller, services in request_counts(url).items():
+            for service, operations in services.items():
+                for operation, (n, _, spent) in operations.items():
+                    requests[(service, caller, operation)] += int(n)
+                    seconds[(service, caller, operation)] += spent
+    return requests, seconds
 
 
 def process_cpu(pid: int | None) -> float | None:

@@ -49,6 +49,7 @@ from .harness import (
     trickle,
     wait_terminal,
 )
+from .measure import emulator_operations
 from .priority import WARM_UP, breakdown, segment_lines
 from .probes import Recorder, Sampler, counts_cell, drain, print_stages
 from .stats import pct, sec, table
@@ -222,14 +223,7 @@ def tenants(stack: LocalStack, f: Files, args: argparse.Namespace, sampler: Samp
         end = wait_terminal(uploads, obs, deadline, f"tenants, {u}")
         during[u] = Phase(uploads, obs, watchers[u], min(x.requested for x in uploads), end, count(uploads, obs))
     end = wait_terminal(mixed, obs, deadline, "tenants, A")
-    cpu: Counter[tuple[str, str, str]] = Counter()
-    requests: Counter[tuple[str, str, str]] = Counter()
-    for url in emulators:
-        for caller, services in request_counts(url).items():
-            for service, operations in services.items():
-                for operation, (n, _, seconds) in operations.items():
-                    requests[(service, caller, operation)] += int(n)
-                    cpu[(service, caller, operation)] += seconds
+    requests, cpu = emulator_operations(emulators)
     for w in watchers.values():
         w.stop()
     for u, feed in feeds.items():
