@@ -233,7 +233,12 @@ def test_a_tenant_a_few_messages_behind_a_burst_keeps_its_lanes_priority(sqs) ->
     nices = {(d.body["tenant"], d.body["n"]): d.nice for d in runtime.deliveries}
     assert [nices["steady", n] for n in range(6)] == [0] * 6
     assert [d.body["tenant"] for d in runtime.deliveries[:10]].count("steady") == 6
-    assert all(nices["burst", n] == 10 for n in range(10, 100))
+    # and the burst yields once its share of the time is past 1.5 equal shares (by its 10th message idle; on a
+    # loaded machine steady's invocations take longer, and the burst's share passes it a few messages later),
+    # and from then on every one of its messages does
+    burst = [nices["burst", n] for n in range(100)]
+    heavy_from = burst.index(10)
+    assert heavy_from <= 30 and burst[heavy_from:] == [10] * (100 - heavy_from), burst
 
 
 def test_a_tenant_alone_never_yields(sqs) -> None:
