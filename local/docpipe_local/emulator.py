@@ -317,22 +317,17 @@ def _plain_attribute(value: dict[str, Any]) -> dict[str, Any] | None:
     if kind in ("SS", "NS") and type(inner) is list and all(type(member) is str for member in inner):
         return {kind: list(inner)}
     if kind == "M" and type(inner) is dict:
-        members = {}
-        for name, member in inner.items():
-            plain = _plain_attribute(member) if type(member) is dict else None
-            if plain is None:
-                return None
-            members[name] = plain
-        return {kind: members}
+        members = {name: _plain_member(member) for name, member in inner.items()}
+        return None if None in members.values() else {kind: members}
     if kind == "L" and type(inner) is list:
-        items = []
-        for member in inner:
-            plain = _plain_attribute(member) if type(member) is dict else None
-            if plain is None:
-                return None
-            items.append(plain)
-        return {kind: items}
+        items = [_plain_member(member) for member in inner]
+        return None if None in items else {kind: items}
     return None
+
+
+def _plain_member(member: Any) -> dict[str, Any] | None:
+    """A map's or a list's member as :func:`_plain_attribute` answers it (None for anything else)."""
+    return _plain_attribute(member) if type(member) is dict else None
 
 
 def honour_s3_response_overrides() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import functools
 import threading
-from collections import OrderedDict
 from typing import Any
 
 TARGET = "DynamoDB_20120810."  # the X-Amz-Target of DynamoDB's operations (its streams' differ)
@@ -168,9 +167,17 @@ def remember_condition_expressions() -> None:
     parse = ConditionExpressionParser.parse
     if getattr(parse, "_docpipe_kept", False):
         return
-    kept: OrderedDict[tuple[Any, ...], tuple[Any, list[str], list[str]]] = OrderedDict()
-    lock = threading.Lock()
-    counts = {"parsed": 0, "reused": 0}  # conditions parsed with placeholders, and copies of a kept one
+
+    @functools.lru_cache(maxsize=PARSES_KEPT)
+    def kept(expression: str, names: tuple[tuple[str, str], ...] | None, placeholders: frozenset[str] | None) -> Any:
+        """The tree of a parse with each value a placeholder, and the names and placeholders it found."""
+        marked = ConditionExpressionParser(
+            expression,
+            None if names is None else dict(names),
+            None if placeholders is None else {name: {PLACEHOLDER: name} for name in placeholders},
+        )
+        tree = parse(marked)
+        return tree, tuple(marked.expr_attr_names_found), tuple(marked.expr_attr_values_found)
 
     def parsed(self: Any) -> Any:
         expression, names, values = (
@@ -180,40 +187,21 @@ def remember_condition_expressions() -> None:
         )
         if not isinstance(expression, str) or not expression or not _plain_mapping(names, values):
             return parse(self)
-        key = (
-            expression,
-            None if names is None else tuple(sorted(names.items())),
-            None if values is None else frozenset(values),
-        )
-        with lock:
-            entry = kept.get(key)
-            if entry is not None:
-                kept.move_to_end(key)
-        if entry is None:
-            marked = ConditionExpressionParser(
-                expression, names, None if values is None else {name: {PLACEHOLDER: name} for name in values}
+        try:
+            tree, names_found, values_found = kept(
+                expression,
+                None if names is None else tuple(sorted(names.items())),
+                None if values is None else frozenset(values),
             )
-            try:
-                tree = parse(marked)
-            except Exception:
-                return parse(self)  # moto's own error, from its own parse of the request as it came
-            entry = (tree, list(marked.expr_attr_names_found), list(marked.expr_attr_values_found))
-            with lock:
-                counts["parsed"] += 1
-                kept[key] = entry
-                while len(kept) > PARSES_KEPT:
-                    kept.popitem(last=False)
-        else:
-            with lock:
-                counts["reused"] += 1
-        tree, names_found, values_found = entry
+        except Exception:
+            return parse(self)  # moto's own error, from its own parse of the request as it came
         self.expr_attr_names_found.extend(names_found)
         self.expr_attr_values_found.extend(values_found)
         return _filled(tree, values or {}, {})
 
     functools.update_wrapper(parsed, parse)
     parsed._docpipe_kept = True  # type: ignore[attr-defined]
-    parsed.counts = counts  # type: ignore[attr-defined]
+    parsed.cache_info = kept.cache_info  # type: ignore[attr-defined]
     ConditionExpressionParser.parse = parsed  # type: ignore[method-assign]
 
 

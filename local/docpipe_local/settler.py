@@ -31,7 +31,6 @@ from docpipe_local.queue_metrics import QueueAges
 log = logging.getLogger("docpipe.local")
 
 BATCH = 10  # SQS's batch calls take at most ten entries
-HIDE, DELETE = "hide", "delete"
 
 
 class Settler(threading.Thread):
@@ -92,9 +91,9 @@ class Settler(threading.Thread):
                 self._busy = True
             try:
                 if hides:
-                    self._send(HIDE, [(receipt, seconds) for receipt, seconds in hides])
+                    self._send_hides(hides)
                 else:
-                    self._send(DELETE, [(receipt, 0) for receipt in deletes])
+                    self._send_deletes(deletes)
             except (BotoCoreError, ClientError) as exc:
                 log.warning("settling messages of %s failed: %s", self.queue_url, exc)
             except Exception:  # the settler must outlive any one bad answer
@@ -104,18 +103,22 @@ class Settler(threading.Thread):
                     self._busy = False
                     self._cond.notify_all()
 
-    def _send(self, what: str, chunk: list[tuple[str, int]]) -> None:
-        if what == HIDE:
-            entries = [
-                {"Id": str(n), "ReceiptHandle": receipt, "VisibilityTimeout": seconds}
-                for n, (receipt, seconds) in enumerate(chunk)
-            ]
-            answer = self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
-        else:
-            entries = [{"Id": str(n), "ReceiptHandle": receipt} for n, (receipt, _) in enumerate(chunk)]
-            answer = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+    def _send_hides(self, hides: list[tuple[str, int]]) -> None:
+        entries = [
+            {"Id": str(n), "ReceiptHandle": receipt, "VisibilityTimeout": seconds}
+            for n, (receipt, seconds) in enumerate(hides)
+        ]
+        self._refused("hide", self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries))
+
+    def _send_deletes(self, receipts: list[str]) -> None:
+        entries = [{"Id": str(n), "ReceiptHandle": receipt} for n, receipt in enumerate(receipts)]
+        refused = self._refused("delete", self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries))
+        if self.ages is not None:
+            self.ages.deleted(self.queue_url, len(receipts) - refused)
+
+    def _refused(self, what: str, answer: dict[str, Any]) -> int:
+        """Log each entry of a batch call SQS refused; how many it refused."""
         failed = answer.get("Failed", [])
         for failure in failed:
             log.warning("%s of a message of %s refused: %s", what, self.queue_url, failure.get("Code"))
-        if what == DELETE and self.ages is not None:
-            self.ages.deleted(self.queue_url, len(chunk) - len(failed))
+        return len(failed)
