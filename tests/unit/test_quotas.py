@@ -132,7 +132,7 @@ def test_usage_shows_each_limit_what_is_used_and_when_it_resets(call, usage) -> 
     rows = {row["name"]: row for row in body["limits"]}
     assert status == 200 and headers["Cache-Control"] == "no-store"
     assert set(rows) == set(quotas.LIMIT_NAMES)
-    assert (rows["UploadsPerMinute"]["used"], rows["UploadsPerMinute"]["limit"]) == (2, 60)
+    assert (rows["UploadsPerMinute"]["used"], rows["UploadsPerMinute"]["limit"]) == (2, 120)
     assert rows["UploadBytesPerDay"]["used"] == rows["StoredBytesPerUser"]["used"] == 1500
     assert (rows["OpenJobsPerUser"]["used"], rows["OpenJobsPerUser"]["limit"]) == (2, None)
     assert rows["UploadsPerMinute"]["resetsAt"].endswith("Z") and "resetsAt" not in rows["StoredBytesPerUser"]
