@@ -70,6 +70,8 @@ RECEIVE_WAIT_SECONDS = 5  # the receiver's long poll; it bounds how late a stop 
 # queue's invocations of the last WINDOW_SECONDS, among the tenants that had any) is heavy: its invocations
 # yield the laptop's CPU to other tenants' (see :meth:`SharedUsage.heavy`).
 HEAVY_SHARE = 1.5
+# One slot in this many of a queue's pollers is kept for tenants that are not heavy (FairDispatcher._open_groups).
+RESERVE_EVERY = 4
 
 
 def is_noisy(in_flight: int, total_in_flight: int, recent_seconds: float, total_recent_seconds: float) -> bool:
@@ -200,12 +202,17 @@ class FairDispatcher(threading.Thread):
         ages: QueueAges | None = None,
         buffer_limit: int = BUFFER_LIMIT,
         shared: SharedUsage | None = None,
+        slots: int = 0,
     ) -> None:
-        """``shared``: the processing time of every fair queue of the stack (a queue's own without it)."""
+        """``shared``: the processing time of every fair queue of the stack (a queue's own without it).
+        ``slots``: how many pollers take from this queue at once (its maximum concurrency), a quarter of
+        which are kept for tenants that are not heavy (:meth:`take`)."""
         super().__init__(name=f"fair-{queue_url.rsplit('/', 1)[-1]}", daemon=True)
         self.sqs, self.queue_url, self.stop_event, self.ages = sqs, queue_url, stop, ages
         self.buffer_limit = buffer_limit
         self.shared = shared if shared is not None else SharedUsage()
+        self.slots, self.reserve = slots, slots // RESERVE_EVERY
+        self._heavy_batches: set[str] = set()  # the first message id of each heavy batch taken and not done
         self.visibility_timeout = 30  # the queue's own, read when started
         self.usage = TenantUsage()
         self._cond = threading.Condition()
@@ -238,13 +245,15 @@ class FairDispatcher(threading.Thread):
         unless deleted; waits up to ``wait`` seconds for the first. Report them with :meth:`done`."""
         deadline = time.monotonic() + wait
         with self._cond:
-            while not self._by_id:
+            while not (groups := self._open_groups(time.monotonic())):
                 remaining = deadline - time.monotonic()
                 if self.stop_event.is_set() or remaining <= 0:
                     return []
                 self._cond.wait(remaining)
             now = time.monotonic()
-            taken = [self._pop(group) for group in self._choose(limit, now)]
+            taken = [self._pop(group) for group in self._choose(limit, now, groups)]
+            if self.reserve and self.shared.heavy({h.group for h in taken}, now):
+                self._heavy_batches.add(taken[0].id)
             self._cond.notify_all()  # room for the receiver
             while self._extending.intersection(h.id for h in taken):
                 self._cond.wait()  # so that its extension cannot land after the visibility set below
@@ -274,13 +283,33 @@ class FairDispatcher(threading.Thread):
         with self._cond:
             for group, count in counts.items():
                 self.usage.finished(group, count, seconds * count / len(messages), now)
+            if messages and str(messages[0].get("MessageId")) in self._heavy_batches:
+                self._heavy_batches.discard(str(messages[0]["MessageId"]))
+                self._cond.notify_all()  # a slot a heavy tenant may take again
         for group, count in counts.items():
             self.shared.add(group, seconds * count / len(messages), now)
 
-    def _choose(self, limit: int, now: float) -> list[str]:
-        """The groups to take from, one a message, each choice counting the messages chosen before it."""
+    def _open_groups(self, now: float) -> list[str]:
+        """The groups a poller may take from now: every buffered one, but only tenants that are not heavy
+        while heavy tenants' batches hold all the slots but the reserve.
+
+        On AWS a heavy tenant's invocation runs on compute of its own and frees its slot as fast as anyone's.
+        On a laptop it runs at a lower CPU priority (:meth:`heavy`) and so holds its slot longer: with every
+        slot of the high presets lane running the burst's photos, a quiet tenant's photo, first in line,
+        still waited for one of them to end (p95 1.3 s in the tenants bench). Like the gateway's
+        :class:`~docpipe_local.user_share.UserShare`, a quarter of the slots (none of fewer than four) are
+        kept for the other tenants; a heavy tenant's messages wait in the buffer meanwhile, in order, and
+        go as soon as one of its batches ends or it is no longer heavy. Nothing is refused or reordered
+        within a tenant, and a stack with one tenant has nobody heavy (:meth:`SharedUsage.heavy`)."""
+        if not self.reserve or len(self._heavy_batches) < self.slots - self.reserve:
+            return list(self._groups)
+        return [group for group in self._groups if not self.shared.heavy({group}, now)]
+
+    def _choose(self, limit: int, now: float, groups: list[str]) -> list[str]:
+        """The groups to take from (of ``groups``), one a message, each choice counting the messages chosen
+        before it."""
         chosen = []
-        heads = {group: 0 for group in self._groups}
+        heads = {group: 0 for group in groups}
         for _ in range(limit):
             waiting = [group for group, taken in heads.items() if taken < len(self._groups[group])]
             if not waiting:

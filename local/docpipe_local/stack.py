@@ -389,7 +389,12 @@ class LocalStack:
                 dispatcher = self.dispatchers.get(queue["QueueUrl"])
                 if dispatcher is None:
                     dispatcher = FairDispatcher(
-                        receiver, queue["QueueUrl"], self._stop, self.queue_ages, shared=self.tenant_usage
+                        receiver,
+                        queue["QueueUrl"],
+                        self._stop,
+                        self.queue_ages,
+                        shared=self.tenant_usage,
+                        slots=min(source.max_concurrency, concurrency),
                     )
                     dispatcher.start()
                     self.dispatchers[queue["QueueUrl"]] = dispatcher

@@ -99,6 +99,7 @@ class FakeRuntime:
         self.seconds = seconds
         self.fails = fails or (lambda delivery: False)
         self.deliveries: list[Delivery] = []
+        self.started: list[dict[str, Any]] = []  # each invocation's first body, as it starts (before the gate)
         self.gate = threading.Event()
         self.gate.set()
         self._slots = FairSemaphore(concurrency)
@@ -111,6 +112,8 @@ class FakeRuntime:
         self._slots.release()
 
     def invoke_acquired(self, event: dict[str, Any], nice: int = 0) -> Invocation:
+        with self._lock:
+            self.started.append(json.loads(event["Records"][0]["body"]))
         self.gate.wait()
         batch = [
             Delivery(json.loads(r["body"]), int(r["attributes"]["ApproximateReceiveCount"]), time.monotonic(), nice)
@@ -130,10 +133,18 @@ class FakeRuntime:
 
 @contextmanager
 def pollers(
-    sqs: Any, url: str, runtime: FakeRuntime, count: int, batch_size: int, heavy_nice: int = 0
+    sqs: Any,
+    url: str,
+    runtime: FakeRuntime,
+    count: int,
+    batch_size: int,
+    heavy_nice: int = 0,
+    slots: int = 0,
+    shared: fairness.SharedUsage | None = None,
 ) -> Iterator[FairDispatcher]:
+    """``slots``: what the dispatcher is told of its pollers (none: no slot kept for quiet tenants)."""
     stop = threading.Event()
-    dispatcher = FairDispatcher(sqs, url, stop)
+    dispatcher = FairDispatcher(sqs, url, stop, slots=slots, shared=shared)
     dispatcher.start()
     source = SqsSource("Work", "WorkQueue", batch_size, count, report_failures=False)
     threads = [
@@ -239,6 +250,46 @@ def test_a_tenant_a_few_messages_behind_a_burst_keeps_its_lanes_priority(sqs) ->
     burst = [nices["burst", n] for n in range(100)]
     heavy_from = burst.index(10)
     assert heavy_from <= 30 and burst[heavy_from:] == [10] * (100 - heavy_from), burst
+
+
+def heavy_burst(*light: str) -> fairness.SharedUsage:
+    """An account of processing time in which tenant "burst" is heavy beside each of ``light`` (alone, it is not)."""
+    shared, now = fairness.SharedUsage(), time.monotonic()
+    shared.add("burst", 9.0, now)
+    for tenant in light:
+        shared.add(tenant, 0.5, now)
+    return shared
+
+
+def test_a_heavy_tenant_holds_all_its_queues_slots_but_a_quarter_kept_for_the_others(sqs) -> None:
+    # given: four pollers, the burst heavy (most of the recent processing time) with 100 messages queued, and
+    # every invocation held at its start
+    url, runtime = burst_held(sqs, concurrency=4)
+    with pollers(sqs, url, runtime, count=4, batch_size=1, slots=4, shared=heavy_burst("steady")):
+        wait_until(lambda: depth(sqs, url) == (0, 100) and len(runtime.started) == 3, timeout=15)
+        time.sleep(0.5)
+        held = list(runtime.started)  # the fourth poller took none of the burst's, though they wait
+
+        # when: another tenant sends a message
+        send(sqs, url, [{"tenant": "steady", "n": 0}], group="steady")
+        wait_until(lambda: len(runtime.started) == 4, timeout=10)
+        runtime.gate.set()
+        wait_until(lambda: len(runtime.deliveries) == 101 and depth(sqs, url) == (0, 0), timeout=30)
+
+    # then: it ran at once, in the slot kept for it; the burst went on in its own three, in order, each once
+    assert sorted(b["n"] for b in held if b["tenant"] == "burst") == [0, 1, 2]
+    assert runtime.started[3] == {"tenant": "steady", "n": 0}
+    assert sorted(b["n"] for b in runtime.bodies() if b["tenant"] == "burst") == list(range(100))
+
+
+def test_a_tenant_alone_takes_every_slot(sqs) -> None:
+    url, runtime = burst_held(sqs, concurrency=4)
+    with pollers(sqs, url, runtime, count=4, batch_size=1, slots=4, shared=heavy_burst()):
+        wait_until(lambda: len(runtime.started) == 4, timeout=15)
+        runtime.gate.set()
+        wait_until(lambda: len(runtime.deliveries) == 100 and depth(sqs, url) == (0, 0), timeout=30)
+
+    assert sorted(b["n"] for b in runtime.bodies()) == list(range(100))
 
 
 def test_a_tenant_alone_never_yields(sqs) -> None:
