@@ -44,15 +44,18 @@ them in flight (``ApproximateNumberOfMessagesNotVisible``) rather than waiting
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_plus
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from docpipe.storage import parse_upload_key
 from docpipe_local.queue_metrics import QueueAges
 from docpipe_local.settler import Settler
 
@@ -70,8 +73,6 @@ RECEIVE_WAIT_SECONDS = 5  # the receiver's long poll; it bounds how late a stop 
 # queue's invocations of the last WINDOW_SECONDS, among the tenants that had any) is heavy: its invocations
 # yield the laptop's CPU to other tenants' (see :meth:`SharedUsage.heavy`).
 HEAVY_SHARE = 1.5
-# One slot in this many of a queue's pollers is kept for tenants that are not heavy (FairDispatcher._open_groups).
-RESERVE_EVERY = 4
 
 
 def is_noisy(in_flight: int, total_in_flight: int, recent_seconds: float, total_recent_seconds: float) -> bool:
@@ -191,6 +192,26 @@ def group_of(message: dict[str, Any]) -> str:
     return str(message.get("Attributes", {}).get("MessageGroupId", ""))
 
 
+def tenant_of(message: dict[str, Any]) -> str:
+    """Whose work the message is, for the laptop's CPU (:meth:`FairDispatcher.heavy`), not for its order:
+    its ``MessageGroupId``; for an S3 notification of one upload, which cannot carry one, the owner in
+    the upload's key (``uploads/{lane}/{owner}/{jobId}/{name}``); else nobody (the empty group)."""
+    group = group_of(message)
+    if group or '"s3"' not in message.get("Body", ""):
+        return group
+    try:
+        records = json.loads(message["Body"]).get("Records") or []
+        owners = {_upload_owner(str(record["s3"]["object"]["key"])) for record in records}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return ""
+    return owners.pop() if len(owners) == 1 else ""
+
+
+def _upload_owner(key: str) -> str:
+    parsed = parse_upload_key(unquote_plus(key))  # an S3 event's keys are URL-encoded
+    return parsed.owner if parsed is not None else ""
+
+
 class FairDispatcher(threading.Thread):
     """One queue's buffer, shared by its pollers: :meth:`take` messages fairly, then :meth:`done`."""
 
@@ -202,17 +223,12 @@ class FairDispatcher(threading.Thread):
         ages: QueueAges | None = None,
         buffer_limit: int = BUFFER_LIMIT,
         shared: SharedUsage | None = None,
-        slots: int = 0,
     ) -> None:
-        """``shared``: the processing time of every fair queue of the stack (a queue's own without it).
-        ``slots``: how many pollers take from this queue at once (its maximum concurrency), a quarter of
-        which are kept for tenants that are not heavy (:meth:`take`)."""
+        """``shared``: the processing time of every fair queue of the stack (a queue's own without it)."""
         super().__init__(name=f"fair-{queue_url.rsplit('/', 1)[-1]}", daemon=True)
         self.sqs, self.queue_url, self.stop_event, self.ages = sqs, queue_url, stop, ages
         self.buffer_limit = buffer_limit
         self.shared = shared if shared is not None else SharedUsage()
-        self.slots, self.reserve = slots, slots // RESERVE_EVERY
-        self._heavy_batches: set[str] = set()  # the first message id of each heavy batch taken and not done
         self.visibility_timeout = 30  # the queue's own, read when started
         self.usage = TenantUsage()
         self._cond = threading.Condition()
@@ -245,15 +261,13 @@ class FairDispatcher(threading.Thread):
         unless deleted; waits up to ``wait`` seconds for the first. Report them with :meth:`done`."""
         deadline = time.monotonic() + wait
         with self._cond:
-            while not (groups := self._open_groups(time.monotonic())):
+            while not self._by_id:
                 remaining = deadline - time.monotonic()
                 if self.stop_event.is_set() or remaining <= 0:
                     return []
                 self._cond.wait(remaining)
             now = time.monotonic()
-            taken = [self._pop(group) for group in self._choose(limit, now, groups)]
-            if self.reserve and self.shared.heavy({h.group for h in taken}, now):
-                self._heavy_batches.add(taken[0].id)
+            taken = [self._pop(group) for group in self._choose(limit, now)]
             self._cond.notify_all()  # room for the receiver
             while self._extending.intersection(h.id for h in taken):
                 self._cond.wait()  # so that its extension cannot land after the visibility set below
@@ -274,7 +288,7 @@ class FairDispatcher(threading.Thread):
         :data:`docpipe_local.stack.HEAVY_NICE`), which approximates that separation. It changes nothing
         about the order of delivery, which stays AWS's.
         """
-        return self.shared.heavy({group_of(m) for m in messages}, time.monotonic())
+        return self.shared.heavy({tenant_of(m) for m in messages}, time.monotonic())
 
     def done(self, messages: list[dict[str, Any]], seconds: float) -> None:
         """``messages`` taken together are settled (deleted or left to come back) after ``seconds`` of invocation."""
@@ -283,33 +297,13 @@ class FairDispatcher(threading.Thread):
         with self._cond:
             for group, count in counts.items():
                 self.usage.finished(group, count, seconds * count / len(messages), now)
-            if messages and str(messages[0].get("MessageId")) in self._heavy_batches:
-                self._heavy_batches.discard(str(messages[0]["MessageId"]))
-                self._cond.notify_all()  # a slot a heavy tenant may take again
-        for group, count in counts.items():
-            self.shared.add(group, seconds * count / len(messages), now)
+        for tenant, count in Counter(tenant_of(m) for m in messages).items():
+            self.shared.add(tenant, seconds * count / len(messages), now)
 
-    def _open_groups(self, now: float) -> list[str]:
-        """The groups a poller may take from now: every buffered one, but only tenants that are not heavy
-        while heavy tenants' batches hold all the slots but the reserve.
-
-        On AWS a heavy tenant's invocation runs on compute of its own and frees its slot as fast as anyone's.
-        On a laptop it runs at a lower CPU priority (:meth:`heavy`) and so holds its slot longer: with every
-        slot of the high presets lane running the burst's photos, a quiet tenant's photo, first in line,
-        still waited for one of them to end (p95 1.3 s in the tenants bench). Like the gateway's
-        :class:`~docpipe_local.user_share.UserShare`, a quarter of the slots (none of fewer than four) are
-        kept for the other tenants; a heavy tenant's messages wait in the buffer meanwhile, in order, and
-        go as soon as one of its batches ends or it is no longer heavy. Nothing is refused or reordered
-        within a tenant, and a stack with one tenant has nobody heavy (:meth:`SharedUsage.heavy`)."""
-        if not self.reserve or len(self._heavy_batches) < self.slots - self.reserve:
-            return list(self._groups)
-        return [group for group in self._groups if not self.shared.heavy({group}, now)]
-
-    def _choose(self, limit: int, now: float, groups: list[str]) -> list[str]:
-        """The groups to take from (of ``groups``), one a message, each choice counting the messages chosen
-        before it."""
+    def _choose(self, limit: int, now: float) -> list[str]:
+        """The groups to take from, one a message, each choice counting the messages chosen before it."""
         chosen = []
-        heads = {group: 0 for group in groups}
+        heads = {group: 0 for group in self._groups}
         for _ in range(limit):
             waiting = [group for group, taken in heads.items() if taken < len(self._groups[group])]
             if not waiting:

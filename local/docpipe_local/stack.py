@@ -389,12 +389,7 @@ class LocalStack:
                 dispatcher = self.dispatchers.get(queue["QueueUrl"])
                 if dispatcher is None:
                     dispatcher = FairDispatcher(
-                        receiver,
-                        queue["QueueUrl"],
-                        self._stop,
-                        self.queue_ages,
-                        shared=self.tenant_usage,
-                        slots=min(source.max_concurrency, concurrency),
+                        receiver, queue["QueueUrl"], self._stop, self.queue_ages, shared=self.tenant_usage
                     )
                     dispatcher.start()
                     self.dispatchers[queue["QueueUrl"]] = dispatcher

@@ -99,7 +99,6 @@ class FakeRuntime:
         self.seconds = seconds
         self.fails = fails or (lambda delivery: False)
         self.deliveries: list[Delivery] = []
-        self.started: list[dict[str, Any]] = []  # each invocation's first body, as it starts (before the gate)
         self.gate = threading.Event()
         self.gate.set()
         self._slots = FairSemaphore(concurrency)
@@ -112,8 +111,6 @@ class FakeRuntime:
         self._slots.release()
 
     def invoke_acquired(self, event: dict[str, Any], nice: int = 0) -> Invocation:
-        with self._lock:
-            self.started.append(json.loads(event["Records"][0]["body"]))
         self.gate.wait()
         batch = [
             Delivery(json.loads(r["body"]), int(r["attributes"]["ApproximateReceiveCount"]), time.monotonic(), nice)
@@ -139,12 +136,10 @@ def pollers(
     count: int,
     batch_size: int,
     heavy_nice: int = 0,
-    slots: int = 0,
     shared: fairness.SharedUsage | None = None,
 ) -> Iterator[FairDispatcher]:
-    """``slots``: what the dispatcher is told of its pollers (none: no slot kept for quiet tenants)."""
     stop = threading.Event()
-    dispatcher = FairDispatcher(sqs, url, stop, slots=slots, shared=shared)
+    dispatcher = FairDispatcher(sqs, url, stop, shared=shared)
     dispatcher.start()
     source = SqsSource("Work", "WorkQueue", batch_size, count, report_failures=False)
     threads = [
@@ -261,35 +256,32 @@ def heavy_burst(*light: str) -> fairness.SharedUsage:
     return shared
 
 
-def test_a_heavy_tenant_holds_all_its_queues_slots_but_a_quarter_kept_for_the_others(sqs) -> None:
-    # given: four pollers, the burst heavy (most of the recent processing time) with 100 messages queued, and
-    # every invocation held at its start
-    url, runtime = burst_held(sqs, concurrency=4)
-    with pollers(sqs, url, runtime, count=4, batch_size=1, slots=4, shared=heavy_burst("steady")):
-        wait_until(lambda: depth(sqs, url) == (0, 100) and len(runtime.started) == 3, timeout=15)
-        time.sleep(0.5)
-        held = list(runtime.started)  # the fourth poller took none of the burst's, though they wait
-
-        # when: another tenant sends a message
-        send(sqs, url, [{"tenant": "steady", "n": 0}], group="steady")
-        wait_until(lambda: len(runtime.started) == 4, timeout=10)
-        runtime.gate.set()
-        wait_until(lambda: len(runtime.deliveries) == 101 and depth(sqs, url) == (0, 0), timeout=30)
-
-    # then: it ran at once, in the slot kept for it; the burst went on in its own three, in order, each once
-    assert sorted(b["n"] for b in held if b["tenant"] == "burst") == [0, 1, 2]
-    assert runtime.started[3] == {"tenant": "steady", "n": 0}
-    assert sorted(b["n"] for b in runtime.bodies() if b["tenant"] == "burst") == list(range(100))
+def s3_notification(owner: str, name: str) -> dict[str, Any]:
+    key = f"uploads/high/{owner}/{uuid.uuid4().hex}/{name}".replace(" ", "+")  # URL-encoded, as S3 sends it
+    return {"Records": [{"eventName": "ObjectCreated:Post", "s3": {"object": {"key": key, "size": 1000}}}]}
 
 
-def test_a_tenant_alone_takes_every_slot(sqs) -> None:
-    url, runtime = burst_held(sqs, concurrency=4)
-    with pollers(sqs, url, runtime, count=4, batch_size=1, slots=4, shared=heavy_burst()):
-        wait_until(lambda: len(runtime.started) == 4, timeout=15)
-        runtime.gate.set()
-        wait_until(lambda: len(runtime.deliveries) == 100 and depth(sqs, url) == (0, 0), timeout=30)
+def test_an_upload_notification_yields_the_cpu_when_its_owner_is_heavy_and_keeps_sqs_order(sqs) -> None:
+    # given: an ingest queue (S3 notifications carry no group) with uploads of a heavy owner and of another
+    url = new_queue(sqs)
+    uploads = [s3_notification("burst", f"photo {n}.jpg") for n in range(4)]
+    uploads.insert(2, s3_notification("steady", "chat photo.jpg"))
+    for upload in uploads:
+        send(sqs, url, [upload])
+    runtime = FakeRuntime(concurrency=1)
 
-    assert sorted(b["n"] for b in runtime.bodies()) == list(range(100))
+    with pollers(sqs, url, runtime, count=1, batch_size=1, heavy_nice=10, shared=heavy_burst("steady")):
+        wait_until(lambda: len(runtime.deliveries) == 5 and depth(sqs, url) == (0, 0), timeout=15)
+
+    # then: the heavy owner's ran at the lower priority, the other's at the lane's, all in the order sent
+    assert [d.body for d in runtime.deliveries] == uploads
+    assert [(d.body["Records"][0]["s3"]["object"]["key"].split("/")[2], d.nice) for d in runtime.deliveries] == [
+        ("burst", 10),
+        ("burst", 10),
+        ("steady", 0),
+        ("burst", 10),
+        ("burst", 10),
+    ]
 
 
 def test_a_tenant_alone_never_yields(sqs) -> None:
