@@ -44,18 +44,15 @@ them in flight (``ApproximateNumberOfMessagesNotVisible``) rather than waiting
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote_plus
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from docpipe.storage import parse_upload_key
 from docpipe_local.queue_metrics import QueueAges
 from docpipe_local.settler import Settler
 
@@ -192,26 +189,6 @@ def group_of(message: dict[str, Any]) -> str:
     return str(message.get("Attributes", {}).get("MessageGroupId", ""))
 
 
-def tenant_of(message: dict[str, Any]) -> str:
-    """Whose work the message is, for the laptop's CPU (:meth:`FairDispatcher.heavy`), not for its order:
-    its ``MessageGroupId``; for an S3 notification of one upload, which cannot carry one, the owner in
-    the upload's key (``uploads/{lane}/{owner}/{jobId}/{name}``); else nobody (the empty group)."""
-    group = group_of(message)
-    if group or '"s3"' not in message.get("Body", ""):
-        return group
-    try:
-        records = json.loads(message["Body"]).get("Records") or []
-        owners = {_upload_owner(str(record["s3"]["object"]["key"])) for record in records}
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return ""
-    return owners.pop() if len(owners) == 1 else ""
-
-
-def _upload_owner(key: str) -> str:
-    parsed = parse_upload_key(unquote_plus(key))  # an S3 event's keys are URL-encoded
-    return parsed.owner if parsed is not None else ""
-
-
 class FairDispatcher(threading.Thread):
     """One queue's buffer, shared by its pollers: :meth:`take` messages fairly, then :meth:`done`."""
 
@@ -288,7 +265,7 @@ class FairDispatcher(threading.Thread):
         :data:`docpipe_local.stack.HEAVY_NICE`), which approximates that separation. It changes nothing
         about the order of delivery, which stays AWS's.
         """
-        return self.shared.heavy({tenant_of(m) for m in messages}, time.monotonic())
+        return self.shared.heavy({group_of(m) for m in messages}, time.monotonic())
 
     def done(self, messages: list[dict[str, Any]], seconds: float) -> None:
         """``messages`` taken together are settled (deleted or left to come back) after ``seconds`` of invocation."""
@@ -297,8 +274,8 @@ class FairDispatcher(threading.Thread):
         with self._cond:
             for group, count in counts.items():
                 self.usage.finished(group, count, seconds * count / len(messages), now)
-        for tenant, count in Counter(tenant_of(m) for m in messages).items():
-            self.shared.add(tenant, seconds * count / len(messages), now)
+        for group, count in counts.items():
+            self.shared.add(group, seconds * count / len(messages), now)
 
     def _choose(self, limit: int, now: float) -> list[str]:
         """The groups to take from, one a message, each choice counting the messages chosen before it."""

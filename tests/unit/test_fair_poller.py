@@ -130,16 +130,10 @@ class FakeRuntime:
 
 @contextmanager
 def pollers(
-    sqs: Any,
-    url: str,
-    runtime: FakeRuntime,
-    count: int,
-    batch_size: int,
-    heavy_nice: int = 0,
-    shared: fairness.SharedUsage | None = None,
+    sqs: Any, url: str, runtime: FakeRuntime, count: int, batch_size: int, heavy_nice: int = 0
 ) -> Iterator[FairDispatcher]:
     stop = threading.Event()
-    dispatcher = FairDispatcher(sqs, url, stop, shared=shared)
+    dispatcher = FairDispatcher(sqs, url, stop)
     dispatcher.start()
     source = SqsSource("Work", "WorkQueue", batch_size, count, report_failures=False)
     threads = [
@@ -245,43 +239,6 @@ def test_a_tenant_a_few_messages_behind_a_burst_keeps_its_lanes_priority(sqs) ->
     burst = [nices["burst", n] for n in range(100)]
     heavy_from = burst.index(10)
     assert heavy_from <= 30 and burst[heavy_from:] == [10] * (100 - heavy_from), burst
-
-
-def heavy_burst(*light: str) -> fairness.SharedUsage:
-    """An account of processing time in which tenant "burst" is heavy beside each of ``light`` (alone, it is not)."""
-    shared, now = fairness.SharedUsage(), time.monotonic()
-    shared.add("burst", 9.0, now)
-    for tenant in light:
-        shared.add(tenant, 0.5, now)
-    return shared
-
-
-def s3_notification(owner: str, name: str) -> dict[str, Any]:
-    key = f"uploads/high/{owner}/{uuid.uuid4().hex}/{name}".replace(" ", "+")  # URL-encoded, as S3 sends it
-    return {"Records": [{"eventName": "ObjectCreated:Post", "s3": {"object": {"key": key, "size": 1000}}}]}
-
-
-def test_an_upload_notification_yields_the_cpu_when_its_owner_is_heavy_and_keeps_sqs_order(sqs) -> None:
-    # given: an ingest queue (S3 notifications carry no group) with uploads of a heavy owner and of another
-    url = new_queue(sqs)
-    uploads = [s3_notification("burst", f"photo {n}.jpg") for n in range(4)]
-    uploads.insert(2, s3_notification("steady", "chat photo.jpg"))
-    for upload in uploads:
-        send(sqs, url, [upload])
-    runtime = FakeRuntime(concurrency=1)
-
-    with pollers(sqs, url, runtime, count=1, batch_size=1, heavy_nice=10, shared=heavy_burst("steady")):
-        wait_until(lambda: len(runtime.deliveries) == 5 and depth(sqs, url) == (0, 0), timeout=15)
-
-    # then: the heavy owner's ran at the lower priority, the other's at the lane's, all in the order sent
-    assert [d.body for d in runtime.deliveries] == uploads
-    assert [(d.body["Records"][0]["s3"]["object"]["key"].split("/")[2], d.nice) for d in runtime.deliveries] == [
-        ("burst", 10),
-        ("burst", 10),
-        ("steady", 0),
-        ("burst", 10),
-        ("burst", 10),
-    ]
 
 
 def test_a_tenant_alone_never_yields(sqs) -> None:
