@@ -483,7 +483,13 @@ class GatewayServer(ThreadingHTTPServer):
     socketserver prints a traceback to stderr for any exception a request's handling raises; one raised
     while reading the next request of a kept-alive connection (a client that gave up on a slow answer,
     or closed between requests) is none of the gateway's business, as it is none of API Gateway's.
-    Anything else is logged once, with its traceback."""
+    Anything else is logged once, with its traceback.
+
+    Its listen backlog is socketserver's 5 pending connections unless raised: a burst of clients
+    connecting while the accepting thread waits for the interpreter would have their connections
+    dropped and retried by TCP a second or three later, which API Gateway never does."""
+
+    request_queue_size = 128
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if isinstance(sys.exc_info()[1], GONE):
