@@ -119,6 +119,77 @@ def remember_update_expressions() -> None:
     UpdateExpressionParser.make = classmethod(kept)  # type: ignore[method-assign,assignment]
 
 
+def walk_update_trees_quickly() -> None:
+    """Walk an update expression's tree with less of moto's per-node overhead (idempotent).
+
+    moto validates and applies an ``UpdateItem`` with ten walks of its expression's tree, one per
+    processor (``moto.dynamodb.parsing.validators.UpdateExpressionValidator``), each node visited
+    recursively: with a SET of four paths and an ADD, 420 visits an update. At every node moto's walk
+    rebuilt the processor's map of node types to functions twice (to ask whether the node is one it
+    processes, then to find its function) and asked ``isinstance`` of abstract classes several times,
+    3,100 such checks an update. The walk is the same, depth first, children before their parent, each
+    child announced to the processor first (``pre_processing_of_child``), a processed node put in its
+    parent's place; what a processor does with a node is worked out once per kind of processor and class
+    of node (the maps are constants of the processors' classes, and ``isinstance`` of a class answers
+    as ``issubclass`` of the object's class), and a processor with a ``process`` of its own still
+    chooses for itself. An ``UpdateItem`` of five actions on an item of 30 attributes, answered in
+    process: 1.97 ms of CPU before, 1.82 ms after (three runs each); the walks are a quarter of it still,
+    as is moto's check of the item's size at every attribute set."""
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node  # type: ignore[attr-defined]
+
+    walk = DepthFirstTraverser.traverse
+    if getattr(walk, "_docpipe_quick", False):
+        return
+    announce_nothing = DepthFirstTraverser.pre_processing_of_child
+    process_by_map = DepthFirstTraverser.process
+    nodes: dict[type, bool] = {}  # class: whether its objects are nodes (have children and a parent)
+    choices: dict[tuple[type, type], int] = {}  # (processor, node) classes: its function's place, -1 none, -2 process
+
+    def choice(processor: Any, node_type: type) -> int:
+        key = (type(processor), node_type)
+        found = choices.get(key)
+        if found is None:
+            found = -1
+            if issubclass(node_type, processor.nodes_to_be_processed()):
+                found = -2
+                if type(processor).process is process_by_map:
+                    kinds = list(processor._processing_map())
+                    found = next((n for n, kind in enumerate(kinds) if issubclass(node_type, kind)), -2)
+            choices[key] = found
+        return found
+
+    def traverse(self: Any, root: Any) -> Any:
+        functions = list(self._processing_map().values())
+        announce = None if type(self).pre_processing_of_child is announce_nothing else self.pre_processing_of_child
+
+        def visit(node: Any, child_id: int) -> Any:
+            node_type = type(node)
+            is_node = nodes.get(node_type)
+            if is_node is None:
+                is_node = nodes[node_type] = issubclass(node_type, Node)
+            if not is_node:
+                return node
+            parent = node.parent
+            if node.children is not None:
+                for i, child in enumerate(node.children):
+                    if announce is not None:
+                        announce(node, i)
+                    visit(child, i)
+            chosen = choice(self, node_type)
+            if chosen != -1:
+                node = functions[chosen](node) if chosen >= 0 else self.process(node)
+                node.parent = parent
+                if parent:
+                    parent.children[child_id] = node
+            return node
+
+        return visit(root, -1)
+
+    functools.update_wrapper(traverse, walk)
+    traverse._docpipe_quick = True  # type: ignore[attr-defined]
+    DepthFirstTraverser.traverse = traverse  # type: ignore[method-assign]
+
+
 def remember_names() -> None:
     """Remember two answers moto works out on every request, though each depends only on its argument
     (idempotent):

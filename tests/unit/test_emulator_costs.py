@@ -5,7 +5,8 @@ expressions parsed once (:func:`~docpipe_local.emulator_costs.remember_update_ex
 before, and queues whose names are remembered (:func:`~docpipe_local.emulator_costs.remember_names`)
 answer as before, and so are conditions parsed once for their names
 (:func:`~docpipe_local.emulator_costs.remember_condition_expressions`) and queues whose messages are
-counted cheaply (:func:`~docpipe_local.emulator_costs.count_sqs_messages_cheaply`)."""
+counted cheaply (:func:`~docpipe_local.emulator_costs.count_sqs_messages_cheaply`), and update trees walked
+quickly (:func:`~docpipe_local.emulator_costs.walk_update_trees_quickly`)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from moto import mock_aws
 from moto.core import responses as moto_responses
 from moto.dynamodb.comparisons import ConditionExpressionParser
 from moto.dynamodb.parsing import validators
+from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.sqs import models as sqs_models
@@ -34,6 +36,7 @@ from docpipe_local.emulator_costs import (
     remember_condition_expressions,
     remember_names,
     remember_update_expressions,
+    walk_update_trees_quickly,
 )
 
 HEADERS = {
@@ -366,6 +369,105 @@ def test_a_condition_is_parsed_once_and_tested_as_before(monkeypatch: pytest.Mon
     after = cache_info()
     assert after.currsize - before.currsize <= 7  # the conditions parsed (and kept)
     assert after.hits - before.hits >= 10  # copies of a kept one
+
+
+def _updates(table: str) -> list[tuple[str, dict[str, Any]]]:
+    """Updates of every kind of clause, path and function, then nine that moto's checks refuse."""
+    names = {"#s": "state", "#n": "moves", "#h": "history", "#t": "tags", "#m": "meta", "#a": "a", "#b": "b"}
+    names |= {"#z": "zero", "#k": "pk", "#x": "nowhere", "#d": "deep"}
+    values = {":s": {"S": "moved"}, ":one": {"N": "1"}, ":more": {"L": [{"S": "y"}]}, ":zero": {"N": "0"}}
+    values |= {":tags": {"SS": ["green"]}, ":gone": {"SS": ["red"]}, ":x": {"S": "x"}, ":empty": {"L": []}}
+
+    def update(expression: str) -> dict[str, Any]:
+        given = {name: value for name, value in values.items() if name in expression}
+        return {
+            "TableName": table,
+            "Key": {"pk": {"S": "a"}},
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": {name: names[name] for name in names if name in expression},
+            "ReturnValues": "ALL_NEW",
+        } | ({"ExpressionAttributeValues": given} if given else {})
+
+    item = {
+        "pk": {"S": "a"},
+        "state": {"S": "queued"},
+        "moves": {"N": "0"},
+        "history": {"L": [{"S": "x"}]},
+        "tags": {"SS": ["red", "blue"]},
+        "meta": {"M": {"a": {"S": "1"}, "b": {"N": "2"}}},
+    }
+    return [
+        ("PutItem", {"TableName": table, "Item": item}),
+        *[
+            ("UpdateItem", update(expression))
+            for expression in (
+                "SET #s = :s, #m.#a = :x, #h[0] = :x, #n = #n + :one",
+                "SET #h = list_append(#h, :more), #z = if_not_exists(#z, :zero) REMOVE #m.#b",
+                "ADD #t :tags, #n :one",
+                "DELETE #t :gone",
+                "SET #h = list_append(:empty, #h), #n = #n - :one REMOVE #h[0]",
+                "REMOVE #s, #z",
+                "SET #s = :s, #s = :x",  # two paths the same
+                "ADD #t :tags DELETE #t :gone",  # overlapping paths
+                "SET #s = :s SET #n = :one",  # two SET clauses
+                "SET #s = :s SET #n = :one ADD #t :tags ADD #z :one",  # two SETs and two ADDs
+                "ADD #h :one",  # a number added to a list
+                "SET #k = :x",  # the key
+                "SET #x.#d = :x",  # a path that does not exist
+                "SET #n = #n + :x",  # a string added to a number
+                "SET #n = :nothing",  # a value not given
+            )
+        ],
+        ("GetItem", {"TableName": table, "Key": {"pk": {"S": "a"}}}),
+    ]
+
+
+def test_an_update_tree_is_walked_quickly_and_applied_as_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given update trees walked quickly, and two tables
+    walk_update_trees_quickly()
+    assert getattr(DepthFirstTraverser.traverse, "_docpipe_quick", False)
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        for table in ("quick", "moto"):
+            client.create_table(
+                TableName=table,
+                BillingMode="PAY_PER_REQUEST",
+                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            )
+
+        def run(table: str) -> list[Any]:
+            answers: list[Any] = []
+            for operation, body in _updates(table):
+                try:
+                    answer = getattr(client, moto_responses.camelcase_to_underscores(operation))(**body)
+                    answer.pop("ResponseMetadata", None)
+                    answers.append(("ok", answer))
+                except ClientError as exc:
+                    answers.append(("error", exc.response["Error"]))
+                except (KeyError, ValueError, TypeError) as exc:  # moto's own failures, raised as they are in process
+                    answers.append(("raised", repr(exc)))
+            return answers
+
+        # when the same updates go to one table walked quickly, and to the other as moto walks them
+        quick = run("quick")
+        with monkeypatch.context() as m:
+            m.setattr(DepthFirstTraverser, "traverse", DepthFirstTraverser.traverse.__wrapped__)  # type: ignore[attr-defined]
+            theirs = run("moto")
+    # then every answer is moto's: the items each update left, and each refusal with its message
+    assert json.dumps(quick, sort_keys=True) == json.dumps(theirs, sort_keys=True).replace('"moto"', '"quick"')
+    outcomes = [a[0] for a in quick]
+    assert outcomes == ["ok"] * 7 + ["error"] * 9 + ["ok"], quick  # each of the nine refused for its own reason
+    assert len({a[1]["Message"] for a in quick if a[0] == "error"}) == 9
+    left = quick[-1][1]["Item"]
+    assert left == {
+        "pk": {"S": "a"},
+        "moves": {"N": "1"},
+        "history": {"L": [{"S": "y"}]},
+        "tags": left["tags"],
+        "meta": {"M": {"a": {"S": "x"}}},
+    }
+    assert sorted(left["tags"]["SS"]) == ["blue", "green"]
 
 
 def test_names_are_worked_out_once_and_queues_answer_as_before() -> None:
