@@ -76,6 +76,7 @@ def _provisioned() -> _Provisioned:
         remember_condition_expressions,
         remember_names,
         remember_update_expressions,
+        size_items_quickly,
         walk_update_trees_quickly,
     )
     from docpipe_local.provision import provision
@@ -88,6 +89,7 @@ def _provisioned() -> _Provisioned:
     remember_names()
     count_sqs_messages_cheaply()
     walk_update_trees_quickly()
+    size_items_quickly()
     _copyable_locks()
     template, saved = Template.load(ROOT / "template.yaml"), _Provisioned()
     with mock_aws():

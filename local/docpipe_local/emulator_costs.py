@@ -190,6 +190,55 @@ def walk_update_trees_quickly() -> None:
     DepthFirstTraverser.traverse = traverse  # type: ignore[method-assign]
 
 
+def size_items_quickly() -> None:
+    """Work out an attribute value's size without rebuilding it (idempotent).
+
+    moto checks an item's size against DynamoDB's 400 KB at every attribute an update sets, summing the
+    size of every attribute of the item; and the size of a map rebuilt each of its values, and their
+    values in turn, as new ``DynamoType`` objects only to ask their sizes. With a few nested maps on an
+    item that was a fifth of an ``UpdateItem``'s time. The size is the same sum, worked out from the
+    values as they are: a number's digits, the bytes of a string or binary, 1 for a boolean, a set's or
+    list's members, a map's names and values. A list member that is not a ``DynamoType`` still fails
+    as it did. With :func:`walk_update_trees_quickly`, an ``UpdateItem`` of five actions on an item of
+    30 attributes (one a small map), answered in process: 2.02 ms of CPU before, 1.63 ms after (five
+    runs each)."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.utilities import bytesize
+
+    if getattr(DynamoType.size, "_docpipe_quick", False):
+        return
+    sets = ("SS", "NS", "BS")
+
+    def size_of(value: Any, rebuilt: bool) -> int:
+        """``value``: a DynamoType, or (``rebuilt``: below a map, where moto rebuilt every value) the
+        ``{type: value}`` a DynamoType would be made from."""
+        if type(value) is DynamoType:
+            kind, content = value.type, value.value
+        else:
+            kind = list(value)[0]  # noqa: RUF015 - moto's own, and its IndexError for an empty value
+            content = value[kind]
+        if kind == "N":
+            return len(str(content))
+        if kind in sets:
+            return sum(size_of({kind[0]: member}, True) for member in content)
+        if kind == "L":
+            if rebuilt:
+                return sum(size_of(member, True) for member in content)
+            return sum(size_of(member, False) if type(member) is DynamoType else member.size() for member in content)
+        if kind == "M":
+            return sum(bytesize(name) + size_of(member, True) for name, member in content.items())
+        if isinstance(content, bool):
+            return 1
+        return bytesize(content)
+
+    def size(self: Any) -> int:
+        return size_of(self, False)
+
+    functools.update_wrapper(size, DynamoType.size)
+    size._docpipe_quick = True  # type: ignore[attr-defined]
+    DynamoType.size = size  # type: ignore[method-assign]
+
+
 def remember_names() -> None:
     """Remember two answers moto works out on every request, though each depends only on its argument
     (idempotent):

@@ -73,6 +73,7 @@ class MotoServer:
             "emulator_costs.answer_dynamodb_directly(); emulator_costs.remember_update_expressions(); "
             "emulator_costs.remember_condition_expressions(); emulator_costs.remember_names(); "
             "emulator_costs.count_sqs_messages_cheaply(); emulator_costs.walk_update_trees_quickly(); "
+            "emulator_costs.size_items_quickly(); "
             "emulator.count_requests(); "
             "emulator.speed_up_moto(); emulator.expire_stream_iterators(); "
             "from docpipe_local.moto_server import serve; serve('127.0.0.1', int(sys.argv[1]))"

@@ -6,11 +6,13 @@ before, and queues whose names are remembered (:func:`~docpipe_local.emulator_co
 answer as before, and so are conditions parsed once for their names
 (:func:`~docpipe_local.emulator_costs.remember_condition_expressions`) and queues whose messages are
 counted cheaply (:func:`~docpipe_local.emulator_costs.count_sqs_messages_cheaply`), and update trees walked
-quickly (:func:`~docpipe_local.emulator_costs.walk_update_trees_quickly`)."""
+quickly (:func:`~docpipe_local.emulator_costs.walk_update_trees_quickly`), and so are items whose sizes are
+worked out without rebuilding their values (:func:`~docpipe_local.emulator_costs.size_items_quickly`)."""
 
 from __future__ import annotations
 
 import json
+import random
 import uuid
 import zlib
 from typing import Any
@@ -22,6 +24,7 @@ from flask import Flask
 from moto import mock_aws
 from moto.core import responses as moto_responses
 from moto.dynamodb.comparisons import ConditionExpressionParser
+from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.parsing import validators
 from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
@@ -36,6 +39,7 @@ from docpipe_local.emulator_costs import (
     remember_condition_expressions,
     remember_names,
     remember_update_expressions,
+    size_items_quickly,
     walk_update_trees_quickly,
 )
 
@@ -468,6 +472,79 @@ def test_an_update_tree_is_walked_quickly_and_applied_as_before(monkeypatch: pyt
         "meta": {"M": {"a": {"S": "x"}}},
     }
     assert sorted(left["tags"]["SS"]) == ["blue", "green"]
+
+
+def _a_value(rng: random.Random, depth: int = 0) -> dict[str, Any]:
+    """A random attribute value as DynamoDB's JSON has it: every type, maps and lists nested."""
+    kinds = ["S", "N", "B", "BOOL", "NULL", "SS", "NS", "BS"] + (["L", "M"] if depth < 4 else [])
+    kind = rng.choice(kinds)
+    text = "".join(rng.choice("aé€😀z") for _ in range(rng.randrange(0, 12)))  # 1 to 4 bytes a letter
+    if kind == "S":
+        return {"S": text}
+    if kind == "N":
+        return {"N": str(rng.choice([0, -7, 12.5, 10**20, rng.randrange(10**6)]))}
+    if kind == "B":
+        return {"B": bytes(rng.randrange(256) for _ in range(rng.randrange(0, 9)))}
+    if kind == "BOOL":
+        return {"BOOL": rng.random() < 0.5}
+    if kind == "NULL":
+        return {"NULL": True}
+    if kind == "SS":
+        return {"SS": [text + str(n) for n in range(rng.randrange(1, 4))]}
+    if kind == "NS":
+        return {"NS": [str(rng.randrange(10**9)) for _ in range(rng.randrange(1, 4))]}
+    if kind == "BS":
+        return {"BS": [bytes([n, 255]) for n in range(rng.randrange(1, 4))]}
+    if kind == "L":
+        return {"L": [_a_value(rng, depth + 1) for _ in range(rng.randrange(0, 4))]}
+    return {"M": {f"{text}{n}": _a_value(rng, depth + 1) for n in range(rng.randrange(0, 4))}}
+
+
+def test_an_items_size_is_worked_out_as_moto_does() -> None:
+    # given sizes worked out quickly, and moto's own way
+    size_items_quickly()
+    assert getattr(DynamoType.size, "_docpipe_quick", False)
+    theirs = DynamoType.size.__wrapped__  # type: ignore[attr-defined]
+    rng = random.Random(20261204)
+    # when both size values of every type, nested in lists and maps (500 of them)
+    values = [DynamoType(_a_value(rng)) for _ in range(500)]
+    # then every size is moto's
+    assert [value.size() for value in values] == [theirs(value) for value in values]
+    assert {value.type for value in values} >= {"S", "N", "B", "BOOL", "NULL", "SS", "NS", "BS", "L", "M"}
+    assert max(value.size() for value in values) > 100
+    # and a list holding something that is not a DynamoType fails as it did (below a map, moto rebuilds it)
+    odd = DynamoType({"L": []})
+    odd.value.append({"S": "raw"})
+    for size in (DynamoType.size, theirs):
+        with pytest.raises(AttributeError):
+            size(odd)
+    assert DynamoType({"M": {"k": odd}}).size() == theirs(DynamoType({"M": {"k": odd}})) == 4
+
+
+def test_an_item_past_400_kb_is_still_refused() -> None:
+    size_items_quickly()
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName="t",
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        )
+        client.put_item(TableName="t", Item={"pk": {"S": "a"}, "big": {"M": {"text": {"S": "x" * 300_000}}}})
+        client.update_item(
+            TableName="t",
+            Key={"pk": {"S": "a"}},
+            UpdateExpression="SET more = :v",
+            ExpressionAttributeValues={":v": {"S": "y" * 100_000}},
+        )
+        with pytest.raises(ClientError, match="Item size to update has exceeded the maximum allowed size"):
+            client.update_item(
+                TableName="t",
+                Key={"pk": {"S": "a"}},
+                UpdateExpression="SET most = :v",
+                ExpressionAttributeValues={":v": {"S": "z" * 10_000}},
+            )
 
 
 def test_names_are_worked_out_once_and_queues_answer_as_before() -> None:
