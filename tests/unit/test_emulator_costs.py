@@ -330,39 +330,44 @@ def _conditions(table: str) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
+def _tables(client: Any, *names: str) -> None:
+    for table in names:
+        client.create_table(
+            TableName=table,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        )
+
+
+def _answers(client: Any, operations: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    """Each operation's answer, its error (with the item a refused condition returns), or what moto raised."""
+    answers: list[Any] = []
+    for operation, body in operations:
+        try:
+            answer = getattr(client, moto_responses.camelcase_to_underscores(operation))(**body)
+            answer.pop("ResponseMetadata", None)
+            answers.append(("ok", answer))
+        except ClientError as exc:
+            answers.append(("error", exc.response["Error"], exc.response.get("Item")))
+        except (KeyError, ValueError, TypeError) as exc:  # moto's own failures, raised as they are in process
+            answers.append(("raised", repr(exc)))
+    return answers
+
+
 def test_a_condition_is_parsed_once_and_tested_as_before(monkeypatch: pytest.MonkeyPatch) -> None:
     # given conditions remembered, and two tables
     remember_condition_expressions()
     cache_info = ConditionExpressionParser.parse.cache_info  # type: ignore[attr-defined]
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        for table in ("kept", "moto"):
-            client.create_table(
-                TableName=table,
-                BillingMode="PAY_PER_REQUEST",
-                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            )
-
-        def run(table: str) -> list[Any]:
-            answers: list[Any] = []
-            for operation, body in _conditions(table):
-                try:
-                    answer = getattr(client, moto_responses.camelcase_to_underscores(operation))(**body)
-                    answer.pop("ResponseMetadata", None)
-                    answers.append(("ok", answer))
-                except ClientError as exc:
-                    answers.append(("error", exc.response["Error"], exc.response.get("Item")))
-                except (KeyError, ValueError) as exc:  # moto's own failures, raised as they are in process
-                    answers.append(("raised", repr(exc)))
-            return answers
-
+        _tables(client, "kept", "moto")
         before = cache_info()
         # when the same requests go to one table with conditions kept, and to the other as moto parses them
-        kept = run("kept")
+        kept = _answers(client, _conditions("kept"))
         with monkeypatch.context() as m:
             m.setattr(ConditionExpressionParser, "parse", ConditionExpressionParser.parse.__wrapped__)  # type: ignore[attr-defined]
-            theirs = run("moto")
+            theirs = _answers(client, _conditions("moto"))
     # then every answer is moto's: passes, refusals with the item, errors, filtered items
     assert json.dumps(kept, sort_keys=True) == json.dumps(theirs, sort_keys=True).replace('"moto"', '"kept"')
     outcomes = [a[0] for a in kept]
@@ -432,32 +437,12 @@ def test_an_update_tree_is_walked_quickly_and_applied_as_before(monkeypatch: pyt
     assert getattr(DepthFirstTraverser.traverse, "_docpipe_quick", False)
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        for table in ("quick", "moto"):
-            client.create_table(
-                TableName=table,
-                BillingMode="PAY_PER_REQUEST",
-                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            )
-
-        def run(table: str) -> list[Any]:
-            answers: list[Any] = []
-            for operation, body in _updates(table):
-                try:
-                    answer = getattr(client, moto_responses.camelcase_to_underscores(operation))(**body)
-                    answer.pop("ResponseMetadata", None)
-                    answers.append(("ok", answer))
-                except ClientError as exc:
-                    answers.append(("error", exc.response["Error"]))
-                except (KeyError, ValueError, TypeError) as exc:  # moto's own failures, raised as they are in process
-                    answers.append(("raised", repr(exc)))
-            return answers
-
+        _tables(client, "quick", "moto")
         # when the same updates go to one table walked quickly, and to the other as moto walks them
-        quick = run("quick")
+        quick = _answers(client, _updates("quick"))
         with monkeypatch.context() as m:
             m.setattr(DepthFirstTraverser, "traverse", DepthFirstTraverser.traverse.__wrapped__)  # type: ignore[attr-defined]
-            theirs = run("moto")
+            theirs = _answers(client, _updates("moto"))
     # then every answer is moto's: the items each update left, and each refusal with its message
     assert json.dumps(quick, sort_keys=True) == json.dumps(theirs, sort_keys=True).replace('"moto"', '"quick"')
     outcomes = [a[0] for a in quick]
@@ -525,12 +510,7 @@ def test_an_item_past_400_kb_is_still_refused() -> None:
     size_items_quickly()
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName="t",
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        )
+        _tables(client, "t")
         client.put_item(TableName="t", Item={"pk": {"S": "a"}, "big": {"M": {"text": {"S": "x" * 300_000}}}})
         client.update_item(
             TableName="t",
