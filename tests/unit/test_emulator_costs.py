@@ -340,6 +340,19 @@ def _tables(client: Any, *names: str) -> None:
         )
 
 
+def _ours_and_motos(operations: Any, moto_s_own: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any], list[Any]]:
+    """The answers to ``operations(table)`` on a table of ours, then on one where ``moto_s_own(patch)`` has put
+    back what moto does (its table's name in them read as ours), each as JSON has it."""
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        _tables(client, "ours", "moto")
+        ours = _answers(client, operations("ours"))
+        with monkeypatch.context() as patch:
+            moto_s_own(patch)
+            theirs = _answers(client, operations("moto"))
+    return json.loads(json.dumps(ours)), json.loads(json.dumps(theirs).replace('"moto"', '"ours"'))
+
+
 def _answers(client: Any, operations: list[tuple[str, dict[str, Any]]]) -> list[Any]:
     """Each operation's answer, its error (with the item a refused condition returns), or what moto raised."""
     answers: list[Any] = []
@@ -359,17 +372,15 @@ def test_a_condition_is_parsed_once_and_tested_as_before(monkeypatch: pytest.Mon
     # given conditions remembered, and two tables
     remember_condition_expressions()
     cache_info = ConditionExpressionParser.parse.cache_info  # type: ignore[attr-defined]
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        _tables(client, "kept", "moto")
-        before = cache_info()
-        # when the same requests go to one table with conditions kept, and to the other as moto parses them
-        kept = _answers(client, _conditions("kept"))
-        with monkeypatch.context() as m:
-            m.setattr(ConditionExpressionParser, "parse", ConditionExpressionParser.parse.__wrapped__)  # type: ignore[attr-defined]
-            theirs = _answers(client, _conditions("moto"))
+    before = cache_info()
+    # when the same requests go to one table with conditions kept, and to the other as moto parses them
+    kept, theirs = _ours_and_motos(
+        _conditions,
+        lambda patch: patch.setattr(ConditionExpressionParser, "parse", ConditionExpressionParser.parse.__wrapped__),
+        monkeypatch,
+    )
     # then every answer is moto's: passes, refusals with the item, errors, filtered items
-    assert json.dumps(kept, sort_keys=True) == json.dumps(theirs, sort_keys=True).replace('"moto"', '"kept"')
+    assert kept == theirs
     outcomes = [a[0] for a in kept]
     assert outcomes.count("error") == 6, kept  # the second put, four refused updates, an unused value
     assert outcomes.count("raised") == 4, kept  # a placeholder or a name with no value, twice one that does not parse
@@ -435,16 +446,14 @@ def test_an_update_tree_is_walked_quickly_and_applied_as_before(monkeypatch: pyt
     # given update trees walked quickly, and two tables
     walk_update_trees_quickly()
     assert getattr(DepthFirstTraverser.traverse, "_docpipe_quick", False)
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        _tables(client, "quick", "moto")
-        # when the same updates go to one table walked quickly, and to the other as moto walks them
-        quick = _answers(client, _updates("quick"))
-        with monkeypatch.context() as m:
-            m.setattr(DepthFirstTraverser, "traverse", DepthFirstTraverser.traverse.__wrapped__)  # type: ignore[attr-defined]
-            theirs = _answers(client, _updates("moto"))
+    # when the same updates go to one table walked quickly, and to the other as moto walks them
+    quick, theirs = _ours_and_motos(
+        _updates,
+        lambda patch: patch.setattr(DepthFirstTraverser, "traverse", DepthFirstTraverser.traverse.__wrapped__),
+        monkeypatch,
+    )
     # then every answer is moto's: the items each update left, and each refusal with its message
-    assert json.dumps(quick, sort_keys=True) == json.dumps(theirs, sort_keys=True).replace('"moto"', '"quick"')
+    assert quick == theirs
     outcomes = [a[0] for a in quick]
     assert outcomes == ["ok"] * 7 + ["error"] * 9 + ["ok"], quick  # each of the nine refused for its own reason
     assert len({a[1]["Message"] for a in quick if a[0] == "error"}) == 9
