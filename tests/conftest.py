@@ -71,25 +71,13 @@ def _provisioned() -> _Provisioned:
     from moto.s3.models import s3_backends
 
     from docpipe_local.emulator import serialize_dynamodb_writes, serialize_sqs_deletes, speed_up_moto
-    from docpipe_local.emulator_costs import (
-        count_sqs_messages_cheaply,
-        remember_condition_expressions,
-        remember_names,
-        remember_update_expressions,
-        size_items_quickly,
-        walk_update_trees_quickly,
-    )
+    from docpipe_local.emulator_costs import cut_moto_s_costs
     from docpipe_local.provision import provision
 
     serialize_dynamodb_writes()  # conditional writes atomic under threads, as on DynamoDB
     serialize_sqs_deletes()  # a message sent while another is deleted is kept, as on SQS
     speed_up_moto()  # as the embedded emulator runs: every test's queries go through its shortcuts
-    remember_update_expressions()  # and its updates, conditions and names
-    remember_condition_expressions()
-    remember_names()
-    count_sqs_messages_cheaply()
-    walk_update_trees_quickly()
-    size_items_quickly()
+    cut_moto_s_costs()  # and its updates, conditions, names, SQS counts and item sizes
     _copyable_locks()
     template, saved = Template.load(ROOT / "template.yaml"), _Provisioned()
     with mock_aws():

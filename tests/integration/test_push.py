@@ -67,7 +67,7 @@ def test_an_uploads_updates_arrive_by_push_to_ready_and_another_users_socket_get
     post_file(created["upload"], path)
     frames = [waiting, *frames_until_ended(mine, created["jobId"])]
 
-    # then: every update of the job, in order, through to ready; each as GET /jobs/{id} shows it
+    # then: the job's updates through to ready, the last as GET /jobs/{id} shows it
     jobs = [f["job"] for f in frames]
     assert {j["jobId"] for j in jobs} == {created["jobId"]}
     assert jobs[-1]["state"] == "ready" and jobs[-1]["progress"] == 100
