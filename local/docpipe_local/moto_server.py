@@ -33,6 +33,9 @@ THREADS = 128  # answers at once: every poller's long poll holds one
 CONNECTIONS = 4096  # kept-alive connections: each warm worker's SDK keeps a few
 MAX_BODY = 5 * 1024**3  # S3's limit for a single PUT
 IDLE_SECONDS = 300  # a kept-alive connection unused this long is closed
+# How long a thread of the server may hold the interpreter while another waits for it (Python's default
+# is 5 ms): see serve.
+SWITCH_INTERVAL = 0.001
 
 # What every AWS call of the stack and of its functions is signed with: LocalStack validates S3 signatures
 # of an access key it does not know against the secret `test` (moto validates none).
@@ -48,9 +51,16 @@ def _free_port() -> int:
 class MotoServer:
     """moto's server in a child process, so the emulator has its own core and dies with a kill."""
 
-    def __init__(self, log_path: Path, ahead: int = 0) -> None:
+    def __init__(
+        self,
+        log_path: Path,
+        ahead: int = 0,
+        slots: int = request_priority.SLOTS,
+        switch_interval: float = SWITCH_INTERVAL,
+    ) -> None:
         """``ahead``: how many levels of CPU priority (nice) the server runs above its parent, when the
-        process may raise its priority (root, or ``CAP_SYS_NICE``); else at the parent's (see :attr:`ahead`)."""
+        process may raise its priority (root, or ``CAP_SYS_NICE``); else at the parent's (see :attr:`ahead`).
+        ``slots`` and ``switch_interval``: as :func:`serve` takes them."""
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log_path.open("ab")
@@ -73,10 +83,11 @@ class MotoServer:
             "emulator_costs.answer_dynamodb_directly(); emulator_costs.cut_moto_s_costs(); "
             "emulator.count_requests(); "
             "emulator.speed_up_moto(); emulator.expire_stream_iterators(); "
-            "from docpipe_local.moto_server import serve; serve('127.0.0.1', int(sys.argv[1]))"
+            "from docpipe_local.moto_server import serve; "
+            "serve('127.0.0.1', int(sys.argv[1]), int(sys.argv[3]), float(sys.argv[4]))"
         )
         self.process = subprocess.Popen(
-            [sys.executable, "-c", command, str(self.port), str(max(0, ahead))],
+            [sys.executable, "-c", command, str(self.port), str(max(0, ahead)), str(slots), str(switch_interval)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -119,8 +130,19 @@ def raise_priority(levels: int) -> None:
             os.nice(-levels)
 
 
-def serve(host: str, port: int) -> None:
-    """Serve moto's application, as ``moto.server.main`` builds it, with waitress (HTTP keep-alive)."""
+def serve(
+    host: str, port: int, slots: int = request_priority.SLOTS, switch_interval: float = SWITCH_INTERVAL
+) -> None:
+    """Serve moto's application, as ``moto.server.main`` builds it, with waitress (HTTP keep-alive).
+
+    ``slots`` workers' requests are answered at once, in the order of their CPU priority
+    (:class:`~docpipe_local.request_priority.PriorityGate`). ``switch_interval`` is how long a thread
+    may keep the interpreter while another waits for it. At Python's default of 5 ms, every hand-over
+    of moto's lock between the thread answering a busy tenant's request and the one that reads the
+    next request off the sockets or answers a quiet tenant's cost up to 5 ms, several times a request:
+    a quiet worker's update-and-read waited p95 150-200 ms behind a busy tenant's queries, against
+    45-80 ms at 1 ms with one slot (``bench/emulator_priority.py``).
+    """
     import logging
 
     import waitress
@@ -137,7 +159,8 @@ def serve(host: str, port: int) -> None:
             environ["RAW_URI"] = environ["REQUEST_URI"]
         return dispatcher(environ, start_response)
 
-    gate = request_priority.PriorityGate()  # the workers' requests in the order of their CPU priority
+    sys.setswitchinterval(switch_interval)
+    gate = request_priority.PriorityGate(slots)  # the workers' requests in the order of their CPU priority
 
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" under a burst
     waitress.serve(

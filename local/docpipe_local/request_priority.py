@@ -9,7 +9,7 @@ behind, see ``docpipe_local.stack``); the emulator now honours the same priority
 
 - a worker tags each AWS request with its CPU priority (:data:`HEADER`, its nice; :func:`tag_requests`,
   applied in each worker process before its handler is imported);
-- the emulator's server lets :data:`SLOTS` tagged requests run at once (:class:`PriorityGate`); the
+- the emulator's server lets :data:`SLOTS` tagged request run at once (:class:`PriorityGate`); the
   others wait, and the one whose ``arrival + nice x SECONDS_PER_LEVEL`` is smallest goes next. A
   request at a worse priority is handicapped, never starved: each level counts as
   :data:`SECONDS_PER_LEVEL` of waiting, so a heavy tenant's request (10 levels behind) yields to
@@ -34,7 +34,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 HEADER = "X-Docpipe-Nice"
-SLOTS = 2  # tagged requests answered at once: one can be reading or writing while the other computes
+# Tagged requests answered at once. waitress has read a request whole before the application sees it,
+# and a response's body is sent after the gate lets go, so a request holds its slot only while moto
+# computes, under the interpreter lock that any second slot would share: with two slots, a quiet
+# tenant's request waited for one of two busy tenant's requests that each ran at half speed
+# (bench/emulator_priority.py).
+SLOTS = 1
 SECONDS_PER_LEVEL = 0.01  # the waiting that one level of CPU priority is worth
 
 

@@ -1,0 +1,157 @@
+"""How long a quiet worker's DynamoDB calls wait on the embedded emulator while a busy tenant's workers keep it busy.
+
+Two settings of the emulator's server, in turns in the same run, each a fresh server on loopback:
+
+- reference: two tagged requests answered at once, Python's default switch interval (5 ms);
+- docpipe's: ``request_priority.SLOTS`` and ``moto_server.SWITCH_INTERVAL``.
+
+The busy tenant is three processes at ``nice`` 10 (a heavy tenant's workers), four threads each, that
+query 100 items of a 300-item partition and update one, as fast as they go. The quiet worker is two
+threads at the caller's priority that each update and read one item, pausing 20 ms between pairs.
+Every request is tagged with its process's priority, as the stack's workers tag theirs.
+
+    python bench/emulator_priority.py [--seconds 20] [--rounds 3]
+
+Prints, per round and setting, the quiet pair's p50 / p95 and the busy tenant's requests a second,
+then docpipe's over the reference's (lower is better for the pair; the busy tenant's rate shows what
+the quiet tenant's turn costs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "local")]
+
+import boto3  # noqa: E402
+
+from docpipe_local import request_priority  # noqa: E402
+from docpipe_local.moto_server import CREDENTIALS, SWITCH_INTERVAL, MotoServer  # noqa: E402
+
+TABLE = "bench"
+SETTINGS = {"reference": (2, 0.005), "docpipe": (request_priority.SLOTS, SWITCH_INTERVAL)}
+
+
+def _dynamodb(url: str):  # type: ignore[no-untyped-def]
+    os.environ.update(CREDENTIALS)
+    return boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1")
+
+
+def _busy(url: str, until: float, first: int, threads: int, done: Any) -> None:
+    """A heavy tenant's worker process: its requests tagged 10 levels behind."""
+    os.nice(10)
+    request_priority.tag_requests()
+
+    def loop(n: int) -> None:
+        client = _dynamodb(url)
+        key = {"pk": {"S": "busy"}, "sk": {"S": f"{n:05}"}}
+        while time.time() < until:
+            client.query(
+                TableName=TABLE,
+                KeyConditionExpression="pk = :p",
+                ExpressionAttributeValues={":p": {"S": "busy"}},
+                Limit=100,
+            )
+            client.update_item(
+                TableName=TABLE,
+                Key=key,
+                UpdateExpression="ADD n :one SET w = :w",
+                ExpressionAttributeValues={":one": {"N": "1"}, ":w": {"S": "y"}},
+            )
+            with done.get_lock():
+                done.value += 2
+
+    workers = [threading.Thread(target=loop, args=(first + i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+
+
+def measure(setting: str, seconds: float, log: Path) -> tuple[float, float, float]:
+    """The quiet pair's p50 and p95 (s) and the busy tenant's requests a second, under ``setting``."""
+    slots, interval = SETTINGS[setting]
+    server = MotoServer(log, slots=slots, switch_interval=interval)
+    try:
+        server.wait_ready()
+        client = _dynamodb(server.url)
+        client.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for i in range(300):
+            client.put_item(
+                TableName=TABLE, Item={"pk": {"S": "busy"}, "sk": {"S": f"{i:05}"}, "v": {"S": "x" * 200}}
+            )
+        client.put_item(TableName=TABLE, Item={"pk": {"S": "quiet"}, "sk": {"S": "1"}, "n": {"N": "0"}})
+        request_priority.tag_requests()  # this process's priority: the quiet worker's
+        until = time.time() + seconds
+        done = multiprocessing.Value("i", 0)
+        busy = [multiprocessing.Process(target=_busy, args=(server.url, until, k * 10, 4, done)) for k in range(3)]
+        for p in busy:
+            p.start()
+        pairs: list[float] = []
+
+        def quiet() -> None:
+            own = _dynamodb(server.url)
+            key = {"pk": {"S": "quiet"}, "sk": {"S": "1"}}
+            while time.time() < until:
+                started = time.perf_counter()
+                own.update_item(
+                    TableName=TABLE, Key=key, UpdateExpression="ADD n :one", ExpressionAttributeValues={":one": {"N": "1"}}
+                )
+                own.get_item(TableName=TABLE, Key=key)
+                pairs.append(time.perf_counter() - started)
+                time.sleep(0.02)
+
+        probes = [threading.Thread(target=quiet) for _ in range(2)]
+        for t in probes:
+            t.start()
+        for t in probes:
+            t.join()
+        for p in busy:
+            p.join()
+        return statistics.median(pairs), statistics.quantiles(pairs, n=20)[18], done.value / seconds
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in SETTINGS}
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_ in range(1, args.rounds + 1):
+            for name, (slots, interval) in SETTINGS.items():
+                p50, p95, rate = measure(name, args.seconds, Path(tmp) / f"{name}.log")
+                results[name].append((p50, p95, rate))
+                print(
+                    f"round {round_} {name:9} ({slots} slot(s), switch {interval * 1000:g} ms): "
+                    f"quiet update+get p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms; busy {rate:.0f} requests/s",
+                    flush=True,
+                )
+    ours, ref = results["docpipe"], results["reference"]
+    for label, i in (("quiet pair p50", 0), ("quiet pair p95", 1), ("busy requests/s", 2)):
+        ratios = sorted(o[i] / r[i] for o, r in zip(ours, ref, strict=True))
+        print(f"docpipe / reference, {label}: " + ", ".join(f"{x:.2f}" for x in ratios))
+
+
+if __name__ == "__main__":
+    main()
