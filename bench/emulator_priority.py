@@ -95,9 +95,7 @@ def measure(setting: str, seconds: float, log: Path) -> tuple[float, float, floa
             BillingMode="PAY_PER_REQUEST",
         )
         for i in range(300):
-            client.put_item(
-                TableName=TABLE, Item={"pk": {"S": "busy"}, "sk": {"S": f"{i:05}"}, "v": {"S": "x" * 200}}
-            )
+            client.put_item(TableName=TABLE, Item={"pk": {"S": "busy"}, "sk": {"S": f"{i:05}"}, "v": {"S": "x" * 200}})
         client.put_item(TableName=TABLE, Item={"pk": {"S": "quiet"}, "sk": {"S": "1"}, "n": {"N": "0"}})
         request_priority.tag_requests()  # this process's priority: the quiet worker's
         until = time.time() + seconds
@@ -113,7 +111,10 @@ def measure(setting: str, seconds: float, log: Path) -> tuple[float, float, floa
             while time.time() < until:
                 started = time.perf_counter()
                 own.update_item(
-                    TableName=TABLE, Key=key, UpdateExpression="ADD n :one", ExpressionAttributeValues={":one": {"N": "1"}}
+                    TableName=TABLE,
+                    Key=key,
+                    UpdateExpression="ADD n :one",
+                    ExpressionAttributeValues={":one": {"N": "1"}},
                 )
                 own.get_item(TableName=TABLE, Key=key)
                 pairs.append(time.perf_counter() - started)

@@ -130,9 +130,7 @@ def raise_priority(levels: int) -> None:
             os.nice(-levels)
 
 
-def serve(
-    host: str, port: int, slots: int = request_priority.SLOTS, switch_interval: float = SWITCH_INTERVAL
-) -> None:
+def serve(host: str, port: int, slots: int = request_priority.SLOTS, switch_interval: float = SWITCH_INTERVAL) -> None:
     """Serve moto's application, as ``moto.server.main`` builds it, with waitress (HTTP keep-alive).
 
     ``slots`` workers' requests are answered at once, in the order of their CPU priority
