@@ -70,6 +70,7 @@ RECEIVE_WAIT_SECONDS = 5  # the receiver's long poll; it bounds how late a stop 
 # queue's invocations of the last WINDOW_SECONDS, among the tenants that had any) is heavy: its invocations
 # yield the laptop's CPU to other tenants' (see :meth:`SharedUsage.heavy`).
 HEAVY_SHARE = 1.5
+QUIET_SEAT_RECHECK_SECONDS = 0.25  # how often a waiting quiet seat looks again at who is heavy
 
 
 def is_noisy(in_flight: int, total_in_flight: int, recent_seconds: float, total_recent_seconds: float) -> bool:
@@ -213,6 +214,7 @@ class FairDispatcher(threading.Thread):
         self._by_id: dict[str, _Held] = {}
         self._extending: set[str] = set()  # ids whose visibility the receiver is extending now
         self._seq = 0
+        self._heavy_running = 0  # heavy tenants' invocations of this queue running now (heavy_started)
         self.settler = Settler(sqs, queue_url, ages)  # taken messages' visibility, then deletes, off the pollers
 
     def start(self) -> None:
@@ -233,23 +235,56 @@ class FairDispatcher(threading.Thread):
             return min((h.sent for h in self._by_id.values()), default=None)
 
     # ------------------------------------------------------------------ pollers
-    def take(self, limit: int, wait: float) -> list[dict[str, Any]]:
+    def take(self, limit: int, wait: float, quiet_seat: bool = False) -> list[dict[str, Any]]:
         """Up to ``limit`` messages, fairly chosen, visible again after the queue's visibility timeout
-        unless deleted; waits up to ``wait`` seconds for the first. Report them with :meth:`done`."""
+        unless deleted; waits up to ``wait`` seconds for the first. Report them with :meth:`done`.
+
+        ``quiet_seat``: for the lane's quiet seat (:meth:`heavy_started`), only messages of tenants that
+        are not heavy, and only while a heavy tenant's invocation of this queue runs."""
         deadline = time.monotonic() + wait
         with self._cond:
-            while not self._by_id:
+            while not (groups := self._takeable(quiet_seat)):
                 remaining = deadline - time.monotonic()
                 if self.stop_event.is_set() or remaining <= 0:
                     return []
-                self._cond.wait(remaining)
+                # who is heavy changes with time, not only with the buffer: a quiet seat looks again
+                self._cond.wait(min(remaining, QUIET_SEAT_RECHECK_SECONDS) if quiet_seat else remaining)
             now = time.monotonic()
-            taken = [self._pop(group) for group in self._choose(limit, now)]
+            taken = [self._pop(group) for group in self._choose(limit, now, groups)]
             self._cond.notify_all()  # room for the receiver
             while self._extending.intersection(h.id for h in taken):
                 self._cond.wait()  # so that its extension cannot land after the visibility set below
         self.settler.hide([h.message["ReceiptHandle"] for h in taken], self.visibility_timeout)
         return [h.message for h in taken]
+
+    def _takeable(self, quiet_seat: bool) -> set[str]:
+        """The groups a taker may take from now (the caller holds the lock)."""
+        if not quiet_seat:
+            return set(self._groups)
+        if not self._heavy_running:
+            return set()
+        now = time.monotonic()
+        return {group for group in self._groups if not self.shared.heavy({group}, now)}
+
+    def heavy_started(self) -> None:
+        """A poller invokes a batch of heavy tenants (:meth:`heavy`) at the lower CPU priority.
+
+        On AWS a heavy tenant's invocation holds its slot of the lane for as long as it runs on compute
+        of its own. The local stack runs it at a lower CPU priority, so that it yields the laptop's cores
+        to other tenants' work, and there it holds its slot two to five times longer: a quiet tenant's
+        photo, delivered first by the fair queue, then waited for a slot behind invocations that AWS
+        would have ended (B's presets waited p95 2.6 s in the tenants bench). So while a heavy tenant's
+        invocation of a queue runs, the lane has one seat more, for tenants that are not heavy only
+        (the stack's quiet-seat poller: :class:`~docpipe_local.pollers.SqsPoller`'s ``quiet_seat``).
+        Without a heavy tenant nothing runs at the lower priority, and a lane's concurrency is its
+        ``MaximumConcurrency``, as on AWS."""
+        with self._cond:
+            self._heavy_running += 1
+            self._cond.notify_all()
+
+    def heavy_ended(self) -> None:
+        with self._cond:
+            self._heavy_running -= 1
 
     def settle(self, messages: list[dict[str, Any]]) -> None:
         """Delete ``messages`` (their invocation succeeded), off the caller's path (:class:`Settler`)."""
@@ -277,10 +312,11 @@ class FairDispatcher(threading.Thread):
         for group, count in counts.items():
             self.shared.add(group, seconds * count / len(messages), now)
 
-    def _choose(self, limit: int, now: float) -> list[str]:
-        """The groups to take from, one a message, each choice counting the messages chosen before it."""
+    def _choose(self, limit: int, now: float, groups: set[str]) -> list[str]:
+        """The groups (of ``groups``) to take from, one a message, each choice counting the messages chosen
+        before it."""
         chosen = []
-        heads = {group: 0 for group in self._groups}
+        heads = {group: 0 for group in self._groups if group in groups}
         for _ in range(limit):
             waiting = [group for group, taken in heads.items() if taken < len(self._groups[group])]
             if not waiting:

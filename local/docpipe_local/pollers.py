@@ -97,10 +97,13 @@ class SqsPoller(threading.Thread):
         nice: int = 0,
         dispatcher: FairDispatcher | None = None,
         heavy_nice: int = 0,
+        quiet_seat: bool = False,
     ) -> None:
         """With a ``dispatcher``, messages come from it (which reports their ages itself), else from SQS.
         ``nice`` is the CPU priority of the invocations; ``heavy_nice`` is added to it (up to 19) for a
-        batch whose tenants are all heavy (:meth:`FairDispatcher.heavy`)."""
+        batch whose tenants are all heavy (:meth:`FairDispatcher.heavy`). A ``quiet_seat`` poller holds
+        no function slot: it takes only tenants that are not heavy, while a heavy tenant's invocation of
+        the queue runs (:meth:`FairDispatcher.heavy_started`)."""
         super().__init__(name=f"{runtime.spec.logical}-{source.name}-{index}", daemon=True)
         self.runtime, self.sqs, self.source = runtime, sqs, source
         self.queue_url, self.queue_arn, self.region = queue_url, queue_arn, region
@@ -109,10 +112,11 @@ class SqsPoller(threading.Thread):
         self.nice = nice
         self.dispatcher = dispatcher
         self.heavy_nice = heavy_nice
+        self.quiet_seat = quiet_seat and dispatcher is not None
 
     def run(self) -> None:
         while not self.stop_event.is_set():
-            if not self.runtime.acquire(timeout=0.5):
+            if not self.quiet_seat and not self.runtime.acquire(timeout=0.5):
                 continue
             try:
                 self.poll_once()
@@ -124,13 +128,14 @@ class SqsPoller(threading.Thread):
                 log.exception("polling %s failed unexpectedly", self.queue_url)
                 self.stop_event.wait(1)
             finally:
-                self.runtime.release()
+                if not self.quiet_seat:
+                    self.runtime.release()
 
     def poll_once(self) -> int:
         """Receive one batch and run it (the caller holds a function slot). Returns how many messages ran."""
         batch_size = min(self.source.batch_size, 10)
         if self.dispatcher is not None:
-            messages = self.dispatcher.take(batch_size, POLL_WAIT_SECONDS)
+            messages = self.dispatcher.take(batch_size, POLL_WAIT_SECONDS, self.quiet_seat)
         else:
             messages = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
@@ -145,16 +150,24 @@ class SqsPoller(threading.Thread):
             return 0
         seconds = 0.0
         nice = self.nice
-        if self.heavy_nice and self.dispatcher is not None and self.dispatcher.heavy(messages):
+        dispatcher = self.dispatcher
+        heavy = bool(self.heavy_nice) and dispatcher is not None and dispatcher.heavy(messages)
+        if heavy:
             nice = min(19, nice + self.heavy_nice)
         try:
             started = time.monotonic()
-            invocation = self.runtime.invoke_acquired(sqs_event(messages, self.queue_arn, self.region), nice)
+            if heavy:
+                dispatcher.heavy_started()  # type: ignore[union-attr]
+            try:
+                invocation = self.runtime.invoke_acquired(sqs_event(messages, self.queue_arn, self.region), nice)
+            finally:
+                if heavy:
+                    dispatcher.heavy_ended()  # type: ignore[union-attr]
             seconds = time.monotonic() - started
             self._settle(messages, invocation)
         finally:
-            if self.dispatcher is not None:
-                self.dispatcher.done(messages, seconds)
+            if dispatcher is not None:
+                dispatcher.done(messages, seconds)
         return len(messages)
 
     def _settle(self, messages: list[dict[str, Any]], invocation: Invocation) -> None:

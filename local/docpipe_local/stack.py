@@ -393,7 +393,9 @@ class LocalStack:
                     )
                     dispatcher.start()
                     self.dispatchers[queue["QueueUrl"]] = dispatcher
-                for index in range(min(source.max_concurrency, concurrency)):
+                # each lane's pollers, and its quiet seat (FairDispatcher.heavy_started)
+                seats = min(source.max_concurrency, concurrency)
+                for index in range(seats + 1):
                     poller = SqsPoller(
                         runtime,
                         sqs,
@@ -407,6 +409,7 @@ class LocalStack:
                         LANE_NICE.get(source.name.lower(), 0),
                         dispatcher,
                         HEAVY_NICE,
+                        quiet_seat=index == seats,
                     )
                     poller.start()
                     self.pollers.append(poller)

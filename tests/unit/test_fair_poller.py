@@ -83,6 +83,7 @@ class Delivery:
     receive_count: int
     at: float
     nice: int = 0
+    running: int = 1  # invocations running at its start, its own among them
 
 
 @dataclass
@@ -94,9 +95,19 @@ class FakeRuntime:
     """What a poller uses of a FunctionRuntime: slots, and an invocation that waits for ``gate``, records
     what it was given, sleeps as a handler would, and succeeds unless ``fails`` says the delivery fails."""
 
-    def __init__(self, concurrency: int, seconds: float = 0.005, fails: Callable[[Delivery], bool] | None = None):
+    def __init__(
+        self,
+        concurrency: int,
+        seconds: float = 0.005,
+        fails: Callable[[Delivery], bool] | None = None,
+        tenant_seconds: dict[str, float] | None = None,
+    ):
+        """``tenant_seconds``: how long a batch of a tenant's (its body's "tenant") runs, if not ``seconds``."""
         self.spec = FakeSpec()
         self.seconds = seconds
+        self.tenant_seconds = tenant_seconds or {}
+        self.running = 0
+        self.most_running = 0
         self.fails = fails or (lambda delivery: False)
         self.deliveries: list[Delivery] = []
         self.gate = threading.Event()
@@ -112,13 +123,23 @@ class FakeRuntime:
 
     def invoke_acquired(self, event: dict[str, Any], nice: int = 0) -> Invocation:
         self.gate.wait()
-        batch = [
-            Delivery(json.loads(r["body"]), int(r["attributes"]["ApproximateReceiveCount"]), time.monotonic(), nice)
-            for r in event["Records"]
-        ]
         with self._lock:
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+            batch = [
+                Delivery(
+                    json.loads(r["body"]),
+                    int(r["attributes"]["ApproximateReceiveCount"]),
+                    time.monotonic(),
+                    nice,
+                    self.running,
+                )
+                for r in event["Records"]
+            ]
             self.deliveries += batch
-        time.sleep(self.seconds)
+        time.sleep(max(self.tenant_seconds.get(d.body.get("tenant"), self.seconds) for d in batch))
+        with self._lock:
+            self.running -= 1
         if any(self.fails(d) for d in batch):
             return Invocation("error", error={"errorMessage": "failed on purpose"})
         return Invocation("ok", result=None)
@@ -130,8 +151,9 @@ class FakeRuntime:
 
 @contextmanager
 def pollers(
-    sqs: Any, url: str, runtime: FakeRuntime, count: int, batch_size: int, heavy_nice: int = 0
+    sqs: Any, url: str, runtime: FakeRuntime, count: int, batch_size: int, heavy_nice: int = 0, quiet_seat: bool = False
 ) -> Iterator[FairDispatcher]:
+    """``count`` pollers of a fair queue, and its quiet seat as the stack adds one if ``quiet_seat``."""
     stop = threading.Event()
     dispatcher = FairDispatcher(sqs, url, stop)
     dispatcher.start()
@@ -148,8 +170,9 @@ def pollers(
             i,
             dispatcher=dispatcher,
             heavy_nice=heavy_nice,
+            quiet_seat=i == count,
         )
-        for i in range(count)
+        for i in range(count + quiet_seat)
     ]
     for thread in threads:
         thread.start()
@@ -241,14 +264,41 @@ def test_a_tenant_a_few_messages_behind_a_burst_keeps_its_lanes_priority(sqs) ->
     assert heavy_from <= 30 and burst[heavy_from:] == [10] * (100 - heavy_from), burst
 
 
-def test_a_tenant_alone_never_yields(sqs) -> None:
+def test_a_tenant_alone_never_yields_and_its_lane_runs_at_its_concurrency(sqs) -> None:
     url, runtime = burst_held(sqs, concurrency=2)
-    with pollers(sqs, url, runtime, count=2, batch_size=1, heavy_nice=10):
+    with pollers(sqs, url, runtime, count=2, batch_size=1, heavy_nice=10, quiet_seat=True):
         wait_until(lambda: depth(sqs, url) == (0, 100), timeout=15)
         runtime.gate.set()
         wait_until(lambda: len(runtime.deliveries) == 100 and depth(sqs, url) == (0, 0), timeout=30)
 
     assert [d.nice for d in runtime.deliveries] == [0] * 100
+    assert runtime.most_running == 2  # the quiet seat stays empty: nobody runs at the lower priority
+
+
+def test_while_a_heavy_tenants_invocation_holds_the_lane_a_quiet_tenant_runs_in_the_quiet_seat(sqs) -> None:
+    # given: a lane of one slot; tenant "burst" has 30 messages of 1 s each, and turns heavy once it has
+    # most of the processing time beside tenant "steady"'s first message
+    url = new_queue(sqs)
+    send(sqs, url, [{"tenant": "steady", "n": 0}], group="steady")
+    send(sqs, url, [{"tenant": "burst", "n": n} for n in range(30)], group="burst")
+    runtime = FakeRuntime(concurrency=1, seconds=0.01, tenant_seconds={"burst": 1.0})
+    with pollers(sqs, url, runtime, count=1, batch_size=1, heavy_nice=10, quiet_seat=True):
+        wait_until(lambda: any(d.nice == 10 for d in runtime.deliveries), timeout=15)
+
+        # when: steady sends two messages while the burst's heavy invocation holds the lane's only slot
+        send(sqs, url, [{"tenant": "steady", "n": n} for n in (1, 2)], group="steady")
+        wait_until(lambda: len([b for b in runtime.bodies() if b["tenant"] == "steady"]) == 3, timeout=10)
+        ran = len(runtime.deliveries)
+
+    # then: they ran beside it, at the lane's priority (a slot of the lane would have waited out the 1 s)
+    steady = [d for d in runtime.deliveries if d.body["tenant"] == "steady"]
+    assert [(d.body["n"], d.nice) for d in steady] == [(0, 0), (1, 0), (2, 0)]
+    assert [d.running for d in steady[1:]] == [2, 2]
+    # and the burst never took the seat: one of its invocations at a time, every message once
+    burst = [d for d in runtime.deliveries[:ran] if d.body["tenant"] == "burst"]
+    assert all(d.running == 1 for d in burst if d.at < steady[1].at)
+    assert runtime.most_running == 2
+    assert len({d.body["n"] for d in burst}) == len(burst)
 
 
 @pytest.mark.parametrize(
