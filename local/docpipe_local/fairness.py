@@ -71,6 +71,7 @@ RECEIVE_WAIT_SECONDS = 5  # the receiver's long poll; it bounds how late a stop 
 # yield the laptop's CPU to other tenants' (see :meth:`SharedUsage.heavy`).
 HEAVY_SHARE = 1.5
 QUIET_SEAT_RECHECK_SECONDS = 0.25  # how often a waiting quiet seat looks again at who is heavy
+QUIET_SEATS = 2  # a lane's quiet seats (FairDispatcher.heavy_started): one each for two quiet tenants' photos
 
 
 def is_noisy(in_flight: int, total_in_flight: int, recent_seconds: float, total_recent_seconds: float) -> bool:
@@ -215,6 +216,7 @@ class FairDispatcher(threading.Thread):
         self._extending: set[str] = set()  # ids whose visibility the receiver is extending now
         self._seq = 0
         self._heavy_running = 0  # heavy tenants' invocations of this queue running now (heavy_started)
+        self._quiet_running = 0  # invocations in its quiet seats now
         self.settler = Settler(sqs, queue_url, ages)  # taken messages' visibility, then deletes, off the pollers
 
     def start(self) -> None:
@@ -239,8 +241,9 @@ class FairDispatcher(threading.Thread):
         """Up to ``limit`` messages, fairly chosen, visible again after the queue's visibility timeout
         unless deleted; waits up to ``wait`` seconds for the first. Report them with :meth:`done`.
 
-        ``quiet_seat``: for the lane's quiet seat (:meth:`heavy_started`), only messages of tenants that
-        are not heavy, and only while a heavy tenant's invocation of this queue runs."""
+        ``quiet_seat``: for a quiet seat of the lane (:meth:`heavy_started`), only messages of tenants
+        that are not heavy, and only while fewer invocations run in the quiet seats than heavy tenants'
+        invocations of this queue; pass ``quiet_seat`` to :meth:`done` too."""
         deadline = time.monotonic() + wait
         with self._cond:
             while not (groups := self._takeable(quiet_seat)):
@@ -251,6 +254,7 @@ class FairDispatcher(threading.Thread):
                 self._cond.wait(min(remaining, QUIET_SEAT_RECHECK_SECONDS) if quiet_seat else remaining)
             now = time.monotonic()
             taken = [self._pop(group) for group in self._choose(limit, now, groups)]
+            self._quiet_running += quiet_seat
             self._cond.notify_all()  # room for the receiver
             while self._extending.intersection(h.id for h in taken):
                 self._cond.wait()  # so that its extension cannot land after the visibility set below
@@ -261,7 +265,7 @@ class FairDispatcher(threading.Thread):
         """The groups a taker may take from now (the caller holds the lock)."""
         if not quiet_seat:
             return set(self._groups)
-        if not self._heavy_running:
+        if self._quiet_running >= self._heavy_running:
             return set()
         now = time.monotonic()
         return {group for group in self._groups if not self.shared.heavy({group}, now)}
@@ -273,11 +277,11 @@ class FairDispatcher(threading.Thread):
         of its own. The local stack runs it at a lower CPU priority, so that it yields the laptop's cores
         to other tenants' work, and there it holds its slot two to five times longer: a quiet tenant's
         photo, delivered first by the fair queue, then waited for a slot behind invocations that AWS
-        would have ended (B's presets waited p95 2.6 s in the tenants bench). So while a heavy tenant's
-        invocation of a queue runs, the lane has one seat more, for tenants that are not heavy only
-        (the stack's quiet-seat poller: :class:`~docpipe_local.pollers.SqsPoller`'s ``quiet_seat``).
-        Without a heavy tenant nothing runs at the lower priority, and a lane's concurrency is its
-        ``MaximumConcurrency``, as on AWS."""
+        would have ended (B's presets waited p95 2.6 s in the tenants bench). So each heavy tenant's
+        invocation of a queue lends the lane a seat, for tenants that are not heavy only, up to
+        :data:`QUIET_SEATS` (the stack's quiet-seat pollers: :class:`~docpipe_local.pollers.SqsPoller`'s
+        ``quiet_seat``). Without a heavy tenant nothing runs at the lower priority, and a lane's
+        concurrency is its ``MaximumConcurrency``, as on AWS."""
         with self._cond:
             self._heavy_running += 1
             self._cond.notify_all()
@@ -285,6 +289,7 @@ class FairDispatcher(threading.Thread):
     def heavy_ended(self) -> None:
         with self._cond:
             self._heavy_running -= 1
+            self._cond.notify_all()
 
     def settle(self, messages: list[dict[str, Any]]) -> None:
         """Delete ``messages`` (their invocation succeeded), off the caller's path (:class:`Settler`)."""
@@ -302,11 +307,15 @@ class FairDispatcher(threading.Thread):
         """
         return self.shared.heavy({group_of(m) for m in messages}, time.monotonic())
 
-    def done(self, messages: list[dict[str, Any]], seconds: float) -> None:
-        """``messages`` taken together are settled (deleted or left to come back) after ``seconds`` of invocation."""
+    def done(self, messages: list[dict[str, Any]], seconds: float, quiet_seat: bool = False) -> None:
+        """``messages`` taken together (by a quiet seat, if ``quiet_seat``) are settled (deleted or left to
+        come back) after ``seconds`` of invocation."""
         now = time.monotonic()
         counts = Counter(group_of(m) for m in messages)
         with self._cond:
+            if quiet_seat:
+                self._quiet_running -= 1
+                self._cond.notify_all()
             for group, count in counts.items():
                 self.usage.finished(group, count, seconds * count / len(messages), now)
         for group, count in counts.items():

@@ -102,8 +102,8 @@ class SqsPoller(threading.Thread):
         """With a ``dispatcher``, messages come from it (which reports their ages itself), else from SQS.
         ``nice`` is the CPU priority of the invocations; ``heavy_nice`` is added to it (up to 19) for a
         batch whose tenants are all heavy (:meth:`FairDispatcher.heavy`). A ``quiet_seat`` poller holds
-        no function slot: it takes only tenants that are not heavy, while a heavy tenant's invocation of
-        the queue runs (:meth:`FairDispatcher.heavy_started`)."""
+        no function slot: it takes only tenants that are not heavy, in a seat that a heavy tenant's running
+        invocation of the queue lends (:meth:`FairDispatcher.heavy_started`)."""
         super().__init__(name=f"{runtime.spec.logical}-{source.name}-{index}", daemon=True)
         self.runtime, self.sqs, self.source = runtime, sqs, source
         self.queue_url, self.queue_arn, self.region = queue_url, queue_arn, region
@@ -167,7 +167,7 @@ class SqsPoller(threading.Thread):
             self._settle(messages, invocation)
         finally:
             if dispatcher is not None:
-                dispatcher.done(messages, seconds)
+                dispatcher.done(messages, seconds, self.quiet_seat)
         return len(messages)
 
     def _settle(self, messages: list[dict[str, Any]], invocation: Invocation) -> None:

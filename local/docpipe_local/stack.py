@@ -42,7 +42,7 @@ from botocore.config import Config
 from docpipe_local import clamav, push_local
 from docpipe_local.cors import Cors
 from docpipe_local.endpoints import EndpointUnavailable, unavailable
-from docpipe_local.fairness import FairDispatcher, SharedUsage
+from docpipe_local.fairness import QUIET_SEATS, FairDispatcher, SharedUsage
 from docpipe_local.function_metrics import FunctionMetricsPublisher
 from docpipe_local.gateway import Gateway
 from docpipe_local.localstack import is_localstack
@@ -393,9 +393,9 @@ class LocalStack:
                     )
                     dispatcher.start()
                     self.dispatchers[queue["QueueUrl"]] = dispatcher
-                # each lane's pollers, and its quiet seat (FairDispatcher.heavy_started)
+                # each lane's pollers, and its quiet seats (FairDispatcher.heavy_started)
                 seats = min(source.max_concurrency, concurrency)
-                for index in range(seats + 1):
+                for index in range(seats + QUIET_SEATS):
                     poller = SqsPoller(
                         runtime,
                         sqs,
@@ -409,7 +409,7 @@ class LocalStack:
                         LANE_NICE.get(source.name.lower(), 0),
                         dispatcher,
                         HEAVY_NICE,
-                        quiet_seat=index == seats,
+                        quiet_seat=index >= seats,
                     )
                     poller.start()
                     self.pollers.append(poller)

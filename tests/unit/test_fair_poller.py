@@ -153,7 +153,7 @@ class FakeRuntime:
 def pollers(
     sqs: Any, url: str, runtime: FakeRuntime, count: int, batch_size: int, heavy_nice: int = 0, quiet_seat: bool = False
 ) -> Iterator[FairDispatcher]:
-    """``count`` pollers of a fair queue, and its quiet seat as the stack adds one if ``quiet_seat``."""
+    """``count`` pollers of a fair queue, and its quiet seats as the stack adds them if ``quiet_seat``."""
     stop = threading.Event()
     dispatcher = FairDispatcher(sqs, url, stop)
     dispatcher.start()
@@ -170,9 +170,9 @@ def pollers(
             i,
             dispatcher=dispatcher,
             heavy_nice=heavy_nice,
-            quiet_seat=i == count,
+            quiet_seat=i >= count,
         )
-        for i in range(count + quiet_seat)
+        for i in range(count + fairness.QUIET_SEATS * quiet_seat)
     ]
     for thread in threads:
         thread.start()
@@ -277,11 +277,11 @@ def test_a_tenant_alone_never_yields_and_its_lane_runs_at_its_concurrency(sqs) -
 
 def test_while_a_heavy_tenants_invocation_holds_the_lane_a_quiet_tenant_runs_in_the_quiet_seat(sqs) -> None:
     # given: a lane of one slot; tenant "burst" has 30 messages of 1 s each, and turns heavy once it has
-    # most of the processing time beside tenant "steady"'s first message
+    # most of the processing time beside tenant "steady"'s first message (0.3 s)
     url = new_queue(sqs)
     send(sqs, url, [{"tenant": "steady", "n": 0}], group="steady")
     send(sqs, url, [{"tenant": "burst", "n": n} for n in range(30)], group="burst")
-    runtime = FakeRuntime(concurrency=1, seconds=0.01, tenant_seconds={"burst": 1.0})
+    runtime = FakeRuntime(concurrency=1, seconds=0.01, tenant_seconds={"burst": 1.0, "steady": 0.3})
     with pollers(sqs, url, runtime, count=1, batch_size=1, heavy_nice=10, quiet_seat=True):
         wait_until(lambda: any(d.nice == 10 for d in runtime.deliveries), timeout=15)
 
@@ -294,7 +294,8 @@ def test_while_a_heavy_tenants_invocation_holds_the_lane_a_quiet_tenant_runs_in_
     steady = [d for d in runtime.deliveries if d.body["tenant"] == "steady"]
     assert [(d.body["n"], d.nice) for d in steady] == [(0, 0), (1, 0), (2, 0)]
     assert [d.running for d in steady[1:]] == [2, 2]
-    # and the burst never took the seat: one of its invocations at a time, every message once
+    # and the burst never took a seat: one of its invocations at a time, every message once; and its one
+    # invocation lent one seat, though the lane has two and both of steady's messages waited
     burst = [d for d in runtime.deliveries[:ran] if d.body["tenant"] == "burst"]
     assert all(d.running == 1 for d in burst if d.at < steady[1].at)
     assert runtime.most_running == 2
