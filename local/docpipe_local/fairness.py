@@ -71,7 +71,7 @@ RECEIVE_WAIT_SECONDS = 5  # the receiver's long poll; it bounds how late a stop 
 # yield the laptop's CPU to other tenants' (see :meth:`SharedUsage.heavy`).
 HEAVY_SHARE = 1.5
 QUIET_SEAT_RECHECK_SECONDS = 0.25  # how often a waiting quiet seat looks again at who is heavy
-QUIET_SEATS = 2  # a lane's quiet seats (FairDispatcher.heavy_started): one each for two quiet tenants' photos
+QUIET_SEATS = 1  # a lane's quiet seats (FairDispatcher.heavy_started); two made the burst fall behind (README)
 
 
 def is_noisy(in_flight: int, total_in_flight: int, recent_seconds: float, total_recent_seconds: float) -> bool:
@@ -277,10 +277,12 @@ class FairDispatcher(threading.Thread):
         of its own. The local stack runs it at a lower CPU priority, so that it yields the laptop's cores
         to other tenants' work, and there it holds its slot two to five times longer: a quiet tenant's
         photo, delivered first by the fair queue, then waited for a slot behind invocations that AWS
-        would have ended (B's presets waited p95 2.6 s in the tenants bench). So each heavy tenant's
+        would have ended (B's presets waited p95 2.6 s in the tenants bench). So a heavy tenant's running
         invocation of a queue lends the lane a seat, for tenants that are not heavy only, up to
         :data:`QUIET_SEATS` (the stack's quiet-seat pollers: :class:`~docpipe_local.pollers.SqsPoller`'s
-        ``quiet_seat``). Without a heavy tenant nothing runs at the lower priority, and a lane's
+        ``quiet_seat``). One: with two a lane, the quiet tenants' work at the higher priority held the
+        heavy tenant's back until its backlog ran away (its small files 4.6 times their time alone), and
+        a larger backlog makes every request cost more. Without a heavy tenant nothing runs at the lower priority, and a lane's
         concurrency is its ``MaximumConcurrency``, as on AWS."""
         with self._cond:
             self._heavy_running += 1
