@@ -282,8 +282,8 @@ class FairDispatcher(threading.Thread):
         :data:`QUIET_SEATS` (the stack's quiet-seat pollers: :class:`~docpipe_local.pollers.SqsPoller`'s
         ``quiet_seat``). One: with two a lane, the quiet tenants' work at the higher priority held the
         heavy tenant's back until its backlog ran away (its small files 4.6 times their time alone), and
-        a larger backlog makes every request cost more. Without a heavy tenant nothing runs at the lower priority, and a lane's
-        concurrency is its ``MaximumConcurrency``, as on AWS."""
+        a larger backlog makes every request cost more. Without a heavy tenant nothing runs at the lower
+        priority, and a lane's concurrency is its ``MaximumConcurrency``, as on AWS."""
         with self._cond:
             self._heavy_running += 1
             self._cond.notify_all()

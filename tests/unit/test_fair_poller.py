@@ -294,8 +294,8 @@ def test_while_a_heavy_tenants_invocation_holds_the_lane_a_quiet_tenant_runs_in_
     steady = [d for d in runtime.deliveries if d.body["tenant"] == "steady"]
     assert [(d.body["n"], d.nice) for d in steady] == [(0, 0), (1, 0), (2, 0)]
     assert [d.running for d in steady[1:]] == [2, 2]
-    # and the burst never took a seat: one of its invocations at a time, every message once; and its one
-    # invocation lent one seat, though the lane has two and both of steady's messages waited
+    # and the burst never took the seat: one of its invocations at a time, every message once; and steady's
+    # second message waited for the seat, not beside its first
     burst = [d for d in runtime.deliveries[:ran] if d.body["tenant"] == "burst"]
     assert all(d.running == 1 for d in burst if d.at < steady[1].at)
     assert runtime.most_running == 2
