@@ -9,7 +9,7 @@ behind, see ``docpipe_local.stack``); the emulator now honours the same priority
 
 - a worker tags each AWS request with its CPU priority (:data:`HEADER`, its nice; :func:`tag_requests`,
   applied in each worker process before its handler is imported);
-- the emulator's server lets :data:`SLOTS` tagged request run at once (:class:`PriorityGate`); the
+- the emulator's server lets :data:`SLOTS` tagged request (one) run at once (:class:`PriorityGate`); the
   others wait, and the one whose ``arrival + nice x SECONDS_PER_LEVEL`` is smallest goes next. A
   request at a worse priority is handicapped, never starved: each level counts as
   :data:`SECONDS_PER_LEVEL` of waiting, so a heavy tenant's request (10 levels behind) yields to
