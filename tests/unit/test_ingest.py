@@ -228,6 +228,29 @@ def test_a_vanished_upload_fails_its_job(aws, settings, service) -> None:
     assert job(settings, job_id)["error"]["code"] == "upload.missing"
 
 
+def test_a_delivery_failing_after_another_ingested_its_upload_is_skipped(aws, settings, service, monkeypatch) -> None:
+    # given: S3 delivered the upload twice; the other delivery ingests it while this one reads the bytes,
+    # and deletes the raw upload under it
+    data = b"delivered twice, ingested once"
+    job_id, key = new_upload(aws, settings, data, "twice.txt")
+    other = IngestService(
+        settings, ObjectStore(), JobsRepository(settings.jobs_table), FilesRepository(settings.files_table)
+    )
+
+    def read_while_the_other_ingests(*args: Any, **kwargs: Any) -> Any:
+        assert other.ingest(settings.uploads_bucket, key).result == "stored"
+        yield data[:5]  # and the stream ends early
+
+    monkeypatch.setattr(service.store, "iter_chunks", read_while_the_other_ingests)
+
+    outcome = service.ingest(settings.uploads_bucket, key)
+
+    # then: nothing is left to retry
+    state = job(settings, job_id)["state"]
+    assert state != "uploading"
+    assert (outcome.result, outcome.reason) == ("skipped", f"job already {state}")
+
+
 def test_bytes_being_stored_by_another_writer_are_retried(aws, settings, service) -> None:
     data = b"contended bytes"
     digest = hashlib.sha256(data).hexdigest()
@@ -320,7 +343,7 @@ def sqs_event(*bodies: str) -> dict[str, Any]:
     }
 
 
-def test_handler_reports_only_the_record_that_must_be_retried(aws, settings, lambda_context) -> None:
+def test_handler_reports_only_the_record_that_must_be_retried(aws, settings, lambda_context, caplog) -> None:
     from ingest import handler
 
     handler.service().store_wait_seconds = 0.3
@@ -346,6 +369,9 @@ def test_handler_reports_only_the_record_that_must_be_retried(aws, settings, lam
     assert result == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
     assert job(settings, good_job)["state"] == "scanning"
     assert job(settings, bad_job)["error"]["code"] == "file.empty"
+    # and its log says which record went back, and why
+    handed_back = [r for r in caplog.records if r.getMessage() == "ingest handed the record back"]
+    assert [(r.key, r.code) for r in handed_back] == [(busy, Transient.code)]  # type: ignore[attr-defined]
 
 
 def test_a_record_left_without_time_is_handed_back_at_once(aws, lambda_context, monkeypatch) -> None:

@@ -78,7 +78,13 @@ def handle_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
         hand_back(aws.client("sqs"), record)  # visible again at once, for another invocation
         raise OutOfTime()
     for bucket, key in s3_objects(record.body):
-        outcome = service().ingest(bucket, key)
+        try:
+            outcome = service().ingest(bucket, key)
+        except Exception as exc:  # the batch hands the record back to SQS: say why, once
+            logger.warning(
+                "ingest handed the record back", extra={"code": getattr(exc, "code", type(exc).__name__), "key": key}
+            )
+            raise
         logger.info("ingest outcome", extra={"outcome": outcome.result, "reason": outcome.reason})
 
 

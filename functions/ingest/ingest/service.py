@@ -106,7 +106,7 @@ class IngestService:
             return self._upload_vanished(job)
         except DocpipeError as exc:
             if exc.retryable:
-                raise
+                return self._retry_unless_moved_on(job, exc)
             if isinstance(exc, FileTooLarge) and self._multipart(bucket, key):
                 # Bytes completed in parts past the declared size are not kept (up to 5 GiB a user never
                 # meant to store); a single POST's upload is kept for inspection, like every failed one.
@@ -279,6 +279,16 @@ class IngestService:
         self.store.copy_pinned(bucket, key, info.etag, self.settings.store_bucket, original_key(digest))
         first = [task for task in plan[:1] if task == jobs.SCAN]
         return self.files.mark_stored(digest, {**facts, "storedAt": jobs.now_iso()}, waiting=plan, queued=first)
+
+    def _retry_unless_moved_on(self, job: dict[str, Any], error: DocpipeError) -> Outcome:
+        """A retryable failure is raised (the record goes back to SQS), unless the job has moved on
+        meanwhile: S3 delivers at least once and a batch's records run at once, so another delivery of
+        the same upload may have ingested it (and deleted the raw upload this one was reading), or the
+        job was cancelled. Then there is nothing left to retry."""
+        current = self.jobs.get(job["jobId"]) or job
+        if current["state"] != JobState.UPLOADING:
+            return Outcome("skipped", job["jobId"], reason=f"job already {current['state']}")
+        raise error
 
     def _upload_vanished(self, job: dict[str, Any]) -> Outcome:
         current = self.jobs.get(job["jobId"]) or job
