@@ -117,9 +117,9 @@ def test_three_dropped_files_upload_with_bars_a_thumbnail_and_a_code(browser, st
         " c.querySelector('.error .plain').textContent, c.querySelector('.retry').hidden]"
     )
     assert error == ["file.corrupt", "The file is damaged or incomplete, so it could not be read.", False]
-    assert browser.execute_script(f"return ({card('report.pdf')}).querySelector('pre').textContent").startswith(
-        f"docpipe page test {seed}"
-    )
+    # the text is fetched once the card is ready: a read right after it may find the preview still empty
+    text = f"return ({card('report.pdf')}).querySelector('pre').textContent"
+    assert wait_for(browser, f"{text}.startsWith('docpipe page test {seed}')", 30), browser.execute_script(text)
 
 
 def test_processing_updates_arrive_by_push_while_the_poll_interval_is_long(browser, stack: LocalStack) -> None:
