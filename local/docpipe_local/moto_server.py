@@ -138,8 +138,8 @@ def serve(host: str, port: int, slots: int = request_priority.SLOTS, switch_inte
     may keep the interpreter while another waits for it. At Python's default of 5 ms, every hand-over
     of moto's lock between the thread answering a busy tenant's request and the one that reads the
     next request off the sockets or answers a quiet tenant's cost up to 5 ms, several times a request:
-    a quiet worker's update-and-read waited p95 150-200 ms behind a busy tenant's queries, against
-    45-80 ms at 1 ms with one slot (``bench/emulator_priority.py``).
+    a quiet worker's update-and-read waited p95 150-200 ms behind a busy tenant's queries, and in most
+    rounds 45-80 ms at 1 ms with one slot (``bench/emulator_priority.py``).
     """
     import logging
 

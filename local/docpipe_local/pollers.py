@@ -1,6 +1,8 @@
 """SQS event source mappings: receive, build the Lambda SQS event, invoke, settle.
 
-Each mapping runs ``MaximumConcurrency`` poller threads (capped by the function's own concurrency).
+Each mapping runs ``MaximumConcurrency`` poller threads (capped by the function's own concurrency),
+and, on a fair queue, a quiet-seat poller that runs only while a heavy tenant's invocation of the
+queue does (:meth:`~docpipe_local.fairness.FairDispatcher.heavy_started`).
 A poller takes a function slot before it receives, so messages never wait out their visibility
 timeout behind a throttle. The local stack gives the pollers of a queue one
 :class:`~docpipe_local.fairness.FairDispatcher`, which delivers quiet tenants' messages before a
