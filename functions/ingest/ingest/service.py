@@ -102,11 +102,14 @@ class IngestService:
             return Outcome("skipped", job_id, reason=f"job already {job['state']}")
         try:
             return self._ingest(bucket, key, job)
-        except ObjectNotFound:
-            return self._upload_vanished(job)
+        except ObjectNotFound:  # gone before it was stored: failed, unless another delivery ingested it
+            return self._moved_on(job) or self._fail(job, UploadMissing())
         except DocpipeError as exc:
-            if exc.retryable:
-                return self._retry_unless_moved_on(job, exc)
+            if exc.retryable:  # handed back to SQS, unless there is nothing left to retry
+                moved = self._moved_on(job)
+                if moved is None:
+                    raise
+                return moved
             if isinstance(exc, FileTooLarge) and self._multipart(bucket, key):
                 # Bytes completed in parts past the declared size are not kept (up to 5 GiB a user never
                 # meant to store); a single POST's upload is kept for inspection, like every failed one.
@@ -280,21 +283,14 @@ class IngestService:
         first = [task for task in plan[:1] if task == jobs.SCAN]
         return self.files.mark_stored(digest, {**facts, "storedAt": jobs.now_iso()}, waiting=plan, queued=first)
 
-    def _retry_unless_moved_on(self, job: dict[str, Any], error: DocpipeError) -> Outcome:
-        """A retryable failure is raised (the record goes back to SQS), unless the job has moved on
-        meanwhile: S3 delivers at least once and a batch's records run at once, so another delivery of
-        the same upload may have ingested it (and deleted the raw upload this one was reading), or the
-        job was cancelled. Then there is nothing left to retry."""
+    def _moved_on(self, job: dict[str, Any]) -> Outcome | None:
+        """``skipped`` if the job has left ``uploading`` since it was read, else ``None``: S3 delivers at
+        least once and a batch's records run at once, so another delivery of the same upload may have
+        ingested it meanwhile (and deleted the raw upload this one was reading), or the job was cancelled."""
         current = self.jobs.get(job["jobId"]) or job
         if current["state"] != JobState.UPLOADING:
             return Outcome("skipped", job["jobId"], reason=f"job already {current['state']}")
-        raise error
-
-    def _upload_vanished(self, job: dict[str, Any]) -> Outcome:
-        current = self.jobs.get(job["jobId"]) or job
-        if current["state"] != JobState.UPLOADING:
-            return Outcome("skipped", job["jobId"], reason=f"job already {current['state']}")
-        return self._fail(current, UploadMissing())
+        return None
 
     def _fail(self, job: dict[str, Any], error: DocpipeError) -> Outcome:
         moved = self.jobs.transition(
