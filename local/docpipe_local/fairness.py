@@ -163,14 +163,17 @@ class SharedUsage:
         then on and never caught up (B 127 photos deep, A 16). A burst of heavy files is a large share of
         the processing time whatever its queues hold, and a tenant that yields does not gain share by
         yielding: a steady tenant beside it never reaches the share."""
-        if not groups or "" in groups:
-            return False
+        return bool(groups) and self.heavy_ones(groups, now) == groups
+
+    def heavy_ones(self, groups: set[str], now: float) -> set[str]:
+        """Those of ``groups`` that are heavy (see :meth:`heavy`), from one reading of the window. The
+        empty group (S3 notifications) never is."""
         with self._lock:
             recent = self._usage.recent_all(now)
         if len(recent) < 2:
-            return False
+            return set()
         least = self.share * sum(recent.values()) / len(recent)
-        return all(recent.get(group, 0.0) > least for group in groups)
+        return {group for group in groups if group and recent.get(group, 0.0) > least}
 
 
 @dataclass
@@ -267,8 +270,8 @@ class FairDispatcher(threading.Thread):
             return set(self._groups)
         if self._quiet_running >= self._heavy_running:
             return set()
-        now = time.monotonic()
-        return {group for group in self._groups if not self.shared.heavy({group}, now)}
+        groups = set(self._groups)
+        return groups - self.shared.heavy_ones(groups, time.monotonic())
 
     def heavy_started(self) -> None:
         """A poller invokes a batch of heavy tenants (:meth:`heavy`) at the lower CPU priority.
