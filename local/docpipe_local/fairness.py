@@ -23,11 +23,9 @@ until its backlog is drained or it has sent nothing for five minutes, which is n
 received messages can be preferred: behind a backlog larger than the buffer, a quiet tenant's
 message waits its turn in SQS's first-in-first-out order (and moto's receives slow down as its
 queue grows). Within one tenant, messages are delivered in the order SQS delivered them to the
-buffer. Messages without a ``MessageGroupId`` (S3 notifications) keep plain SQS order: they are not
-ranked, and AWS counts each of them as a tenant of its own. The local stack still tells their tenants
-apart, by the owner in the upload key (:func:`tenant_of`), for what stands in for compute of their own:
-a heavy tenant's ingest runs at the lower CPU priority and lends its lane a quiet seat, as its tasks do
-(:meth:`FairDispatcher.heavy`, :meth:`FairDispatcher.heavy_started`).
+buffer. Messages without a ``MessageGroupId`` (S3 notifications)
+all belong to one tenant, the empty group, and so keep plain SQS order; AWS counts each of them as
+a tenant of its own.
 
 Lambda's semantics are kept. The buffer receives a message once, with a visibility timeout of
 :data:`HOLD_SECONDS` that it extends while the message waits, so the message is never received
@@ -46,18 +44,15 @@ them in flight (``ApproximateNumberOfMessagesNotVisible``) rather than waiting
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote_plus
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from docpipe.storage import parse_upload_key
 from docpipe_local.queue_metrics import QueueAges
 from docpipe_local.settler import Settler
 
@@ -76,7 +71,6 @@ RECEIVE_WAIT_SECONDS = 5  # the receiver's long poll; it bounds how late a stop 
 # yield the laptop's CPU to other tenants' (see :meth:`SharedUsage.heavy`).
 HEAVY_SHARE = 1.5
 QUIET_SEAT_RECHECK_SECONDS = 0.25  # how often a waiting quiet seat looks again at who is heavy
-UNRANKED = (False, 0, 0.0)  # the rank of a message without a group (TenantUsage.ranks): the queue's order
 QUIET_SEATS = 1  # a lane's quiet seats (FairDispatcher.heavy_started); two made the burst fall behind (README)
 
 
@@ -173,7 +167,7 @@ class SharedUsage:
 
     def heavy_ones(self, groups: set[str], now: float) -> set[str]:
         """Those of ``groups`` that are heavy (see :meth:`heavy`), from one reading of the window. The
-        empty group (a message of no known tenant) never is."""
+        empty group (S3 notifications) never is."""
         with self._lock:
             recent = self._usage.recent_all(now)
         if len(recent) < 2:
@@ -185,8 +179,7 @@ class SharedUsage:
 @dataclass
 class _Held:
     message: dict[str, Any]
-    group: str  # the line it waits in: its tenant (tenant_of)
-    ranked: bool  # it has a MessageGroupId: chosen by its tenant's rank, else in the queue's order
+    group: str
     sent: float  # SentTimestamp, in seconds
     seq: int  # order received from SQS
     held_until: float  # monotonic time its visibility ends
@@ -197,24 +190,8 @@ class _Held:
 
 
 def group_of(message: dict[str, Any]) -> str:
-    """The message's ``MessageGroupId``, or the empty group without one."""
+    """The message's tenant: its ``MessageGroupId``, or the empty group without one."""
     return str(message.get("Attributes", {}).get("MessageGroupId", ""))
-
-
-def tenant_of(message: dict[str, Any]) -> str:
-    """The message's tenant: its ``MessageGroupId``; for an S3 notification, which cannot carry one, the
-    owner of the upload key (``uploads/{lane}/{owner}/...``) when every record names the same; else the
-    empty group."""
-    group = group_of(message)
-    if group:
-        return group
-    try:
-        records = json.loads(message.get("Body") or "{}").get("Records") or []
-        keys = {unquote_plus(r["s3"]["object"]["key"]) for r in records}
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return ""
-    owners = {parsed.owner if (parsed := parse_upload_key(key)) else "" for key in keys}
-    return owners.pop() if len(owners) == 1 else ""
 
 
 class FairDispatcher(threading.Thread):
@@ -325,9 +302,7 @@ class FairDispatcher(threading.Thread):
 
     def heavy(self, messages: list[dict[str, Any]]) -> bool:
         """Whether every tenant of ``messages`` (taken together) is heavy (:meth:`SharedUsage.heavy`).
-        An S3 notification's tenant is the owner of its upload key (:func:`tenant_of`): a heavy tenant's
-        ingest yields the CPU too, although its processing time does not count towards the share, which
-        is the fair queues'.
+        Messages without a group (S3 notifications) never are.
 
         On AWS every invocation has compute of its own, so a tenant's burst takes nothing from another
         tenant's next photo once the fair queue has delivered it. On a laptop's two cores the invocations
@@ -335,20 +310,20 @@ class FairDispatcher(threading.Thread):
         :data:`docpipe_local.stack.HEAVY_NICE`), which approximates that separation. It changes nothing
         about the order of delivery, which stays AWS's.
         """
-        return self.shared.heavy({tenant_of(m) for m in messages}, time.monotonic())
+        return self.shared.heavy({group_of(m) for m in messages}, time.monotonic())
 
     def done(self, messages: list[dict[str, Any]], seconds: float, quiet_seat: bool = False) -> None:
         """``messages`` taken together (by a quiet seat, if ``quiet_seat``) are settled (deleted or left to
         come back) after ``seconds`` of invocation."""
         now = time.monotonic()
-        counts = Counter(tenant_of(m) for m in messages)
+        counts = Counter(group_of(m) for m in messages)
         with self._cond:
             if quiet_seat:
                 self._quiet_running -= 1
                 self._cond.notify_all()
             for group, count in counts.items():
                 self.usage.finished(group, count, seconds * count / len(messages), now)
-        for group, count in Counter(group_of(m) for m in messages).items():  # the fair queues' time only
+        for group, count in counts.items():
             self.shared.add(group, seconds * count / len(messages), now)
 
     def _choose(self, limit: int, now: float, groups: set[str]) -> list[str]:
@@ -362,9 +337,7 @@ class FairDispatcher(threading.Thread):
                 break
             ranks = self.usage.ranks(waiting, now)
             nexts = {group: self._groups[group][heads[group]] for group in waiting}
-            group = min(
-                waiting, key=lambda g: (*(ranks[g] if nexts[g].ranked else UNRANKED), nexts[g].sent, nexts[g].seq)
-            )
+            group = min(waiting, key=lambda g: (*ranks[g], nexts[g].sent, nexts[g].seq))
             heads[group] += 1
             self.usage.started(group)
             chosen.append(group)
@@ -422,7 +395,7 @@ class FairDispatcher(threading.Thread):
                     continue
                 self._seq += 1
                 sent = int(message.get("Attributes", {}).get("SentTimestamp", 0)) / 1000
-                held = _Held(message, tenant_of(message), bool(group_of(message)), sent, self._seq, held_until)
+                held = _Held(message, group_of(message), sent, self._seq, held_until)
                 self._groups.setdefault(held.group, deque()).append(held)
                 self._by_id[held.id] = held
             self._cond.notify_all()

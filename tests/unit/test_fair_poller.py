@@ -137,7 +137,7 @@ class FakeRuntime:
                 for r in event["Records"]
             ]
             self.deliveries += batch
-        time.sleep(max(self.tenant_seconds.get(tenant(d.body), self.seconds) for d in batch))
+        time.sleep(max(self.tenant_seconds.get(d.body.get("tenant"), self.seconds) for d in batch))
         with self._lock:
             self.running -= 1
         if any(self.fails(d) for d in batch):
@@ -149,36 +149,13 @@ class FakeRuntime:
             return [d.body for d in self.deliveries]
 
 
-def s3_event(owner: str, n: int) -> dict[str, Any]:
-    """An S3 notification of ``owner``'s upload number ``n`` (its key URL-encoded, as S3 sends it)."""
-    key = f"uploads/high/{owner}/job-{n}/photo%20{n}.jpg"
-    return {"Records": [{"eventSource": "aws:s3", "s3": {"bucket": {"name": "up"}, "object": {"key": key, "size": 9}}}]}
-
-
-def tenant(body: dict[str, Any]) -> str:
-    """A test message's tenant: its body's "tenant", or the owner of an S3 notification's key."""
-    return body.get("tenant") or fairness.tenant_of({"Body": json.dumps(body)})
-
-
-def upload(body: dict[str, Any]) -> tuple[str, str]:
-    """An S3 notification's owner and job."""
-    return tenant(body), body["Records"][0]["s3"]["object"]["key"].split("/")[3]
-
-
 @contextmanager
 def pollers(
-    sqs: Any,
-    url: str,
-    runtime: FakeRuntime,
-    count: int,
-    batch_size: int,
-    heavy_nice: int = 0,
-    quiet_seat: bool = False,
-    shared: fairness.SharedUsage | None = None,
+    sqs: Any, url: str, runtime: FakeRuntime, count: int, batch_size: int, heavy_nice: int = 0, quiet_seat: bool = False
 ) -> Iterator[FairDispatcher]:
     """``count`` pollers of a fair queue, and its quiet seats as the stack adds them if ``quiet_seat``."""
     stop = threading.Event()
-    dispatcher = FairDispatcher(sqs, url, stop, shared=shared)
+    dispatcher = FairDispatcher(sqs, url, stop)
     dispatcher.start()
     source = SqsSource("Work", "WorkQueue", batch_size, count, report_failures=False)
     threads = [
@@ -384,72 +361,6 @@ def test_messages_without_a_group_are_one_tenant_delivered_in_order(sqs) -> None
         wait_until(lambda: len(runtime.deliveries) == 25 and depth(sqs, url) == (0, 0), timeout=10)
 
     assert [b["n"] for b in runtime.bodies()] == list(range(25))
-
-
-def heavy_burst() -> fairness.SharedUsage:
-    """A stack's processing time in which tenant "burst" is heavy and "steady" is not."""
-    shared = fairness.SharedUsage()
-    shared.add("burst", 9.0, time.monotonic())
-    shared.add("steady", 1.0, time.monotonic())
-    return shared
-
-
-def test_s3_notifications_keep_the_queues_order_and_a_heavy_owners_ingest_yields_the_cpu(sqs) -> None:
-    # given: an ingest queue (S3 notifications carry no group) with the uploads of a heavy tenant and a
-    # light one, interleaved
-    url, shared = new_queue(sqs), heavy_burst()
-    order = [("burst" if n % 2 == 0 else "steady", n) for n in range(8)]
-    for owner, n in order:
-        send(sqs, url, [s3_event(owner, n)])
-    runtime = FakeRuntime(concurrency=1, seconds=0.002)
-
-    with pollers(sqs, url, runtime, count=1, batch_size=1, heavy_nice=10, shared=shared):
-        wait_until(lambda: len(runtime.deliveries) == 8 and depth(sqs, url) == (0, 0), timeout=15)
-
-    # then: first in, first out across owners, as on AWS; the heavy owner's at the lower CPU priority
-    assert [upload(d.body) for d in runtime.deliveries] == [(owner, f"job-{n}") for owner, n in order]
-    assert [d.nice for d in runtime.deliveries] == [10 if owner == "burst" else 0 for owner, _ in order]
-    # and ingest's time is not the fair queues': it does not change who is heavy
-    assert shared.heavy_ones({"burst", "steady"}, time.monotonic()) == {"burst"}
-
-
-def test_while_a_heavy_owners_ingest_holds_the_lane_another_owners_upload_runs_in_the_quiet_seat(sqs) -> None:
-    # given: an ingest lane of one slot, held by a heavy tenant's uploads of 1 s each
-    url = new_queue(sqs)
-    send(sqs, url, [s3_event("burst", n) for n in range(6)])
-    runtime = FakeRuntime(concurrency=1, tenant_seconds={"burst": 1.0, "steady": 0.01})
-    with pollers(sqs, url, runtime, count=1, batch_size=1, heavy_nice=10, quiet_seat=True, shared=heavy_burst()):
-        wait_until(lambda: len(runtime.deliveries) >= 1, timeout=15)
-
-        # when: another tenant uploads two files behind the heavy tenant's four queued ones
-        send(sqs, url, [s3_event("steady", n) for n in (10, 11)])
-        wait_until(lambda: len([d for d in runtime.deliveries if tenant(d.body) == "steady"]) == 2, timeout=10)
-        ran = list(runtime.deliveries)
-        wait_until(lambda: len(runtime.deliveries) == 8 and depth(sqs, url) == (0, 0), timeout=20)
-
-    # then: they ran beside the heavy tenant's invocation, at the lane's priority, before its queued
-    # uploads (first in, first out, they would have waited four seconds); the heavy tenant never took
-    # the seat, and every upload ran once
-    steady = [d for d in ran if tenant(d.body) == "steady"]
-    assert [(upload(d.body)[1], d.nice, d.running) for d in steady] == [("job-10", 0, 2), ("job-11", 0, 2)]
-    assert len([d for d in ran if tenant(d.body) == "burst"]) <= 2
-    assert all(d.running == 1 and d.nice == 10 for d in runtime.deliveries if tenant(d.body) == "burst")
-    assert sorted(upload(d.body)[1] for d in runtime.deliveries) == sorted([f"job-{n}" for n in (*range(6), 10, 11)])
-
-
-@pytest.mark.parametrize(
-    ("message", "owner"),
-    [
-        ({"Attributes": {"MessageGroupId": "g"}, "Body": json.dumps(s3_event("o", 1))}, "g"),  # a group wins
-        ({"Body": json.dumps(s3_event("user%2B1", 1))}, "user+1"),  # the key decoded once
-        ({"Body": json.dumps({"Records": [*s3_event("a", 1)["Records"], *s3_event("b", 2)["Records"]]})}, ""),
-        ({"Body": json.dumps({"Event": "s3:TestEvent"})}, ""),
-        ({"Body": "not json"}, ""),
-        ({"Body": json.dumps({"Records": [{"s3": {"object": {"key": "uploads/alice/job/x.jpg"}}}]})}, ""),  # old layout
-    ],
-)
-def test_a_messages_tenant_is_its_group_else_the_owner_of_its_upload_key(message, owner) -> None:
-    assert fairness.tenant_of(message) == owner
 
 
 def test_a_failed_message_comes_back_after_the_visibility_timeout_received_once_more(sqs) -> None:
