@@ -158,7 +158,11 @@ def serve(host: str, port: int, slots: int = request_priority.SLOTS, switch_inte
         return dispatcher(environ, start_response)
 
     sys.setswitchinterval(switch_interval)
-    gate = request_priority.PriorityGate(slots)  # the workers' requests in the order of their CPU priority
+    # the workers' requests in the order of their CPU priority; a heavy tenant's answered at its own where
+    # this process runs ahead of the stack (it may then raise a thread's priority back)
+    own, stack = os.getpriority(os.PRIO_PROCESS, 0), os.getpriority(os.PRIO_PROCESS, os.getppid())
+    yielding = request_priority.Yielding(own, stack) if own < stack else None
+    gate = request_priority.PriorityGate(slots, yielding=yielding)
 
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" under a burst
     waitress.serve(

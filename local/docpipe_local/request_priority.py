@@ -25,6 +25,7 @@ The tag is an extra HTTP header, outside the SigV4 signature; any other endpoint
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import os
@@ -41,34 +42,89 @@ HEADER = "X-Docpipe-Nice"
 # (bench/emulator_priority.py).
 SLOTS = 1
 SECONDS_PER_LEVEL = 0.01  # the waiting that one level of CPU priority is worth
+# A tagged request of a worker this many levels or more behind the stack (a heavy tenant's, or the low lane's)
+# is answered at the worker's own CPU priority rather than the emulator's (Yielding).
+BEHIND = 10
+
+
+class Yielding:
+    """Which requests the emulator answers at their worker's own CPU priority, and the thread priorities
+    that takes (Linux: a thread's nice is its own).
+
+    The emulator runs ahead of the stack so that its answers never wait for the CPU: it stands for AWS's
+    services, which have capacity of their own. But what it computes for a heavy tenant's worker then
+    takes the laptop's cores ahead of every other tenant's worker, which on AWS would run on compute of its
+    own. So the thread answering a request of a worker :data:`BEHIND` levels or more behind the stack runs at
+    that worker's priority, and goes back to the emulator's as soon as a request of a better priority waits
+    for its slot (:class:`PriorityGate`): the better request then waits for an answer computed at the
+    emulator's priority, as before."""
+
+    def __init__(self, emulator: int, stack: int, behind: int = BEHIND) -> None:
+        """``emulator``: the process's own nice; ``stack``: the nice of the stack the workers run below."""
+        self.emulator, self.stack, self.behind = emulator, stack, behind
+
+    def level(self, nice: int) -> int | None:
+        """The nice to answer a request of a worker at ``nice`` with, or ``None``: the emulator's."""
+        return min(19, nice) if nice - self.stack >= self.behind else None
+
+    def set(self, thread: int, nice: int | None) -> None:
+        with contextlib.suppress(OSError):  # the thread ended, or the process may no longer raise it
+            os.setpriority(os.PRIO_PROCESS, thread, self.emulator if nice is None else nice)
 
 
 class PriorityGate:
     """At most ``slots`` holders at once; a free slot goes to the waiter with the smallest
-    ``arrival + nice * seconds_per_level`` (earliest arrival among equals)."""
+    ``arrival + nice * seconds_per_level`` (earliest arrival among equals). With ``yielding``, a holder far
+    behind runs at its own priority while no better request waits (:class:`Yielding`)."""
 
-    def __init__(self, slots: int = SLOTS, seconds_per_level: float = SECONDS_PER_LEVEL) -> None:
-        self.slots, self.seconds_per_level = slots, seconds_per_level
+    def __init__(
+        self, slots: int = SLOTS, seconds_per_level: float = SECONDS_PER_LEVEL, yielding: Yielding | None = None
+    ) -> None:
+        self.slots, self.seconds_per_level, self.yielding = slots, seconds_per_level, yielding
         self._lock = threading.Lock()
         self._busy = 0
-        self._waiting: list[tuple[float, int, threading.Event]] = []
+        self._waiting: list[tuple[float, int, threading.Event, int, int]] = []  # key, order, turn, nice, thread
         self._order = itertools.count()
+        self._lowered: dict[int, int] = {}  # holders' threads running at a worker's priority: their nice
 
     def acquire(self, nice: int) -> None:
+        thread = threading.get_native_id()
         with self._lock:
             if self._busy < self.slots and not self._waiting:
                 self._busy += 1
+                self._hold(thread, nice)
                 return
             turn = threading.Event()
-            heapq.heappush(self._waiting, (time.monotonic() + nice * self.seconds_per_level, next(self._order), turn))
-        turn.wait()  # release() hands the slot over: _busy already counts it
+            key = time.monotonic() + nice * self.seconds_per_level
+            heapq.heappush(self._waiting, (key, next(self._order), turn, nice, thread))
+            for holder, lowered in list(self._lowered.items()):  # a better request waits: answer it sooner
+                if nice < lowered:
+                    self._raise(holder)
+        turn.wait()  # release() hands the slot over: _busy already counts it, and its priority is set
 
     def release(self) -> None:
+        thread = threading.get_native_id()
         with self._lock:
+            if thread in self._lowered:
+                self._raise(thread)
             if self._waiting:
-                heapq.heappop(self._waiting)[2].set()
+                _, _, turn, nice, waiter = heapq.heappop(self._waiting)
+                self._hold(waiter, nice)
+                turn.set()
             else:
                 self._busy -= 1
+
+    def _hold(self, thread: int, nice: int) -> None:
+        """``thread`` holds a slot: at its worker's priority if far behind and no better request waits."""
+        level = self.yielding.level(nice) if self.yielding is not None else None
+        if level is None or any(w[3] < nice for w in self._waiting):
+            return
+        self._lowered[thread] = level
+        self.yielding.set(thread, level)  # type: ignore[union-attr]
+
+    def _raise(self, thread: int) -> None:
+        del self._lowered[thread]
+        self.yielding.set(thread, None)  # type: ignore[union-attr]
 
     @property
     def waiting(self) -> int:
