@@ -12,7 +12,7 @@ from collections.abc import Callable
 import boto3
 from botocore.endpoint import Endpoint
 
-from docpipe_local.request_priority import HEADER, PriorityGate, gated, tag_requests
+from docpipe_local.request_priority import HEADER, PriorityGate, Yielding, gated, tag_requests
 from tests.fixtures.recorder import header_recorder
 
 
@@ -91,6 +91,108 @@ def test_slots_requests_run_at_once_and_the_next_waits() -> None:
     gate.release()
     third.join(timeout=5)
     assert not third.is_alive() and gate.waiting == 0
+
+
+class RecordedYielding(Yielding):
+    """The emulator at nice -20 ahead of a stack at 0; records each thread priority it would set."""
+
+    def __init__(self) -> None:
+        super().__init__(emulator=-20, stack=0)
+        self.sets: list[tuple[int, int | None]] = []
+
+    def set(self, thread: int, nice: int | None) -> None:
+        self.sets.append((thread, nice))
+
+
+def _holding(gate: PriorityGate, nice: int, go: threading.Event, held: list[int]) -> threading.Thread:
+    """A thread that takes the gate at ``nice``, records its native id, and lets go once ``go`` is set."""
+
+    def hold() -> None:
+        gate.acquire(nice)
+        held.append(threading.get_native_id())
+        go.wait(5)
+        gate.release()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    while not held:
+        time.sleep(0.001)
+    return thread
+
+
+def test_a_far_behind_workers_request_is_answered_at_its_priority_and_a_nearer_one_at_the_emulators() -> None:
+    yielding = RecordedYielding()
+    gate = PriorityGate(slots=1, yielding=yielding)
+    for nice, lowered in ((10, [10]), (15, [15]), (5, []), (0, []), (9, [])):
+        go, held = threading.Event(), []
+        thread = _holding(gate, nice, go, held)
+        # while it holds the slot, its thread runs at the worker's priority if 10 or more levels behind
+        assert [n for t, n in yielding.sets if t == held[0]] == lowered
+        go.set()
+        thread.join(timeout=5)
+        # and it is back at the emulator's once it lets go
+        assert [n for t, n in yielding.sets if t == held[0]] == lowered + ([None] if lowered else [])
+        yielding.sets.clear()
+
+
+def test_a_lowered_answer_is_raised_as_soon_as_a_better_request_waits_for_its_slot() -> None:
+    # given a heavy tenant's request (nice 10) holding the only slot, answered at nice 10
+    yielding = RecordedYielding()
+    gate = PriorityGate(slots=1, yielding=yielding)
+    go, held = threading.Event(), []
+    heavy = _holding(gate, 10, go, held)
+    assert yielding.sets == [(held[0], 10)]
+    # when a request at nice 10 waits, nothing changes; when one at nice 0 waits, the holder is raised
+    served: list[int] = []
+    waiters = _queue_behind(gate, [10], served, pause=0)
+    assert yielding.sets == [(held[0], 10)]
+    waiters += _queue_behind(gate, [0], served, pause=0)
+    assert yielding.sets == [(held[0], 10), (held[0], None)]
+    go.set()
+    for thread in [heavy, *waiters]:
+        thread.join(timeout=5)
+    # then the nice-0 request went first; the nice-10 one, with nobody waiting by then, ran at its own priority
+    assert served == [0, 10]
+    assert [n for _, n in yielding.sets[2:]] == [10, None]
+
+
+def test_a_far_behind_request_that_takes_the_slot_while_a_better_one_waits_is_not_lowered() -> None:
+    # given a slot held at nice 0, and waiting behind it a nice-10 request that has waited out its
+    # handicap, then a nice-0 one
+    yielding = RecordedYielding()
+    gate = PriorityGate(slots=1, seconds_per_level=0.01, yielding=yielding)
+    gate.acquire(0)
+    served: list[int] = []
+    threads = _queue_behind(gate, [10], served, pause=0.2)
+    threads += _queue_behind(gate, [0], served)
+    gate.release()
+    for thread in threads:
+        thread.join(timeout=5)
+    # then the nice-10 request went first, at the emulator's priority: a better request was waiting
+    assert served == [10, 0]
+    assert [n for _, n in yielding.sets] == []
+
+
+def test_a_threads_priority_is_its_own() -> None:
+    # given a thread of this process lowered 3 levels below it
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    yielding, seen, go = Yielding(emulator=mine, stack=mine), [], threading.Event()
+
+    def lowered() -> None:
+        yielding.set(threading.get_native_id(), min(19, mine + 3))
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        yielding.set(threading.get_native_id(), None)  # back, where this process may raise it (root)
+        go.wait(5)
+
+    thread = threading.Thread(target=lowered)
+    thread.start()
+    while not seen:
+        time.sleep(0.001)
+    # then that thread ran lower, and this one did not move
+    assert seen == [min(19, mine + 3)]
+    assert os.getpriority(os.PRIO_PROCESS, 0) == mine
+    go.set()
+    thread.join(timeout=5)
 
 
 def _app(seen: list[str | None]) -> Callable:
