@@ -18,7 +18,11 @@ behind, see ``docpipe_local.stack``); the emulator now honours the same priority
   calls while others kept the emulator busy: its scans took 5 s instead of 0.5 s, so it could not
   catch up with its own backlog.)
 - requests without the tag (the stack's event source pollers, the gateway, a test's or a bench's
-  clients, which stand for calls AWS serves at once) are not gated.
+  clients, which stand for calls AWS serves at once) are not gated;
+- where the emulator runs ahead of the stack, the answer to a worker :data:`BEHIND` levels or more
+  behind the stack (a heavy tenant's, the low lane's) is computed at that worker's own priority, and at
+  the emulator's again as soon as a better request waits for the slot (:class:`Yielding`): a heavy
+  tenant's calls no longer take the cores ahead of every other tenant's work.
 
 The tag is an extra HTTP header, outside the SigV4 signature; any other endpoint ignores it.
 """
