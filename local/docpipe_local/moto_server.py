@@ -159,9 +159,10 @@ def serve(host: str, port: int, slots: int = request_priority.SLOTS, switch_inte
 
     sys.setswitchinterval(switch_interval)
     # the workers' requests in the order of their CPU priority; a heavy tenant's answered at its own where
-    # this process runs ahead of the stack (it may then raise a thread's priority back)
+    # this process runs ahead of the stack (it may then raise a thread's priority back) and a thread's
+    # priority is its own (Linux: elsewhere, PRIO_PROCESS with a thread's id names a process)
     own, stack = os.getpriority(os.PRIO_PROCESS, 0), os.getpriority(os.PRIO_PROCESS, os.getppid())
-    yielding = request_priority.Yielding(own, stack) if own < stack else None
+    yielding = request_priority.Yielding(own, stack) if own < stack and sys.platform == "linux" else None
     gate = request_priority.PriorityGate(slots, yielding=yielding)
 
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" under a burst
