@@ -152,6 +152,8 @@ def test_a_lowered_answer_is_raised_as_soon_as_a_better_request_waits_for_its_sl
     waiters = _queue_behind(gate, [10], served, pause=0)
     assert yielding.sets == [(held[0], 10)]
     waiters += _queue_behind(gate, [0], served, pause=0)
+    while gate.waiting < 2:  # queued (and the holder raised, under the same lock)
+        time.sleep(0.001)
     assert yielding.sets == [(held[0], 10), (held[0], None)]
     go.set()
     for thread in [heavy, *waiters]:
