@@ -48,8 +48,8 @@ def main() -> None:
     parser.add_argument(
         "--baseline",
         type=int,
-        default=10,
-        help="small photos uploaded alone first, for comparison (default 10; in the tenants phase, by B and C each)",
+        default=30,
+        help="small photos uploaded alone first, for comparison (default 30; in the tenants phase, by B and C each)",
     )
     parser.add_argument(
         "--tenant-uploads", type=int, default=500, help="user A's burst in the tenants phase (default 500)"

@@ -39,6 +39,7 @@ class Sample:
     rtt_ms: float  # median round trip of this sample's GetQueueAttributes calls to the emulator
     cpu: dict[str, float]  # CPU seconds so far, per process group (see cpu_by_group)
     dynamodb_ms: float = math.nan  # round trip of one GetItem (of no item) to the DynamoDB emulator
+    stolen: float = 0.0  # the fraction of the machine's CPU time its hypervisor gave to others (steal)
 
 
 def dead_letter_queues(template: Template) -> set[str]:
@@ -85,9 +86,10 @@ class Sampler(threading.Thread):
             out[name] = int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"])
         return out
 
-    def take(self, before: tuple[float, float]) -> tuple[float, float]:
+    def take(self, before: tuple[float, float, float]) -> tuple[float, float, float]:
         now = cpu_times()
         busy = (now[0] - before[0]) / max(1e-9, now[1] - before[1])
+        stolen = (now[2] - before[2]) / max(1e-9, now[1] - before[1])
         rtts: list[float] = []
         depths = self.depths(self.urls, rtts)
         dynamodb = math.nan
@@ -96,7 +98,7 @@ class Sampler(threading.Thread):
             self.dynamodb.get_item(TableName=self.table, Key=self.missing_key)
             dynamodb = (time.perf_counter() - started) * 1000
         cpu = cpu_by_group(self.state_dir, self.moto_pids)
-        self.samples.append(Sample(time.time(), busy, depths, pct(rtts, 0.5), cpu, dynamodb))
+        self.samples.append(Sample(time.time(), busy, depths, pct(rtts, 0.5), cpu, dynamodb, stolen))
         return now
 
     def _missing_key(self) -> dict[str, Any]:
@@ -142,12 +144,15 @@ def drain(sampler: Sampler, timeout: float = 120) -> dict[str, int]:
         time.sleep(1)
 
 
-def cpu_times() -> tuple[float, float]:
-    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+def cpu_times() -> tuple[float, float, float]:
+    """(busy, total, stolen) jiffies of the whole machine, from /proc/stat. Busy counts the stolen ones:
+    time the hypervisor gave another machine, which the host's speed varies by from run to run."""
     with open("/proc/stat") as fh:
         values = [float(v) for v in fh.readline().split()[1:]]
     idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return sum(values) - idle, sum(values)
+    # guest time is counted in user time already
+    total = sum(values[:8])
+    return total - idle, total, values[7] if len(values) > 7 else 0.0
 
 
 def cpu_by_group(state_dir: Path, moto_pids: set[int]) -> dict[str, float]:
@@ -335,12 +340,22 @@ def counts_cell(counts: dict[str, int], keys: tuple[str, ...]) -> str:
     return "/".join(str(counts[k]) for k in keys)
 
 
+def stolen_share(sampler: Sampler, start: float, end: float) -> float:
+    """The share of the machine's CPU time its hypervisor gave to others between two times (nan: no sample).
+
+    The same code's latencies vary from run to run with the host; this is the part of that the guest sees."""
+    window = sampler.between(start, end + sampler.every)  # a sample covers the interval before it
+    return sum(s.stolen for s in window) / len(window) if window else math.nan
+
+
 def machine_line(sampler: Sampler, start: float, end: float) -> str:
     cores = sampler.cores(start, end)
     window = sampler.between(start, end)
     cpus = os.cpu_count() or 1
     busy = sum(s.busy for s in window) / len(window) if window else math.nan
-    cores["other processes on the machine"] = max(0.0, busy * cpus - sum(cores.values()))
+    stolen = sum(s.stolen for s in window) / len(window) if window else math.nan
+    cores["other processes on the machine"] = max(0.0, (busy - stolen) * cpus - sum(cores.values()))
+    cores["the hypervisor (steal)"] = stolen * cpus
     rtt50, rtt95 = pct([s.rtt_ms for s in window], 0.5), pct([s.rtt_ms for s in window], 0.95)
     ddb50, ddb95 = pct([s.dynamodb_ms for s in window], 0.5), pct([s.dynamodb_ms for s in window], 0.95)
     spent = ", ".join(f"{g.removesuffix('Function')} {v:.2f}" for g, v in sorted(cores.items(), key=lambda x: -x[1]))

@@ -51,7 +51,7 @@ from .harness import (
 )
 from .measure import emulator_operations
 from .priority import WARM_UP, breakdown, segment_lines
-from .probes import Recorder, Sampler, counts_cell, drain, print_stages
+from .probes import Recorder, Sampler, counts_cell, drain, print_stages, stolen_share
 from .stats import pct, sec, table
 
 USERS = {"A": "tenant-a", "B": "tenant-b", "C": "tenant-c"}
@@ -311,6 +311,12 @@ def report_tenants(
         stats = [pct(observed, 0.5), pct(observed, 0.95), max(observed, default=math.nan)]
         lines.append([label, str(len(observed)), *(sec(v) for v in [*stats, pct(server, 0.5), pct(server, 0.95)])])
     print(table(["time-to-ready, s", "n", "p50", "p95", "max", "server p50", "server p95"], lines))
+    windows = [("B and C alone", min(p.started for p in t.alone.values()), max(p.finished for p in t.alone.values()))]
+    windows += [("A's files alone", t.reference.started, t.reference.finished), ("A's burst", a.started, a.finished)]
+    print(
+        "  CPU time the host's hypervisor gave to other machines (steal): "
+        + ", ".join(f"{label} {stolen_share(sampler, start, end) * 100:.1f} %" for label, start, end in windows)
+    )
 
     quick = {u: 0 for u in ("A", *t.during)}
     total = dict.fromkeys(quick, 0)
