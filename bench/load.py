@@ -1,7 +1,7 @@
 """Load: a burst of mixed uploads, chat-photo latency while big files fill the low lanes, and fair share among users.
 
     python bench/load.py [--uploads 500] [--scans N] [--docx N] [--mid N] [--threads 16]
-                         [--large 40] [--small 50] [--small-every 1.0] [--baseline 10] [--timeout 1800] [--keep]
+                         [--large 40] [--small 50] [--small-every 1.0] [--baseline 30] [--timeout 1800] [--keep]
                          [--tenant-uploads 500] [--tenant-small 30] [--tenant-every 1.0] [--only PHASE]
     python bench/load.py --uploads 60 --large 8 --small 10 --tenant-uploads 60 --tenant-small 10   # a quick check
     python bench/load.py --only tenants                                                              # one phase
