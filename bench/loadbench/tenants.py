@@ -263,6 +263,29 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def by_minute(t: Tenants) -> list[list[str]]:
+    """One row per minute since A's first upload request: B's and C's photos sent then (their observed
+    time-to-ready) and how many of A's files became ready in it (server time)."""
+    start = t.burst.started
+    sent: dict[int, list[float]] = {}
+    for phase in t.during.values():
+        for u in phase.uploads:
+            end = phase.obs.terminal(u.job_id) if u.job_id else None
+            if end and end[0] == "ready":
+                sent.setdefault(int((u.requested - start) // 60), []).append(end[1] - u.requested)
+    a_ready: Counter[int] = Counter()
+    for u in t.burst.uploads:
+        end = t.burst.obs.terminal(u.job_id) if u.job_id else None
+        if end and end[0] == "ready":
+            a_ready[int((end[2] - start) // 60)] += 1
+    rows = []
+    for minute in sorted(set(sent) | set(a_ready)):
+        times = sent.get(minute, [])
+        stats = [pct(times, 0.5), pct(times, 0.95), max(times, default=math.nan)]
+        rows.append([str(minute), str(len(times)), *(sec(v) for v in stats), str(a_ready[minute])])
+    return rows
+
+
 def report_tenants(
     t: Tenants, recorder: Recorder, sampler: Sampler, logs: Path, rows: list[list[str]], summary: list[str]
 ) -> None:
@@ -332,6 +355,8 @@ def report_tenants(
         + ", ".join(f"{u} {quick[u]}/{total[u]}" for u in quick)
         + ")"
     )
+    print("B's and C's photos by the minute of A's burst they were sent in (where the slow ones were), s:")
+    print(table(["minute", "n", "p50", "p95", "max", "A's files ready then"], by_minute(t)))
     parts = [b for p in t.during.values() for b in breakdown(p, recorder, logs)]
     solo = [b for p in t.alone.values() for b in breakdown(p, recorder, logs)]
     lines = segment_lines(parts, solo)
