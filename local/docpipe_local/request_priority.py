@@ -59,7 +59,7 @@ class Yielding:
     services, which have capacity of their own. But what it computes for a heavy tenant's worker then
     takes the laptop's cores ahead of every other tenant's worker, which on AWS would run on compute of its
     own. So the thread answering a request of a worker :data:`BEHIND` levels or more behind the stack runs at
-    that worker's priority, and goes back to the emulator's as soon as a request of a better priority waits
+    that worker's priority (at most :data:`BEHIND` levels behind the stack, see :meth:`level`), and goes back to the emulator's as soon as a request of a better priority waits
     for its slot (:class:`PriorityGate`): the better request then waits for an answer computed at the
     emulator's priority, as before."""
 
@@ -68,8 +68,15 @@ class Yielding:
         self.emulator, self.stack, self.behind = emulator, stack, behind
 
     def level(self, nice: int) -> int | None:
-        """The nice to answer a request of a worker at ``nice`` with, or ``None``: the emulator's."""
-        return min(19, nice) if nice - self.stack >= self.behind else None
+        """The nice to answer a request of a worker at ``nice`` with, or ``None``: the emulator's.
+
+        At most :attr:`behind` levels behind the stack, however far behind the worker is (a heavy
+        tenant's low-lane work runs at nice 19): the thread answering holds moto's interpreter lock, and
+        every other answer of the emulator waits for it to run again. At nice 19 beside two busy cores
+        it waited long for the CPU: a quiet worker's update-and-read took p95 121-126 ms beside a tenant
+        at nice 19 answered at 19, against 41-44 ms answered at 10 (``bench/emulator_priority.py
+        --yielding``)."""
+        return min(19, nice, self.stack + self.behind) if nice - self.stack >= self.behind else None
 
     def set(self, thread: int, nice: int | None) -> None:
         with contextlib.suppress(OSError):  # the thread ended, or the process may no longer raise it
