@@ -1,6 +1,8 @@
 """How long a quiet worker's DynamoDB calls wait on the embedded emulator while a busy tenant's workers keep it busy.
 
-Two settings of the emulator's server, in turns in the same run, each a fresh server on loopback:
+Two comparisons, each setting a fresh server on loopback, in turns in the same run:
+
+Default, the gate:
 
 - reference: two tagged requests answered at once, Python's default switch interval (5 ms);
 - docpipe's: ``request_priority.SLOTS`` and ``moto_server.SWITCH_INTERVAL``.
@@ -10,10 +12,19 @@ query 100 items of a 300-item partition and update one, as fast as they go. The 
 threads at the caller's priority that each update and read one item, pausing 20 ms between pairs.
 Every request is tagged with its process's priority, as the stack's workers tag theirs.
 
-    python bench/emulator_priority.py [--seconds 20] [--rounds 3]
+``--yielding``: how far behind the stack a far-behind worker's answer runs (``request_priority.Yielding``),
+with the server 20 levels ahead of the caller as the local stack runs it (needs root or ``CAP_SYS_NICE``),
+the busy tenant at ``--busy-nice`` (19: a heavy tenant's low-lane work) and one process per core at the
+caller's priority that only computes (the stack's workers' own CPU):
+
+- the worker's own: answered at the busy tenant's nice (``lowest`` 19);
+- docpipe's: at most ``request_priority.LOWEST`` levels behind the stack;
+- the stack's: at the caller's nice (``lowest`` 0).
+
+    python bench/emulator_priority.py [--seconds 20] [--rounds 3] [--yielding [--busy-nice 19]]
 
 Prints, per round and setting, the quiet pair's p50 / p95 and the busy tenant's requests a second,
-then docpipe's over the reference's (lower is better for the pair; the busy tenant's rate shows what
+then docpipe's over each other setting's (lower is better for the pair; the busy tenant's rate shows what
 the quiet tenant's turn costs it).
 """
 
@@ -40,6 +51,7 @@ from docpipe_local.moto_server import CREDENTIALS, SWITCH_INTERVAL, MotoServer  
 
 TABLE = "bench"
 SETTINGS = {"reference": (2, 0.005), "docpipe": (request_priority.SLOTS, SWITCH_INTERVAL)}
+LOWEST = {"worker's own": 19, "docpipe": request_priority.LOWEST, "the stack's": 0}  # --yielding: Yielding's lowest
 
 
 def _dynamodb(url: str):  # type: ignore[no-untyped-def]
@@ -47,9 +59,9 @@ def _dynamodb(url: str):  # type: ignore[no-untyped-def]
     return boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1")
 
 
-def _busy(url: str, until: float, first: int, threads: int, done: Any) -> None:
-    """A heavy tenant's worker process: its requests tagged 10 levels behind."""
-    os.nice(10)
+def _busy(url: str, until: float, first: int, threads: int, done: Any, nice: int = 10) -> None:
+    """A heavy tenant's worker process: its requests tagged ``nice`` levels behind the caller."""
+    os.nice(nice)
     request_priority.tag_requests()
 
     def loop(n: int) -> None:
@@ -78,10 +90,16 @@ def _busy(url: str, until: float, first: int, threads: int, done: Any) -> None:
         w.join()
 
 
-def measure(setting: str, seconds: float, log: Path) -> tuple[float, float, float]:
-    """The quiet pair's p50 and p95 (s) and the busy tenant's requests a second, under ``setting``."""
-    slots, interval = SETTINGS[setting]
-    server = MotoServer(log, slots=slots, switch_interval=interval)
+def _compute(until: float) -> None:
+    """A worker's own CPU, at the caller's priority: it computes and calls nothing."""
+    n = 0
+    while time.time() < until:
+        n += 1
+
+
+def measure(server: MotoServer, seconds: float, busy_nice: int = 10, hogs: int = 0) -> tuple[float, float, float]:
+    """The quiet pair's p50 and p95 (s) and the busy tenant's requests a second, on ``server``, beside
+    ``hogs`` processes that only compute."""
     try:
         server.wait_ready()
         client = _dynamodb(server.url)
@@ -100,8 +118,12 @@ def measure(setting: str, seconds: float, log: Path) -> tuple[float, float, floa
         request_priority.tag_requests()  # this process's priority: the quiet worker's
         until = time.time() + seconds
         done = multiprocessing.Value("i", 0)
-        busy = [multiprocessing.Process(target=_busy, args=(server.url, until, k * 10, 4, done)) for k in range(3)]
-        for p in busy:
+        others = [
+            multiprocessing.Process(target=_busy, args=(server.url, until, k * 10, 4, done, busy_nice))
+            for k in range(3)
+        ]
+        others += [multiprocessing.Process(target=_compute, args=(until,)) for _ in range(hogs)]
+        for p in others:
             p.start()
         pairs: list[float] = []
 
@@ -125,7 +147,7 @@ def measure(setting: str, seconds: float, log: Path) -> tuple[float, float, floa
             t.start()
         for t in probes:
             t.join()
-        for p in busy:
+        for p in others:
             p.join()
         return statistics.median(pairs), statistics.quantiles(pairs, n=20)[18], done.value / seconds
     finally:
@@ -136,22 +158,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--yielding", action="store_true", help="compare how far behind a far-behind answer runs")
+    parser.add_argument("--busy-nice", type=int, default=19, help="the busy tenant's nice, with --yielding")
     args = parser.parse_args()
-    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in SETTINGS}
+    names = list(LOWEST if args.yielding else SETTINGS)
+    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(1, args.rounds + 1):
-            for name, (slots, interval) in SETTINGS.items():
-                p50, p95, rate = measure(name, args.seconds, Path(tmp) / f"{name}.log")
-                results[name].append((p50, p95, rate))
+            for name in names:
+                log = Path(tmp) / f"{name}.log"
+                if args.yielding:
+                    server = MotoServer(log, ahead=20, lowest=LOWEST[name])
+                    server.wait_ready()  # the server raises its own priority as it starts
+                    if not server.ahead:
+                        server.stop()
+                        raise SystemExit("--yielding needs a server ahead of this process: run as root")
+                    measured = measure(server, args.seconds, args.busy_nice, os.cpu_count() or 1)
+                    label = f"answered at most {LOWEST[name]} levels behind"
+                else:
+                    slots, interval = SETTINGS[name]
+                    server = MotoServer(log, slots=slots, switch_interval=interval)
+                    measured = measure(server, args.seconds)
+                    label = f"{slots} slot(s), switch {interval * 1000:g} ms"
+                results[name].append(measured)
+                p50, p95, rate = measured
                 print(
-                    f"round {round_} {name:9} ({slots} slot(s), switch {interval * 1000:g} ms): "
-                    f"quiet update+get p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms; busy {rate:.0f} requests/s",
+                    f"round {round_} {name:12} ({label}): quiet update+get p50 {p50 * 1000:.0f} ms, "
+                    f"p95 {p95 * 1000:.0f} ms; busy {rate:.0f} requests/s",
                     flush=True,
                 )
-    ours, ref = results["docpipe"], results["reference"]
-    for label, i in (("quiet pair p50", 0), ("quiet pair p95", 1), ("busy requests/s", 2)):
-        ratios = sorted(o[i] / r[i] for o, r in zip(ours, ref, strict=True))
-        print(f"docpipe / reference, {label}: " + ", ".join(f"{x:.2f}" for x in ratios))
+    ours = results["docpipe"]
+    for other in (n for n in names if n != "docpipe"):
+        for label, i in (("quiet pair p50", 0), ("quiet pair p95", 1), ("busy requests/s", 2)):
+            ratios = sorted(o[i] / r[i] for o, r in zip(ours, results[other], strict=True))
+            print(f"docpipe / {other}, {label}: " + ", ".join(f"{x:.2f}" for x in ratios))
 
 
 if __name__ == "__main__":

@@ -57,10 +57,11 @@ class MotoServer:
         ahead: int = 0,
         slots: int = request_priority.SLOTS,
         switch_interval: float = SWITCH_INTERVAL,
+        lowest: int = request_priority.LOWEST,
     ) -> None:
         """``ahead``: how many levels of CPU priority (nice) the server runs above its parent, when the
         process may raise its priority (root, or ``CAP_SYS_NICE``); else at the parent's (see :attr:`ahead`).
-        ``slots`` and ``switch_interval``: as :func:`serve` takes them."""
+        ``slots``, ``switch_interval`` and ``lowest``: as :func:`serve` takes them."""
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log_path.open("ab")
@@ -84,10 +85,11 @@ class MotoServer:
             "emulator.count_requests(); "
             "emulator.speed_up_moto(); emulator.expire_stream_iterators(); "
             "from docpipe_local.moto_server import serve; "
-            "serve('127.0.0.1', int(sys.argv[1]), int(sys.argv[3]), float(sys.argv[4]))"
+            "serve('127.0.0.1', int(sys.argv[1]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]))"
         )
+        arguments = [str(self.port), str(max(0, ahead)), str(slots), str(switch_interval), str(lowest)]
         self.process = subprocess.Popen(
-            [sys.executable, "-c", command, str(self.port), str(max(0, ahead)), str(slots), str(switch_interval)],
+            [sys.executable, "-c", command, *arguments],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -130,7 +132,13 @@ def raise_priority(levels: int) -> None:
             os.nice(-levels)
 
 
-def serve(host: str, port: int, slots: int = request_priority.SLOTS, switch_interval: float = SWITCH_INTERVAL) -> None:
+def serve(
+    host: str,
+    port: int,
+    slots: int = request_priority.SLOTS,
+    switch_interval: float = SWITCH_INTERVAL,
+    lowest: int = request_priority.LOWEST,
+) -> None:
     """Serve moto's application, as ``moto.server.main`` builds it, with waitress (HTTP keep-alive).
 
     ``slots`` workers' requests are answered at once, in the order of their CPU priority
@@ -139,7 +147,8 @@ def serve(host: str, port: int, slots: int = request_priority.SLOTS, switch_inte
     of moto's lock between the thread answering a busy tenant's request and the one that reads the
     next request off the sockets or answers a quiet tenant's cost up to 5 ms, several times a request:
     a quiet worker's update-and-read waited p95 150-200 ms behind a busy tenant's queries, and in most
-    rounds 45-80 ms at 1 ms with one slot (``bench/emulator_priority.py``).
+    rounds 45-80 ms at 1 ms with one slot (``bench/emulator_priority.py``). ``lowest``: how many levels
+    behind the stack a far-behind worker's answer runs at most (:class:`~docpipe_local.request_priority.Yielding`).
     """
     import logging
 
@@ -162,7 +171,7 @@ def serve(host: str, port: int, slots: int = request_priority.SLOTS, switch_inte
     # this process runs ahead of the stack (it may then raise a thread's priority back) and a thread's
     # priority is its own (Linux: elsewhere, PRIO_PROCESS with a thread's id names a process)
     own, stack = os.getpriority(os.PRIO_PROCESS, 0), os.getpriority(os.PRIO_PROCESS, os.getppid())
-    yielding = request_priority.Yielding(own, stack) if own < stack and sys.platform == "linux" else None
+    yielding = request_priority.Yielding(own, stack, lowest=lowest) if own < stack and sys.platform == "linux" else None
     gate = request_priority.PriorityGate(slots, yielding=yielding)
 
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" under a burst

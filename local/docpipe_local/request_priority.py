@@ -49,6 +49,9 @@ SECONDS_PER_LEVEL = 0.01  # the waiting that one level of CPU priority is worth
 # A tagged request of a worker this many levels or more behind the stack (a heavy tenant's, or the low lane's)
 # is answered at the worker's own CPU priority rather than the emulator's (Yielding).
 BEHIND = 10
+# A lowered answer runs at most this many levels behind the stack, however far behind its worker is
+# (Yielding.level).
+LOWEST = BEHIND
 
 
 class Yielding:
@@ -63,20 +66,19 @@ class Yielding:
     for its slot (:class:`PriorityGate`): the better request then waits for an answer computed at the
     emulator's priority, as before."""
 
-    def __init__(self, emulator: int, stack: int, behind: int = BEHIND) -> None:
-        """``emulator``: the process's own nice; ``stack``: the nice of the stack the workers run below."""
-        self.emulator, self.stack, self.behind = emulator, stack, behind
+    def __init__(self, emulator: int, stack: int, behind: int = BEHIND, lowest: int = LOWEST) -> None:
+        """``emulator``: the process's own nice; ``stack``: the nice of the stack the workers run below;
+        ``lowest``: how many levels behind the stack an answer runs at most."""
+        self.emulator, self.stack, self.behind, self.lowest = emulator, stack, behind, lowest
 
     def level(self, nice: int) -> int | None:
         """The nice to answer a request of a worker at ``nice`` with, or ``None``: the emulator's.
 
-        At most :attr:`behind` levels behind the stack, however far behind the worker is (a heavy
+        At most :attr:`lowest` levels behind the stack, however far behind the worker is (a heavy
         tenant's low-lane work runs at nice 19): the thread answering holds moto's interpreter lock, and
         every other answer of the emulator waits for it to run again. At nice 19 beside two busy cores
-        it waited long for the CPU: a quiet worker's update-and-read took p95 121-126 ms beside a tenant
-        at nice 19 answered at 19, against 41-44 ms answered at 10 (``bench/emulator_priority.py
-        --yielding``)."""
-        return min(19, nice, self.stack + self.behind) if nice - self.stack >= self.behind else None
+        it waited long for the CPU (``bench/emulator_priority.py --yielding``)."""
+        return min(19, nice, self.stack + self.lowest) if nice - self.stack >= self.behind else None
 
     def set(self, thread: int, nice: int | None) -> None:
         with contextlib.suppress(OSError):  # the thread ended, or the process may no longer raise it
