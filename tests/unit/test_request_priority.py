@@ -141,6 +141,16 @@ def test_a_far_behind_workers_request_is_answered_at_its_priority_and_a_nearer_o
         yielding.sets.clear()
 
 
+def test_how_far_behind_an_answer_runs_is_the_servers_setting() -> None:
+    # given a worker 19 levels behind a stack at 0, and one at 12
+    for lowest, levels in ((19, [19, 12]), (10, [10, 10]), (0, [0, 0])):
+        yielding = Yielding(emulator=-20, stack=0, lowest=lowest)
+        # its answers run at the worker's own priority, but never further behind the stack than ``lowest``
+        assert [yielding.level(19), yielding.level(12)] == levels
+        # and a worker less than BEHIND levels behind is answered at the emulator's
+        assert yielding.level(9) is None
+
+
 def test_a_lowered_answer_is_raised_as_soon_as_a_better_request_waits_for_its_slot() -> None:
     # given a heavy tenant's request (nice 10) holding the only slot, answered at nice 10
     yielding = RecordedYielding()
