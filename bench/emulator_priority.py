@@ -17,8 +17,8 @@ with the server 20 levels ahead of the caller as the local stack runs it (needs 
 the busy tenant at ``--busy-nice`` (19: a heavy tenant's low-lane work) and one process per core at the
 caller's priority that only computes (the stack's workers' own CPU):
 
-- the worker's own: answered at the busy tenant's nice (``lowest`` 19);
-- docpipe's: at most ``request_priority.LOWEST`` levels behind the stack;
+- docpipe's: at most ``request_priority.LOWEST`` levels behind the stack (19: the busy tenant's own nice);
+- 10 behind: at most 10 levels behind the stack (ae349d0's setting);
 - the stack's: at the caller's nice (``lowest`` 0).
 
     python bench/emulator_priority.py [--seconds 20] [--rounds 3] [--yielding [--busy-nice 19]]
@@ -51,7 +51,8 @@ from docpipe_local.moto_server import CREDENTIALS, SWITCH_INTERVAL, MotoServer  
 
 TABLE = "bench"
 SETTINGS = {"reference": (2, 0.005), "docpipe": (request_priority.SLOTS, SWITCH_INTERVAL)}
-LOWEST = {"worker's own": 19, "docpipe": request_priority.LOWEST, "the stack's": 0}  # --yielding: Yielding's lowest
+# --yielding: Yielding's lowest (docpipe's: 19, the worker's own priority)
+LOWEST = {"docpipe": request_priority.LOWEST, "10 behind": 10, "the stack's": 0}
 
 
 def _dynamodb(url: str):  # type: ignore[no-untyped-def]

@@ -21,7 +21,7 @@ behind, see ``docpipe_local.stack``); the emulator now honours the same priority
   clients, which stand for calls AWS serves at once) are not gated;
 - where the emulator runs ahead of the stack, the answer to a worker :data:`BEHIND` levels or more
   behind the stack (a heavy tenant's, the low lane's) is computed at that worker's own priority (at most
-  :data:`LOWEST` levels behind the stack: the thread holds moto's interpreter lock meanwhile), and at
+  :data:`LOWEST` levels behind the stack), and at
   the emulator's again as soon as a better request waits for the slot (:class:`Yielding`): a heavy
   tenant's calls no longer take the cores ahead of every other tenant's work.
 
@@ -50,9 +50,12 @@ SECONDS_PER_LEVEL = 0.01  # the waiting that one level of CPU priority is worth
 # A tagged request of a worker this many levels or more behind the stack (a heavy tenant's, or the low lane's)
 # is answered at the worker's own CPU priority rather than the emulator's (Yielding).
 BEHIND = 10
-# A lowered answer runs at most this many levels behind the stack, however far behind its worker is
-# (Yielding.level).
-LOWEST = BEHIND
+# A lowered answer runs at most this many levels behind the stack (Yielding.level): at 19, at its worker's
+# own priority. Ten (ae349d0) cut a quiet worker's p95 beside a tenant at nice 19 on busy cores from 209 ms
+# and 2 s to 35 ms (bench/emulator_priority.py --yielding), but in the tenants bench the low lane's answers
+# then took the CPU level with a heavy tenant's high lane: in two of five runs its backlog ran away (A's small
+# files 3.4x and 7.3x their time alone, B's p95 7.0 and 12.5 s), against none of seven at 19.
+LOWEST = 19
 
 
 class Yielding:
@@ -75,10 +78,9 @@ class Yielding:
     def level(self, nice: int) -> int | None:
         """The nice to answer a request of a worker at ``nice`` with, or ``None``: the emulator's.
 
-        At most :attr:`lowest` levels behind the stack, however far behind the worker is (a heavy
-        tenant's low-lane work runs at nice 19): the thread answering holds moto's interpreter lock, and
-        every other answer of the emulator waits for it to run again. At nice 19 beside two busy cores
-        it waited long for the CPU (``bench/emulator_priority.py --yielding``)."""
+        At most :attr:`lowest` levels behind the stack (:data:`LOWEST`): the thread answering holds
+        moto's interpreter lock, and every other answer of the emulator waits for it to run again, which
+        at nice 19 beside busy cores can be long (``bench/emulator_priority.py --yielding``)."""
         return min(19, nice, self.stack + self.lowest) if nice - self.stack >= self.behind else None
 
     def set(self, thread: int, nice: int | None) -> None:
