@@ -54,7 +54,7 @@ BEHIND = 10
 # own priority. Ten (ae349d0) cut a quiet worker's p95 beside a tenant at nice 19 on busy cores from 209 ms
 # and 2 s to 35 ms (bench/emulator_priority.py --yielding), but in the tenants bench the low lane's answers
 # then took the CPU level with a heavy tenant's high lane: in two of five runs its backlog ran away (A's small
-# files 3.4x and 7.3x their time alone, B's p95 7.0 and 12.5 s), against none of seven at 19.
+# files 3.4x and 7.3x their time alone, B's p95 7.0 and 12.5 s), against none of eight at 19.
 LOWEST = 19
 
 
