@@ -21,9 +21,9 @@ behind, see ``docpipe_local.stack``); the emulator now honours the same priority
   clients, which stand for calls AWS serves at once) are not gated;
 - where the emulator runs ahead of the stack, the answer to a worker :data:`BEHIND` levels or more
   behind the stack (a heavy tenant's, the low lane's) is computed at that worker's own priority (at most
-  :data:`LOWEST` levels behind the stack), and at
-  the emulator's again as soon as a better request waits for the slot (:class:`Yielding`): a heavy
-  tenant's calls no longer take the cores ahead of every other tenant's work.
+  :data:`LOWEST` levels behind the stack), and at the emulator's again as soon as a better request waits
+  for the slot (:class:`Yielding`): a heavy tenant's calls no longer take the cores ahead of every other
+  tenant's work.
 
 The tag is an extra HTTP header, outside the SigV4 signature; any other endpoint ignores it.
 """
@@ -67,8 +67,9 @@ class Yielding:
     takes the laptop's cores ahead of every other tenant's worker, which on AWS would run on compute of its
     own. So the thread answering a request of a worker :data:`BEHIND` levels or more behind the stack runs at
     that worker's priority (at most :data:`LOWEST` levels behind the stack, see :meth:`level`), and goes
-    back to the emulator's as soon as a request of a better priority waits for its slot (:class:`PriorityGate`): the better request then waits for an answer computed at the
-    emulator's priority, as before."""
+    back to the emulator's as soon as a request of a better priority waits for its slot
+    (:class:`PriorityGate`): the better request then waits for an answer computed at the emulator's
+    priority, as before."""
 
     def __init__(self, emulator: int, stack: int, behind: int = BEHIND, lowest: int = LOWEST) -> None:
         """``emulator``: the process's own nice; ``stack``: the nice of the stack the workers run below;
