@@ -161,7 +161,7 @@ class SqsPoller(threading.Thread):
             if heavy:
                 dispatcher.heavy_started()  # type: ignore[union-attr]
             try:
-                invocation = self.runtime.invoke_acquired(sqs_event(messages, self.queue_arn, self.region), nice)
+                invocation = self.runtime.invoke_acquired(sqs_event(messages, self.queue_arn, self.region), nice, heavy)
             finally:
                 if heavy:
                     dispatcher.heavy_ended()  # type: ignore[union-attr]

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from docpipe_local import cpu_share, request_priority
+from docpipe_local import cpu_share, heavy_group, request_priority
 from docpipe_local.template import FunctionSpec
 
 _KEEP_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "PYTHONPATH", "VIRTUAL_ENV")
@@ -102,6 +102,7 @@ def _worker_main(
     # tenant while the machine is loaded must not take so long to import its handler that it times out.
     if meta.get("nice"):
         os.nice(meta["nice"])
+    heavy_group.join(meta.get("group"))  # a heavy tenant's worker: the CPU nobody else wants
     conn.send(json.dumps({"status": "ready"}))
     while True:
         try:
@@ -227,12 +228,16 @@ class Worker:
 
     _ctx = _context()
 
-    def __init__(self, spec: FunctionSpec, env: dict[str, str], log_path: Path, arn: str, nice: int = 0) -> None:
+    def __init__(
+        self, spec: FunctionSpec, env: dict[str, str], log_path: Path, arn: str, nice: int = 0, group: str | None = None
+    ) -> None:
+        """``group``: the ``cgroup.procs`` of the CPU group the worker joins once ready (:mod:`docpipe_local.heavy_group`)."""
         self.spec = spec
         self.nice = nice
+        self.group = group
         self.conn, child = self._ctx.Pipe()
         paths = [str(spec.code_uri), *(str(p) for p in spec.layers)]
-        meta = {"name": spec.name, "memory_mb": spec.memory_mb, "arn": arn, "nice": nice}
+        meta = {"name": spec.name, "memory_mb": spec.memory_mb, "arn": arn, "nice": nice, "group": group}
         self.process = self._ctx.Process(
             target=_worker_main, args=(child, spec.handler, paths, env, str(log_path), meta), daemon=True
         )
@@ -392,12 +397,21 @@ class FunctionRuntime:
     """A pool of warm workers for one function, capped at its concurrency."""
 
     def __init__(
-        self, spec: FunctionSpec, env: dict[str, str], log_dir: Path, arn: str, concurrency: int, nice: int = 0
+        self,
+        spec: FunctionSpec,
+        env: dict[str, str],
+        log_dir: Path,
+        arn: str,
+        concurrency: int,
+        nice: int = 0,
+        heavy: heavy_group.HeavyGroup | None = None,
     ) -> None:
-        """``nice``: the CPU priority every worker runs below the caller's, before an invocation's own."""
+        """``nice``: the CPU priority every worker runs below the caller's, before an invocation's own.
+        ``heavy``: the CPU group of heavy tenants' invocations (:meth:`invoke_acquired`), if there is one."""
         self.spec, self.env, self.arn = spec, env, arn
         self.concurrency = concurrency
         self.nice = nice
+        self.heavy_group = heavy
         self.log_path = log_dir / f"{spec.logical}.log"
         self._slots = FairSemaphore(concurrency)
         self._idle: list[Worker] = []
@@ -418,16 +432,20 @@ class FunctionRuntime:
     def warm(self, nice: int = 0) -> None:
         """Start one worker ahead of the first invocation (a pre-warmed cold start)."""
         with self._lock:
-            if not any(w.nice == self._below(nice) for w in self._idle):
-                worker = self._spawn(nice)
+            if not any(w.nice == self._below(nice) and w.group is None for w in self._idle):
+                worker = self._spawn(nice, None)
                 self._idle.append(worker)
 
     def _below(self, nice: int) -> int:
         """The levels below the caller's priority of a worker for invocations at ``nice`` (19 at most)."""
         return min(19, self.nice + nice)
 
-    def _spawn(self, nice: int) -> Worker:
-        worker = Worker(self.spec, self.env, self.log_path, self.arn, self._below(nice))
+    def _group(self, heavy: bool) -> str | None:
+        """The ``cgroup.procs`` a worker for these invocations joins: the heavy group's, for a heavy tenant."""
+        return self.heavy_group.procs if heavy and self.heavy_group is not None else None
+
+    def _spawn(self, nice: int, group: str | None) -> Worker:
+        worker = Worker(self.spec, self.env, self.log_path, self.arn, self._below(nice), group)
         self.spawned += 1
         self._all.add(worker)
         return worker
@@ -438,8 +456,9 @@ class FunctionRuntime:
     def release(self) -> None:
         self._slots.release()
 
-    def invoke_acquired(self, event: dict[str, Any], nice: int = 0) -> Invocation:
-        """Invoke in a slot the caller holds (see :meth:`acquire`), in a worker of that CPU priority.
+    def invoke_acquired(self, event: dict[str, Any], nice: int = 0, heavy: bool = False) -> Invocation:
+        """Invoke in a slot the caller holds (see :meth:`acquire`), in a worker of that CPU priority and,
+        for a heavy tenant's invocation (``heavy``), in the heavy tenants' CPU group where there is one.
 
         ``nice`` stands in for what a laptop cannot give: Lambda runs every invocation on its own
         compute, so a low lane's OCR never slows a high lane's photo; on two shared cores the local
@@ -448,16 +467,16 @@ class FunctionRuntime:
         lane's invocations change priority as their tenants turn heavy and light, and a retired worker's
         replacement would be a cold start); then the oldest idle one is retired.
         """
-        retired = None
+        retired, group = None, self._group(heavy)
         with self._lock:
-            worker = next((w for w in reversed(self._idle) if w.nice == self._below(nice)), None)
+            worker = next((w for w in reversed(self._idle) if w.nice == self._below(nice) and w.group == group), None)
             if worker is not None:
                 self._idle.remove(worker)
             else:
                 if self._idle and len(self._all) >= 2 * self.concurrency:
                     retired = self._idle.pop(0)
                     self._all.discard(retired)
-                worker = self._spawn(nice)
+                worker = self._spawn(nice, group)
         if retired is not None:
             retired.kill()
         invocation = worker.invoke(event)

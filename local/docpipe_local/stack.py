@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 import boto3
 from botocore.config import Config
 
-from docpipe_local import clamav, push_local
+from docpipe_local import clamav, cpu_share, heavy_group, push_local
 from docpipe_local.cors import Cors
 from docpipe_local.endpoints import EndpointUnavailable, unavailable
 from docpipe_local.fairness import QUIET_SEATS, FairDispatcher, SharedUsage
@@ -158,6 +158,7 @@ class LocalStack:
         self.moto: MotoServer | None = None
         self.moto_dynamodb: MotoServer | None = None
         self.workers_nice = 0  # levels of CPU priority every worker runs below the stack (worker_nice)
+        self.heavy_group: heavy_group.HeavyGroup | None = None  # heavy tenants' workers' CPU group, if any
         self.runtimes: dict[str, FunctionRuntime] = {}
         self.pollers: list[SqsPoller] = []
         self.stream_pollers: list[threading.Thread] = []  # the notifier's stream event sources (push_local)
@@ -246,6 +247,9 @@ class LocalStack:
         if self.moto:
             self.moto.wait_ready()
         self.workers_nice = worker_nice([m for m in (self.moto, self.moto_dynamodb) if m], self.endpoint_arg)
+        # heavy tenants' invocations in a CPU group of their own (not beside cpu_share's per-worker limits,
+        # which a worker would leave by joining it)
+        self.heavy_group = None if cpu_share.enabled() else heavy_group.create()
         self.endpoints = {"default": self.endpoint_arg or self.moto.url}  # type: ignore[union-attr]
         for service in self.embedded_services:
             self.endpoints[service] = self.moto.url  # type: ignore[union-attr]
@@ -379,6 +383,7 @@ class LocalStack:
                 self.template.get_att(logical, "Arn"),
                 concurrency,
                 self.workers_nice,
+                self.heavy_group,
             )
             runtime.warm()
             self.runtimes[logical] = runtime
@@ -469,6 +474,8 @@ class LocalStack:
             self.moto_dynamodb.stop()
         for runtime in self.runtimes.values():
             runtime.stop()
+        if self.heavy_group:
+            self.heavy_group.close()
         if self.clamd:
             self.clamd.stop()
         for thread in [*self.pollers, *self.dispatchers.values(), *self.stream_pollers]:

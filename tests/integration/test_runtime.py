@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from docpipe_local import heavy_group
+from docpipe_local.heavy_group import HeavyGroup
 from docpipe_local.request_priority import HEADER
 from docpipe_local.runtime import FairSemaphore, FunctionRuntime
 from docpipe_local.template import FunctionSpec
@@ -50,6 +52,11 @@ def pid(event, context):
 
 def priority(event, context):
     return os.getpriority(os.PRIO_PROCESS, 0)
+
+def placement(event, context):
+    # the worker's process, CPU priority and the groups of /proc/self/cgroup
+    with open("/proc/self/cgroup") as groups:
+        return [os.getpid(), os.getpriority(os.PRIO_PROCESS, 0), groups.read()]
 
 def aws_call(event, context):
     # one AWS request to the endpoint the event names; what it answers does not matter
@@ -119,6 +126,7 @@ def runtime(
     memory_mb: int = 128,
     concurrency: int = 1,
     nice: int = 0,
+    heavy: HeavyGroup | None = None,
 ) -> FunctionRuntime:
     spec = FunctionSpec(
         logical="Fake",
@@ -134,7 +142,13 @@ def runtime(
         http_routes=[],
     )
     return FunctionRuntime(
-        spec, {"GREETING": "hi"}, tmp_path, "arn:aws:lambda:us-east-1:123456789012:function:fake", concurrency, nice
+        spec,
+        {"GREETING": "hi"},
+        tmp_path,
+        "arn:aws:lambda:us-east-1:123456789012:function:fake",
+        concurrency,
+        nice,
+        heavy,
     )
 
 
@@ -467,3 +481,26 @@ def test_a_workers_aws_requests_carry_its_cpu_priority_for_the_emulator(code, tm
     # then the worker (4 + 2 levels below the caller) said so with its request
     assert nice == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 6)
     assert seen and set(seen) == {str(nice)}
+
+
+def test_a_heavy_tenants_invocation_runs_in_the_heavy_group_and_others_beside_it_do_not(code, tmp_path) -> None:
+    group = heavy_group.create()
+    if group is None:
+        pytest.skip("this process may not make a CPU cgroup (root on Linux with the cpu controller)")
+    fn = runtime(code, "fakefn.handler.placement", tmp_path, concurrency=2, heavy=group)
+    try:
+        # given invocations at one CPU priority, a heavy tenant's and a quiet one's, in turns
+        seen = [fn.invoke_acquired({}, 10, heavy).result for heavy in (True, False, True, False)]
+        members = set(group.pids())
+    finally:
+        fn.stop()
+        group.close()
+    (heavy_pid, heavy_nice, heavy_groups), (quiet_pid, quiet_nice, quiet_groups) = seen[0], seen[1]
+    # then the heavy one ran in a worker of the group, the quiet one in another worker outside it,
+    # both at the invocation's priority, and each kind went on in its own worker
+    assert heavy_pid in members and quiet_pid not in members
+    assert group.folder.name in heavy_groups and group.folder.name not in quiet_groups
+    assert heavy_nice == quiet_nice == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
+    assert [s[0] for s in seen] == [heavy_pid, quiet_pid, heavy_pid, quiet_pid]
+    # and the group is gone once closed
+    assert not group.folder.exists()
