@@ -212,7 +212,9 @@ def run(args: argparse.Namespace, work: Path) -> None:
             )
             print(f"  stack fresh, users {', '.join(tenants.USERS.values())}; {quotas_of_a}; B and C keep the defaults")
             result = tenants.tenants(stack.local, f, args, stack.sampler)
-            tenants.report_tenants(result, stack.recorder, stack.sampler, state / "logs", rows, summary)
+            tenants.report_tenants(
+                result, stack.recorder, stack.sampler, state / "logs", rows, summary, stack.local.tenant_usage
+            )
         if stack is not None:
             dead += close(stack)
         warnings = warnings_log.read_text().count(" WARNING ") if warnings_log.exists() else 0

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from docpipe_local.emulator import request_counts
+from docpipe_local.fairness import SharedUsage
 from docpipe_local.stack import LocalStack
 
 from .corpus import Item, split_mix, twin
@@ -287,7 +288,13 @@ def by_minute(t: Tenants) -> list[list[str]]:
 
 
 def report_tenants(
-    t: Tenants, recorder: Recorder, sampler: Sampler, logs: Path, rows: list[list[str]], summary: list[str]
+    t: Tenants,
+    recorder: Recorder,
+    sampler: Sampler,
+    logs: Path,
+    rows: list[list[str]],
+    summary: list[str],
+    usage: SharedUsage,
 ) -> None:
     a, c = t.burst, t.burst.counts
     minutes = (a.finished - a.started) / 60
@@ -340,6 +347,13 @@ def report_tenants(
         "  CPU time the host's hypervisor gave to other machines (steal): "
         + ", ".join(f"{label} {stolen_share(sampler, start, end) * 100:.1f} %" for label, start, end in windows)
     )
+    names = {user: u for u, user in USERS.items()}
+    heavy = []
+    for label, start, end in windows:
+        spent = usage.heavy_seconds(start, end)
+        who = ", ".join(f"{names.get(g, g)} {v:.0f} s" for g, v in sorted(spent.items()) if v >= 0.5) or "nobody"
+        heavy.append(f"{label} ({end - start:.0f} s): {who}")
+    print("  heavy tenants (their invocations yield the CPU), how long: " + "; ".join(heavy))
 
     quick = {u: 0 for u in ("A", *t.during)}
     total = dict.fromkeys(quick, 0)

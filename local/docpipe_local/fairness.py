@@ -45,6 +45,7 @@ them in flight (``ApproximateNumberOfMessagesNotVisible``) rather than waiting
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import Counter, deque
@@ -146,6 +147,8 @@ class SharedUsage:
         self.share = share
         self._usage = TenantUsage(window)
         self._lock = threading.Lock()
+        # (time.time(), the heavy tenants from then on), at each change seen: who yielded when (a bench's record)
+        self.turns: list[tuple[float, frozenset[str]]] = []
 
     def add(self, group: str, seconds: float, now: float) -> None:
         if group:
@@ -170,10 +173,22 @@ class SharedUsage:
         empty group (S3 notifications) never is."""
         with self._lock:
             recent = self._usage.recent_all(now)
-        if len(recent) < 2:
-            return set()
-        least = self.share * sum(recent.values()) / len(recent)
-        return {group for group in groups if group and recent.get(group, 0.0) > least}
+            least = self.share * sum(recent.values()) / len(recent) if len(recent) >= 2 else math.inf
+            heavy = frozenset(group for group, seconds in recent.items() if group and seconds > least)
+            if heavy != (self.turns[-1][1] if self.turns else frozenset()):
+                self.turns.append((time.time(), heavy))
+        return set(heavy & groups)
+
+    def heavy_seconds(self, start: float, end: float) -> dict[str, float]:
+        """How long each tenant was heavy between two times (``time.time()``), by :attr:`turns`."""
+        with self._lock:
+            turns = list(self.turns)
+        seconds: dict[str, float] = {}
+        for (since, heavy), (until, _) in zip(turns, [*turns[1:], (end, frozenset())], strict=True):
+            overlap = min(until, end) - max(since, start)
+            for group in heavy if overlap > 0 else ():
+                seconds[group] = seconds.get(group, 0.0) + overlap
+        return seconds
 
 
 @dataclass

@@ -84,6 +84,7 @@ class Delivery:
     at: float
     nice: int = 0
     running: int = 1  # invocations running at its start, its own among them
+    heavy: bool = False  # run as a heavy tenant's (in the heavy CPU group, where the stack has one)
 
 
 @dataclass
@@ -121,7 +122,7 @@ class FakeRuntime:
     def release(self) -> None:
         self._slots.release()
 
-    def invoke_acquired(self, event: dict[str, Any], nice: int = 0) -> Invocation:
+    def invoke_acquired(self, event: dict[str, Any], nice: int = 0, heavy: bool = False) -> Invocation:
         self.gate.wait()
         with self._lock:
             self.running += 1
@@ -133,6 +134,7 @@ class FakeRuntime:
                     time.monotonic(),
                     nice,
                     self.running,
+                    heavy,
                 )
                 for r in event["Records"]
             ]
@@ -241,6 +243,8 @@ def test_a_heavy_tenants_invocations_yield_the_cpu_and_a_light_tenants_do_not(sq
     assert [nices["steady", n] for n in range(3)] == [0, 0, 0]
     assert all(nices["burst", n] == 10 for n in range(10, 100))
     assert len(nices) == 103
+    # and exactly those invocations were a heavy tenant's, for the runtime's heavy CPU group
+    assert all(d.heavy == (d.nice == 10) for d in runtime.deliveries)
 
 
 def test_a_tenant_a_few_messages_behind_a_burst_keeps_its_lanes_priority(sqs) -> None:
@@ -322,6 +326,27 @@ def test_a_tenant_is_heavy_with_over_one_and_a_half_equal_shares_of_the_stacks_p
     assert {group for group in seconds if shared.heavy({group}, now=102.0)} == heavy
     assert not shared.heavy({""}, now=102.0)  # no group: S3 notifications
     assert not shared.heavy(set(seconds), now=101.0 + fairness.WINDOW_SECONDS + 1)  # all forgotten
+
+
+def test_who_was_heavy_when_is_recorded_at_each_change(monkeypatch) -> None:
+    # given a clock, and a stack where "burst" takes most of the processing time, then no longer
+    clock = [1000.0]
+    monkeypatch.setattr(fairness.time, "time", lambda: clock[0])
+    shared = fairness.SharedUsage()
+    shared.add("burst", 9.0, now=100.0)
+    shared.add("steady", 1.0, now=100.0)
+    # when heaviness is asked now, again 10 s later, and after the window has forgotten "burst"'s time
+    shared.heavy({"burst"}, now=101.0)
+    clock[0] = 1010.0
+    shared.heavy({"steady"}, now=102.0)
+    clock[0] = 1070.0
+    shared.add("steady", 1.0, now=100.0 + fairness.WINDOW_SECONDS + 5)
+    shared.heavy({"burst"}, now=100.0 + fairness.WINDOW_SECONDS + 6)
+    # then only the changes are recorded, and each tenant's heavy time within a window is summed from them
+    assert shared.turns == [(1000.0, frozenset({"burst"})), (1070.0, frozenset())]
+    assert shared.heavy_seconds(990.0, 1100.0) == {"burst": 70.0}
+    assert shared.heavy_seconds(1060.0, 1100.0) == {"burst": 10.0}
+    assert shared.heavy_seconds(1080.0, 1100.0) == {}
 
 
 def test_the_stack_shares_one_account_of_processing_time_among_its_queues(sqs) -> None:
