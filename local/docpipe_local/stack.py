@@ -76,7 +76,8 @@ LANE_NICE = {"high": 0, "normal": 5, "low": 10}
 # Added to that for the invocations of a heavy tenant (more than 1.5 times an equal share of the last
 # minute's processing time over every fair queue: the fair queue's noisy neighbour, seen from the laptop):
 # its burst yields the CPU to other tenants' work, which AWS would run on compute of its own (see
-# docpipe_local.fairness.SharedUsage.heavy).
+# docpipe_local.fairness.SharedUsage.heavy); where the stack may make one, it also runs in an idle-class
+# CPU group, since many workers at a lower nice still outweigh one at 0 (docpipe_local.heavy_group).
 HEAVY_NICE = 10
 # The emulator stands for AWS's services, which have capacity of their own, and every function's AWS
 # call waits on it. Run at the workers' priority, it served a busy tenant's low-priority workers'
