@@ -6,8 +6,9 @@ burst is all posted, and at least ``--tenant-small`` each. Before that, on the d
 send ``--baseline`` photos each the same way (their idle baseline), and A posts the burst's sub-1 MB
 files alone as a burst (twins: the same pictures and documents, fresh bytes), the reference for A's
 own small files, once the stack has forgotten the baselines' processing time (a minute: beside them A
-would be a heavy tenant, whose invocations yield the CPU). It prints how long each tenant was heavy. Every user keeps the stack's default quotas (``--tenant-quotas lifted`` lifts A's),
-and any 429 is waited out and counted. The report ends with where the emulator's CPU went during A's
+would be a heavy tenant, whose invocations yield the CPU); it prints how long each tenant was heavy.
+Every user keeps the stack's default quotas (``--tenant-quotas lifted`` lifts A's), and any 429 is
+waited out and counted. The report ends with where the emulator's CPU went during A's
 burst: its costliest operations, by caller.
 
 B and C watch their photos as the upload page does, over the push channel: a photo's observed time is
