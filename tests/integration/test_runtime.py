@@ -12,7 +12,8 @@ import pytest
 from docpipe_local import heavy_group
 from docpipe_local.heavy_group import HeavyGroup
 from docpipe_local.request_priority import HEADER
-from docpipe_local.runtime import FairSemaphore, FunctionRuntime
+from docpipe_local.runtime import FunctionRuntime
+from docpipe_local.slots import FairSemaphore
 from docpipe_local.template import FunctionSpec
 from tests.fixtures.processes import running
 from tests.fixtures.recorder import header_recorder

@@ -21,8 +21,9 @@ from docpipe_local import fairness
 from docpipe_local.fairness import FairDispatcher, TenantUsage, is_noisy
 from docpipe_local.pollers import SqsPoller
 from docpipe_local.queue_metrics import QueueAgePublisher, QueueAges
-from docpipe_local.runtime import FairSemaphore, Invocation
+from docpipe_local.runtime import Invocation
 from docpipe_local.settler import Settler
+from docpipe_local.slots import FairSemaphore
 from docpipe_local.stack import CREDENTIALS, MotoServer
 from docpipe_local.template import SqsSource
 
