@@ -5,6 +5,11 @@ to ``none``, with a warning. The database is freshclam's (``/var/lib/clamav``) w
 project's own small test database (:data:`TEST_DATABASE`: the EICAR test file and docpipe's test marker),
 which loads in milliseconds. With ``clamd`` installed the stack runs one of its own on a socket under its
 state directory, so every scan finds it warm; without it, each scan runs ``clamscan``.
+
+With the test database the stack runs a second clamd, :data:`BEHIND` levels of CPU priority below the stack,
+for the workers that far behind it (a heavy tenant's, the low lane's): on AWS every scan runs on compute of
+its own, and with one clamd a heavy tenant's scans took its threads and the CPU at the stack's priority, ahead
+of every other tenant's work. freshclam's database keeps one clamd: a second would load its gigabyte again.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from docpipe_local import request_priority
+
 log = logging.getLogger("docpipe.local")
 
 TEST_DATABASE = Path(__file__).resolve().parent / "signatures"
@@ -23,6 +30,9 @@ FRESHCLAM_DATABASE = Path("/var/lib/clamav")
 # 2147483645 bytes"), and a larger file would be skipped and answered OK: the stream limit stays below that,
 # so clamd refuses a larger stream ("INSTREAM size limit exceeded") and the scan fails scan.unsupported.
 STREAM_MAX = "2047M"
+# The second clamd's CPU priority, in levels below the stack's, and which workers it serves: those as far
+# behind (docpipe_local.request_priority.BEHIND, the same rule as the emulator's lowered answers).
+BEHIND = request_priority.BEHIND
 
 
 def installed() -> bool:
@@ -53,12 +63,16 @@ def database() -> Path:
 
 
 class Clamd:
-    """A clamd of the stack's own, on a Unix socket, loaded with :func:`database`."""
+    """A clamd of the stack's own, on a Unix socket, loaded with :func:`database`; ``nice`` levels of CPU
+    priority below the caller's (``name``: its folder under the state directory)."""
 
-    def __init__(self, state_dir: Path, db: Path | None = None, stream_max: str = STREAM_MAX) -> None:
-        self.dir = (state_dir / "clamd").resolve()  # clamd takes absolute paths only
+    def __init__(
+        self, state_dir: Path, db: Path | None = None, stream_max: str = STREAM_MAX, name: str = "clamd", nice: int = 0
+    ) -> None:
+        self.dir = (state_dir / name).resolve()  # clamd takes absolute paths only
         self.db = db or database()
         self.stream_max = stream_max
+        self.nice = nice
         self.socket = self.dir / "clamd.sock"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -74,9 +88,10 @@ class Clamd:
         )
         binary = shutil.which("clamd")
         assert binary is not None, "clamd is not installed"
-        self.process = subprocess.Popen(
-            [binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        argv = [binary, "-c", str(config)]
+        if self.nice:  # nice execs clamd: the process, and every thread it starts, runs at that priority
+            argv = [shutil.which("nice") or "nice", "-n", str(self.nice), *argv]
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout  # the full database takes a while to load
         while not self.socket.exists():
             if self.process.poll() is not None:

@@ -178,6 +178,7 @@ class LocalStack:
         self.schedule_every = schedule_every or {}
         self.queue_ages = QueueAges()
         self.clamd: clamav.Clamd | None = None  # the stack's own warm clamd (ScanEngine clamav)
+        self.clamd_behind: clamav.Clamd | None = None  # and the one for workers far behind it (clamav.BEHIND)
         self.clamav_database: Path | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -335,6 +336,9 @@ class LocalStack:
         if "ClamdAddress" not in self.parameters and shutil.which("clamd"):
             self.clamd = clamav.Clamd(self.state_dir, self.clamav_database).start()
             self.template.parameters["ClamdAddress"] = str(self.clamd.socket)
+            if self.clamav_database == clamav.TEST_DATABASE:  # megabytes; freshclam's would load a gigabyte again
+                behind = clamav.Clamd(self.state_dir, self.clamav_database, name="clamd-behind", nice=clamav.BEHIND)
+                self.clamd_behind = behind.start()
 
     def _check_endpoint(self, endpoint: str) -> None:
         """Each service the stack would use at ``endpoint`` answers one call, or :class:`EndpointUnavailable`."""
@@ -366,6 +370,13 @@ class LocalStack:
             env["CLAMAV_DATABASE"] = str(self.clamav_database)
         return env
 
+    def _behind_env(self, spec: Any) -> dict[str, str] | None:
+        """The scan's workers far behind the stack scan with the second clamd, at their own priority."""
+        assert self.template is not None
+        if self.clamd and self.clamd_behind and spec.environment(self.template).get("CLAMD_ADDRESS"):
+            return {"CLAMD_ADDRESS": str(self.clamd_behind.socket)}
+        return None
+
     def _start_functions(self) -> None:
         assert self.template is not None
         sqs = self.client("sqs")
@@ -387,6 +398,7 @@ class LocalStack:
                 concurrency,
                 self.workers_nice,
                 self.heavy_group,
+                self._behind_env(spec),
             )
             runtime.warm()
             self.runtimes[logical] = runtime
@@ -479,8 +491,9 @@ class LocalStack:
             runtime.stop()
         if self.heavy_group:
             self.heavy_group.close()
-        if self.clamd:
-            self.clamd.stop()
+        for clamd in (self.clamd, self.clamd_behind):
+            if clamd:
+                clamd.stop()
         for thread in [*self.pollers, *self.dispatchers.values(), *self.stream_pollers]:
             thread.join(timeout=5)
 

@@ -3,6 +3,7 @@ every plan starts with ``scan``, and nothing is made or served from bytes before
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from docpipe_local import clamav
 from docpipe_local.client import DocpipeClient
 from docpipe_local.stack import LocalStack
 from tests.fixtures.files import docx_bytes, image_bytes
@@ -76,6 +78,27 @@ def test_the_same_eicar_bytes_from_another_user_are_refused_at_once(
     assert again["plan"] == []
     assert "hash" not in again
     assert [h["state"] for h in again["history"]] == ["uploading", "failed"]
+
+
+def test_a_low_lane_upload_is_scanned_by_the_clamd_behind_the_stack(
+    stack: LocalStack, alice: DocpipeClient, tmp_path: Path
+) -> None:
+    # given the stack's second clamd, BEHIND levels below it, for the scan's workers that far behind
+    behind = stack.clamd_behind
+    assert behind is not None and behind.process is not None
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, behind.process.pid) == min(19, own + clamav.BEHIND)
+    assert stack.runtimes["ScanFunction"].behind_env == {"CLAMD_ADDRESS": str(behind.socket)}
+    assert stack.clamd is not None
+    logs = [stack.clamd.dir / "clamd.log", behind.dir / "clamd.log"]
+    before = [log.read_text().count(" FOUND") for log in logs]
+
+    # when an 11 MB text (the low lane, whose workers run that far behind) hides EICAR's pattern at its end
+    job = alice.wait(_upload(alice, tmp_path, "big.txt", b"x" * 11_000_000 + EICAR)["jobId"], timeout=120)
+
+    # then it fails as infected, and the clamd behind the stack is the one that found it
+    assert (job["lane"], job["state"], job["error"]["code"]) == ("low", "failed", "file.infected")
+    assert [log.read_text().count(" FOUND") for log in logs] == [before[0], before[1] + 1]
 
 
 def test_a_clean_file_passes_with_its_scan_task_done(alice: DocpipeClient, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -68,6 +69,23 @@ def test_clamd_over_its_socket_finds_eicar_and_passes_clean_bytes(clamd: clamav.
 
     assert (found.infected, found.signature) == (True, "Docpipe.Test.EICAR-1.UNOFFICIAL")
     assert not clean.infected and clean.version.startswith("ClamAV ")
+
+
+@needs_clamd
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads each thread's priority from /proc (Linux)")
+def test_a_clamd_started_behind_runs_every_thread_at_that_priority_and_scans(tmp_path: Path) -> None:
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    daemon = clamav.Clamd(tmp_path, clamav.TEST_DATABASE, name="clamd-behind", nice=clamav.BEHIND).start()
+    try:
+        found = ClamdEngine(str(daemon.socket)).scan(io.BytesIO(b"x" * 2_000_000 + EICAR))  # threads started
+        assert daemon.process is not None
+        tasks = Path(f"/proc/{daemon.process.pid}/task")
+        nices = {int((task / "stat").read_text().rsplit(")", 1)[1].split()[16]) for task in tasks.iterdir()}
+    finally:
+        daemon.stop()
+    assert (found.infected, found.signature) == (True, "Docpipe.Test.EICAR-1.UNOFFICIAL")
+    assert daemon.socket.parent == (tmp_path / "clamd-behind").resolve()
+    assert nices == {min(19, own + clamav.BEHIND)}
 
 
 @needs_clamd
