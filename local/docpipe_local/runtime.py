@@ -368,14 +368,14 @@ class FunctionRuntime:
         concurrency: int,
         nice: int = 0,
         heavy: heavy_group.HeavyGroup | None = None,
-        behind_env: dict[str, str] | None = None,
+        behind: tuple[int, dict[str, str]] | None = None,
     ) -> None:
         """``nice``: the CPU priority every worker runs below the caller's, before an invocation's own.
         ``heavy``: the CPU group of heavy tenants' invocations (:meth:`invoke_acquired`), if there is one.
-        ``behind_env``: what changes in the environment of a worker ``request_priority.BEHIND`` levels or more
-        below the caller (a heavy tenant's, the low lane's): the stack's second clamd (``docpipe_local.clamav``)."""
+        ``behind``: ``(levels, changes)``, what changes in the environment of a worker that many levels or more
+        below the caller: the scan's second clamd (``docpipe_local.clamav``)."""
         self.spec, self.env, self.arn = spec, env, arn
-        self.behind_env = behind_env or {}
+        self.behind = behind
         self.concurrency = concurrency
         self.nice = nice
         self.heavy_group = heavy
@@ -413,7 +413,7 @@ class FunctionRuntime:
 
     def _spawn(self, nice: int, group: str | None) -> Worker:
         below = self._below(nice)
-        env = {**self.env, **self.behind_env} if below >= request_priority.BEHIND else self.env
+        env = {**self.env, **self.behind[1]} if self.behind and below >= self.behind[0] else self.env
         worker = Worker(self.spec, env, self.log_path, self.arn, below, group)
         self.spawned += 1
         self._all.add(worker)

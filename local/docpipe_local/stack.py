@@ -370,11 +370,11 @@ class LocalStack:
             env["CLAMAV_DATABASE"] = str(self.clamav_database)
         return env
 
-    def _behind_env(self, spec: Any) -> dict[str, str] | None:
-        """The scan's workers far behind the stack scan with the second clamd, at their own priority."""
+    def _behind(self, spec: Any) -> tuple[int, dict[str, str]] | None:
+        """The scan's workers far behind the stack scan with the second clamd, at about their own priority."""
         assert self.template is not None
         if self.clamd and self.clamd_behind and spec.environment(self.template).get("CLAMD_ADDRESS"):
-            return {"CLAMD_ADDRESS": str(self.clamd_behind.socket)}
+            return clamav.BEHIND, {"CLAMD_ADDRESS": str(self.clamd_behind.socket)}
         return None
 
     def _start_functions(self) -> None:
@@ -398,7 +398,7 @@ class LocalStack:
                 concurrency,
                 self.workers_nice,
                 self.heavy_group,
-                self._behind_env(spec),
+                self._behind(spec),
             )
             runtime.warm()
             self.runtimes[logical] = runtime

@@ -11,7 +11,7 @@ import pytest
 
 from docpipe_local import heavy_group
 from docpipe_local.heavy_group import HeavyGroup
-from docpipe_local.request_priority import BEHIND, HEADER
+from docpipe_local.request_priority import HEADER
 from docpipe_local.runtime import FunctionRuntime
 from docpipe_local.slots import FairSemaphore
 from docpipe_local.template import FunctionSpec
@@ -128,7 +128,7 @@ def runtime(
     concurrency: int = 1,
     nice: int = 0,
     heavy: HeavyGroup | None = None,
-    behind_env: dict[str, str] | None = None,
+    behind: tuple[int, dict[str, str]] | None = None,
 ) -> FunctionRuntime:
     spec = FunctionSpec(
         logical="Fake",
@@ -151,7 +151,7 @@ def runtime(
         concurrency,
         nice,
         heavy,
-        behind_env,
+        behind,
     )
 
 
@@ -474,14 +474,15 @@ def test_workers_run_the_pools_priority_below_the_caller_plus_each_invocations_o
 
 
 def test_workers_far_behind_the_caller_run_with_the_behind_environment(code, tmp_path) -> None:
-    # given a pool whose workers BEHIND levels or more below the caller get another GREETING (the stack's
+    # given a pool whose workers 15 levels or more below the caller get another GREETING (the stack's
     # second clamd, for the scan)
-    fn = runtime(code, "fakefn.handler.environment", tmp_path, concurrency=2, nice=2, behind_env={"GREETING": "far"})
+    far = (15, {"GREETING": "far"})
+    fn = runtime(code, "fakefn.handler.environment", tmp_path, concurrency=2, nice=2, behind=far)
     try:
-        seen = [fn.invoke({"names": ["GREETING"]}, nice).result["GREETING"] for nice in (0, BEHIND - 3, BEHIND - 2, 0)]
+        seen = [fn.invoke({"names": ["GREETING"]}, nice).result["GREETING"] for nice in (0, 12, 13, 0)]
     finally:
         fn.stop()
-    # then only the invocation 2 + (BEHIND - 2) levels below ran with it, and the one after it did not
+    # then only the invocation 2 + 13 levels below ran with it, and the one after it did not
     assert seen == ["hi", "hi", "far", "hi"]
 
 
