@@ -335,6 +335,15 @@ class Gateway:
         )
         invocation = self._invoke_api(claims["sub"] if claims else None, event)
         if not invocation.ok or not isinstance(invocation.result, dict):
+            error = invocation.error or {"errorMessage": "no response object"}
+            log.warning(
+                "%s %s answered 500: the API function's invocation %s (%s: %s)",
+                route.method,
+                route.path,
+                invocation.status,
+                error.get("errorType"),
+                error.get("errorMessage"),
+            )
             return self._send(request, 500, {"code": "internal", "message": "Internal Server Error"})
         result = invocation.result
         headers = dict(result.get("headers") or {})

@@ -158,6 +158,11 @@ def _rss_mb(pid: int) -> float:
 # in the stack's own process. At 0.05 s, with thirty invocations running under the tenants bench, the reads
 # were a sixth of the pollers' time in that process; the answer is still taken as soon as it comes.
 MEMORY_EVERY = 0.1
+# Lambda's Init phase has 10 s of its own: an invocation's timeout runs from the end of the cold start. An
+# init past it is retried within the first invocation's timeout; here it goes on, under that same budget.
+# (Counted against the timeout, a cold start of the API function on a laptop busy with another tenant's
+# burst could leave its request seconds, and answer it 500.)
+INIT_SECONDS = 10.0
 
 
 def _descendants(pid: int) -> list[int]:
@@ -229,10 +234,19 @@ class Worker:
     _ctx = _context()
 
     def __init__(
-        self, spec: FunctionSpec, env: dict[str, str], log_path: Path, arn: str, nice: int = 0, group: str | None = None
+        self,
+        spec: FunctionSpec,
+        env: dict[str, str],
+        log_path: Path,
+        arn: str,
+        nice: int = 0,
+        group: str | None = None,
+        init_seconds: float = INIT_SECONDS,
     ) -> None:
-        """``group``: the ``cgroup.procs`` of the CPU group the worker joins once ready (:mod:`docpipe_local.heavy_group`)."""
+        """``group``: the ``cgroup.procs`` of the CPU group the worker joins once ready (:mod:`docpipe_local.heavy_group`);
+        ``init_seconds``: its Init phase's own time, before the timeout counts (:data:`INIT_SECONDS`)."""
         self.spec = spec
+        self.init_seconds = init_seconds
         self.nice = nice
         self.group = group
         self.conn, child = self._ctx.Pipe()
@@ -259,7 +273,7 @@ class Worker:
         if not self._wait(deadline):
             if self.peak_memory_mb > self.spec.memory_mb:
                 return self._kill("out_of_memory", f"initialization exceeded MemorySize {self.spec.memory_mb} MB")
-            return self._kill("timeout", "the function did not finish initializing before its timeout")
+            return self._kill("timeout", "the function did not finish initializing within its init phase and timeout")
         try:
             hello = json.loads(self.conn.recv())
         except (EOFError, OSError):
@@ -292,9 +306,11 @@ class Worker:
     def invoke(self, event: dict[str, Any]) -> Invocation:
         started = time.time()
         deadline = started + self.spec.timeout
-        failed = self._await_ready(deadline)
-        if failed:
-            return failed
+        if not self.ready:  # a cold start: Lambda's Init phase, then the timeout (INIT_SECONDS)
+            failed = self._await_ready(started + self.init_seconds + self.spec.timeout)
+            if failed:
+                return failed
+            deadline = min(time.time(), started + self.init_seconds) + self.spec.timeout
         request_id = str(uuid.uuid4())
         try:
             payload = json.dumps(event)
@@ -369,6 +385,7 @@ class FunctionRuntime:
         nice: int = 0,
         heavy: heavy_group.HeavyGroup | None = None,
         behind: tuple[int, dict[str, str]] | None = None,
+        init_seconds: float = INIT_SECONDS,
     ) -> None:
         """``nice``: the CPU priority every worker runs below the caller's, before an invocation's own.
         ``heavy``: the CPU group of heavy tenants' invocations (:meth:`invoke_acquired`), if there is one.
@@ -376,6 +393,7 @@ class FunctionRuntime:
         below the caller: the scan's second clamd (``docpipe_local.clamav``)."""
         self.spec, self.env, self.arn = spec, env, arn
         self.behind = behind
+        self.init_seconds = init_seconds
         self.concurrency = concurrency
         self.nice = nice
         self.heavy_group = heavy
@@ -414,7 +432,7 @@ class FunctionRuntime:
     def _spawn(self, nice: int, group: str | None) -> Worker:
         below = self._below(nice)
         env = {**self.env, **self.behind[1]} if self.behind and below >= self.behind[0] else self.env
-        worker = Worker(self.spec, env, self.log_path, self.arn, below, group)
+        worker = Worker(self.spec, env, self.log_path, self.arn, below, group, self.init_seconds)
         self.spawned += 1
         self._all.add(worker)
         return worker

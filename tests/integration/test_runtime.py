@@ -111,6 +111,9 @@ def code(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "fakefn" / "handler.py").write_text(HANDLERS)
     (root / "broken.py").write_text("import no_such_module_here\n")
     (root / "slowinit.py").write_text("import time\ntime.sleep(30)\ndef handler(event, context):\n    return 1\n")
+    (root / "slowishinit.py").write_text(
+        "import time\ntime.sleep(1.5)\ndef handler(event, context):\n    time.sleep(0.6)\n    return 1\n"
+    )
     (root / "fatinit.py").write_text(
         "BLOB = bytearray(400 * 1024 * 1024)\n"
         "BLOB[::4096] = b'x' * len(BLOB[::4096])\n"
@@ -129,6 +132,7 @@ def runtime(
     nice: int = 0,
     heavy: HeavyGroup | None = None,
     behind: tuple[int, dict[str, str]] | None = None,
+    init_seconds: float = 10.0,
 ) -> FunctionRuntime:
     spec = FunctionSpec(
         logical="Fake",
@@ -152,6 +156,7 @@ def runtime(
         nice,
         heavy,
         behind,
+        init_seconds,
     )
 
 
@@ -356,15 +361,28 @@ def test_a_missing_handler_function_is_an_error(code, tmp_path) -> None:
     assert (invocation.status, invocation.error["errorType"]) == ("error", "AttributeError")
 
 
-def test_an_import_that_outlives_the_timeout_is_a_timeout(code, tmp_path) -> None:
-    fn = runtime(code, "slowinit.handler", tmp_path, timeout=1)
+def test_an_import_that_outlives_the_init_phase_and_the_timeout_is_a_timeout(code, tmp_path) -> None:
+    fn = runtime(code, "slowinit.handler", tmp_path, timeout=1, init_seconds=1)
     try:
         started = time.monotonic()
         invocation = fn.invoke({})
         elapsed = time.monotonic() - started
     finally:
         fn.stop()
-    assert invocation.status == "timeout" and elapsed < 3
+    assert invocation.status == "timeout" and 2 <= elapsed < 4
+    assert "init phase" in invocation.error["errorMessage"]
+
+
+def test_a_cold_start_within_the_init_phase_leaves_the_invocation_its_whole_timeout(code, tmp_path) -> None:
+    # given a handler whose import takes 1.5 s and whose call 0.6 s, with a timeout of 1 s (as Lambda's Init
+    # phase, the cold start has time of its own)
+    fn = runtime(code, "slowishinit.handler", tmp_path, timeout=1, init_seconds=3)
+    try:
+        first, second = fn.invoke({}), fn.invoke({})
+    finally:
+        fn.stop()
+    # then both invocations end ok: the timeout counted from the end of the import
+    assert (first.status, first.result, second.status) == ("ok", 1, "ok")
 
 
 def test_concurrency_one_runs_invocations_one_after_the_other(code, tmp_path) -> None:

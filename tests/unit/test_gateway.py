@@ -288,3 +288,35 @@ def test_a_client_gone_between_requests_leaves_no_traceback_and_any_other_failur
 
     assert capsys.readouterr().err == ""  # socketserver's own handle_error prints each traceback there
     assert [(r.levelname, r.exc_info[1]) for r in caplog.records if r.exc_info] == [("ERROR", error)]
+
+
+def test_an_api_invocation_that_fails_answers_500_and_the_stack_says_why(caplog) -> None:
+    """A timed-out (or crashed) API invocation is a 500 to the client, as API Gateway answers, and a warning
+    in the stack's log with the route and the runtime's reason: a 500 under load must not be a mystery."""
+    from types import SimpleNamespace
+
+    import requests
+
+    from docpipe_local.gateway import Gateway
+    from docpipe_local.runtime import Invocation
+    from docpipe_local.template import HttpRoute
+
+    class Api:
+        concurrency = 1
+        spec = SimpleNamespace(http_routes=[HttpRoute("GET", "/usage", False)])
+
+        def invoke(self, event: dict) -> Invocation:
+            return Invocation("timeout", error={"errorType": "timeout", "errorMessage": "exceeded Timeout 10 s"})
+
+    gateway = Gateway(None, {}, {})
+    gateway.serve_api(Api())  # type: ignore[arg-type]
+    gateway.start()
+    try:
+        with caplog.at_level("WARNING", logger="docpipe.local"):
+            answer = requests.get(f"{gateway.url}/usage", timeout=5)
+    finally:
+        gateway.stop()
+    assert (answer.status_code, answer.json()["code"]) == (500, "internal")
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "GET /usage answered 500: the API function's invocation timeout (timeout: exceeded Timeout 10 s)"
+    ]
