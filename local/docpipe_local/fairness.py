@@ -25,10 +25,7 @@ message waits its turn in SQS's first-in-first-out order (and moto's receives sl
 queue grows). Within one tenant, messages are delivered in the order SQS delivered them to the
 buffer. Messages without a ``MessageGroupId`` (S3 notifications)
 all belong to one tenant, the empty group, and so keep plain SQS order; AWS counts each of them as
-a tenant of its own. A batch of them is the first waiting and the next of its uploader (:func:`uploader_of`):
-on AWS a batch's records run side by side on compute of their own, but in one local worker they share an
-interpreter, so a chat photo batched with nine of a burst's took several times its time alone. Lambda
-may deliver any smaller batch, and the queue's first message still goes first.
+a tenant of its own.
 
 Lambda's semantics are kept. The buffer receives a message once, with a visibility timeout of
 :data:`HOLD_SECONDS` that it extends while the message waits, so the message is never received
@@ -47,8 +44,6 @@ them in flight (``ApproximateNumberOfMessagesNotVisible``) rather than waiting
 
 from __future__ import annotations
 
-import itertools
-import json
 import logging
 import math
 import threading
@@ -203,7 +198,6 @@ class _Held:
     sent: float  # SentTimestamp, in seconds
     seq: int  # order received from SQS
     held_until: float  # monotonic time its visibility ends
-    uploader: str = ""  # an S3 notification's (uploader_of)
 
     @property
     def id(self) -> str:
@@ -213,17 +207,6 @@ class _Held:
 def group_of(message: dict[str, Any]) -> str:
     """The message's tenant: its ``MessageGroupId``, or the empty group without one."""
     return str(message.get("Attributes", {}).get("MessageGroupId", ""))
-
-
-def uploader_of(message: dict[str, Any]) -> str:
-    """Who uploaded the object of an S3 notification: the owner in its key, ``uploads/{lane}/{owner}/…``
-    (the key the API issued), else the whole key."""
-    try:
-        key = str(json.loads(message["Body"])["Records"][0]["s3"]["object"]["key"])
-    except (KeyError, IndexError, TypeError, ValueError):
-        return ""
-    parts = key.split("/")
-    return parts[2] if len(parts) >= 5 and parts[0] == "uploads" else key
 
 
 class FairDispatcher(threading.Thread):
@@ -273,8 +256,8 @@ class FairDispatcher(threading.Thread):
 
     # ------------------------------------------------------------------ pollers
     def take(self, limit: int, wait: float, quiet_seat: bool = False) -> list[dict[str, Any]]:
-        """Up to ``limit`` messages, fairly chosen, visible again after the queue's visibility timeout unless
-        deleted; waits up to ``wait`` seconds for the first. Report them with :meth:`done`.
+        """Up to ``limit`` messages, fairly chosen, visible again after the queue's visibility timeout
+        unless deleted; waits up to ``wait`` seconds for the first. Report them with :meth:`done`.
 
         ``quiet_seat``: for a quiet seat of the lane (:meth:`heavy_started`), only messages of tenants
         that are not heavy, and only while fewer invocations run in the quiet seats than heavy tenants'
@@ -288,10 +271,7 @@ class FairDispatcher(threading.Thread):
                 # who is heavy changes with time, not only with the buffer: a quiet seat looks again
                 self._cond.wait(min(remaining, QUIET_SEAT_RECHECK_SECONDS) if quiet_seat else remaining)
             now = time.monotonic()
-            if groups == {""}:  # S3 notifications: one uploader's a batch
-                taken = self._take_uploads(limit)
-            else:
-                taken = [self._pop(group) for group in self._choose(limit, now, groups)]
+            taken = [self._pop(group) for group in self._choose(limit, now, groups)]
             self._quiet_running += quiet_seat
             self._cond.notify_all()  # room for the receiver
             while self._extending.intersection(h.id for h in taken):
@@ -311,12 +291,17 @@ class FairDispatcher(threading.Thread):
     def heavy_started(self) -> None:
         """A poller invokes a batch of heavy tenants (:meth:`heavy`) at the lower CPU priority.
 
-        There it holds its slot two to five times longer than on AWS, where it runs on compute of its own,
-        and a quiet tenant's photo, delivered first, waited for a slot behind it. So a heavy tenant's
-        running invocation lends the lane a seat for tenants that are not heavy, up to :data:`QUIET_SEATS`
-        (the stack's quiet-seat pollers, :class:`~docpipe_local.pollers.SqsPoller`'s ``quiet_seat``; why
-        one: the README's fair-share section). Without a heavy tenant a lane's concurrency is its
-        ``MaximumConcurrency``, as on AWS."""
+        On AWS a heavy tenant's invocation holds its slot of the lane for as long as it runs on compute
+        of its own. The local stack runs it at a lower CPU priority, so that it yields the laptop's cores
+        to other tenants' work, and there it holds its slot two to five times longer: a quiet tenant's
+        photo, delivered first by the fair queue, then waited for a slot behind invocations that AWS
+        would have ended (B's presets waited p95 2.6 s in the tenants bench). So a heavy tenant's running
+        invocation of a queue lends the lane a seat, for tenants that are not heavy only, up to
+        :data:`QUIET_SEATS` (the stack's quiet-seat pollers: :class:`~docpipe_local.pollers.SqsPoller`'s
+        ``quiet_seat``). One: with two a lane, the quiet tenants' work at the higher priority held the
+        heavy tenant's back until its backlog ran away (its small files 4.6 times their time alone), and
+        a larger backlog makes every request cost more. Without a heavy tenant nothing runs at the lower
+        priority, and a lane's concurrency is its ``MaximumConcurrency``, as on AWS."""
         with self._cond:
             self._heavy_running += 1
             self._cond.notify_all()
@@ -373,16 +358,6 @@ class FairDispatcher(threading.Thread):
             chosen.append(group)
         return chosen
 
-    def _take_uploads(self, limit: int) -> list[_Held]:
-        """The first waiting S3 notification and, up to ``limit``, the next ones of its uploader."""
-        line = self._groups[""]
-        taken = [line[0]]
-        taken += [h for h in itertools.islice(line, 1, None) if h.uploader == taken[0].uploader][: limit - 1]
-        for held in taken:
-            self._remove(held)
-        self.usage.started("", len(taken))
-        return taken
-
     def _pop(self, group: str) -> _Held:
         line = self._groups[group]
         held = line.popleft()
@@ -436,7 +411,6 @@ class FairDispatcher(threading.Thread):
                 self._seq += 1
                 sent = int(message.get("Attributes", {}).get("SentTimestamp", 0)) / 1000
                 held = _Held(message, group_of(message), sent, self._seq, held_until)
-                held.uploader = uploader_of(message) if not held.group else ""
                 self._groups.setdefault(held.group, deque()).append(held)
                 self._by_id[held.id] = held
             self._cond.notify_all()

@@ -86,7 +86,6 @@ class Delivery:
     nice: int = 0
     running: int = 1  # invocations running at its start, its own among them
     heavy: bool = False  # run as a heavy tenant's (in the heavy CPU group, where the stack has one)
-    invocation: int = 0  # which invocation of the runtime it came in, from 1
 
 
 @dataclass
@@ -117,7 +116,6 @@ class FakeRuntime:
         self.gate.set()
         self._slots = FairSemaphore(concurrency)
         self._lock = threading.Lock()
-        self.invocations = 0
 
     def acquire(self, timeout: float | None = None) -> bool:
         return self._slots.acquire(timeout)
@@ -130,7 +128,6 @@ class FakeRuntime:
         with self._lock:
             self.running += 1
             self.most_running = max(self.most_running, self.running)
-            self.invocations += 1
             batch = [
                 Delivery(
                     json.loads(r["body"]),
@@ -139,7 +136,6 @@ class FakeRuntime:
                     nice,
                     self.running,
                     heavy,
-                    self.invocations,
                 )
                 for r in event["Records"]
             ]
@@ -391,54 +387,6 @@ def test_messages_without_a_group_are_one_tenant_delivered_in_order(sqs) -> None
         wait_until(lambda: len(runtime.deliveries) == 25 and depth(sqs, url) == (0, 0), timeout=10)
 
     assert [b["n"] for b in runtime.bodies()] == list(range(25))
-
-
-def notification(owner: str, n: int) -> dict[str, Any]:
-    """An S3 notification of an upload under the key the API issues, ``uploads/{lane}/{owner}/{jobId}/{name}``."""
-    key = f"uploads/high/{owner}/job-{n}/photo%20{n}.jpg"
-    return {"Records": [{"eventSource": "aws:s3", "s3": {"object": {"key": key}}}], "n": n, "owner": owner}
-
-
-def test_a_batch_of_upload_notifications_holds_one_uploaders_in_the_order_sent(sqs) -> None:
-    # given a burst of a's uploads with one of b's every fifth (S3 notifications carry no group)
-    url = new_queue(sqs)
-    sent = [notification("b" if n % 5 == 2 else "a", n) for n in range(40)]
-    send(sqs, url, sent)
-    runtime = FakeRuntime(concurrency=1, seconds=0.01)
-
-    # when one poller takes batches of up to 10
-    with pollers(sqs, url, runtime, count=1, batch_size=10):
-        wait_until(lambda: len(runtime.deliveries) == 40 and depth(sqs, url) == (0, 0), timeout=15)
-
-    # then every upload came once, each batch is one uploader's, each uploader's in the order sent,
-    # batches are still batches, and b's first went before a's last (not behind the whole burst)
-    deliveries = runtime.deliveries
-    assert sorted(d.body["n"] for d in deliveries) == list(range(40))
-    batches: dict[int, set[str]] = {}
-    for d in deliveries:
-        batches.setdefault(d.invocation, set()).add(d.body["owner"])
-    assert all(len(owners) == 1 for owners in batches.values())
-    assert len(batches) < 40
-    for owner in ("a", "b"):
-        mine = [d.body["n"] for d in deliveries if d.body["owner"] == owner]
-        assert mine == [b["n"] for b in sent if b["owner"] == owner]
-    order = [d.body["owner"] for d in deliveries]
-    assert order.index("b") < len(order) - 1 - order[::-1].index("a")
-
-
-@pytest.mark.parametrize(
-    ("key", "uploader"),
-    [
-        ("uploads/high/user-1/job/name.jpg", "user-1"),
-        ("uploads/low/auth0%7Cabc/job/a/b.pdf", "auth0%7Cabc"),
-        ("uploads/user-1/job/old-layout.jpg", "uploads/user-1/job/old-layout.jpg"),  # the old layout (README)
-        ("elsewhere/x", "elsewhere/x"),
-    ],
-)
-def test_the_uploader_of_a_notification_is_the_owner_in_its_key(key: str, uploader: str) -> None:
-    body = json.dumps({"Records": [{"s3": {"object": {"key": key}}}]})
-    assert fairness.uploader_of({"Body": body}) == uploader
-    assert fairness.uploader_of({"Body": "not json"}) == ""
 
 
 def test_a_failed_message_comes_back_after_the_visibility_timeout_received_once_more(sqs) -> None:
