@@ -160,8 +160,8 @@ def _rss_mb(pid: int) -> float:
 MEMORY_EVERY = 0.1
 # Lambda's Init phase has 10 s of its own: an invocation's timeout runs from the end of the cold start. An
 # init past it is retried within the first invocation's timeout; here it goes on, under that same budget.
-# (Counted against the timeout, a cold start of the API function on a laptop busy with another tenant's
-# burst could leave its request seconds, and answer it 500.)
+# (Counted against the timeout, a worker started on a laptop busy with another tenant's burst left its first
+# invocation only what the import had not used.)
 INIT_SECONDS = 10.0
 
 
