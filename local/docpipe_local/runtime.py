@@ -158,10 +158,8 @@ def _rss_mb(pid: int) -> float:
 # in the stack's own process. At 0.05 s, with thirty invocations running under the tenants bench, the reads
 # were a sixth of the pollers' time in that process; the answer is still taken as soon as it comes.
 MEMORY_EVERY = 0.1
-# Lambda's Init phase has 10 s of its own: an invocation's timeout runs from the end of the cold start. An
-# init past it is retried within the first invocation's timeout; here it goes on, under that same budget.
-# (Counted against the timeout, a worker started on a laptop busy with another tenant's burst left its first
-# invocation only what the import had not used.)
+# Lambda's Init phase has 10 s of its own: an invocation's timeout runs from the end of the cold start (an
+# init past it is retried within the first invocation's timeout; here it goes on, under that same budget).
 INIT_SECONDS = 10.0
 
 
@@ -244,7 +242,7 @@ class Worker:
         init_seconds: float = INIT_SECONDS,
     ) -> None:
         """``group``: the ``cgroup.procs`` of the CPU group the worker joins once ready (:mod:`docpipe_local.heavy_group`);
-        ``init_seconds``: its Init phase's own time, before the timeout counts (:data:`INIT_SECONDS`)."""
+        ``init_seconds``: its Init phase's own time (:data:`INIT_SECONDS`)."""
         self.spec = spec
         self.init_seconds = init_seconds
         self.nice = nice
@@ -386,12 +384,16 @@ class FunctionRuntime:
         heavy: heavy_group.HeavyGroup | None = None,
         behind: tuple[int, dict[str, str]] | None = None,
         init_seconds: float = INIT_SECONDS,
+        spare: bool = False,
     ) -> None:
         """``nice``: the CPU priority every worker runs below the caller's, before an invocation's own.
         ``heavy``: the CPU group of heavy tenants' invocations (:meth:`invoke_acquired`), if there is one.
         ``behind``: ``(levels, changes)``, what changes in the environment of a worker that many levels or more
-        below the caller: the scan's second clamd (``docpipe_local.clamav``)."""
+        below the caller: the scan's second clamd (``docpipe_local.clamav``).
+        ``spare``: keep a worker started ahead of the next invocation, up to the concurrency (see
+        :meth:`invoke_acquired`)."""
         self.spec, self.env, self.arn = spec, env, arn
+        self.spare = spare
         self.behind = behind
         self.init_seconds = init_seconds
         self.concurrency = concurrency
@@ -453,10 +455,16 @@ class FunctionRuntime:
         workers of other priorities stay warm until the pool would grow past twice the concurrency (a
         lane's invocations change priority as their tenants turn heavy and light, and a retired worker's
         replacement would be a cold start); then the oldest idle one is retired.
+
+        With ``spare``, taking the last idle worker of its kind starts the next, up to the concurrency: on a
+        laptop busy with one tenant's burst, the HTTP API's cold starts took 5-10 s (a second on AWS), and
+        the workers kept for users with nothing running (``docpipe_local.user_share``) were first started
+        by a quiet user's request in the middle of that burst.
         """
         retired, group = None, self._group(heavy)
         with self._lock:
-            worker = next((w for w in reversed(self._idle) if w.nice == self._below(nice) and w.group == group), None)
+            mine = [w for w in self._idle if w.nice == self._below(nice) and w.group == group]
+            worker = mine[-1] if mine else None
             if worker is not None:
                 self._idle.remove(worker)
             else:
@@ -464,6 +472,8 @@ class FunctionRuntime:
                     retired = self._idle.pop(0)
                     self._all.discard(retired)
                 worker = self._spawn(nice, group)
+            if self.spare and len(mine) <= 1 and len(self._all) < self.concurrency:
+                self._idle.append(self._spawn(nice, group))  # its import runs in its own process meanwhile
         if retired is not None:
             retired.kill()
         invocation = worker.invoke(event)

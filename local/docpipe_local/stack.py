@@ -399,6 +399,7 @@ class LocalStack:
                 self.workers_nice,
                 self.heavy_group,
                 self._behind(spec),
+                spare=bool(spec.http_routes),  # a user's request never waits for a cold start (FunctionRuntime)
             )
             runtime.warm()
             self.runtimes[logical] = runtime

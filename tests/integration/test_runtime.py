@@ -111,6 +111,9 @@ def code(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "fakefn" / "handler.py").write_text(HANDLERS)
     (root / "broken.py").write_text("import no_such_module_here\n")
     (root / "slowinit.py").write_text("import time\ntime.sleep(30)\ndef handler(event, context):\n    return 1\n")
+    (root / "slowimport.py").write_text(
+        "import os, time\ntime.sleep(2)\ndef handler(event, context):\n    time.sleep(0.2)\n    return os.getpid()\n"
+    )
     (root / "slowishinit.py").write_text(
         "import time\ntime.sleep(1.5)\ndef handler(event, context):\n    time.sleep(0.6)\n    return 1\n"
     )
@@ -133,6 +136,7 @@ def runtime(
     heavy: HeavyGroup | None = None,
     behind: tuple[int, dict[str, str]] | None = None,
     init_seconds: float = 10.0,
+    spare: bool = False,
 ) -> FunctionRuntime:
     spec = FunctionSpec(
         logical="Fake",
@@ -157,6 +161,7 @@ def runtime(
         heavy,
         behind,
         init_seconds,
+        spare,
     )
 
 
@@ -383,6 +388,47 @@ def test_a_cold_start_within_the_init_phase_leaves_the_invocation_its_whole_time
         fn.stop()
     # then both invocations end ok: the timeout counted from the end of the import
     assert (first.status, first.result, second.status) == ("ok", 1, "ok")
+
+
+def test_with_a_spare_the_next_request_finds_a_worker_already_imported(code, tmp_path) -> None:
+    # given a pool of three that keeps a spare, whose handler takes 2 s to import
+    fn = runtime(code, "slowimport.handler", tmp_path, timeout=5, concurrency=3, spare=True)
+    try:
+        fn.warm()
+        first = fn.invoke({})  # takes the pre-warmed worker, and starts a spare
+        time.sleep(2.5)  # the spare imports meanwhile, in its own process
+        results: list = []
+        threads = [threading.Thread(target=lambda: results.append(fn.invoke({}))) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        workers = len(fn._all)
+    finally:
+        fn.stop()
+    # then two requests at once each ran in a worker already imported: no 2 s cold start in either
+    assert first.ok and all(r.ok for r in results)
+    assert len({r.result for r in results}) == 2
+    assert max(r.duration_ms for r in results) < 1500
+    # and the spares stop at the concurrency
+    assert workers == 3
+
+
+def test_without_a_spare_a_second_request_at_once_is_a_cold_start(code, tmp_path) -> None:
+    fn = runtime(code, "slowimport.handler", tmp_path, timeout=5, concurrency=3)
+    try:
+        fn.warm()
+        fn.invoke({})
+        time.sleep(2.5)
+        results: list = []
+        threads = [threading.Thread(target=lambda: results.append(fn.invoke({}))) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+    finally:
+        fn.stop()
+    assert all(r.ok for r in results) and max(r.duration_ms for r in results) >= 2000
 
 
 def test_concurrency_one_runs_invocations_one_after_the_other(code, tmp_path) -> None:
