@@ -390,6 +390,16 @@ def test_a_cold_start_within_the_init_phase_leaves_the_invocation_its_whole_time
     assert (first.status, first.result, second.status) == ("ok", 1, "ok")
 
 
+def _two_at_once(fn: FunctionRuntime) -> list:
+    results: list = []
+    threads = [threading.Thread(target=lambda: results.append(fn.invoke({}))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    return results
+
+
 def test_with_a_spare_the_next_request_finds_a_worker_already_imported(code, tmp_path) -> None:
     # given a pool of three that keeps a spare, whose handler takes 2 s to import
     fn = runtime(code, "slowimport.handler", tmp_path, timeout=5, concurrency=3, spare=True)
@@ -397,12 +407,7 @@ def test_with_a_spare_the_next_request_finds_a_worker_already_imported(code, tmp
         fn.warm()
         first = fn.invoke({})  # takes the pre-warmed worker, and starts a spare
         time.sleep(2.5)  # the spare imports meanwhile, in its own process
-        results: list = []
-        threads = [threading.Thread(target=lambda: results.append(fn.invoke({}))) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(10)
+        results = _two_at_once(fn)
         workers = len(fn._all)
     finally:
         fn.stop()
@@ -420,12 +425,7 @@ def test_without_a_spare_a_second_request_at_once_is_a_cold_start(code, tmp_path
         fn.warm()
         fn.invoke({})
         time.sleep(2.5)
-        results: list = []
-        threads = [threading.Thread(target=lambda: results.append(fn.invoke({}))) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(10)
+        results = _two_at_once(fn)
     finally:
         fn.stop()
     assert all(r.ok for r in results) and max(r.duration_ms for r in results) >= 2000
