@@ -113,3 +113,18 @@ class Clamd:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         self.process = None
+
+
+def start_clamds(state_dir: Path, db: Path) -> tuple[Clamd, Clamd | None]:
+    """The stack's clamd, and with the test database the one :data:`BEHIND` it (a few megabytes; freshclam's
+    database would load its gigabyte again)."""
+    front = Clamd(state_dir, db).start()
+    return front, Clamd(state_dir, db, name="clamd-behind", nice=BEHIND).start() if db == TEST_DATABASE else None
+
+
+def behind(clamd: Clamd | None, env: dict[str, str]) -> tuple[int, dict[str, str]] | None:
+    """What changes for a function's workers :data:`BEHIND` the stack (``FunctionRuntime``'s ``behind``): a
+    scan's (``env`` names a clamd) scan with the clamd behind, if there is one."""
+    if clamd and env.get("CLAMD_ADDRESS"):
+        return BEHIND, {"CLAMD_ADDRESS": str(clamd.socket)}
+    return None

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from docpipe_local import cpu_share, heavy_group, request_priority
+from docpipe_local import cpu_share, heavy_group, request_priority, worker_memory
 from docpipe_local.slots import FairSemaphore
 from docpipe_local.template import FunctionSpec
 
@@ -111,7 +111,7 @@ def _worker_main(
             return
         request_id, deadline, event = message["requestId"], message["deadline"], json.loads(message["event"])
         context = _Context(meta["name"], meta["memory_mb"], meta["arn"], request_id, deadline)
-        _reset_peak()
+        worker_memory.reset_peak()
         try:
             result = function(event, context)
             reply = {"status": "ok", "result": result}
@@ -123,35 +123,7 @@ def _worker_main(
                 "stackTrace": traceback.format_exc().splitlines(),
             }
             reply = {"status": "error", "error": error}
-        conn.send(json.dumps({**reply, "peakMemoryMb": _peak_mb()}, default=str))
-
-
-def _reset_peak() -> None:
-    """Reset this process's peak resident set (VmHWM) to its current one, where the kernel lets it."""
-    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
-
-
-def _peak_mb() -> float:
-    """This process's peak resident set since :func:`_reset_peak` (since its start where it could not reset)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except (OSError, IndexError, ValueError):
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _rss_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
-    except (OSError, IndexError, ValueError):
-        return 0.0
+        conn.send(json.dumps({**reply, "peakMemoryMb": worker_memory.peak_mb()}, default=str))
 
 
 # How often a running invocation's memory is read: each read walks the worker's threads' children in /proc,
@@ -161,44 +133,6 @@ MEMORY_EVERY = 0.1
 # Lambda's Init phase has 10 s of its own: an invocation's timeout runs from the end of the cold start (an
 # init past it is retried within the first invocation's timeout; here it goes on, under that same budget).
 INIT_SECONDS = 10.0
-
-
-def _descendants(pid: int) -> list[int]:
-    """The processes ``pid`` started, and theirs (Linux: ``/proc/<pid>/task/<tid>/children``)."""
-    found: list[int] = []
-    queue = [pid]
-    while queue:
-        parent = queue.pop()
-        try:
-            tasks = os.listdir(f"/proc/{parent}/task")
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                with open(f"/proc/{parent}/task/{task}/children") as fh:
-                    children = [int(child) for child in fh.read().split()]
-            except (OSError, ValueError):
-                continue
-            found += children
-            queue += children
-    return found
-
-
-def _private_mb(pid: int) -> float:
-    """Memory only this process holds (``Private_*`` of ``/proc/<pid>/smaps_rollup``), not the pages it
-    still shares with the process it was forked from."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as fh:
-            return sum(int(line.split()[1]) for line in fh if line.startswith("Private_")) / 1024
-    except (OSError, IndexError, ValueError):
-        return _rss_mb(pid)
-
-
-def _memory_mb(pid: int) -> float:
-    """The memory of a worker's environment, as Lambda counts it for the whole sandbox: the worker's
-    resident set, plus what each process it started (a PDF reader forked by docpipe.sandbox) holds of
-    its own; pages a child still shares with the worker after ``fork`` count once."""
-    return _rss_mb(pid) + sum(_private_mb(child) for child in _descendants(pid))
 
 
 # Libraries that read no environment at import time. A module missing here is simply not preloaded.
@@ -260,7 +194,9 @@ class Worker:
         self.peak_memory_mb = 0.0
         self.invocation_peak_mb = 0.0  # sampled during the current invocation (with the processes it started)
         self.cpu_limit = (
-            cpu_share.Limit(self.process.pid or 0, spec.memory_mb, _descendants) if cpu_share.enabled() else None
+            cpu_share.Limit(self.process.pid or 0, spec.memory_mb, worker_memory.descendants)
+            if cpu_share.enabled()
+            else None
         )
         self._ending = threading.Lock()  # the stack's stop and the invoking thread may both end a worker
         self._ended = False
@@ -294,7 +230,7 @@ class Worker:
                 return True  # ended by another thread (the stack stopping); recv() will raise OSError
             if not self.process.is_alive():
                 return True  # recv() will raise EOFError
-            memory = _memory_mb(self.process.pid or 0)
+            memory = worker_memory.memory_mb(self.process.pid or 0)
             self.peak_memory_mb = max(self.peak_memory_mb, memory)
             self.invocation_peak_mb = max(self.invocation_peak_mb, memory)
             if memory > self.spec.memory_mb:
@@ -320,7 +256,10 @@ class Worker:
         except (BrokenPipeError, OSError):
             return self._kill("crashed", "the worker is gone")
         if not self._wait(deadline):
-            if _memory_mb(self.process.pid or 0) > self.spec.memory_mb or self.peak_memory_mb > self.spec.memory_mb:
+            if (
+                worker_memory.memory_mb(self.process.pid or 0) > self.spec.memory_mb
+                or self.peak_memory_mb > self.spec.memory_mb
+            ):
                 return self._kill("out_of_memory", f"the invocation exceeded MemorySize {self.spec.memory_mb} MB")
             return self._kill("timeout", f"the invocation exceeded Timeout {self.spec.timeout} s")
         try:
@@ -357,7 +296,7 @@ class Worker:
         if self.cpu_limit is not None:
             self.cpu_limit.stop()
         if self.process.is_alive():
-            children = _descendants(self.process.pid or 0)
+            children = worker_memory.descendants(self.process.pid or 0)
             self.process.kill()
             for child in children:
                 with contextlib.suppress(ProcessLookupError):

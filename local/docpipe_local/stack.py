@@ -334,11 +334,8 @@ class LocalStack:
             return
         self.clamav_database = clamav.database()
         if "ClamdAddress" not in self.parameters and shutil.which("clamd"):
-            self.clamd = clamav.Clamd(self.state_dir, self.clamav_database).start()
+            self.clamd, self.clamd_behind = clamav.start_clamds(self.state_dir, self.clamav_database)
             self.template.parameters["ClamdAddress"] = str(self.clamd.socket)
-            if self.clamav_database == clamav.TEST_DATABASE:  # megabytes; freshclam's would load a gigabyte again
-                behind = clamav.Clamd(self.state_dir, self.clamav_database, name="clamd-behind", nice=clamav.BEHIND)
-                self.clamd_behind = behind.start()
 
     def _check_endpoint(self, endpoint: str) -> None:
         """Each service the stack would use at ``endpoint`` answers one call, or :class:`EndpointUnavailable`."""
@@ -370,13 +367,6 @@ class LocalStack:
             env["CLAMAV_DATABASE"] = str(self.clamav_database)
         return env
 
-    def _behind(self, spec: Any) -> tuple[int, dict[str, str]] | None:
-        """The scan's workers far behind the stack scan with the second clamd, at about their own priority."""
-        assert self.template is not None
-        if self.clamd and self.clamd_behind and spec.environment(self.template).get("CLAMD_ADDRESS"):
-            return clamav.BEHIND, {"CLAMD_ADDRESS": str(self.clamd_behind.socket)}
-        return None
-
     def _start_functions(self) -> None:
         assert self.template is not None
         sqs = self.client("sqs")
@@ -390,15 +380,16 @@ class LocalStack:
             by_sources = sum(min(s.max_concurrency, 10) for s in spec.sqs_sources)
             default = by_sources or (HTTP_WORKERS if spec.http_routes else push_local.concurrency(spec) or 1)
             concurrency = spec.reserved_concurrency or default
+            env = self._runtime_env(spec)
             runtime = FunctionRuntime(
                 spec,
-                self._runtime_env(spec),
+                env,
                 self.state_dir / "logs",
                 self.template.get_att(logical, "Arn"),
                 concurrency,
                 self.workers_nice,
                 self.heavy_group,
-                self._behind(spec),
+                clamav.behind(self.clamd_behind, env),
                 spare=bool(spec.http_routes),  # a user's request never waits for a cold start (FunctionRuntime)
             )
             runtime.warm()

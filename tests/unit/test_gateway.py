@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from docpipe_local.gateway import MAX_BODY, Refused, jwt_claims, page_with_sources, read_body
+from docpipe_local.gateway import jwt_claims, page_with_sources
+from docpipe_local.http_body import MAX_BODY, Refused, read_body
 from docpipe_local.stack import admin_claim
 from docpipe_local.template import Template
 
