@@ -85,13 +85,6 @@ def _worker_main(
     os.environ.update(env)
     sys.path[:0] = paths
     request_priority.tag_requests()  # the embedded emulator serves AWS calls in the order of CPU priority
-    # The import runs at the worker's CPU priority and in its group: a tenant that turns heavy starts a
-    # worker for every function and lane it uses at once, and their imports at the stack's priority took the
-    # cores from every other tenant's work in that minute. Lambda's Init phase (INIT_SECONDS) leaves an
-    # import on a loaded laptop its own time before the invocation's timeout counts.
-    if meta.get("nice"):
-        os.nice(meta["nice"])
-    heavy_group.join(meta.get("group"))  # a heavy tenant's worker: the CPU nobody else wants
     try:
         module_name, _, function_name = handler.rpartition(".")
         module = __import__(module_name, fromlist=[function_name])
@@ -105,6 +98,11 @@ def _worker_main(
         traceback.print_exc()
         conn.send(json.dumps({"status": "init_error", "error": init_error}))
         return
+    # The CPU priority applies to invocations, not to the start: a worker started for a low lane or a busy
+    # tenant while the machine is loaded must not take so long to import its handler that it times out.
+    if meta.get("nice"):
+        os.nice(meta["nice"])
+    heavy_group.join(meta.get("group"))  # a heavy tenant's worker: the CPU nobody else wants
     conn.send(json.dumps({"status": "ready"}))
     while True:
         try:

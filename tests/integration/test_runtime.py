@@ -117,11 +117,6 @@ def code(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "slowishinit.py").write_text(
         "import time\ntime.sleep(1.5)\ndef handler(event, context):\n    time.sleep(0.6)\n    return 1\n"
     )
-    (root / "importprobe.py").write_text(
-        "import os\n"
-        "AT_IMPORT = [os.getpriority(os.PRIO_PROCESS, 0), open('/proc/self/cgroup').read()]\n"
-        "def handler(event, context):\n    return AT_IMPORT\n"
-    )
     (root / "fatinit.py").write_text(
         "BLOB = bytearray(400 * 1024 * 1024)\n"
         "BLOB[::4096] = b'x' * len(BLOB[::4096])\n"
@@ -589,30 +584,3 @@ def test_a_heavy_tenants_invocation_runs_in_the_heavy_group_and_others_beside_it
     assert [s[0] for s in seen] == [heavy_pid, quiet_pid, heavy_pid, quiet_pid]
     # and the group is gone once closed
     assert not group.folder.exists()
-
-
-def test_a_worker_imports_its_handler_at_its_cpu_priority(code, tmp_path) -> None:
-    # given a pool 5 levels below the caller, and an invocation 4 levels further down
-    fn = runtime(code, "importprobe.handler", tmp_path, nice=5)
-    try:
-        at_import, _ = fn.invoke({}, 4).result
-    finally:
-        fn.stop()
-    # then its worker imported the handler already that far behind, not at the caller's priority
-    assert at_import == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 9)
-
-
-def test_a_heavy_tenants_worker_imports_its_handler_in_the_heavy_group(code, tmp_path) -> None:
-    group = heavy_group.create()
-    if group is None:
-        pytest.skip("this process may not make a CPU cgroup (root on Linux with the cpu controller)")
-    fn = runtime(code, "importprobe.handler", tmp_path, concurrency=2, heavy=group)
-    try:
-        heavy_import = fn.invoke_acquired({}, 10, True).result
-        quiet_import = fn.invoke_acquired({}, 10, False).result
-    finally:
-        fn.stop()
-        group.close()
-    # then the heavy tenant's worker was in the group (and behind) while importing; the quiet one's was not
-    assert group.folder.name in heavy_import[1] and group.folder.name not in quiet_import[1]
-    assert heavy_import[0] == quiet_import[0] == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
