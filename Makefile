@@ -53,7 +53,7 @@ up: install ## run the local stack until Ctrl-C
 	$(BIN)/docpipe up
 
 test: install $(SAM) browser clamav localstack uppy lint validate checkov typecheck ## everything CI runs: lint, template checks, types, all tests
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup  # two processes; a suite that shares a stack runs whole in one (tests/conftest.py)
 
 lint: install
 	$(BIN)/ruff check .

@@ -28,10 +28,39 @@ for _name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
     os.environ.pop(_name, None)
 
 from docpipe_local.template import Template  # noqa: E402
+from tests.fixtures import suite_report  # noqa: E402
 
 TEMPLATE = Template.load(ROOT / "template.yaml")
 for _spec in TEMPLATE.functions().values():
     os.environ.update(_spec.environment(TEMPLATE))
+
+
+# `make test` runs the suites in two processes (pytest-xdist, ``--dist loadgroup``). A suite whose tests
+# share one stack or LocalStack runs whole in one of them, so that it starts its stack once; the
+# integration and unit suites' files are shared out one by one (each process starts the integration
+# stack it needs for itself).
+WHOLE_SUITES = {"fuzz", "localstack", "reliability", "security"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which turns the marker into each test's group
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = item.path.relative_to(ROOT / "tests").parts
+        group = parts[0] if parts[0] in WHOLE_SUITES else "/".join(parts)
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    suite_report.send(session.config)  # in an xdist worker: what its suites print, for the controller
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    suite_report.receive(node)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    suite_report.report(terminalreporter)
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Mutation fuzzing of what the functions run on an upload's bytes (issue 16).
 
 Each run makes :data:`COUNT` mutations of the seed corpus (:mod:`tests.fuzz.seeds`, :mod:`tests.fuzz.mutate`)
-from a new seed, prints it first, and runs every mutation through ingest, presets, OCR's page reading,
+from a new seed, printed at the end of the run, and runs every mutation through ingest, presets, OCR's page reading,
 extraction and PDF page rendering (:mod:`tests.fuzz.pipeline`) under each function's memory size from
 ``template.yaml``, on a pool of watched workers (:mod:`tests.fuzz.runner`). Every mutation must end as a
 result or a coded :class:`~docpipe.errors.DocpipeError`: another exception, a stage past its function's
@@ -23,6 +23,7 @@ import time
 import pytest
 
 from docpipe.config import Settings
+from tests.fixtures import suite_report
 from tests.fuzz import pipeline, runner
 
 pytestmark = [pytest.mark.slow, pytest.mark.fuzz]
@@ -52,22 +53,20 @@ def _indices() -> list[int]:
 
 @pytest.mark.timeout(900)
 def test_every_mutation_ends_as_a_result_or_a_coded_error_within_its_functions_budget(
-    template, capsys: pytest.CaptureFixture[str], tmp_path_factory: pytest.TempPathFactory
+    template, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     seed = _seed()
     limits = pipeline.Limits.from_template(template, Settings.from_env(), PDF_SECONDS)
     run = runner.Run(seed, limits, SECONDS, TESSERACT_EVERY)
     indices = _indices()
     replay = f"DOCPIPE_FUZZ_SEED={seed} .venv/bin/python -m pytest tests/fuzz/test_fuzz.py"
-    with capsys.disabled():
-        print(f"\nfuzz seed {seed}: {len(indices)} mutations on {WORKERS} workers (replay: {replay})")
+    suite_report.note("fuzz", f"fuzz seed {seed}: {len(indices)} mutations on {WORKERS} workers (replay: {replay})")
 
     started = time.monotonic()
     records = runner.run(run, indices, WORKERS)
     wall = time.monotonic() - started
 
-    with capsys.disabled():
-        print(runner.summary(records, seed, wall, WORKERS))
+    suite_report.note("fuzz", runner.summary(records, seed, wall, WORKERS))
     findings = [r for r in records if r.finding]
     assert len(records) == len(indices)
     if findings:

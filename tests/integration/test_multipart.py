@@ -42,9 +42,10 @@ def api(client: DocpipeClient, method: str, path: str, **kwargs: object) -> dict
 def test_an_interrupted_cli_upload_resumes_with_exactly_the_missing_parts(
     stack: LocalStack, alice: DocpipeClient, tmp_path: Path
 ) -> None:
-    # given a 200 MiB file whose upload in parts (two at once) is interrupted after its first three parts
+    # given an 80 MiB file (past the 64 MiB multipart threshold) whose upload in parts (two at once) is
+    # interrupted after its first three parts
     big = tmp_path / "scan-archive.txt"
-    sha256 = generated(big, 200 * MIB)
+    sha256 = generated(big, 80 * MIB)
     state = tmp_path / "state"
     env = {**os.environ, "DOCPIPE_STATE_DIR": str(state)}
     command = [sys.executable, "-m", "docpipe_local.cli", "process", str(big), "--json", "--parallel", "2"]
@@ -59,7 +60,7 @@ def test_an_interrupted_cli_upload_resumes_with_exactly_the_missing_parts(
     job_id = json.loads(next(state.glob("*.json")).read_text())["jobId"]
     parts = api(alice, "GET", f"/uploads/{job_id}/parts")
     held = [p["number"] for p in parts["parts"]]
-    assert (held, parts["partCount"]) == ([1, 2, 3], 25)
+    assert (held, parts["partCount"]) == ([1, 2, 3], 10)
     assert api(alice, "GET", f"/jobs/{job_id}")["parts"]["done"] == 3  # the job shows the parts' progress
 
     # when the same command runs again
@@ -70,9 +71,9 @@ def test_an_interrupted_cli_upload_resumes_with_exactly_the_missing_parts(
     assert (second.returncode, result["state"]) == (0, "ready"), (result.get("error"), second.stderr)
     assert result["jobId"] == job_id
     assert result["parts"]["resumed"] == held
-    assert result["parts"]["sent"] == sorted(set(range(1, 26)) - set(held))
-    assert (result["state"], result["hash"], result["size"]) == ("ready", sha256, 200 * MIB)
-    assert result["history"][0]["parts"] == {"done": 25, "total": 25, "bytes": 200 * MIB}
+    assert result["parts"]["sent"] == sorted(set(range(1, 11)) - set(held))
+    assert (result["state"], result["hash"], result["size"]) == ("ready", sha256, 80 * MIB)
+    assert result["history"][0]["parts"] == {"done": 10, "total": 10, "bytes": 80 * MIB}
     assert not list(state.glob("*.json"))  # nothing left to resume
 
 

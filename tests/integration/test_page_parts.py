@@ -28,6 +28,9 @@ pytestmark = needs_browser
 MIB = 1024 * 1024
 PART = 8 * MIB
 SIZE = 40 * MIB  # five parts
+# The throttled link, slow enough that a pause after two parts lands with parts to go even when the
+# machine is busy with other suites (at 6 MiB/s a busy run once saw every part sent before the pause).
+LINK = 2 * MIB
 PARTS = list(range(1, SIZE // PART + 1))
 
 
@@ -108,7 +111,7 @@ def test_a_big_file_paused_after_some_parts_resumes_with_only_the_missing_ones(
     path = tmp_path / "field-notes.txt"
     sha256 = generated(path)
     open_page(browser, f"{parts_stack.api_url}/#token={parts_stack.token_for('dana')}")
-    slow_link(browser, 6 * MIB)
+    slow_link(browser, LINK)
     try:
         choose(browser, path)
         job_id = wait_for_parts_sent(browser, 2)
@@ -155,7 +158,7 @@ def test_after_a_reload_choosing_the_same_file_again_resumes_its_upload(
     sha256 = generated(path)
     token = parts_stack.token_for("dana")
     open_page(browser, f"{parts_stack.api_url}/#token={token}")
-    slow_link(browser, 6 * MIB)
+    slow_link(browser, LINK)
     try:
         choose(browser, path)
         job_id = wait_for_parts_sent(browser, 1)
@@ -196,7 +199,7 @@ def test_a_file_whose_upload_has_ended_starts_afresh(browser: Any, parts_stack: 
     path = tmp_path / "old-draft.txt"
     sha256 = generated(path)
     open_page(browser, f"{parts_stack.api_url}/#token={parts_stack.token_for('dana')}")
-    slow_link(browser, 6 * MIB)
+    slow_link(browser, LINK)
     try:
         choose(browser, path)
         job_id = wait_for_parts_sent(browser, 1)

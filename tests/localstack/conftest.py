@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from docpipe_local.stack import LocalStack
+from tests.fixtures import suite_report
 from tests.fixtures.cli import docpipe
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +29,7 @@ TOKENS = {"tok-dev": "dev", "tok-lee": "lee"}
 # Upload links short enough that an expired one is tried, and swept, within the suite.
 UPLOAD_URL_SECONDS = 8
 PARAMETERS = {"UploadsPerMinute": "600", "UploadUrlTtlSeconds": str(UPLOAD_URL_SECONDS), "UploadGraceSeconds": "0"}
-TIMES: dict[str, float] = {}  # what the run prints at its end, in seconds
+SUITE = "LocalStack suite: times"  # printed at the end of the run (tests.fixtures.suite_report)
 
 
 def why_not_installed() -> str | None:
@@ -56,12 +57,12 @@ def localstack_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     started = time.monotonic()
     start = docpipe("localstack", "start", "--port", str(port), cwd=folder)
     assert start.returncode == 0, start.stdout + start.stderr
-    TIMES["LocalStack start"] = time.monotonic() - started
+    suite_report.record(SUITE, "LocalStack start", time.monotonic() - started)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         stop = docpipe("localstack", "stop", cwd=folder, timeout=60)
-        TIMES["LocalStack suite"] = time.monotonic() - started
+        suite_report.record(SUITE, "LocalStack suite", time.monotonic() - started)
         assert stop.returncode == 0, stop.stdout + stop.stderr
 
 
@@ -79,11 +80,3 @@ def stack(localstack_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         stack_name="docpipe-parity",
     ) as local:
         yield local
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not TIMES:
-        return
-    terminalreporter.section("LocalStack suite: times (s)")
-    for name, seconds in TIMES.items():
-        terminalreporter.write_line(f"{name:<40} {seconds:7.1f}")

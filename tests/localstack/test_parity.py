@@ -2,7 +2,7 @@
 does not: every POST policy condition is refused, every signature is checked.
 
 S3 and SQS are LocalStack's (signature validation on), DynamoDB is embedded. The samples are also run
-on a fresh embedded stack in the same run, and both times are printed at the end (conftest.TIMES).
+on a fresh embedded stack in the same run, and both times are printed at the end (tests.fixtures.suite_report).
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from docpipe_local.cli import main as docpipe_main
 from docpipe_local.client import DocpipeClient
 from docpipe_local.replay import replay, s3_objects
 from docpipe_local.stack import LocalStack
+from tests.fixtures import suite_report
 from tests.integration.test_replay import EXPECTED, FIXTURES, SEEDS, settled
-from tests.localstack.conftest import PARAMETERS, TIMES, TOKENS, UPLOAD_URL_SECONDS
+from tests.localstack.conftest import PARAMETERS, SUITE, TOKENS, UPLOAD_URL_SECONDS
 
 pytestmark = [pytest.mark.slow, pytest.mark.localstack]
 
@@ -46,7 +47,7 @@ def samples(stack: LocalStack, dev: DocpipeClient) -> list[dict[str, Any]]:
     """Every sample, uploaded through presigned POSTs to LocalStack's S3 and followed to its end."""
     started = time.monotonic()
     jobs = process(dev, SAMPLES)
-    TIMES["samples on LocalStack (S3, SQS)"] = time.monotonic() - started
+    suite_report.record(SUITE, "samples on LocalStack (S3, SQS)", time.monotonic() - started)
     return jobs
 
 
@@ -65,7 +66,7 @@ def test_the_samples_end_ready_on_the_embedded_stack_too(localstack_url, tmp_pat
     with LocalStack(state_dir=tmp_path, tokens=dict(TOKENS), parameters=dict(PARAMETERS)) as embedded:
         started = time.monotonic()
         jobs = process(DocpipeClient(embedded.api_url, embedded.token_for("dev")), SAMPLES)
-        TIMES["samples on the embedded stack"] = time.monotonic() - started
+        suite_report.record(SUITE, "samples on the embedded stack", time.monotonic() - started)
 
     assert {job["name"]: job["state"] for job in jobs} == {path.name: "ready" for path in SAMPLES}
 

@@ -20,6 +20,7 @@ import requests
 
 from docpipe_local.client import ApiError, DocpipeClient, post_file
 from docpipe_local.stack import LocalStack
+from tests.fixtures import suite_report
 from tests.fixtures.poison import BAD, GOOD, REFUSED_AT_UPLOAD, SURVIVABLE, Case, Refusal
 
 pytestmark = pytest.mark.reliability
@@ -68,7 +69,7 @@ def outcomes(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> dic
             for i, case in enumerate(cases)
         }
         results = {name: future.result() for name, future in futures.items()}
-    print(f"\ncorpus of {len(results)} files settled in {time.monotonic() - started:.1f} s")
+    suite_report.record("poison corpus", f"{len(results)} files settled", time.monotonic() - started)
     return results
 
 
