@@ -45,6 +45,8 @@ WHOLE_SUITES = {"fuzz", "localstack", "reliability", "security"}
 @pytest.hookimpl(tryfirst=True)  # before xdist's own, which turns the marker into each test's group
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
+        if not item.path.is_relative_to(ROOT / "tests"):
+            continue
         parts = item.path.relative_to(ROOT / "tests").parts
         group = parts[0] if parts[0] in WHOLE_SUITES else "/".join(parts)
         item.add_marker(pytest.mark.xdist_group(group))
