@@ -1,0 +1,76 @@
+"""The embedded emulator's full collections walk only what came since the last
+(:func:`docpipe_local.moto_server.freeze_survivors`), and its cyclic garbage is still collected.
+
+Each check runs in a Python process of its own: the collector's state is the whole process's."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+LOCAL = Path(__file__).resolve().parents[2] / "local"
+
+
+def _run(code: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env={**os.environ, "PYTHONPATH": str(LOCAL)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_a_full_collection_leaves_the_survivors_frozen_so_the_next_walks_only_what_came_since() -> None:
+    out = _run(
+        """
+        import gc, time
+        from docpipe_local.moto_server import freeze_survivors
+
+        freeze_survivors()
+        state = [{"item": i, "attrs": {"n": [i]}} for i in range(300_000)]  # the emulator's growing state
+        gc.collect()  # a full collection: the state survives it
+        assert gc.get_objects(2) == [], "survivors of a full collection are frozen"
+        frozen = gc.get_freeze_count()
+        assert frozen >= 3 * 300_000, frozen
+
+        more = [{"item": i} for i in range(1_000)]
+        started = time.process_time()
+        gc.collect()
+        walked_new = time.process_time() - started
+        gc.unfreeze()  # the same collection, with everything in sight again
+        started = time.process_time()
+        gc.collect()
+        walked_all = time.process_time() - started
+        print(f"{walked_new:.4f} {walked_all:.4f}")
+        """
+    )
+    walked_new, walked_all = map(float, out.split())
+    assert walked_new < walked_all / 5, (walked_new, walked_all)
+
+
+def test_cyclic_garbage_made_after_a_freeze_is_still_collected() -> None:
+    out = _run(
+        """
+        import gc, weakref
+        from docpipe_local.moto_server import freeze_survivors
+
+        class Node:
+            pass
+
+        freeze_survivors()
+        gc.collect()
+        a, b = Node(), Node()
+        a.other, b.other = b, a  # a request's cycle
+        gone = weakref.ref(a)
+        del a, b
+        gc.collect()
+        print(gone() is None)
+        """
+    )
+    assert out == "True"
