@@ -17,10 +17,8 @@ with the server 20 levels ahead of the caller as the local stack runs it (needs 
 the busy tenant at ``--busy-nice`` (19: a heavy tenant's low-lane work) and one process per core at the
 caller's priority that only computes (the stack's workers' own CPU):
 
-- docpipe's: at most ``request_priority.LOWEST`` levels behind the stack (19: the busy tenant's own nice),
-  and the quiet worker lends its priority to a lowered answer before each call (``request_priority.Board``);
-- not lent: the same, without the lending (the setting until the board);
-- 10 behind: at most 10 levels behind the stack, not lent (ae349d0's setting);
+- docpipe's: at most ``request_priority.LOWEST`` levels behind the stack (19: the busy tenant's own nice);
+- 10 behind: at most 10 levels behind the stack (ae349d0's setting);
 - the stack's: at the caller's nice (``lowest`` 0).
 
     python bench/emulator_priority.py [--seconds 20] [--rounds 3] [--yielding [--busy-nice 19]]
@@ -53,13 +51,8 @@ from docpipe_local.moto_server import CREDENTIALS, SWITCH_INTERVAL, MotoServer  
 
 TABLE = "bench"
 SETTINGS = {"reference": (2, 0.005), "docpipe": (request_priority.SLOTS, SWITCH_INTERVAL)}
-# --yielding: Yielding's lowest (docpipe's: 19, the worker's own priority), and whether the quiet worker lends
-LOWEST = {
-    "docpipe": (request_priority.LOWEST, True),
-    "not lent": (request_priority.LOWEST, False),
-    "10 behind": (10, False),
-    "the stack's": (0, False),
-}
+# --yielding: Yielding's lowest (docpipe's: 19, the worker's own priority)
+LOWEST = {"docpipe": request_priority.LOWEST, "10 behind": 10, "the stack's": 0}
 
 
 def _dynamodb(url: str):  # type: ignore[no-untyped-def]
@@ -105,12 +98,9 @@ def _compute(until: float) -> None:
         n += 1
 
 
-def measure(
-    server: MotoServer, seconds: float, busy_nice: int = 10, hogs: int = 0, lend: bool = False
-) -> tuple[float, float, float]:
+def measure(server: MotoServer, seconds: float, busy_nice: int = 10, hogs: int = 0) -> tuple[float, float, float]:
     """The quiet pair's p50 and p95 (s) and the busy tenant's requests a second, on ``server``, beside
-    ``hogs`` processes that only compute; with ``lend``, the quiet pair lends its priority to the server's
-    lowered answers before each call."""
+    ``hogs`` processes that only compute."""
     try:
         server.wait_ready()
         client = _dynamodb(server.url)
@@ -127,8 +117,6 @@ def measure(
             client.put_item(TableName=TABLE, Item={"pk": {"S": "busy"}, "sk": {"S": f"{i:05}"}, "v": {"S": "x" * 200}})
         client.put_item(TableName=TABLE, Item={"pk": {"S": "quiet"}, "sk": {"S": "1"}, "n": {"N": "0"}})
         request_priority.tag_requests()  # this process's priority: the quiet worker's
-        if lend and server.board:
-            request_priority.lend_priority({server.port: server.board})
         until = time.time() + seconds
         done = multiprocessing.Value("i", 0)
         others = [
@@ -164,7 +152,6 @@ def measure(
             p.join()
         return statistics.median(pairs), statistics.quantiles(pairs, n=20)[18], done.value / seconds
     finally:
-        request_priority.forget_boards([server.port])
         server.stop()
 
 
@@ -182,14 +169,13 @@ def main() -> None:
             for name in names:
                 log = Path(tmp) / f"{name}.log"
                 if args.yielding:
-                    lowest, lend = LOWEST[name]
-                    server = MotoServer(log, ahead=20, lowest=lowest)
+                    server = MotoServer(log, ahead=20, lowest=LOWEST[name])
                     server.wait_ready()  # the server raises its own priority as it starts
                     if not server.ahead:
                         server.stop()
                         raise SystemExit("--yielding needs a server ahead of this process: run as root")
-                    measured = measure(server, args.seconds, args.busy_nice, os.cpu_count() or 1, lend)
-                    label = f"answered at most {lowest} levels behind" + (", lent" if lend else "")
+                    measured = measure(server, args.seconds, args.busy_nice, os.cpu_count() or 1)
+                    label = f"answered at most {LOWEST[name]} levels behind"
                 else:
                     slots, interval = SETTINGS[name]
                     server = MotoServer(log, slots=slots, switch_interval=interval)

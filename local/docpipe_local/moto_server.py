@@ -66,10 +66,6 @@ class MotoServer:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log_path.open("ab")
-        # where the server publishes its lowered answers, if it lowers any (request_priority.Board); a
-        # board left by an earlier server in the same state must not be read as this one's
-        self._board = log_path.with_suffix(".board")
-        self._board.unlink(missing_ok=True)
         env = {**os.environ, **CREDENTIALS}
         # moto's app served with keep-alive and no log line per request (serve): under load werkzeug's
         # server and its logging cost a share of the CPU that is every AWS call's latency.
@@ -90,28 +86,15 @@ class MotoServer:
             "emulator.count_requests(); "
             "emulator.speed_up_moto(); emulator.expire_stream_iterators(); "
             "from docpipe_local.moto_server import serve; "
-            "serve('127.0.0.1', int(sys.argv[1]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), sys.argv[6])"
+            "serve('127.0.0.1', int(sys.argv[1]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]))"
         )
-        arguments = [
-            str(self.port),
-            str(max(0, ahead)),
-            str(slots),
-            str(switch_interval),
-            str(lowest),
-            str(self._board),
-        ]
+        arguments = [str(self.port), str(max(0, ahead)), str(slots), str(switch_interval), str(lowest)]
         self.process = subprocess.Popen(
             [sys.executable, "-c", command, *arguments],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
         )
-
-    @property
-    def board(self) -> Path | None:
-        """The file where the server publishes the threads it answers at a lowered priority
-        (:class:`~docpipe_local.request_priority.Board`), once it is ready; ``None`` if it lowers none."""
-        return self._board if self._board.exists() else None
 
     @property
     def ahead(self) -> int:
@@ -180,7 +163,6 @@ def serve(
     slots: int = request_priority.SLOTS,
     switch_interval: float = SWITCH_INTERVAL,
     lowest: int = request_priority.LOWEST,
-    board: str = "",
 ) -> None:
     """Serve moto's application, as ``moto.server.main`` builds it, with waitress (HTTP keep-alive).
 
@@ -192,8 +174,6 @@ def serve(
     a quiet worker's update-and-read waited p95 150-200 ms behind a busy tenant's queries, and in most
     rounds 45-80 ms at 1 ms with one slot (``bench/emulator_priority.py``). ``lowest``: how many levels
     behind the stack a far-behind worker's answer runs at most (:class:`~docpipe_local.request_priority.Yielding`).
-    ``board``: the file where the threads answering lowered are published, for the stack's processes to
-    raise before they call (:class:`~docpipe_local.request_priority.Board`), where any are lowered.
     """
     import logging
 
@@ -218,12 +198,7 @@ def serve(
     # priority is its own (Linux: elsewhere, PRIO_PROCESS with a thread's id names a process)
     own, stack = os.getpriority(os.PRIO_PROCESS, 0), os.getpriority(os.PRIO_PROCESS, os.getppid())
     yielding = request_priority.Yielding(own, stack, lowest=lowest) if own < stack and sys.platform == "linux" else None
-    published = (
-        request_priority.Board(Path(board), own, slots, create=True, lowered_from=stack + yielding.behind)
-        if yielding and board
-        else None
-    )
-    gate = request_priority.PriorityGate(slots, yielding=yielding, board=published)
+    gate = request_priority.PriorityGate(slots, yielding=yielding)
 
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" under a burst
     waitress.serve(

@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 import boto3
 from botocore.config import Config
 
-from docpipe_local import clamav, cpu_share, heavy_group, push_local, request_priority
+from docpipe_local import clamav, cpu_share, heavy_group, push_local
 from docpipe_local.cors import Cors
 from docpipe_local.endpoints import EndpointUnavailable, unavailable
 from docpipe_local.fairness import QUIET_SEATS, FairDispatcher, SharedUsage
@@ -160,7 +160,6 @@ class LocalStack:
         self.moto: MotoServer | None = None
         self.moto_dynamodb: MotoServer | None = None
         self.workers_nice = 0  # levels of CPU priority every worker runs below the stack (worker_nice)
-        self.boards: dict[int, Path] = {}  # the emulator's lowered answers, by port: workers raise them
         self.heavy_group: heavy_group.HeavyGroup | None = None  # heavy tenants' workers' CPU group, if any
         self.runtimes: dict[str, FunctionRuntime] = {}
         self.pollers: list[SqsPoller] = []
@@ -251,7 +250,6 @@ class LocalStack:
         if self.moto:
             self.moto.wait_ready()
         self.workers_nice = worker_nice([m for m in (self.moto, self.moto_dynamodb) if m], self.endpoint_arg)
-        self.boards = {m.port: m.board for m in (self.moto, self.moto_dynamodb) if m and m.board}
         # heavy tenants' invocations in a CPU group of their own, only when asked (DOCPIPE_HEAVY_GROUP=1): in
         # five tenants runs it let A's backlog run away twice (README); never beside cpu_share's limits
         asked = os.environ.get("DOCPIPE_HEAVY_GROUP", "").strip().lower() in ("1", "true", "on", "yes")
@@ -365,7 +363,6 @@ class LocalStack:
         for service, url in self.endpoints.items():
             if service != "default":
                 env[f"AWS_ENDPOINT_URL_{service.upper()}"] = url
-        env[request_priority.BOARDS_ENV] = request_priority.boards_env(self.boards)
         if self.clamav_database is not None:  # clamscan's database, when no clamd runs
             env["CLAMAV_DATABASE"] = str(self.clamav_database)
         return env

@@ -15,7 +15,6 @@ import pytest
 import requests
 
 from docpipe_local.emulator import request_counts
-from docpipe_local.request_priority import BEHIND, Board
 from docpipe_local.stack import CREDENTIALS, WORKERS_BEHIND, MotoServer, worker_nice
 
 
@@ -140,31 +139,5 @@ def test_the_emulator_runs_ahead_of_the_stack_where_it_may_and_workers_make_room
     try:
         level.wait_ready()
         assert level.ahead == 0 and worker_nice([level], None) == WORKERS_BEHIND
-    finally:
-        level.stop()
-
-
-def test_a_server_ahead_publishes_its_lowered_answers_on_a_board_and_a_level_one_has_none(tmp_path: Path) -> None:
-    # given a server started ahead of this process, where it may run ahead (root, or CAP_SYS_NICE)
-    moto = MotoServer(tmp_path / "emulator.log", ahead=20)
-    try:
-        moto.wait_ready()
-        own = os.getpriority(os.PRIO_PROCESS, 0)
-        if may_raise_priority() and sys.platform == "linux":
-            # then its board says at what priority it runs, from which it lowers answers, and (idle) none lowered
-            assert moto.board == tmp_path / "emulator.board"
-            board = Board(moto.board)
-            assert board.read() == (max(-20, own - 20), own + BEHIND, [])
-            board.close()
-        else:  # it lowers no answer, so it has nothing to publish
-            assert moto.board is None
-    finally:
-        moto.stop()
-    # and a server at the stack's priority lowers nothing: no board, even where an earlier server left one
-    (tmp_path / "level.board").write_bytes(b"stale")
-    level = MotoServer(tmp_path / "level.log")
-    try:
-        level.wait_ready()
-        assert level.board is None
     finally:
         level.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import struct
 import sys
 import threading
 import time
@@ -15,17 +14,7 @@ import boto3
 import pytest
 from botocore.endpoint import Endpoint
 
-from docpipe_local.request_priority import (
-    HEADER,
-    LENT_SECONDS,
-    Board,
-    PriorityGate,
-    Yielding,
-    forget_boards,
-    gated,
-    lend_priority,
-    tag_requests,
-)
+from docpipe_local.request_priority import HEADER, PriorityGate, Yielding, gated, tag_requests
 from tests.fixtures.recorder import header_recorder
 
 
@@ -35,13 +24,9 @@ class RecordedYielding(Yielding):
     def __init__(self) -> None:
         super().__init__(emulator=-20, stack=0)
         self.sets: list[tuple[int, int | None]] = []
-        self.lent = False
 
     def set(self, thread: int, nice: int | None) -> None:
         self.sets.append((thread, nice))
-
-    def lowered(self, thread: int, level: int) -> bool:
-        return not self.lent  # no thread's priority really moved: a client raised it only if the test says so
 
 
 def _queue_behind(
@@ -269,121 +254,3 @@ def test_a_tagged_process_sends_its_threads_cpu_priority_with_every_aws_request(
         thread.start()
         thread.join(timeout=10)
     assert seen == [str(mine), str(min(19, mine + 3))]
-
-
-def test_a_board_shows_its_clients_the_threads_answering_lowered_and_never_a_half_written_one(tmp_path) -> None:
-    # given a server's board (at nice -20, lowering answers from nice 10) and a client's view of it
-    server = Board(tmp_path / "emulator.board", nice=-20, slots=2, create=True, lowered_from=10)
-    client = Board(tmp_path / "emulator.board", slots=2)
-    assert client.read() == (-20, 10, [])
-    # when the server lowers two answers, then raises one
-    server.publish({101: 19, 202: 10})
-    assert client.read() == (-20, 10, [101, 202])
-    server.publish({202: 10})
-    assert client.read() == (-20, 10, [202])
-    # and while it writes (an odd sequence number), a client sees no thread rather than a torn id
-    struct.pack_into("<I", server._map, 0, 7)
-    assert client.read() == (0, 0, [])
-    client.close()
-    server.close()
-
-
-def test_the_gate_publishes_its_lowered_answers_and_lowers_none_right_after_a_client_raised_one(tmp_path) -> None:
-    # given a gate with a board, a heavy tenant's request (nice 10) holding the slot, answered lowered
-    yielding = RecordedYielding()
-    board = Board(tmp_path / "emulator.board", nice=-20, create=True)
-    gate = PriorityGate(slots=1, yielding=yielding, board=board)
-    go, held = threading.Event(), []
-    heavy = _holding(gate, 10, go, held)
-    assert board.read()[2] == [held[0]]
-    # when a client raised it (Board.lend) and it lets go, the board is empty again
-    yielding.lent = True
-    go.set()
-    heavy.join(timeout=5)
-    assert board.read()[2] == []
-    # and the next heavy request, within LENT_SECONDS, is answered at the emulator's priority: the client's
-    # request is on its way
-    yielding.lent, yielding.sets = False, []
-    go, held = threading.Event(), []
-    heavy = _holding(gate, 10, go, held)
-    assert yielding.sets == [] and board.read()[2] == []
-    go.set()
-    heavy.join(timeout=5)
-    # after LENT_SECONDS, heavy answers are lowered again
-    time.sleep(LENT_SECONDS)
-    go, held = threading.Event(), []
-    heavy = _holding(gate, 10, go, held)
-    assert yielding.sets == [(held[0], 10)]
-    go.set()
-    heavy.join(timeout=5)
-
-
-def _may_raise_priority() -> bool:
-    """Whether this process may raise a thread's priority (root, or CAP_SYS_NICE): lending needs it."""
-    mine = os.getpriority(os.PRIO_PROCESS, 0)
-    if mine <= -20:
-        return True
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, mine - 1)
-    except OSError:
-        return False
-    os.setpriority(os.PRIO_PROCESS, 0, mine)
-    return True
-
-
-@pytest.mark.skipif(
-    sys.platform != "linux" or not _may_raise_priority(),
-    reason="a thread's own priority is Linux's, and raising one needs root or CAP_SYS_NICE",
-)
-def test_a_client_lends_its_priority_to_a_lowered_answer_and_a_lowered_client_does_not(tmp_path) -> None:
-    # given a server thread of this process answering lowered at nice 19, published on the board of a server
-    # at this process's nice, which lowers answers from 10 levels behind it
-    mine = os.getpriority(os.PRIO_PROCESS, 0)
-    server = Board(tmp_path / "emulator.board", nice=mine, create=True, lowered_from=mine + 10)
-    client = Board(tmp_path / "emulator.board")
-    lowered, go = [], threading.Event()
-
-    def answer() -> None:
-        os.setpriority(os.PRIO_PROCESS, 0, 19)
-        lowered.append(threading.get_native_id())
-        go.wait(5)
-
-    thread = threading.Thread(target=answer)
-    thread.start()
-    while not lowered:
-        time.sleep(0.001)
-    server.publish({lowered[0]: 19})
-    try:
-        # when a client that is itself lowered (a heavy tenant's worker) is about to call, nothing moves
-        client.lend(mine + 10)
-        assert os.getpriority(os.PRIO_PROCESS, lowered[0]) == 19
-        # when a client at a better priority is, the answer runs at the server's priority
-        client.lend(mine)
-        assert os.getpriority(os.PRIO_PROCESS, lowered[0]) == mine
-    finally:
-        go.set()
-        thread.join(timeout=5)
-        client.close()
-        server.close()
-
-
-def test_a_process_lends_its_priority_before_each_request_to_a_server_with_a_board(tmp_path, monkeypatch) -> None:
-    # given botocore patched in this process (undone after), and a board for one server's port
-    monkeypatch.setattr(Endpoint, "_send", Endpoint._send)
-    Board(tmp_path / "emulator.board", nice=-20, create=True).close()
-    lent: list[int] = []
-    monkeypatch.setattr(Board, "lend", lambda self, nice: lent.append(nice))
-    with header_recorder(HEADER) as (url, seen):
-        port = int(url.rsplit(":", 1)[1].strip("/"))
-        lend_priority({port: tmp_path / "emulator.board", port + 1: tmp_path / "missing.board"})
-        try:
-            sqs = boto3.client(
-                "sqs", endpoint_url=url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
-            )
-            with contextlib.suppress(Exception):  # the answer's shape is not what this test is about
-                sqs.list_queues()
-        finally:
-            forget_boards([port, port + 1])
-    # then the request lent this thread's priority first, and went untagged (only workers tag)
-    assert lent == [os.getpriority(os.PRIO_PROCESS, 0)]
-    assert seen == [None]
