@@ -27,6 +27,10 @@ from tests.fixtures.files import image_bytes
 pytestmark = pytest.mark.reliability
 
 VISIBILITY = 6  # seconds, for the OCR lanes of this stack
+# How long the cancel test waits for low-lane OCR to get through (s): the lane runs at a lower CPU priority,
+# and under `make test` beside another pytest process's suite a 300-dpi page took past 90 s. The waits
+# return as soon as their condition holds; this is only how long before a stuck lane counts as a failure.
+LOW_LANE_WAIT = 240
 
 
 @pytest.fixture(scope="module")
@@ -230,9 +234,12 @@ def test_cancel_skips_queued_work_and_retry_brings_it_back(faults, carol, tmp_pa
     cancelled = carol.cancel(target)
     blocked = carol.cancel(blocker)  # its OCR is running: it finishes, but the job stays cancelled
     digest = carol.job(target)["hash"]
-    wait_for(lambda: file_record(faults, digest).get("ocrState") == "cancelled" and _ocr_lanes_idle(faults), timeout=90)
+    wait_for(
+        lambda: file_record(faults, digest).get("ocrState") == "cancelled" and _ocr_lanes_idle(faults),
+        timeout=LOW_LANE_WAIT,
+    )
     after = carol.job(target)
-    wait_for(lambda: file_record(faults, blocker_digest).get("ocrState") == "done", timeout=90)
+    wait_for(lambda: file_record(faults, blocker_digest).get("ocrState") == "done", timeout=LOW_LANE_WAIT)
 
     assert (cancelled["state"], blocked["state"]) == ("cancelled", "cancelled")
     assert (after["state"], after["tasks"]["ocr"]["state"]) == ("cancelled", "skipped")
@@ -240,7 +247,7 @@ def test_cancel_skips_queued_work_and_retry_brings_it_back(faults, carol, tmp_pa
     assert carol.job(blocker)["state"] == "cancelled"
 
     retried = carol.retry(target)
-    done = carol.wait(target, timeout=90)
+    done = carol.wait(target, timeout=LOW_LANE_WAIT)
 
     # the OCR skipped; the presets too when the cancel came before they had started
     assert retried["state"] in ("queued", "processing") and retried["requeued"][-1:] == ["ocr"]
