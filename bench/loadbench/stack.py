@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from docpipe_local.long_lived import freeze_survivors
 from docpipe_local.stack import LocalStack, project_root
 from docpipe_local.template import Template
 
@@ -24,6 +25,7 @@ class Stack:
 
     def __init__(self, state: Path, tokens: dict[str, str], parameters: dict[str, str] | None = None) -> None:
         self.local = LocalStack(state_dir=state, tokens=dict(tokens), parameters=parameters).start()
+        freeze_survivors()  # as `docpipe up` does for its process
         self.recorder = Recorder()
         self.recorder.attach(self.local)
         self.sampler = Sampler(self.local)

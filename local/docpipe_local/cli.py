@@ -81,6 +81,7 @@ def _target(args: argparse.Namespace, stack: ExitStack, allow_embedded: bool) ->
 # ---------------------------------------------------------------- commands
 def cmd_up(args: argparse.Namespace) -> int:
     from docpipe_local.endpoints import EndpointUnavailable
+    from docpipe_local.long_lived import freeze_survivors
     from docpipe_local.stack import LocalStack
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -112,6 +113,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         stack.start()
     except EndpointUnavailable as exc:
         raise UsageError(f"{exc}; use --embedded {','.join([*embedded, *exc.services])}") from exc
+    freeze_survivors()  # this process is the stack's from now on: its full collections stay short
     assert stack.template is not None
     # The tokens to use are JWTs the stack signed: the HTTP routes and the WebSocket API take them both.
     admins = {user: stack.token_for(user) for user in admins}

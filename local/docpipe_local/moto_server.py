@@ -17,7 +17,6 @@ behind them (see :mod:`docpipe_local.stack`).
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import socket
 import subprocess
@@ -29,6 +28,7 @@ from typing import Any
 import requests
 
 from docpipe_local import request_priority
+from docpipe_local.long_lived import freeze_survivors
 
 THREADS = 128  # answers at once: every poller's long poll holds one
 CONNECTIONS = 4096  # kept-alive connections: each warm worker's SDK keeps a few
@@ -131,30 +131,6 @@ def raise_priority(levels: int) -> None:
     if levels > 0:
         with contextlib.suppress(OSError):
             os.nice(-levels)
-
-
-def freeze_survivors() -> None:
-    """Keep the interpreter's full collections of the emulator's cyclic garbage short, as the emulator's
-    state grows.
-
-    Python's full collection walks every object the process holds, and holds the interpreter lock while it
-    does: every answer of the process waits for it. moto's state (every item, key and message a run made)
-    grows with the run, and in a tenants run of 200 uploads the DynamoDB emulator's full collections took
-    46 ms at its start and 418 ms at its end (700,000 objects), eleven of them, each a stall of every
-    worker's calls; and a collection started by a thread answering at a heavy tenant's CPU priority
-    (:class:`~docpipe_local.request_priority.Yielding`) runs at that priority. An object that survived a
-    full collection is the emulator's state: each full collection ends by moving the survivors out of the
-    collector's sight (``gc.freeze``), so the next walks only what came since. Reference counting still
-    frees every frozen object nothing refers to; only a cycle among them is never collected, and the
-    emulator's state is not made of short-lived cycles."""
-    gc.collect()
-    gc.freeze()  # what the imports and the application built
-
-    def frozen_after_full(phase: str, info: dict[str, int]) -> None:
-        if phase == "stop" and info["generation"] == 2:
-            gc.freeze()
-
-    gc.callbacks.append(frozen_after_full)
 
 
 def serve(

@@ -1,5 +1,5 @@
-"""The embedded emulator's full collections walk only what came since the last
-(:func:`docpipe_local.moto_server.freeze_survivors`), and its cyclic garbage is still collected.
+"""The local stack's long-lived processes' full collections walk only what came since the last
+(:func:`docpipe_local.long_lived.freeze_survivors`), and their cyclic garbage is still collected.
 
 Each check runs in a Python process of its own: the collector's state is the whole process's."""
 
@@ -30,7 +30,7 @@ def test_a_full_collection_leaves_the_survivors_frozen_so_the_next_walks_only_wh
     out = _run(
         """
         import gc
-        from docpipe_local.moto_server import freeze_survivors
+        from docpipe_local.long_lived import freeze_survivors
 
         freeze_survivors()
         state = [{"item": i, "attrs": {"n": [i]}} for i in range(300_000)]  # the emulator's growing state
@@ -54,7 +54,7 @@ def test_cyclic_garbage_made_after_a_freeze_is_still_collected() -> None:
     out = _run(
         """
         import gc, weakref
-        from docpipe_local.moto_server import freeze_survivors
+        from docpipe_local.long_lived import freeze_survivors
 
         class Node:
             pass
