@@ -13,7 +13,7 @@ sight (``gc.freeze``), so the next walks only what came since: in the same run t
 took 4-22 ms (26 of the first 29 logged; the other three 84-156 ms of wall time). An object that survived
 a full collection is state; reference counting still frees every frozen object nothing refers to, and
 only a cycle among frozen objects is never collected. The emulator's servers and ``docpipe up`` (and the
-benches that stand for it) call it; a test session does not, whose cycles would then stay for the session.
+load bench, which stands for it) call it; a test session does not, whose cycles would then stay for it.
 """
 
 from __future__ import annotations
