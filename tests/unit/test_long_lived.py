@@ -5,19 +5,14 @@ Each check runs in a Python process of its own: the collector's state is the who
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
-
-LOCAL = Path(__file__).resolve().parents[2] / "local"
 
 
 def _run(code: str) -> str:
-    done = subprocess.run(
+    done = subprocess.run(  # docpipe_local is installed, as the `docpipe` fixture's runs rely on
         [sys.executable, "-c", textwrap.dedent(code)],
-        env={**os.environ, "PYTHONPATH": str(LOCAL)},
         capture_output=True,
         text=True,
         timeout=60,
